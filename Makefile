@@ -1,0 +1,47 @@
+# `make demo` and `make test` do their own set-up: a virtualenv in .venv with torch first,
+# then lrsearch and its test tools. Re-running them reuses the environment.
+#
+# torch: TORCH_SPEC is installed before anything else, so lrsearch's own `torch>=2.2` is already
+# met and pip pulls no other build. Elsewhere, pick the build you want, e.g.
+#   make test TORCH_SPEC=torch TORCH_INDEX=https://download.pytorch.org/whl/cpu
+
+PYTHON      ?= python3
+VENV        ?= .venv
+TORCH_SPEC  ?= torch==2.13.0
+TORCH_INDEX ?=
+PYTEST_ARGS ?=
+
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.lrsearch-installed
+PIP    := $(BIN)/python -m pip
+
+.PHONY: help setup test lint typecheck pytest demo clean
+
+help:
+	@echo "make test   set up .venv if needed, then lint, type-check and run the test suite"
+	@echo "make setup  only set up .venv (torch, lrsearch in editable mode, test tools)"
+	@echo "make clean  remove .venv and caches"
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "lrsearch needs Python >= 3.11; got " + sys.version.split()[0])'
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH_SPEC)"
+	$(PIP) install --quiet -e ".[test]"
+	@touch $@
+
+setup: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+pytest: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test: lint typecheck pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,292 @@
+"""The search space over schedules: :class:`LRBounds`, :func:`suggest_schedule`, literature seeds.
+
+The space is conditional (define-by-run): a trial first picks the ``schedule`` kind, then only
+the parameters that kind reads. A parameter shared by several kinds has one distribution in
+every trial, so Optuna's samplers can learn across kinds (and Optuna never sees the same name
+with two distributions, which it refuses).
+
+The ranges, from the range test's ``LRBounds(low, high)``:
+
+- ``max_lr``: log-uniform on ``[low, high]`` (the constant LR, the start of a decay, the peak
+  of a cycle). Its lower end is one float above ``low`` so ``base_lr < max_lr`` always holds.
+- ``base_lr``: log-uniform on ``[low / 10, low]``: Smith's cyclical base is the low bound, and
+  a 1cycle start or an SGDR floor sits up to a decade under it.
+- ``step_size``: integer epochs on ``[2, 10]`` (Smith 2017: a half-cycle of 2-10 epochs),
+  clipped to half the run so one whole cycle fits (``[1, 1]`` for runs under 4 epochs).
+- ``decay``: uniform on ``[0.1, 1]`` (per step-size, per cycle, or per restart).
+- ``cycle_mult``: ``sgdr`` only, 1 or 2 (Loshchilov & Hutter's T_mult).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import optuna
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+
+from lrsearch._validation import check_positive_int, check_real
+from lrsearch.exceptions import InvalidParameterError
+from lrsearch.schedules import KINDS, USES, Schedule
+
+__all__ = ["LRBounds", "search_space", "seed_params", "suggest_schedule"]
+
+BASE_LR_SPAN: Final = 10.0
+STEP_SIZE_EPOCHS: Final = (2, 10)
+DECAY_RANGE: Final = (0.1, 1.0)
+CYCLE_MULTS: Final = (1, 2)
+ONECYCLE_DIV: Final = 25.0  # torch's and fastai's default max_lr / start ratio
+
+# The order a trial suggests them in; `schedule` comes first because it decides the rest.
+_PARAMS: Final = ("max_lr", "base_lr", "step_size", "decay", "cycle_mult")
+
+
+@dataclass(frozen=True)
+class LRBounds:
+    """The learning-rate range a search explores, usually read off a range test.
+
+    Args:
+        low: Where the loss starts to fall.
+        high: The edge before the loss bottoms out or diverges.
+
+    Raises:
+        InvalidParameterError: a bound that is not a positive finite number, or
+            ``low >= high``.
+
+    Example:
+        >>> LRBounds(1e-3, 0.3).decades
+        2.477...
+    """
+
+    low: float
+    high: float
+
+    def __post_init__(self) -> None:
+        for name in ("low", "high"):
+            value = check_real(name, getattr(self, name))
+            if not value > 0:
+                raise InvalidParameterError(
+                    f"{name} must be a positive finite number; got {value!r}"
+                )
+            object.__setattr__(self, name, value)
+        if not self.low < self.high:
+            raise InvalidParameterError(
+                f"low must be below high={self.high!r}; got low={self.low!r}"
+            )
+
+    @property
+    def decades(self) -> float:
+        """How many decades the range spans: ``log10(high / low)``."""
+        return math.log10(self.high / self.low)
+
+    @classmethod
+    def coerce(cls, value: LRBounds | Sequence[float]) -> LRBounds:
+        """Accept an ``LRBounds`` or a ``(low, high)`` pair."""
+        if isinstance(value, LRBounds):
+            return value
+        if isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 2:
+            return cls(value[0], value[1])
+        raise InvalidParameterError(f"bounds must be an LRBounds or (low, high); got {value!r}")
+
+
+def step_size_range(epochs: int) -> tuple[int, int]:
+    """The searched ``step_size`` range in epochs, for a run of ``epochs`` epochs.
+
+    Example:
+        >>> step_size_range(20), step_size_range(6), step_size_range(3)
+        ((2, 10), (2, 3), (1, 1))
+    """
+    epochs = check_positive_int("epochs", epochs)
+    lo = 1 if epochs < 2 * STEP_SIZE_EPOCHS[0] else STEP_SIZE_EPOCHS[0]
+    return lo, max(lo, min(STEP_SIZE_EPOCHS[1], epochs // 2))
+
+
+def search_space(
+    bounds: LRBounds | Sequence[float],
+    *,
+    epochs: int,
+    kinds: Sequence[str] = KINDS,
+    prefix: str = "",
+) -> dict[str, BaseDistribution]:
+    """The Optuna distribution of every parameter :func:`suggest_schedule` may suggest.
+
+    A trial suggests ``schedule`` and then only the parameters its kind reads.
+
+    Args:
+        bounds: The LR range (an :class:`LRBounds` or ``(low, high)``).
+        epochs: The run's length in epochs (it caps ``step_size``).
+        kinds: The schedule kinds to choose among, a non-empty subset of :data:`KINDS`.
+        prefix: Prepended to every parameter name.
+
+    Returns:
+        Parameter name to distribution, in the order a trial suggests them.
+
+    Example:
+        >>> sorted(search_space((1e-3, 1.0), epochs=20, kinds=["constant"]))
+        ['max_lr', 'schedule']
+    """
+    bounds = LRBounds.coerce(bounds)
+    kinds = _check_kinds(kinds)
+    used = set().union(*(USES[k] for k in kinds)) | {"max_lr"}
+    lo_step, hi_step = step_size_range(epochs)
+    every: dict[str, BaseDistribution] = {
+        "max_lr": FloatDistribution(math.nextafter(bounds.low, math.inf), bounds.high, log=True),
+        "base_lr": FloatDistribution(bounds.low / BASE_LR_SPAN, bounds.low, log=True),
+        "step_size": IntDistribution(lo_step, hi_step),
+        "decay": FloatDistribution(*DECAY_RANGE),
+        "cycle_mult": IntDistribution(*CYCLE_MULTS),
+    }
+    space: dict[str, BaseDistribution] = {prefix + "schedule": CategoricalDistribution(kinds)}
+    space.update({prefix + name: every[name] for name in _PARAMS if name in used})
+    return space
+
+
+def suggest_schedule(
+    trial: optuna.trial.BaseTrial,
+    *,
+    bounds: LRBounds | Sequence[float],
+    steps_per_epoch: int,
+    epochs: int,
+    kinds: Sequence[str] = KINDS,
+    prefix: str = "",
+) -> Schedule:
+    """Suggest a learning-rate schedule in an Optuna trial.
+
+    Suggests ``schedule`` (the kind), then only what that kind reads among ``max_lr``,
+    ``base_lr``, ``step_size`` (in epochs), ``decay`` and ``cycle_mult``; see
+    :func:`search_space` for the ranges. ``base_lr < max_lr`` always holds.
+
+    Args:
+        trial: An Optuna trial (or ``FixedTrial``).
+        bounds: The LR range, usually ``range_test(...).bounds``.
+        steps_per_epoch: Optimizer steps per epoch, to turn ``step_size`` into steps.
+        epochs: The run's length in epochs.
+        kinds: The kinds to choose among (default: all of :data:`KINDS`). Keep it the same
+            for every trial of a study.
+        prefix: Prepended to every parameter name, for several schedules in one objective
+            or to stay clear of the objective's own parameter names.
+
+    Returns:
+        The :class:`Schedule`; ``Schedule.from_params(trial.params, steps_per_epoch=...)``
+        gives it back.
+
+    Raises:
+        InvalidParameterError: bad bounds, kinds, ``steps_per_epoch`` or ``epochs``.
+
+    Example:
+        >>> trial = optuna.trial.FixedTrial({"schedule": "constant", "max_lr": 0.05})
+        >>> suggest_schedule(trial, bounds=(1e-3, 1.0), steps_per_epoch=10, epochs=5)
+        Schedule(kind='constant', max_lr=0.05, base_lr=None, step_size=None, decay=None, cycle_mult=1, pct_start=0.3, final_div_factor=10000.0)
+    """  # noqa: E501
+    spe = check_positive_int("steps_per_epoch", steps_per_epoch)
+    space = search_space(bounds, epochs=epochs, kinds=kinds, prefix=prefix)
+    kind = _suggest(trial, prefix + "schedule", space[prefix + "schedule"])
+    params: dict[str, Any] = {prefix + "schedule": kind}
+    for name in _PARAMS:
+        if name == "max_lr" or name in USES[kind]:
+            params[prefix + name] = _suggest(trial, prefix + name, space[prefix + name])
+    return Schedule.from_params(params, steps_per_epoch=spe, epochs=epochs, prefix=prefix)
+
+
+def seed_params(
+    bounds: LRBounds | Sequence[float],
+    *,
+    steps_per_epoch: int,
+    epochs: int,
+    kinds: Sequence[str] = KINDS,
+    prefix: str = "",
+) -> list[dict[str, Any]]:
+    """Known-good schedules from the literature, as params for ``study.enqueue_trial``.
+
+    - Smith's CLR (2017): ``triangular2`` from ``low`` to ``high``, a half-cycle of
+      2-10 epochs chosen so the run ends after whole cycles (two or more if they fit).
+    - Smith's 1cycle (2018): ``onecycle`` peaking at ``high``, starting 25 times lower
+      (kept within the ``base_lr`` range).
+    - SGDR (Loshchilov & Hutter 2017): ``sgdr`` from ``high`` to a floor a decade under
+      ``low``, equal cycles that end with the run.
+
+    Only those whose kind is in ``kinds`` are returned; every value lies inside
+    :func:`search_space`, so Optuna takes them as they are.
+
+    Args:
+        bounds: The LR range.
+        steps_per_epoch: Optimizer steps per epoch.
+        epochs: The run's length in epochs.
+        kinds: The kinds the study searches.
+        prefix: As for :func:`suggest_schedule`.
+
+    Returns:
+        A list of params dicts.
+
+    Example:
+        >>> seed_params((1e-3, 0.1), steps_per_epoch=50, epochs=20, kinds=["triangular2"])
+        [{'schedule': 'triangular2', 'max_lr': 0.1, 'base_lr': 0.001, 'step_size': 5}]
+    """
+    spe = check_positive_int("steps_per_epoch", steps_per_epoch)
+    space = search_space(bounds, epochs=epochs, kinds=KINDS)
+    base, top = space["base_lr"], space["max_lr"]
+    steps = space["step_size"]
+    assert isinstance(base, FloatDistribution) and isinstance(top, FloatDistribution)
+    assert isinstance(steps, IntDistribution)
+    step_range = range(steps.low, steps.high + 1)
+    seeds = [
+        Schedule(
+            "triangular2",
+            max_lr=top.high,
+            base_lr=base.high,
+            step_size=_whole_cycles(epochs, step_range, epochs_per_cycle=2) * spe,
+        ),
+        Schedule(
+            "onecycle",
+            max_lr=top.high,
+            base_lr=min(max(top.high / ONECYCLE_DIV, base.low), base.high),
+        ),
+        Schedule(
+            "sgdr",
+            max_lr=top.high,
+            base_lr=base.low,
+            step_size=_whole_cycles(epochs, step_range, epochs_per_cycle=1) * spe,
+            decay=1.0,
+        ),
+    ]
+    wanted = _check_kinds(kinds)
+    return [s.to_params(steps_per_epoch=spe, prefix=prefix) for s in seeds if s.kind in wanted]
+
+
+def _whole_cycles(epochs: int, step_range: range, *, epochs_per_cycle: int) -> int:
+    """The largest step size whose cycles (of ``epochs_per_cycle * step`` epochs) end with the
+    run, preferring two or more cycles; the largest in range if none ends with it."""
+    fits = [s for s in step_range if epochs % (epochs_per_cycle * s) == 0]
+    several = [s for s in fits if epochs // (epochs_per_cycle * s) >= 2]
+    return max(several or fits or step_range)
+
+
+def _check_kinds(kinds: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(kinds, str) or not isinstance(kinds, Sequence) or not kinds:
+        raise InvalidParameterError(
+            f"kinds must be a non-empty sequence of schedule kinds; got {kinds!r}"
+        )
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown:
+        raise InvalidParameterError(
+            f"kinds must be among {', '.join(KINDS)}; got unknown {', '.join(map(repr, unknown))}"
+        )
+    if len(set(kinds)) != len(kinds):
+        raise InvalidParameterError(f"kinds must not repeat a kind; got {list(kinds)!r}")
+    return tuple(kinds)
+
+
+def _suggest(trial: optuna.trial.BaseTrial, name: str, dist: BaseDistribution) -> Any:
+    if isinstance(dist, CategoricalDistribution):
+        return trial.suggest_categorical(name, dist.choices)
+    if isinstance(dist, IntDistribution):
+        return trial.suggest_int(name, dist.low, dist.high, log=dist.log)
+    assert isinstance(dist, FloatDistribution)
+    return trial.suggest_float(name, dist.low, dist.high, log=dist.log)

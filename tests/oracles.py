@@ -1,0 +1,98 @@
+"""Closed-form learning-rate schedules: the test oracle for ``lrsearch.schedules``.
+
+Each kind is written straight from the table in DESIGN.md ("Schedules are data"), vectorised over
+the step with NumPy. Nothing here imports torch or lrsearch: ``Schedule.lrs`` runs torch's
+schedulers, and these formulas are the independent check that torch is driven the way DESIGN.md
+says.
+
+Notation as in DESIGN.md: ``t`` is the optimizer step from 0, ``s`` the step size in steps, ``d``
+the decay.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def oracle_lrs(
+    kind: str,
+    total_steps: int,
+    *,
+    max_lr: float,
+    base_lr: float | None = None,
+    step_size: int | None = None,
+    decay: float | None = None,
+    cycle_mult: int = 1,
+    pct_start: float = 0.3,
+    final_div_factor: float = 1e4,
+) -> np.ndarray:
+    """The learning rate at steps ``0 .. total_steps - 1`` of a schedule, from its formula.
+
+    Takes the same keyword fields as ``lrsearch.Schedule``; a field the kind does not use is
+    ignored (validation is not the oracle's job).
+
+    Returns:
+        A float64 array of shape ``(total_steps,)``.
+    """
+    t = np.arange(total_steps, dtype=np.float64)
+    if kind == "constant":
+        return np.full(total_steps, float(max_lr))
+    if kind == "step":
+        return max_lr * decay ** np.floor(t / step_size)
+    if kind == "exponential":
+        return max_lr * decay ** (t / step_size)
+    if kind in ("triangular", "triangular2", "exp_range"):
+        return _cyclic(kind, t, base_lr, max_lr, step_size, decay)
+    if kind == "sgdr":
+        return _sgdr(total_steps, base_lr, max_lr, step_size, decay, cycle_mult)
+    if kind == "onecycle":
+        return _onecycle(t, base_lr, max_lr, pct_start, final_div_factor)
+    raise ValueError(f"the oracle has no formula for kind {kind!r}")
+
+
+def _cyclic(
+    kind: str, t: np.ndarray, base_lr: float, max_lr: float, s: int, d: float | None
+) -> np.ndarray:
+    # Smith (2017), "Cyclical Learning Rates for Training Neural Networks", section 3.1.
+    cycle = np.floor(1 + t / (2 * s))
+    x = np.abs(t / s - 2 * cycle + 1)
+    amplitude = (max_lr - base_lr) * np.maximum(0.0, 1 - x)
+    if kind == "triangular2":
+        amplitude = amplitude * 0.5 ** (cycle - 1)
+    elif kind == "exp_range":
+        amplitude = amplitude * d ** (t / (2 * s))
+    return base_lr + amplitude
+
+
+def _sgdr(
+    total_steps: int, base_lr: float, max_lr: float, s: int, d: float, mult: int
+) -> np.ndarray:
+    # The table of restart cycles (start step and length of cycle k = s * mult**k), built with
+    # integers so the cycle boundaries are exact; then each step looks up its cycle.
+    starts, lengths = [0], [s]
+    while starts[-1] + lengths[-1] < total_steps:
+        starts.append(starts[-1] + lengths[-1])
+        lengths.append(lengths[-1] * mult)
+    steps = np.arange(total_steps)
+    k = np.searchsorted(np.asarray(starts), steps, side="right") - 1
+    t_cur = steps - np.asarray(starts)[k]
+    length = np.asarray(lengths, dtype=np.float64)[k]
+    peak = max_lr * d ** k.astype(np.float64)
+    return base_lr + (peak - base_lr) * (1 + np.cos(np.pi * t_cur / length)) / 2
+
+
+def _cos_anneal(start: float, end: float, p: np.ndarray) -> np.ndarray:
+    return end + (start - end) / 2 * (1 + np.cos(np.pi * p))
+
+
+def _onecycle(
+    t: np.ndarray, base_lr: float, max_lr: float, pct_start: float, final_div_factor: float
+) -> np.ndarray:
+    # torch's OneCycleLR (two phases, cosine), with div_factor = max_lr / base_lr, so it starts
+    # at base_lr and ends at base_lr / final_div_factor.
+    last = len(t) - 1
+    end_warmup = pct_start * len(t) - 1  # a float: torch does not round it
+    final_lr = base_lr / final_div_factor
+    warmup = _cos_anneal(base_lr, max_lr, t / end_warmup)
+    anneal = _cos_anneal(max_lr, final_lr, (t - end_warmup) / (last - end_warmup))
+    return np.where(t <= end_warmup, warmup, anneal)

@@ -1,0 +1,376 @@
+"""Tests for lrsearch/space.py: LRBounds, search_space, suggest_schedule, seed_params."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import optuna
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import FixedTrial, TrialState
+
+from lrsearch import KINDS, LRBounds, LrsearchError, Schedule, seed_params, suggest_schedule
+from lrsearch.schedules import USES
+from lrsearch.space import search_space, step_size_range
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+BOUNDS = LRBounds(1e-3, 0.3)
+SPE = 12  # steps per epoch
+EPOCHS = 20
+
+
+# -- LRBounds --------------------------------------------------------------------------------
+
+
+def test_bounds_accept_numbers_and_report_decades() -> None:
+    b = LRBounds(1e-4, 1)
+    assert (b.low, b.high) == (1e-4, 1.0)
+    assert isinstance(b.high, float)
+    assert b.decades == pytest.approx(4.0)
+    assert LRBounds.coerce((1e-4, 1.0)) == b
+    assert LRBounds.coerce(b) is b
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "match"),
+    [
+        (0.1, 0.1, r"low must be below high=0\.1; got low=0\.1"),
+        (0.2, 0.1, r"low must be below high=0\.1; got low=0\.2"),
+        (0.0, 0.1, r"low must be a positive finite number; got 0\.0"),
+        (-1e-3, 0.1, r"low must be a positive finite number; got -0\.001"),
+        (1e-3, math.inf, r"high must be finite; got inf"),
+        (math.nan, 0.1, r"low must be finite; got nan"),
+        (True, 0.1, r"low must be a real number; got True"),
+        ("0.1", 1.0, r"low must be a real number; got '0\.1'"),
+    ],
+)
+def test_bounds_reject_bad_values(low: Any, high: Any, match: str) -> None:
+    with pytest.raises(ValueError, match=match) as info:
+        LRBounds(low, high)
+    assert isinstance(info.value, LrsearchError)
+
+
+@pytest.mark.parametrize("value", ["1e-3,1", (1e-3,), (1e-3, 0.1, 1.0), None])
+def test_bounds_coerce_rejects_non_pairs(value: Any) -> None:
+    with pytest.raises(ValueError, match="bounds must be an LRBounds or"):
+        LRBounds.coerce(value)
+
+
+# -- search_space ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("epochs", "expected"),
+    [(1, (1, 1)), (3, (1, 1)), (4, (2, 2)), (6, (2, 3)), (20, (2, 10)), (200, (2, 10))],
+)
+def test_step_size_range_fits_whole_cycles_in_the_run(
+    epochs: int, expected: tuple[int, int]
+) -> None:
+    assert step_size_range(epochs) == expected
+
+
+def test_search_space_ranges_follow_the_bounds() -> None:
+    space = search_space(BOUNDS, epochs=EPOCHS)
+    assert list(space) == ["schedule", "max_lr", "base_lr", "step_size", "decay", "cycle_mult"]
+    assert space["schedule"] == CategoricalDistribution(KINDS)
+    max_lr, base_lr = space["max_lr"], space["base_lr"]
+    assert isinstance(max_lr, FloatDistribution) and isinstance(base_lr, FloatDistribution)
+    assert max_lr.log and base_lr.log
+    assert max_lr.high == BOUNDS.high
+    # base_lr <= low < max_lr: the two ranges touch but never overlap.
+    assert base_lr.high == BOUNDS.low < max_lr.low
+    assert max_lr.low == pytest.approx(BOUNDS.low, rel=1e-15)
+    assert base_lr.low == pytest.approx(BOUNDS.low / 10)
+    assert space["step_size"] == IntDistribution(2, 10)
+    assert space["decay"] == FloatDistribution(0.1, 1.0)
+    assert space["cycle_mult"] == IntDistribution(1, 2)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_search_space_holds_only_what_the_kinds_read(kind: str) -> None:
+    space = search_space(BOUNDS, epochs=EPOCHS, kinds=[kind], prefix="opt_")
+    assert set(space) == {"opt_schedule", "opt_max_lr"} | {"opt_" + n for n in USES[kind]} - {
+        "opt_pct_start",
+        "opt_final_div_factor",
+    }
+
+
+@pytest.mark.parametrize(
+    ("kinds", "match"),
+    [
+        ([], "kinds must be a non-empty sequence"),
+        ("step", "kinds must be a non-empty sequence of schedule kinds; got 'step'"),
+        (["step", "cosine"], "got unknown 'cosine'"),
+        (["step", "step"], r"kinds must not repeat a kind; got \['step', 'step'\]"),
+    ],
+)
+def test_bad_kinds_are_rejected(kinds: Any, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        suggest_schedule(
+            FixedTrial({}), bounds=BOUNDS, steps_per_epoch=SPE, epochs=EPOCHS, kinds=kinds
+        )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"steps_per_epoch": 0}, "steps_per_epoch must be a positive integer; got 0"),
+        ({"epochs": 0}, "epochs must be a positive integer; got 0"),
+        ({"epochs": 2.5}, "epochs must be a positive integer; got 2.5"),
+        ({"bounds": (0.3, 1e-3)}, "low must be below high"),
+        ({"bounds": "wide"}, "bounds must be an LRBounds or"),
+    ],
+)
+def test_bad_arguments_are_rejected(kwargs: dict[str, Any], match: str) -> None:
+    args: dict[str, Any] = {"bounds": BOUNDS, "steps_per_epoch": SPE, "epochs": EPOCHS}
+    args.update(kwargs)
+    trial = FixedTrial({"schedule": "constant", "max_lr": 0.01})
+    with pytest.raises(ValueError, match=match):
+        suggest_schedule(trial, **args)
+
+
+# -- suggest_schedule with FixedTrial ---------------------------------------------------------
+
+FIXED: dict[str, tuple[dict[str, Any], Schedule]] = {
+    "constant": ({"max_lr": 0.02}, Schedule("constant", 0.02)),
+    "step": (
+        {"max_lr": 0.2, "step_size": 3, "decay": 0.5},
+        Schedule("step", 0.2, step_size=3 * SPE, decay=0.5),
+    ),
+    "exponential": (
+        {"max_lr": 0.2, "step_size": 2, "decay": 0.3},
+        Schedule("exponential", 0.2, step_size=2 * SPE, decay=0.3),
+    ),
+    "triangular": (
+        {"max_lr": 0.2, "base_lr": 5e-4, "step_size": 4},
+        Schedule("triangular", 0.2, base_lr=5e-4, step_size=4 * SPE),
+    ),
+    "triangular2": (
+        {"max_lr": 0.1, "base_lr": 1e-3, "step_size": 5},
+        Schedule("triangular2", 0.1, base_lr=1e-3, step_size=5 * SPE),
+    ),
+    "exp_range": (
+        {"max_lr": 0.1, "base_lr": 1e-3, "step_size": 2, "decay": 0.8},
+        Schedule("exp_range", 0.1, base_lr=1e-3, step_size=2 * SPE, decay=0.8),
+    ),
+    "sgdr": (
+        {"max_lr": 0.3, "base_lr": 1e-4, "step_size": 2, "decay": 0.9, "cycle_mult": 2},
+        Schedule("sgdr", 0.3, base_lr=1e-4, step_size=2 * SPE, decay=0.9, cycle_mult=2),
+    ),
+    "onecycle": (
+        {"max_lr": 0.3, "base_lr": 1e-3},
+        Schedule("onecycle", 0.3, base_lr=1e-3),
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_fixed_trial_gives_the_expected_schedule(kind: str) -> None:
+    values, expected = FIXED[kind]
+    # Extra entries (the user's own parameters, other kinds' ones) must not leak in.
+    params = {"schedule": kind, **values, "weight_decay": 1e-4}
+    if kind == "constant":
+        params["base_lr"] = 1e-3
+    schedule = suggest_schedule(
+        FixedTrial(params), bounds=BOUNDS, steps_per_epoch=SPE, epochs=EPOCHS
+    )
+    assert schedule == expected
+    assert schedule.to_params(steps_per_epoch=SPE) == {"schedule": kind, **values}
+
+
+def test_fixed_trial_missing_a_parameter_fails() -> None:
+    trial = FixedTrial({"schedule": "step", "max_lr": 0.1, "decay": 0.5})
+    with pytest.raises(ValueError, match="step_size"):
+        suggest_schedule(trial, bounds=BOUNDS, steps_per_epoch=SPE, epochs=EPOCHS)
+
+
+def test_prefix_keeps_two_schedules_apart() -> None:
+    def objective(trial: optuna.Trial) -> float:
+        enc = suggest_schedule(
+            trial, bounds=BOUNDS, steps_per_epoch=SPE, epochs=EPOCHS, prefix="enc_"
+        )
+        dec = suggest_schedule(
+            trial, bounds=(1e-2, 1.0), steps_per_epoch=SPE, epochs=EPOCHS, prefix="dec_"
+        )
+        trial.set_user_attr("enc", enc.to_dict())
+        trial.set_user_attr("dec", dec.to_dict())
+        return enc.max_lr + dec.max_lr
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
+    study.optimize(objective, n_trials=10)
+    for trial in study.trials:
+        assert {p.split("_")[0] for p in trial.params} == {"enc", "dec"}
+        for prefix in ("enc_", "dec_"):
+            rebuilt = Schedule.from_params(trial.params, steps_per_epoch=SPE, prefix=prefix)
+            assert rebuilt.to_dict() == trial.user_attrs[prefix[:-1]]
+
+
+# -- suggest_schedule in real studies ---------------------------------------------------------
+
+SAMPLERS: dict[str, Callable[[], optuna.samplers.BaseSampler]] = {
+    "tpe": lambda: optuna.samplers.TPESampler(seed=0, multivariate=True, group=True),
+    "random": lambda: optuna.samplers.RandomSampler(seed=0),
+    "gp": lambda: optuna.samplers.GPSampler(seed=0),
+    "cmaes": lambda: optuna.samplers.CmaEsSampler(seed=0),
+    "qmc": lambda: optuna.samplers.QMCSampler(seed=0),
+    "nsga2": lambda: optuna.samplers.NSGAIISampler(seed=0),
+}
+
+
+def _objective(trial: optuna.Trial) -> float:
+    schedule = suggest_schedule(trial, bounds=BOUNDS, steps_per_epoch=SPE, epochs=EPOCHS)
+    trial.set_user_attr("schedule", schedule.to_dict())
+    lrs = schedule.lrs(SPE * EPOCHS)
+    # A smooth target with an optimum inside the space, so model-based samplers have a signal.
+    return float(abs(np.log10(lrs.mean()) - np.log10(0.03)))
+
+
+@pytest.mark.parametrize("storage", ["memory", "sqlite"])
+@pytest.mark.parametrize("sampler", list(SAMPLERS))
+def test_every_sampler_searches_the_space(
+    sampler: str, storage: str, tmp_path: Any, recwarn: pytest.WarningsRecorder
+) -> None:
+    url = None if storage == "memory" else f"sqlite:///{tmp_path / 'study.db'}"
+    warnings.simplefilter("ignore")  # samplers warn that conditional params fall back
+    study = optuna.create_study(storage=url, study_name="s", sampler=SAMPLERS[sampler]())
+    study.optimize(_objective, n_trials=30)
+
+    if url is not None:  # read back through a fresh connection: what the dashboard sees
+        study = optuna.load_study(study_name="s", storage=url)
+    trials = study.get_trials()
+    assert len(trials) == 30
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    assert len({t.params["schedule"] for t in trials}) >= 3  # more than one kind explored
+    space = search_space(BOUNDS, epochs=EPOCHS)
+    for t in trials:
+        schedule = Schedule.from_params(t.params, steps_per_epoch=SPE, epochs=EPOCHS)
+        assert schedule.to_dict() == t.user_attrs["schedule"]
+        for name, dist in t.distributions.items():
+            assert dist == space[name]  # one distribution per name, across kinds
+        assert BOUNDS.low < schedule.max_lr <= BOUNDS.high
+        if schedule.base_lr is not None:
+            assert BOUNDS.low / 10 * (1 - 1e-12) <= schedule.base_lr <= BOUNDS.low
+            assert schedule.base_lr < schedule.max_lr
+        lrs = schedule.lrs(SPE * EPOCHS)
+        assert np.all(np.isfinite(lrs))
+        assert np.all(lrs > 0)
+        assert np.all(lrs <= schedule.max_lr * (1 + 1e-12))
+
+
+# -- seed_params -----------------------------------------------------------------------------
+
+
+def test_seeds_are_the_literature_recipes_and_end_with_whole_cycles() -> None:
+    seeds = {p["schedule"]: p for p in seed_params(BOUNDS, steps_per_epoch=SPE, epochs=EPOCHS)}
+    assert set(seeds) == {"triangular2", "onecycle", "sgdr"}
+    clr = Schedule.from_params(seeds["triangular2"], steps_per_epoch=SPE, epochs=EPOCHS)
+    assert (clr.base_lr, clr.max_lr) == (BOUNDS.low, BOUNDS.high)
+    assert seeds["triangular2"]["step_size"] == 5  # two whole 10-epoch cycles in 20 epochs
+    one = Schedule.from_params(seeds["onecycle"], steps_per_epoch=SPE)
+    assert one.max_lr == BOUNDS.high
+    assert one.base_lr == BOUNDS.low  # high / 25 lies above the base_lr range: clipped
+    sgdr = Schedule.from_params(seeds["sgdr"], steps_per_epoch=SPE)
+    assert sgdr.max_lr == BOUNDS.high and sgdr.decay == 1.0
+    assert seeds["sgdr"]["step_size"] == 10  # two whole cycles
+    # Each run ends at a cycle's low point, as the recipes ask.
+    for schedule in (clr, sgdr):
+        lrs = schedule.lrs(SPE * EPOCHS)
+        assert lrs[-1] < lrs.max() / 5
+
+
+@pytest.mark.parametrize(
+    ("bounds", "start"),
+    [
+        (LRBounds(1e-2, 0.1), 0.1 / 25),  # torch's div_factor of 25 fits the base_lr range
+        (LRBounds(1e-4, 1.0), 1e-4),  # 1 / 25 is above low: clipped to low
+        (LRBounds(1e-2, 0.02), 1e-3),  # 0.02 / 25 is below low / 10: clipped up
+    ],
+)
+def test_onecycle_seed_starts_25_times_lower_within_the_base_range(
+    bounds: LRBounds, start: float
+) -> None:
+    (seed,) = seed_params(bounds, steps_per_epoch=SPE, epochs=EPOCHS, kinds=["onecycle"])
+    assert seed["base_lr"] == pytest.approx(start, rel=1e-12)
+    assert seed["max_lr"] == bounds.high
+
+
+@pytest.mark.parametrize("epochs", [1, 3, 7, 20, 33])
+def test_seeds_lie_inside_the_space_and_are_enqueued_as_they_are(epochs: int) -> None:
+    seeds = seed_params(BOUNDS, steps_per_epoch=SPE, epochs=epochs)
+    space = search_space(BOUNDS, epochs=epochs)
+    for seed in seeds:
+        for name, value in seed.items():
+            assert space[name]._contains(space[name].to_internal_repr(value)), (name, value)
+
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0))
+    for seed in seeds:
+        study.enqueue_trial(seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an out-of-range enqueued value would warn
+
+        def objective(trial: optuna.Trial) -> float:
+            s = suggest_schedule(trial, bounds=BOUNDS, steps_per_epoch=SPE, epochs=epochs)
+            return s.max_lr
+
+        study.optimize(objective, n_trials=len(seeds))
+    assert [t.params for t in study.trials] == seeds
+
+
+def test_seed_kinds_filter_and_prefix() -> None:
+    seeds = seed_params(
+        BOUNDS, steps_per_epoch=SPE, epochs=EPOCHS, kinds=["sgdr", "step"], prefix="p_"
+    )
+    assert [s["p_schedule"] for s in seeds] == ["sgdr"]
+    assert all(k.startswith("p_") for k in seeds[0])
+
+
+# -- properties ------------------------------------------------------------------------------
+
+
+def _value_in(dist: Any) -> st.SearchStrategy[Any]:
+    if isinstance(dist, CategoricalDistribution):
+        return st.sampled_from(dist.choices)
+    if isinstance(dist, IntDistribution):
+        return st.integers(dist.low, dist.high)
+    return st.floats(dist.low, dist.high)
+
+
+@st.composite
+def _sampled_schedules(draw: st.DrawFn) -> tuple[Schedule, int]:
+    low = 10 ** draw(st.floats(-6, 0))
+    bounds = LRBounds(low, low * 10 ** draw(st.floats(0.05, 3)))
+    epochs = draw(st.integers(1, 30))
+    spe = draw(st.integers(1, 40))
+    space = search_space(bounds, epochs=epochs)
+    kind = draw(st.sampled_from(KINDS))
+    params = {"schedule": kind}
+    params.update({n: draw(_value_in(d)) for n, d in space.items() if n != "schedule"})
+    schedule = suggest_schedule(
+        FixedTrial(params), bounds=bounds, steps_per_epoch=spe, epochs=epochs
+    )
+    return schedule, epochs * spe
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_sampled_schedules())
+def test_every_sampled_schedule_has_finite_positive_lrs_at_most_max_lr(
+    drawn: tuple[Schedule, int],
+) -> None:
+    schedule, total_steps = drawn
+    if schedule.kind == "onecycle" and total_steps * schedule.pct_start < 2:
+        with pytest.raises(ValueError, match="total_steps must be at least"):
+            schedule.lrs(total_steps)
+        return
+    lrs = schedule.lrs(total_steps)
+    assert lrs.shape == (total_steps,)
+    assert np.all(np.isfinite(lrs))
+    assert np.all(lrs > 0)
+    assert np.all(lrs <= schedule.max_lr * (1 + 1e-12))
+    assert schedule.base_lr is None or schedule.base_lr < schedule.max_lr
