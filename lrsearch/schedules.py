@@ -8,7 +8,9 @@ step, and gives the same per-step learning rates as a NumPy array with :meth:`Sc
 The kinds and their formulas are in ``DESIGN.md``; ``t`` is the optimizer step from 0 and
 ``step_size`` is in optimizer steps. Every kind is one of torch's built-in schedulers except
 ``sgdr``: torch's ``CosineAnnealingWarmRestarts`` has neither a per-restart decay nor a floor
-per parameter group, so ``sgdr`` is a ``LambdaLR`` over its closed form.
+per parameter group, so ``sgdr`` is a ``LambdaLR`` over its closed form. Once ``sgdr``'s
+decayed peak ``max_lr * decay**k`` would fall under ``base_lr``, the peak rests at ``base_lr``
+(the learning rate never leaves ``[base_lr, max_lr]``).
 
 Momentum is never touched. torch's ``CyclicLR`` and ``OneCycleLR`` cycle momentum (or Adam's
 beta1) by default; lrsearch turns that off, so a schedule changes the learning rate and nothing
@@ -80,7 +82,8 @@ class Schedule:
         step_size: In optimizer steps: the decay period of ``step`` and ``exponential``, the
             half-cycle of the cyclical kinds, the first restart cycle of ``sgdr``.
         decay: In (0, 1]: the factor per ``step_size`` (``step``, ``exponential``), per cycle
-            of the amplitude (``exp_range``) or per restart of the peak (``sgdr``).
+            of the amplitude (``exp_range``) or per restart of the peak (``sgdr``, whose peak
+            never decays below ``base_lr``).
         cycle_mult: ``sgdr`` only: each restart cycle is this many times longer than the last.
         pct_start: ``onecycle`` only: the fraction of the run spent warming up.
         final_div_factor: ``onecycle`` only: the run ends at ``base_lr / final_div_factor``.
@@ -271,6 +274,8 @@ class Schedule:
             Schedule(kind='step', max_lr=0.1, base_lr=None, step_size=20, decay=0.5, cycle_mult=1, pct_start=0.3, final_div_factor=10000.0)
         """  # noqa: E501
         spe = check_positive_int("steps_per_epoch", steps_per_epoch)
+        if epochs is not None:
+            epochs = check_positive_int("epochs", epochs)
         for name in ("schedule", "max_lr"):
             if prefix + name not in params:
                 raise InvalidParameterError(
@@ -288,7 +293,7 @@ class Schedule:
         }
         if "step_size" in fields:
             step_epochs = check_positive_int(prefix + "step_size", fields["step_size"])
-            if epochs is not None and step_epochs > check_positive_int("epochs", epochs):
+            if epochs is not None and step_epochs > epochs:
                 raise InvalidParameterError(
                     f"{prefix}step_size of {step_epochs} epochs is longer than the run's "
                     f"{epochs} epochs"
@@ -356,6 +361,11 @@ class Schedule:
             raise InvalidParameterError(
                 f"unknown Schedule field(s) {', '.join(unknown)}; "
                 f"known: {', '.join(sorted(known))}"
+            )
+        missing = [name for name in ("kind", "max_lr") if name not in data]
+        if missing:
+            raise InvalidParameterError(
+                f"a Schedule needs {' and '.join(missing)}; got fields {sorted(data)}"
             )
         return cls(**data)
 
@@ -508,7 +518,7 @@ class _SgdrFactor:
                 start += length
                 length *= self.mult
                 restart += 1
-        peak = self.decay**restart
+        peak = max(self.decay**restart, self.floor)  # a decayed peak rests on the floor
         return (
             self.floor + (peak - self.floor) * (1 + math.cos(math.pi * (t - start) / length)) / 2
         )

@@ -77,7 +77,9 @@ def _sgdr(
     k = np.searchsorted(np.asarray(starts), steps, side="right") - 1
     t_cur = steps - np.asarray(starts)[k]
     length = np.asarray(lengths, dtype=np.float64)[k]
-    peak = max_lr * d ** k.astype(np.float64)
+    # The peak decays by d per restart but never below the floor: "cosine from the peak down to
+    # base_lr" has no meaning once the peak is under base_lr, and then the LR rests at base_lr.
+    peak = np.maximum(max_lr * d ** k.astype(np.float64), base_lr)
     return base_lr + (peak - base_lr) * (1 + np.cos(np.pi * t_cur / length)) / 2
 
 
