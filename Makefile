@@ -15,11 +15,12 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.lrsearch-installed
 PIP    := $(BIN)/python -m pip
 
-.PHONY: help setup test lint typecheck pytest demo clean
+.PHONY: help setup test lint typecheck pytest bench-range-test clean
 
 help:
 	@echo "make test   set up .venv if needed, then lint, type-check and run the test suite"
 	@echo "make setup  only set up .venv (torch, lrsearch in editable mode, test tools)"
+	@echo "make bench-range-test  the range-test benchmark (minutes; by hand, not in CI)"
 	@echo "make clean  remove .venv and caches"
 
 $(STAMP): pyproject.toml
@@ -42,6 +43,15 @@ pytest: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest
+
+BENCH_STAMP := $(VENV)/.lrsearch-bench-installed
+
+$(BENCH_STAMP): $(STAMP)
+	$(PIP) install --quiet -e ".[test,bench]"
+	@touch $@
+
+bench-range-test: $(BENCH_STAMP)
+	$(BIN)/python scripts/bench_range_test.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -6,6 +6,7 @@ The public API lives here; import from ``lrsearch``, never from its modules.
 from __future__ import annotations
 
 from lrsearch.exceptions import InvalidParameterError, LrsearchError
+from lrsearch.range_test import RangeTestResult, range_test
 from lrsearch.schedules import KINDS, Schedule
 from lrsearch.space import LRBounds, seed_params, suggest_schedule
 
@@ -14,7 +15,9 @@ __all__ = [
     "InvalidParameterError",
     "LRBounds",
     "LrsearchError",
+    "RangeTestResult",
     "Schedule",
+    "range_test",
     "seed_params",
     "suggest_schedule",
 ]

@@ -23,3 +23,14 @@ def check_positive_int(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise InvalidParameterError(f"{name} must be a positive integer; got {value!r}")
     return int(value)
+
+
+def check_seed(name: str, value: object) -> int | None:
+    """``value`` as an int >= 0 (or ``None``), or an error naming ``name``."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise InvalidParameterError(
+            f"{name} must be a non-negative integer or None; got {value!r}"
+        )
+    return int(value)

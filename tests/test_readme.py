@@ -1,4 +1,7 @@
-"""The README's Python examples run as written: a README that lies is a bug."""
+"""The README's Python examples run as written: a README that lies is a bug.
+
+Blocks fenced as ```python are complete programs and run here; ```py marks a fragment.
+"""
 
 from __future__ import annotations
 

@@ -1,0 +1,1197 @@
+"""Tests for lrsearch/range_test.py: range_test, its restore, its ladder and its reading.
+
+Every sweep here runs a tiny CPU model for 20 to 100 steps. The known answers come from
+linear regression, whose loss is a quadratic: gradient descent on it is stable below
+``2 / L``, ``L`` the largest eigenvalue of the Hessian, computed here in closed form.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import random
+import re
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import pytest
+import torch
+from torch import nn
+from torch.optim import Optimizer
+from torch.utils.data import DataLoader, TensorDataset
+
+from lrsearch import InvalidParameterError, LrsearchError, RangeTestResult, range_test
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+N_FEATURES = 4
+NO_DIVERGENCE = {"start_lr": 1e-4, "end_lr": 1e-2}  # max lr * L = 0.02 on unit-variance data
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """One intra-op thread: faster on these tiny tensors, and not stalled by a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# -- data, models, criteria --------------------------------------------------------------------
+
+
+def regression(
+    n: int = 64, seed: int = 0, dtype: torch.dtype = torch.float32
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``y = x @ w + 0.5`` on unit-variance features, so the Hessian of the MSE is near 2 I."""
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, N_FEATURES, generator=generator, dtype=dtype)
+    y = x @ torch.linspace(1.0, -2.0, N_FEATURES, dtype=dtype) + 0.5
+    return x, y
+
+
+def batches(n_batches: int, batch_size: int = 16, seed: int = 0) -> list[Batch]:
+    x, y = regression(n_batches * batch_size, seed)
+    return list(zip(x.split(batch_size), y.split(batch_size), strict=True))
+
+
+def linear(seed: int = 0, dtype: torch.dtype = torch.float32) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Linear(N_FEATURES, 1).to(dtype)
+
+
+def sgd(model: nn.Module, lr: float = 0.01) -> Optimizer:
+    return torch.optim.SGD(model.parameters(), lr=lr)
+
+
+def mse(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return nn.functional.mse_loss(out.reshape(target.shape), target)
+
+
+class Criterion:
+    """MSE (plus ``shift``) that counts its calls and records every group's LR at each one.
+
+    ``fail_at``: raise a RuntimeError at that call (1-based). ``bad_from``: from that call on,
+    return ``bad`` (NaN or inf) instead of the loss. ``draw_rngs``: consume the NumPy and
+    Python RNGs on each call, so restoring them is not a no-op.
+    """
+
+    def __init__(
+        self,
+        optimizer: Optimizer | None = None,
+        *,
+        shift: float = 0.0,
+        fail_at: int | None = None,
+        bad_from: int | None = None,
+        bad: float = math.nan,
+        draw_rngs: bool = False,
+    ) -> None:
+        self.optimizer = optimizer
+        self.shift = shift
+        self.fail_at = fail_at
+        self.bad_from = bad_from
+        self.bad = bad
+        self.draw_rngs = draw_rngs
+        self.calls = 0
+        self.group_lrs: list[list[float]] = []
+        self.targets: list[torch.Tensor] = []
+
+    def __call__(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        self.targets.append(target)
+        if self.optimizer is not None:
+            self.group_lrs.append([float(g["lr"]) for g in self.optimizer.param_groups])
+        if self.calls == self.fail_at:
+            raise RuntimeError(f"criterion fails at call {self.calls}")
+        if self.draw_rngs:
+            np.random.rand()  # noqa: NPY002
+            random.random()
+        loss = mse(out, target) + self.shift
+        if self.bad_from is not None and self.calls >= self.bad_from:
+            loss = loss * 0 + self.bad
+        return loss
+
+    @property
+    def first_group_lrs(self) -> np.ndarray:
+        return np.asarray([lrs[0] for lrs in self.group_lrs])
+
+
+class Net(nn.Module):
+    """Linear, BatchNorm, dropout, a weight tied between two layers and non-persistent buffers
+    that forward updates in place: everything a restore can miss."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inp = nn.Linear(N_FEATURES, 6)
+        self.bn = nn.BatchNorm1d(6)
+        self.drop = nn.Dropout(0.2)
+        self.mid = nn.Linear(6, 6)
+        self.tied = nn.Linear(6, 6, bias=False)
+        self.tied.weight = self.mid.weight
+        self.head = nn.Linear(6, 1)
+        self.register_buffer("forwards", torch.zeros((), dtype=torch.long), persistent=False)
+        self.register_buffer("input_mean", torch.zeros(N_FEATURES), persistent=False)
+        self.seen_training: list[bool] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen_training.append(self.training)
+        self.forwards.add_(1)
+        with torch.no_grad():
+            self.input_mean.lerp_(x.mean(0), 0.1)
+        h = self.drop(torch.relu(self.bn(self.inp(x))))
+        h = torch.relu(self.tied(torch.relu(self.mid(h))))
+        return self.head(h).squeeze(-1)
+
+
+def make_optimizer(kind: str, params: Any, lr: float = 0.01) -> Optimizer:
+    if kind == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=1e-4)
+    return torch.optim.Adam(params, lr=lr, betas=(0.85, 0.995))
+
+
+def train_steps(
+    model: nn.Module, optimizer: Optimizer, data: Sequence[Batch], steps: int = 3
+) -> None:
+    model.train()
+    for i in range(steps):
+        x, y = data[i % len(data)]
+        optimizer.zero_grad()
+        mse(model(x), y).backward()
+        optimizer.step()
+
+
+# -- comparing states --------------------------------------------------------------------------
+
+
+def assert_same(got: Any, expected: Any, path: str = "") -> None:
+    """Exact equality, recursing into dicts, sequences, tensors and arrays."""
+    if isinstance(expected, torch.Tensor):
+        assert isinstance(got, torch.Tensor), path
+        assert got.dtype == expected.dtype and got.shape == expected.shape, path
+        assert torch.equal(got, expected), path
+    elif isinstance(expected, np.ndarray):
+        np.testing.assert_array_equal(got, expected, err_msg=path)
+    elif isinstance(expected, dict):
+        assert isinstance(got, dict) and set(got) == set(expected), path
+        for key in expected:
+            assert_same(got[key], expected[key], f"{path}[{key!r}]")
+    elif isinstance(expected, list | tuple):
+        assert type(got) is type(expected) and len(got) == len(expected), path
+        for i, (a, b) in enumerate(zip(got, expected, strict=True)):
+            assert_same(a, b, f"{path}[{i}]")
+    else:
+        assert got == expected, f"{path}: {got!r} != {expected!r}"
+
+
+def model_state(model: nn.Module) -> dict[str, Any]:
+    """Every parameter and buffer (tied and non-persistent ones too), grad and module mode."""
+    named = [
+        *model.named_parameters(remove_duplicate=False),
+        *model.named_buffers(remove_duplicate=False),
+    ]
+    return {
+        "tensors": {name: t.detach().clone() for name, t in named},
+        "grads": {
+            name: None if p.grad is None else p.grad.clone()
+            for name, p in model.named_parameters(remove_duplicate=False)
+        },
+        "training": {name: m.training for name, m in model.named_modules()},
+    }
+
+
+def rng_states(generator: torch.Generator | None = None) -> dict[str, Any]:
+    states = {
+        "torch": torch.get_rng_state(),
+        "numpy": np.random.get_state(),  # noqa: NPY002
+        "python": random.getstate(),
+    }
+    if generator is not None:
+        states["loader"] = generator.get_state()
+    return states
+
+
+def set_rng_states(states: dict[str, Any], generator: torch.Generator | None = None) -> None:
+    torch.set_rng_state(states["torch"])
+    np.random.set_state(states["numpy"])  # noqa: NPY002
+    random.setstate(states["python"])
+    if generator is not None:
+        generator.set_state(states["loader"])
+
+
+def next_draws(generator: torch.Generator) -> dict[str, Any]:
+    return {
+        "torch": torch.rand(4),
+        "numpy": np.random.rand(4),  # noqa: NPY002
+        "python": random.random(),
+        "loader": torch.rand(4, generator=generator),
+    }
+
+
+class Setup:
+    """Net, a stepped optimizer (momentum buffers or Adam moments exist), grads (one None),
+    a shuffled DataLoader with its own generator, and the modules in the asked-for mode."""
+
+    def __init__(self, optimizer: str, mode: str) -> None:
+        torch.manual_seed(0)
+        self.model = Net()
+        self.optimizer = make_optimizer(optimizer, self.model.parameters())
+        x, y = regression(48)
+        self.loader = DataLoader(
+            TensorDataset(x, y),
+            batch_size=16,
+            shuffle=True,
+            generator=torch.Generator().manual_seed(1),
+        )
+        train_steps(self.model, self.optimizer, list(self.loader), steps=4)
+        self.model.head.bias.grad = None
+        if mode == "eval":
+            self.model.eval()
+        elif mode == "mixed":  # training, with a frozen BatchNorm
+            self.model.train()
+            self.model.bn.eval()
+        self.model.seen_training.clear()
+        self.params = list(self.model.parameters())
+        self.before = self.state()
+        self.rng = rng_states(self.generator)
+        self.expected_draws = next_draws(self.generator)
+        set_rng_states(self.rng, self.generator)
+
+    @property
+    def generator(self) -> torch.Generator:
+        generator = self.loader.generator
+        assert isinstance(generator, torch.Generator)
+        return generator
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "model": model_state(self.model),
+            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+        }
+
+    def assert_restored(self) -> None:
+        assert_same(self.state(), self.before)
+        assert_same(rng_states(self.generator), self.rng)
+        # The very same objects: the optimizer still holds the model's parameters, ties hold.
+        assert list(self.model.parameters()) == self.params
+        assert self.model.tied.weight is self.model.mid.weight
+        groups = self.optimizer.param_groups
+        assert [p for g in groups for p in g["params"]] == self.params
+        assert_same(next_draws(self.generator), self.expected_draws)
+
+
+MODES = ["eval", "train", "mixed"]
+OPTIMIZERS = ["sgd", "adam"]
+
+
+# -- restoring everything ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+def test_everything_is_restored_after_a_sweep(optimizer: str, mode: str) -> None:
+    setup = Setup(optimizer, mode)
+    criterion = Criterion(setup.optimizer, draw_rngs=True)
+    result = range_test(
+        setup.model,
+        setup.optimizer,
+        criterion,
+        setup.loader,
+        start_lr=1e-4,
+        end_lr=1.0,
+        num_iter=30,
+    )
+    assert result.num_iter_run >= 5  # the sweep really trained
+    assert setup.model.seen_training and all(setup.model.seen_training)
+    setup.assert_restored()
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+@pytest.mark.parametrize("where", ["criterion", "forward"])
+def test_everything_is_restored_after_an_exception_mid_sweep(
+    where: str, optimizer: str, mode: str
+) -> None:
+    setup = Setup(optimizer, mode)
+    criterion = Criterion(setup.optimizer, draw_rngs=True)
+    if where == "criterion":
+        criterion.fail_at = 17
+    else:
+        forwards = 0
+
+        def fail_at_17(module: nn.Module, args: Any) -> None:
+            nonlocal forwards
+            forwards += 1
+            if forwards == 17:
+                raise RuntimeError("forward fails at call 17")
+
+        handle = setup.model.register_forward_pre_hook(fail_at_17)
+    with pytest.raises(RuntimeError, match="fails at call 17"):
+        range_test(
+            setup.model,
+            setup.optimizer,
+            criterion,
+            setup.loader,
+            start_lr=1e-4,
+            end_lr=1e-2,
+            num_iter=30,
+        )
+    assert criterion.calls == (17 if where == "criterion" else 16)
+    if where == "forward":
+        handle.remove()
+    setup.assert_restored()
+
+
+def test_restore_survives_a_second_sweep_on_the_same_objects() -> None:
+    setup = Setup("adam", "eval")
+    for _ in range(2):
+        range_test(setup.model, setup.optimizer, mse, setup.loader, end_lr=1.0, num_iter=20)
+        setup.assert_restored()
+        set_rng_states(setup.rng, setup.generator)  # assert_restored drew from them
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+def test_a_fresh_optimizer_is_left_without_state(optimizer: str) -> None:
+    torch.manual_seed(0)
+    model = Net()
+    opt = make_optimizer(optimizer, model.parameters())
+    twin_model, twin_opt = copy.deepcopy((model, opt))
+    data = batches(3)
+    range_test(model, opt, mse, data, start_lr=1e-4, end_lr=1.0, num_iter=20)
+    assert len(opt.state) == 0
+    assert opt.state_dict() == twin_opt.state_dict()
+    # The first real step: momentum starts from the gradient, Adam's bias correction from 1.
+    for m, o in ((model, opt), (twin_model, twin_opt)):
+        torch.manual_seed(5)
+        train_steps(m, o, data, steps=2)
+    for p, q in zip(model.parameters(), twin_model.parameters(), strict=True):
+        assert torch.equal(p, q)
+
+
+# -- the ladder --------------------------------------------------------------------------------
+
+GROUP_LRS = (1e-3, 1e-4, 5e-3)
+
+
+def test_param_groups_keep_their_ratios() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(N_FEATURES, 4), nn.Tanh(), nn.Linear(4, 4), nn.Linear(4, 1))
+    layers = [model[0], model[2], model[3]]
+    groups = [
+        {"params": layer.parameters(), "lr": lr}
+        for layer, lr in zip(layers, GROUP_LRS, strict=True)
+    ]
+    opt = torch.optim.SGD(groups, lr=0.1, momentum=0.9)
+    criterion = Criterion(opt)
+    result = range_test(model, opt, criterion, batches(4), start_lr=1e-5, end_lr=10.0, num_iter=60)
+    seen = np.asarray(criterion.group_lrs)
+    assert seen.shape == (result.num_iter_run, 3)
+    np.testing.assert_array_equal(seen[:, 0], result.lrs)
+    ratios = np.asarray(GROUP_LRS) / GROUP_LRS[0]
+    np.testing.assert_allclose(seen / seen[:, :1], np.broadcast_to(ratios, seen.shape), rtol=1e-12)
+    assert [g["lr"] for g in opt.param_groups] == list(GROUP_LRS)
+
+
+@pytest.mark.parametrize("num_iter", [5, 37, 100])
+@pytest.mark.parametrize("mode", ["exp", "linear"])
+def test_ladder_hits_both_ends_and_is_evenly_spaced(mode: Any, num_iter: int) -> None:
+    model = linear()
+    opt = sgd(model)
+    criterion = Criterion(opt)
+    result = range_test(
+        model, opt, criterion, batches(4), mode=mode, num_iter=num_iter, **NO_DIVERGENCE
+    )
+    start, end = NO_DIVERGENCE["start_lr"], NO_DIVERGENCE["end_lr"]
+    lrs = result.lrs
+    assert result.sweeps[0].stop_reason == "completed"
+    assert result.num_iter_run == len(lrs) == num_iter == result.num_iter
+    assert lrs[0] == start and lrs[-1] == end
+    assert np.all(np.diff(lrs) > 0)
+    if mode == "exp":
+        ratio = (end / start) ** (1 / (num_iter - 1))
+        np.testing.assert_allclose(lrs[1:] / lrs[:-1], ratio, rtol=1e-9)
+    else:
+        np.testing.assert_allclose(np.diff(lrs), (end - start) / (num_iter - 1), rtol=1e-9)
+    np.testing.assert_array_equal(criterion.first_group_lrs, lrs)
+    assert (result.start_lr, result.end_lr, result.mode) == (start, end, mode)
+
+
+@pytest.mark.parametrize("mode", ["exp", "linear"])
+def test_a_range_too_narrow_to_diverge_says_raise_end_lr(mode: Any) -> None:
+    model = linear()
+    full_batch = [regression(64)]  # no batch-to-batch noise: the loss falls at every step
+    result = range_test(
+        model, sgd(model), mse, full_batch, mode=mode, num_iter=50, **NO_DIVERGENCE
+    )
+    assert result.sweeps[0].stop_reason == "completed"
+    assert np.all(np.diff(result.losses_raw) < 0)
+    assert result.never_diverged
+    assert not result.diverged and not result.no_valley
+    assert result.sweeps[0].high == NO_DIVERGENCE["end_lr"]  # still falling at the last rung
+    assert result.bounds.high == pytest.approx(NO_DIVERGENCE["end_lr"], rel=1e-12)
+    assert any("raise end_lr" in line for line in result.advice)
+
+
+def test_one_sweep_gives_its_own_values_exactly() -> None:
+    model = linear()
+    full_batch = [regression(64)]
+    result = range_test(model, sgd(model), mse, full_batch, num_iter=50, **NO_DIVERGENCE)
+    sweep = result.sweeps[0]
+    assert (result.bounds.low, result.bounds.high) == (sweep.low, sweep.high)
+    assert result.suggestion == sweep.suggestion
+    assert result.bounds.high <= result.end_lr
+
+
+# -- losses of any sign, NaN and inf -----------------------------------------------------------
+
+
+def quadratic(
+    seed: int = 0, label_noise: float = 0.3, batch_size: int = 32
+) -> tuple[list[Batch], float]:
+    """Linear regression in float64 batches, and the stability limit ``2 / L`` of its MSE.
+
+    With label noise in minibatches, the noise keeps the top eigendirection excited and the
+    loss turns up promptly once the LR passes ``2 / L``. Without (``label_noise=0``, one full
+    batch), the sweep drives that direction to ~0 first, and the loss can sit near 0 for many
+    rungs past the limit.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    n, scales = 256 if label_noise == 0 else 512, torch.tensor([1.0, 0.5, 0.25]).double()
+    x = torch.randn(n, 3, generator=generator, dtype=torch.float64) * scales
+    y = x @ torch.tensor([1.0, -2.0, 3.0], dtype=torch.float64) + 0.5
+    y = y + label_noise * torch.randn(n, generator=generator, dtype=torch.float64)
+    design = torch.cat([x, torch.ones(n, 1, dtype=torch.float64)], dim=1)
+    top = float(torch.linalg.eigvalsh(2 * design.T @ design / n).max())  # the Hessian's
+    return list(zip(x.split(batch_size), y.split(batch_size), strict=True)), 2 / top
+
+
+def noise_free_quadratic() -> tuple[list[Batch], float]:
+    return quadratic(label_noise=0.0, batch_size=256)
+
+
+def zero_linear(n_in: int = 3) -> nn.Module:
+    model = nn.Linear(n_in, 1).double()
+    with torch.no_grad():
+        model.weight.zero_()
+        model.bias.zero_()
+    return model
+
+
+def quadratic_sweep(
+    data: list[Batch] | None = None, shift: float = 0.0, num_iter: int = 60, **kwargs: Any
+) -> RangeTestResult:
+    data = quadratic()[0] if data is None else data
+    model = zero_linear()
+    return range_test(
+        model,
+        sgd(model),
+        Criterion(shift=shift),
+        data,
+        start_lr=1e-3,
+        end_lr=10.0,
+        num_iter=num_iter,
+        **kwargs,
+    )
+
+
+@pytest.mark.parametrize("problem", ["full-batch", "minibatch"])
+def test_negative_losses_do_not_stop_the_sweep(problem: str) -> None:
+    data = noise_free_quadratic()[0] if problem == "full-batch" else quadratic()[0]
+    plain = quadratic_sweep(data)
+    shifted = quadratic_sweep(data, shift=-100.0)
+    i_min = int(np.argmin(shifted.losses_raw))
+    assert np.all(shifted.losses_raw[: i_min + 1] < 0)
+    assert shifted.sweeps[0].stop_reason == plain.sweeps[0].stop_reason == "diverged"
+    # The rule only looks at differences of losses: shifting them changes nothing.
+    assert shifted.num_iter_run == plain.num_iter_run
+    np.testing.assert_allclose(shifted.losses_raw, plain.losses_raw - 100.0, rtol=0, atol=1e-9)
+    assert shifted.suggestion == pytest.approx(plain.suggestion, rel=1e-9)
+    assert shifted.bounds.low == pytest.approx(plain.bounds.low, rel=1e-9)
+    assert shifted.bounds.high == pytest.approx(plain.bounds.high, rel=1e-9)
+    assert shifted.bounds.low < shifted.suggestion < shifted.bounds.high
+    # It stopped past the minimum, on a loss far above it, not at the first negative loss.
+    assert shifted.num_iter_run - 1 > i_min
+    assert shifted.losses_raw[-1] - shifted.losses_raw[i_min] > 10 * (
+        shifted.losses_raw[0] - shifted.losses_raw[i_min]
+    )
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_a_non_finite_loss_stops_the_sweep_at_once(bad: float) -> None:
+    model = linear()
+    before = model_state(model)
+    opt = sgd(model)
+    criterion = Criterion(opt, bad_from=40, bad=bad)
+    result = range_test(model, opt, criterion, batches(4), num_iter=60, **NO_DIVERGENCE)
+    assert criterion.calls == 40  # nothing after the bad call
+    assert result.num_iter_run == 39  # the 39 finite losses before it
+    sweep = result.sweeps[0]
+    assert sweep.stop_reason == "non-finite"
+    assert sweep.diverged and result.diverged
+    assert np.all(np.isfinite(sweep.losses_raw)) and np.all(np.isfinite(sweep.losses))
+    assert math.isfinite(result.suggestion) and result.suggestion > 0
+    np.testing.assert_array_equal(criterion.first_group_lrs[:39], result.lrs)
+    assert_same(model_state(model), before)  # the NaN step's weights are gone
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_a_non_finite_loss_too_early_to_read_raises_and_restores(bad: float) -> None:
+    model = linear()
+    model.eval()
+    before = model_state(model)
+    opt = sgd(model)
+    state = copy.deepcopy(opt.state_dict())
+    with pytest.raises(LrsearchError, match=r"after 2 steps \(non-finite\).*start_lr"):
+        range_test(model, opt, Criterion(bad_from=3, bad=bad), batches(4), num_iter=20)
+    assert_same(model_state(model), before)
+    assert_same(opt.state_dict(), state)
+
+
+# -- loaders and batches -----------------------------------------------------------------------
+
+
+def test_a_dataloader_shorter_than_num_iter_is_cycled() -> None:
+    x, y = regression(24)
+    drawn = []
+
+    def collate(items: list[Batch]) -> list[torch.Tensor]:
+        drawn.append(len(items))
+        return torch.utils.data.default_collate(items)
+
+    loader = DataLoader(TensorDataset(x, y), batch_size=8, collate_fn=collate)
+    assert len(loader) == 3
+    model = linear()
+    result = range_test(model, sgd(model), mse, loader, num_iter=50, **NO_DIVERGENCE)
+    assert result.sweeps[0].stop_reason == "completed"
+    assert result.num_iter_run == 50
+    assert drawn == [8] * 50  # one batch per step, the loader read again 17 times
+
+
+def test_a_list_of_pairs_is_a_loader_and_is_cycled_in_order() -> None:
+    data = batches(3)
+    model = linear()
+    criterion = Criterion()
+    result = range_test(model, sgd(model), criterion, data, num_iter=50, **NO_DIVERGENCE)
+    assert result.num_iter_run == criterion.calls == 50
+    for step, target in enumerate(criterion.targets):
+        assert target is data[step % 3][1]
+
+
+@pytest.mark.parametrize("container", [tuple, list])
+def test_pairs_as_tuples_or_lists(container: type) -> None:
+    data = [container(pair) for pair in batches(3)]
+    model = linear()
+    result = range_test(model, sgd(model), mse, data, num_iter=20, **NO_DIVERGENCE)
+    assert result.num_iter_run == 20
+
+
+def triples() -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    return [(x, y, torch.ones_like(y)) for x, y in batches(3)]
+
+
+def test_a_longer_tuple_needs_batch_fn() -> None:
+    model = linear()
+    model.eval()
+    with pytest.raises(ValueError, match=r"batch_fn.*length 3") as info:
+        range_test(model, sgd(model), mse, triples(), num_iter=20)
+    assert isinstance(info.value, LrsearchError)
+    assert not model.training  # restored: the error came from inside the sweep
+
+
+def test_a_longer_tuple_works_with_batch_fn() -> None:
+    model = linear()
+    result = range_test(
+        model,
+        sgd(model),
+        mse,
+        triples(),
+        batch_fn=lambda b: (b[0], b[1]),
+        num_iter=20,
+        **NO_DIVERGENCE,
+    )
+    assert result.num_iter_run == 20
+
+
+class KeywordModel(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(N_FEATURES, 1)
+        self.seen: list[str] = []
+
+    def forward(self, *, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append("x")
+        return self.lin(x)
+
+
+def test_dict_batches_go_to_the_model_as_keywords() -> None:
+    data = [{"x": x, "y": y} for x, y in batches(3)]
+    torch.manual_seed(0)
+    model = KeywordModel()
+    with pytest.raises(ValueError, match=r"batch_fn.*dict with keys \['x', 'y'\]"):
+        range_test(model, sgd(model), mse, data, num_iter=20)
+    result = range_test(
+        model,
+        sgd(model),
+        mse,
+        data,
+        batch_fn=lambda b: ({"x": b["x"]}, b["y"]),
+        num_iter=20,
+        **NO_DIVERGENCE,
+    )
+    assert result.num_iter_run == 20
+    assert model.seen == ["x"] * 20
+
+
+class TwoInputs(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(2, 1)
+        self.b = nn.Linear(2, 1, bias=False)
+
+    def forward(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+        return self.a(left) + self.b(right)
+
+
+def test_tuple_inputs_go_to_the_model_as_positional_arguments() -> None:
+    data = [((x[:, :2], x[:, 2:]), y) for x, y in batches(3)]
+    torch.manual_seed(0)
+    model = TwoInputs()
+    result = range_test(model, sgd(model), mse, data, num_iter=20, **NO_DIVERGENCE)
+    assert result.num_iter_run == 20
+
+
+# -- bad arguments -----------------------------------------------------------------------------
+
+
+@contextmanager
+def invalid(name: str, *values: object) -> Iterator[pytest.ExceptionInfo[ValueError]]:
+    """Expect an InvalidParameterError naming ``name`` and (in order) each of ``values``."""
+    pattern = rf"\b{re.escape(name)}\b"
+    for value in values:
+        pattern += rf".*{re.escape(repr(value))}(?!\d)"
+    with pytest.raises(ValueError, match=pattern) as info:
+        yield info
+    assert isinstance(info.value, LrsearchError)
+    assert isinstance(info.value, InvalidParameterError)
+
+
+NAN, INF = math.nan, math.inf
+
+# (keyword arguments to spoil, the name the message must give, the values it must show)
+BAD_ARGUMENTS = [
+    ({"start_lr": 1.0, "end_lr": 0.1}, "start_lr", (0.1, 1.0)),
+    ({"start_lr": 0.1, "end_lr": 0.1}, "start_lr", (0.1, 0.1)),
+    ({"start_lr": 0}, "start_lr", (0,)),
+    ({"start_lr": -1e-3}, "start_lr", (-1e-3,)),
+    ({"start_lr": NAN}, "start_lr", (NAN,)),
+    ({"start_lr": "1e-3"}, "start_lr", ("1e-3",)),
+    ({"end_lr": INF}, "end_lr", (INF,)),
+    ({"num_iter": 4}, "num_iter", (4,)),
+    ({"num_iter": 0}, "num_iter", (0,)),
+    ({"num_iter": 2.5}, "num_iter", (2.5,)),
+    ({"num_iter": True}, "num_iter", (True,)),
+    ({"mode": "cosine"}, "mode", ("cosine",)),
+    ({"diverge_threshold": 0}, "diverge_threshold", (0,)),
+    ({"diverge_threshold": -0.5}, "diverge_threshold", (-0.5,)),
+    ({"diverge_threshold": NAN}, "diverge_threshold", (NAN,)),
+    ({"repeats": 0}, "repeats", (0,)),
+    ({"repeats": 1.5}, "repeats", (1.5,)),
+    ({"seed": -1}, "seed", (-1,)),
+    ({"seed": 0.5}, "seed", (0.5,)),
+]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name", "values"),
+    [pytest.param(*case, id=f"{case[1]}-{i}") for i, case in enumerate(BAD_ARGUMENTS)],
+)
+def test_bad_arguments_are_rejected(
+    kwargs: dict[str, Any], name: str, values: tuple[object, ...]
+) -> None:
+    model = linear()
+    before = model_state(model)
+    with invalid(name, *values):
+        range_test(model, sgd(model), mse, batches(3), **kwargs)
+    assert_same(model_state(model), before)
+
+
+def test_an_empty_loader_is_rejected_and_restores() -> None:
+    model = linear()
+    model.eval()
+    opt = sgd(model)
+    with invalid("loader"):
+        range_test(model, opt, mse, [], num_iter=20)
+    assert not model.training
+
+
+@pytest.mark.parametrize(
+    ("criterion", "shown"),
+    [
+        (lambda out, target: (out.reshape(target.shape) - target) ** 2, "(16,)"),
+        (lambda out, target: mse(out, target).item(), "float"),
+    ],
+    ids=["vector", "float"],
+)
+def test_a_criterion_that_is_not_a_scalar_tensor_is_rejected(
+    criterion: Callable[[torch.Tensor, torch.Tensor], Any], shown: str
+) -> None:
+    model = linear()
+    model.eval()
+    before = model_state(model)
+    with invalid("criterion") as info:
+        range_test(model, sgd(model), criterion, batches(3), num_iter=20)
+    assert shown in str(info.value)
+    assert_same(model_state(model), before)
+
+
+def test_a_first_group_with_lr_0_is_rejected() -> None:
+    model = nn.Sequential(nn.Linear(N_FEATURES, 2), nn.Linear(2, 1))
+    opt = torch.optim.SGD(
+        [{"params": model[0].parameters(), "lr": 0.0}, {"params": model[1].parameters()}],
+        lr=0.1,
+    )
+    with invalid("lr", 0.0):
+        range_test(model, opt, mse, batches(3), num_iter=20)
+
+
+@pytest.mark.parametrize("wrong", ["model", "optimizer"])
+def test_model_and_optimizer_must_be_torch_objects(wrong: str) -> None:
+    model = linear()
+    args: dict[str, Any] = {"model": model, "optimizer": sgd(model)}
+    args[wrong] = "not one"
+    with invalid(wrong, "not one"):
+        range_test(args["model"], args["optimizer"], mse, batches(3), num_iter=20)
+
+
+# -- results -----------------------------------------------------------------------------------
+
+
+def test_to_dict_is_json_and_from_dict_inverts_it() -> None:
+    result = quadratic_sweep(repeats=2, num_iter=40)
+    text = json.dumps(result.to_dict(), allow_nan=False)
+    back = RangeTestResult.from_dict(json.loads(text))
+    assert back.suggestion == result.suggestion
+    assert back.bounds == result.bounds
+    assert (back.start_lr, back.end_lr, back.num_iter, back.mode) == (1e-3, 10.0, 40, "exp")
+    assert len(back.sweeps) == 2
+    for got, sweep in zip(back.sweeps, result.sweeps, strict=True):
+        for name in ("lrs", "losses_raw", "losses"):
+            assert getattr(got, name).dtype == np.float64
+            np.testing.assert_array_equal(getattr(got, name), getattr(sweep, name))
+        for name in ("stop_reason", "suggestion", "low", "high", "steepest", "no_valley"):
+            assert getattr(got, name) == getattr(sweep, name)
+    assert back.to_dict() == json.loads(text)
+
+
+def test_from_dict_rejects_what_is_not_a_stored_range_test() -> None:
+    with pytest.raises(ValueError, match="not a stored range test") as info:
+        RangeTestResult.from_dict({"suggestion": 0.1})
+    assert isinstance(info.value, LrsearchError)
+
+
+def test_to_frame_has_one_row_per_step() -> None:
+    result = quadratic_sweep(repeats=2, num_iter=40)
+    frame = result.to_frame()
+    assert isinstance(frame, pd.DataFrame)
+    assert list(frame.columns) == ["sweep", "step", "lr", "loss_raw", "loss"]
+    assert len(frame) == sum(len(s.lrs) for s in result.sweeps)
+    for i, sweep in enumerate(result.sweeps):
+        rows = frame[frame["sweep"] == i]
+        np.testing.assert_array_equal(rows["step"], np.arange(len(sweep.lrs)))
+        np.testing.assert_array_equal(rows["lr"], sweep.lrs)
+        np.testing.assert_array_equal(rows["loss_raw"], sweep.losses_raw)
+        np.testing.assert_array_equal(rows["loss"], sweep.losses)
+
+
+def figure_of_a_sweep() -> tuple[RangeTestResult, go.Figure]:
+    result = quadratic_sweep()
+    return result, result.figure()
+
+
+def test_figure_has_a_log_axis_both_curves_and_the_suggestion() -> None:
+    result, fig = figure_of_a_sweep()
+    assert isinstance(fig, go.Figure)
+    assert fig.layout.xaxis.type == "log"
+    traces = {trace.name: trace for trace in fig.data}
+    assert set(traces) == {"loss", "smoothed loss"}
+    np.testing.assert_array_equal(traces["loss"].x, result.lrs)
+    np.testing.assert_array_equal(traces["loss"].y, result.losses_raw)
+    np.testing.assert_array_equal(traces["smoothed loss"].y, result.losses)
+    lines = [s for s in fig.layout.shapes if s.type == "line"]
+    assert [(s.x0, s.x1) for s in lines] == [(result.suggestion, result.suggestion)]
+    rects = [s for s in fig.layout.shapes if s.type == "rect"]
+    assert [(s.x0, s.x1) for s in rects] == [(result.bounds.low, result.bounds.high)]
+
+
+def test_figure_labels_sit_on_what_they_label() -> None:
+    # On a log axis plotly.js reads annotation x as log10(x).
+    result, fig = figure_of_a_sweep()
+    texts = {a.text.split()[0]: a for a in fig.layout.annotations}
+    assert set(texts) == {"low", "high", "suggestion"}
+    assert texts["suggestion"].x == pytest.approx(math.log10(result.suggestion))
+    assert texts["low"].x == pytest.approx(math.log10(result.bounds.low))
+    assert texts["high"].x == pytest.approx(math.log10(result.bounds.high))
+    assert f"{result.suggestion:.3g}" in texts["suggestion"].text
+
+
+# -- reading the curve -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_bounds_bracket_the_stability_limit_of_a_quadratic(seed: int) -> None:
+    data, limit = quadratic(seed)
+    result = quadratic_sweep(data)
+    assert result.sweeps[0].stop_reason == "diverged"
+    assert result.diverged and not result.no_valley and not result.never_diverged
+    assert result.advice == []
+    assert limit / 3 < result.bounds.high < 3 * limit
+    assert result.bounds.low < result.suggestion < result.bounds.high
+    sweep = result.sweeps[0]
+    assert sweep.low <= sweep.steepest <= sweep.high
+    assert result.suggestion < limit  # a constant LR that converges
+
+
+def test_the_reading_of_a_noise_free_quadratic_does_not_ring() -> None:
+    data, limit = noise_free_quadratic()
+    result = quadratic_sweep(data, num_iter=100)
+    assert result.diverged
+    # The smoother never leaves the data's range (a quadratic-order filter rang to -0.22 here).
+    assert result.losses.min() >= result.losses_raw.min()
+    assert result.suggestion < limit  # a constant LR that converges
+    # Past 2/L the error grows by |1 - lr * L| per step, barely above 1 at first, so a
+    # noise-free loss climbs back only a few rungs later: high lies past the limit, not far.
+    assert limit < result.bounds.high < 5 * limit
+
+
+def valley(x: float) -> float:
+    """A loss against x = log10(LR): 1 up to 1e-4, a half cosine down to 0.1 at 1e-2 (steepest
+    at 1e-3, 5% of the fall done at 10**VALLEY_LOW), then a parabola up again, back up by 10%
+    of the fall at 10**VALLEY_EDGE."""
+    if x < -4:
+        return 1.0
+    if x < -2:
+        return 0.1 + 0.45 * (1 + math.cos(math.pi * (x + 4) / 2))
+    return 0.1 + 2 * (x + 2) ** 2
+
+
+VALLEY_LOW = -4 + 2 * math.acos(0.9) / math.pi  # 0.1 + 0.45 * (1 + 0.9) = 1 - 0.05 * 0.9
+VALLEY_EDGE = -2 + math.sqrt(0.045)  # 0.1 + 2 * 0.045 = 0.1 + 0.1 * 0.9
+
+
+class Scripted:
+    """A loss that is ``curve(log10(lr))`` plus seeded uniform noise; the model's output only
+    carries the graph (times 0), so the curve is known exactly."""
+
+    def __init__(
+        self, optimizer: Optimizer, curve: Callable[[float], float], noise: float = 0.0
+    ) -> None:
+        self.optimizer = optimizer
+        self.curve = curve
+        self.noise = noise
+        self.rng = np.random.default_rng(0)
+
+    def __call__(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        x = math.log10(self.optimizer.param_groups[0]["lr"])
+        value = self.curve(x) + self.noise * self.rng.uniform(-1, 1)
+        return (out * 0).sum() + value
+
+
+def scripted_sweep(noise: float = 0.0, **kwargs: Any) -> RangeTestResult:
+    model = linear()
+    opt = sgd(model)
+    return range_test(
+        model,
+        opt,
+        Scripted(opt, valley, noise),
+        batches(2),
+        start_lr=1e-6,
+        end_lr=0.1,
+        num_iter=100,
+        **kwargs,
+    )
+
+
+RUNG = 5 / 99  # decades between rungs from 1e-6 to 0.1 in 100
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.02])
+def test_bounds_and_suggestion_of_a_known_curve(noise: float) -> None:
+    result = scripted_sweep(noise, diverge_threshold=100.0)  # let it run to the end
+    sweep = result.sweeps[0]
+    assert sweep.stop_reason == "completed" and result.num_iter_run == 100
+    assert not result.no_valley and not result.never_diverged and not result.diverged
+    assert result.advice == []
+    # A centred mean pulls the minimum of this lopsided valley (gentle cosine on the left, steep
+    # parabola on the right) towards the gentle side, by up to 3 rungs (0.15 decade).
+    assert -2 - 3 * RUNG <= math.log10(sweep.minimum) <= -2 + RUNG
+    assert math.log10(sweep.high) == pytest.approx(VALLEY_EDGE, abs=2 * RUNG)
+    assert math.log10(sweep.low) == pytest.approx(VALLEY_LOW, abs=2 * RUNG)
+    assert math.log10(sweep.steepest) == pytest.approx(-3, abs=4 * RUNG)
+    # The geometric mean of steepest (1e-3) and minimum / 10 (1e-3).
+    assert math.log10(result.suggestion) == pytest.approx(-3, abs=3 * RUNG)
+
+
+@pytest.mark.parametrize("threshold", [0.1, 0.25, 0.5, 1.0])
+def test_diverge_threshold_is_a_fraction_of_the_fall(threshold: float) -> None:
+    result = scripted_sweep(diverge_threshold=threshold)
+    assert result.sweeps[0].stop_reason == "diverged" and result.diverged
+    # The median of the last 5 losses rises past best + threshold * fall (best 0.1, fall 0.9)
+    # where the parabola does, two rungs (what a median of 5 lags a rising curve by) later.
+    crossing = -2 + math.sqrt(threshold * 0.9 / 2)
+    stop = math.log10(result.lrs[-1])
+    assert crossing + 1.5 * RUNG <= stop <= crossing + 3 * RUNG
+
+
+def test_diverge_threshold_applies_to_a_noisy_curve() -> None:
+    # Uniform noise of +-0.3: a single loss has sd 0.17, the median of 5 about 0.09, so a
+    # fall of 0.9 is clear, and a rise from 0.1 back to 2.1 (twice the start) is divergence.
+    result = scripted_sweep(noise=0.3)
+    assert not result.no_valley
+    assert result.sweeps[0].stop_reason == "diverged"
+    assert math.log10(result.lrs[-1]) < -1.2
+
+
+def test_a_flat_loss_has_no_valley_and_says_so() -> None:
+    model = linear()
+
+    def constant(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return (out * 0).sum() + 1
+
+    result = range_test(
+        model, sgd(model), constant, batches(3), start_lr=1e-4, end_lr=1.0, num_iter=50
+    )
+    assert result.no_valley
+    assert np.all(result.losses_raw == 1.0)
+    assert result.sweeps[0].stop_reason == "completed"
+    assert any("never clearly fell" in line for line in result.advice)
+    assert 0 < result.bounds.low < result.bounds.high
+    assert math.isfinite(result.suggestion) and result.suggestion > 0
+
+
+# -- repeats and seeds -------------------------------------------------------------------------
+
+
+def shuffled(generator: bool) -> DataLoader[Any]:
+    x, y = regression(96)
+    return DataLoader(
+        TensorDataset(x, y),
+        batch_size=8,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(7) if generator else None,
+    )
+
+
+def sweep_with(loader: DataLoader[Any], **kwargs: Any) -> tuple[RangeTestResult, Criterion]:
+    """A sweep of Net from the same start every time; the criterion saw every step's targets."""
+    torch.manual_seed(0)
+    model = Net()
+    opt = make_optimizer("sgd", model.parameters())
+    train_steps(model, opt, batches(2), steps=3)  # momentum buffers exist: restore must matter
+    torch.manual_seed(123)  # the same global RNG on every call, whatever seed= does
+    criterion = Criterion()
+    result = range_test(
+        model, opt, criterion, loader, start_lr=1e-4, end_lr=10.0, num_iter=40, **kwargs
+    )
+    return result, criterion
+
+
+def targets_per_sweep(result: RangeTestResult, criterion: Criterion) -> list[torch.Tensor]:
+    ends = np.cumsum([len(s.lrs) for s in result.sweeps])
+    return [torch.cat(criterion.targets[a:b]) for a, b in zip([0, *ends[:-1]], ends, strict=True)]
+
+
+@pytest.mark.parametrize("generator", [False, True], ids=["global-rng", "own-generator"])
+def test_repeats_are_seeded_sweeps_and_their_median(generator: bool) -> None:
+    loader = shuffled(generator)
+    result, criterion = sweep_with(loader, repeats=3, seed=0)
+    assert len(result.sweeps) == 3
+    suggestions = [s.suggestion for s in result.sweeps]
+    assert result.spread_decades >= 0
+    assert result.spread_decades == pytest.approx(
+        math.log10(max(suggestions) / min(suggestions)), abs=1e-12
+    )
+    assert result.suggestion == pytest.approx(float(np.median(suggestions)), rel=1e-12)
+    assert result.bounds.low < result.bounds.high
+    # Sweep r is the sweep seed r runs alone, from the same restored start.
+    for r, sweep in enumerate(result.sweeps):
+        alone = sweep_with(loader, seed=r)[0].sweeps[0]
+        np.testing.assert_array_equal(sweep.lrs, alone.lrs)
+        np.testing.assert_array_equal(sweep.losses_raw, alone.losses_raw)
+    # Each sweep saw the data in another order.
+    seen = [t[:40] for t in targets_per_sweep(result, criterion)]
+    assert not torch.equal(seen[0], seen[1]) and not torch.equal(seen[1], seen[2])
+
+
+@pytest.mark.parametrize("generator", [False, True], ids=["global-rng", "own-generator"])
+def test_the_same_seed_reproduces_the_sweeps_and_another_changes_the_order(
+    generator: bool,
+) -> None:
+    loader = shuffled(generator)
+    a, seen_a = sweep_with(loader, repeats=3, seed=0)
+    b, seen_b = sweep_with(loader, repeats=3, seed=0)
+    for x, y in zip(a.sweeps, b.sweeps, strict=True):
+        np.testing.assert_array_equal(x.lrs, y.lrs)
+        np.testing.assert_array_equal(x.losses_raw, y.losses_raw)
+        np.testing.assert_array_equal(x.losses, y.losses)
+    assert a.suggestion == b.suggestion and a.bounds == b.bounds
+    assert all(torch.equal(p, q) for p, q in zip(seen_a.targets, seen_b.targets, strict=True))
+    other, seen_other = sweep_with(loader, seed=5)
+    assert not torch.equal(torch.cat(seen_other.targets[:5]), torch.cat(seen_a.targets[:5]))
+    assert not np.array_equal(other.losses_raw[:10], a.losses_raw[:10])
+
+
+# -- AMP ---------------------------------------------------------------------------------------
+
+
+def inf_grad_at(calls: set[int] | Callable[[int], bool]) -> type[torch.autograd.Function]:
+    """An identity whose backward returns inf gradients at the given (1-based) calls."""
+    bad = calls if callable(calls) else calls.__contains__
+
+    class InfGrad(torch.autograd.Function):
+        backward_calls = 0
+
+        @staticmethod
+        def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+            return x.clone()
+
+        @staticmethod
+        def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+            InfGrad.backward_calls += 1
+            return torch.full_like(grad, math.inf) if bad(InfGrad.backward_calls) else grad
+
+    return InfGrad
+
+
+class Poisoned(nn.Module):
+    """Linear, an identity with scheduled inf gradients, Linear."""
+
+    def __init__(self, function: type[torch.autograd.Function]) -> None:
+        super().__init__()
+        self.function = function
+        self.inp = nn.Linear(N_FEATURES, 8)
+        self.out = nn.Linear(8, 1)
+        self.dtypes: list[torch.dtype] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.inp(x)
+        self.dtypes.append(h.dtype)
+        return self.out(torch.relu(self.function.apply(h)))
+
+
+def amp_setup(
+    calls: set[int] | Callable[[int], bool],
+) -> tuple[Poisoned, Optimizer, torch.amp.GradScaler, list[Batch]]:
+    torch.manual_seed(0)
+    function = inf_grad_at(calls)
+    model = Poisoned(function)
+    opt = make_optimizer("sgd", model.parameters())
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+    data = [regression(32)]
+    for _ in range(2):  # give the scaler a live scale and a growth tracker
+        opt.zero_grad()
+        with torch.autocast("cpu"):
+            loss = mse(model(data[0][0]), data[0][1])
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+    function.backward_calls = 0
+    model.dtypes.clear()
+    return model, opt, scaler, data
+
+
+def test_amp_skipped_steps_do_not_advance_the_ladder() -> None:
+    model, opt, scaler, data = amp_setup({10, 11})
+    before = {"model": model_state(model), "optimizer": copy.deepcopy(opt.state_dict())}
+    scaler_state = scaler.state_dict()
+    assert scaler_state["_growth_tracker"] == 2
+    criterion = Criterion(opt)
+    result = range_test(model, opt, criterion, data, scaler=scaler, num_iter=30, **NO_DIVERGENCE)
+    assert result.sweeps[0].stop_reason == "completed"
+    assert result.num_iter_run == 30
+    assert criterion.calls == 32  # two calls whose steps the scaler skipped
+    assert model.dtypes == [torch.bfloat16] * 32  # under autocast, CPU's bfloat16
+    seen = criterion.first_group_lrs
+    np.testing.assert_array_equal(np.delete(seen, [9, 10]), result.lrs)
+    assert seen[9] == seen[10] == seen[11] == result.lrs[9]  # the skipped rung, run again
+    assert scaler.state_dict() == scaler_state
+    assert_same({"model": model_state(model), "optimizer": opt.state_dict()}, before)
+
+
+def test_amp_stops_when_the_scaler_keeps_skipping() -> None:
+    model, opt, scaler, data = amp_setup(lambda call: call >= 10)
+    scaler_state = scaler.state_dict()
+    criterion = Criterion(opt)
+    result = range_test(model, opt, criterion, data, scaler=scaler, num_iter=30, **NO_DIVERGENCE)
+    assert result.sweeps[0].stop_reason == "amp-skips"
+    assert result.num_iter_run == 9
+    assert criterion.calls == 9 + 20
+    assert not result.diverged
+    assert scaler.state_dict() == scaler_state
+
+
+# -- LR schedulers -----------------------------------------------------------------------------
+
+SCHEDULERS: dict[str, Callable[[Optimizer], torch.optim.lr_scheduler.LRScheduler]] = {
+    "step": lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5),
+    "cosine": lambda opt: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=10),
+    "onecycle": lambda opt: torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=20),
+}
+
+
+def scheduled(kind: str) -> tuple[nn.Module, Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    torch.manual_seed(0)
+    model = nn.Linear(N_FEATURES, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    scheduler = SCHEDULERS[kind](opt)
+    data = batches(3)
+    for _ in range(3):
+        train_steps(model, opt, data, steps=1)
+        scheduler.step()
+    return model, opt, scheduler
+
+
+@pytest.mark.parametrize("kind", list(SCHEDULERS))
+def test_an_attached_scheduler_is_left_as_it_was(kind: str) -> None:
+    model, opt, scheduler = scheduled(kind)
+    lr = opt.param_groups[0]["lr"]
+    state = copy.deepcopy(scheduler.state_dict())
+    range_test(model, opt, mse, batches(3), start_lr=1e-4, end_lr=10.0, num_iter=30)
+    assert opt.param_groups[0]["lr"] == lr
+    assert_same(scheduler.state_dict(), state)
+    # Training goes on exactly as on a twin that never saw a range test.
+    twin_model, twin_opt, twin_scheduler = scheduled(kind)
+    data = batches(3)
+    for m, o, s in ((model, opt, scheduler), (twin_model, twin_opt, twin_scheduler)):
+        for _ in range(3):
+            train_steps(m, o, data, steps=1)
+            s.step()
+    assert scheduler.get_last_lr() == twin_scheduler.get_last_lr()
+    for p, q in zip(model.parameters(), twin_model.parameters(), strict=True):
+        assert torch.equal(p, q)
+
+
+# -- known gaps --------------------------------------------------------------------------------
+
+
+class Counter(nn.Module):
+    """Counts its forward calls in a buffer it reassigns, as ``self.n = self.n + 1`` does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(N_FEATURES, 1)
+        self.register_buffer("n", torch.zeros(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.n = self.n + 1
+        return self.lin(x)
+
+
+def test_a_buffer_reassigned_in_forward_is_restored() -> None:
+    torch.manual_seed(0)
+    model = Counter()
+    range_test(model, sgd(model), mse, batches(3), num_iter=20, **NO_DIVERGENCE)
+    assert model.n.item() == 0
