@@ -773,14 +773,45 @@ def _slots_of(model: nn.Module) -> list[tuple[dict[str, Any], str, torch.Tensor]
 
 
 def _to_cpu(obj: Any) -> Any:
-    """A deep copy with every tensor copied into CPU memory."""
+    """A deep copy with every tensor copied into CPU memory (pinned, for tensors on a GPU, so
+    the copies both ways run at full speed; call ``_synchronize`` before reading them)."""
     if isinstance(obj, torch.Tensor):
+        if obj.device.type == "cuda":
+            out = torch.empty(obj.shape, dtype=obj.dtype, device="cpu", pin_memory=True)
+            return out.copy_(obj.detach(), non_blocking=True)
         return obj.detach().to("cpu", copy=True)
     if isinstance(obj, dict):
         return {k: _to_cpu(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
         return type(obj)(_to_cpu(v) for v in obj)
     return copy.deepcopy(obj)
+
+
+def _synchronize() -> None:
+    if torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
+def _same_layout(live: Mapping[str, Any], saved: Mapping[str, Any]) -> bool:
+    if live.keys() != saved.keys():
+        return False
+    return all(
+        not isinstance(v, torch.Tensor)
+        or (
+            isinstance(live[k], torch.Tensor)
+            and live[k].shape == v.shape
+            and live[k].dtype == v.dtype
+        )
+        for k, v in saved.items()
+    )
+
+
+def _put_back(live: dict[str, Any], key: str, saved: Any) -> None:
+    """Write ``saved`` into ``live[key]``, in place when both are tensors."""
+    if isinstance(saved, torch.Tensor) and isinstance(live.get(key), torch.Tensor):
+        live[key].copy_(saved, non_blocking=True)
+    else:
+        live[key] = copy.deepcopy(saved)
 
 
 class _Snapshot:
@@ -801,6 +832,7 @@ class _Snapshot:
         self.grads = [(p, None if p.grad is None else _to_cpu(p.grad)) for p in model.parameters()]
         self.modes = [(m, m.training) for m in model.modules()]
         self.optimizer_state = _to_cpu(optimizer.state_dict())
+        _synchronize()
         self.scaler = scaler
         self.scaler_state = (
             scaler.state_dict() if scaler is not None and scaler.is_enabled() else None
@@ -811,19 +843,46 @@ class _Snapshot:
         self.python_rng = random.getstate()
         self.generators = [(g, g.get_state()) for g in generators]
 
+    def _restore_optimizer(self) -> None:
+        """Copy the saved state back into the optimizer's own tensors when they have the same
+        layout (no allocation, no second copy on the device); else drop the sweep's state and
+        load the saved one."""
+        opt, saved = self.optimizer, self.optimizer_state
+        params = [p for group in opt.param_groups for p in group["params"]]
+        live = {i: opt.state[p] for i, p in enumerate(params) if p in opt.state}
+        if live.keys() == saved["state"].keys() and all(
+            _same_layout(live[i], entries) for i, entries in saved["state"].items()
+        ):
+            for i, entries in saved["state"].items():
+                for key, value in entries.items():
+                    _put_back(live[i], key, value)
+            for group, saved_group in zip(opt.param_groups, saved["param_groups"], strict=True):
+                for key, value in saved_group.items():
+                    if key != "params":
+                        _put_back(group, key, value)
+        else:
+            opt.state.clear()
+            # load_state_dict may keep the very tensors it is given: give it a copy, so a
+            # second restore (repeats) does not find them trained on.
+            opt.load_state_dict(_to_cpu(saved))
+
     def restore(self) -> None:
         for slots, name, tensor in self.slots:
             slots[name] = tensor
         with torch.no_grad():
             for live, saved in self.values:
-                live.copy_(saved)
-        for param, grad in self.grads:
-            param.grad = None if grad is None else grad.to(param.device)
+                live.copy_(saved, non_blocking=True)
+            # Free the sweep's gradients before making the saved ones, so the two never sit on
+            # the device together.
+            for param, _ in self.grads:
+                param.grad = None
+            for param, grad in self.grads:
+                if grad is not None:
+                    param.grad = torch.empty_like(param).copy_(grad, non_blocking=True)
+            self._restore_optimizer()
+        _synchronize()  # the pinned copies are read asynchronously; finish before returning
         for module, training in self.modes:
             module.training = training
-        # load_state_dict may keep the very tensors it is given, so give it a fresh copy:
-        # a second restore (repeats) must not find them trained on.
-        self.optimizer.load_state_dict(_to_cpu(self.optimizer_state))
         if self.scaler is not None and self.scaler_state is not None:
             self.scaler.load_state_dict(self.scaler_state)
         torch.set_rng_state(self.torch_rng)
