@@ -208,8 +208,9 @@ class RangeTestResult:
             )
         if self.no_valley:
             out.append(
-                "the loss never clearly fell: lower start_lr, raise num_iter, or check the "
-                "model and data"
+                "the loss never clearly fell, so the suggestion is only a decade below where it "
+                "began to climb: raise num_iter (or start_lr, to spend the steps where the "
+                "model learns), or check the model and data"
             )
         return out
 
@@ -654,11 +655,17 @@ def _read_curve(lrs: np.ndarray, raw: np.ndarray, reason: str, seconds: float) -
     no_valley = not fall > 2 * noise or i_min == i_top
 
     if no_valley:
-        # Nothing to read: the whole sweep up to its lowest point (or all of it) as bounds,
-        # their geometric middle as the suggestion, and the flag saying so.
-        i_low, i_high = 0, i_min if i_min > 0 else n - 1
-        minimum = float(lrs[i_high])
-        steepest = suggestion = math.sqrt(float(lrs[0]) * minimum)
+        # No fall to read (the model learns too slowly for one step per rung, say), but where
+        # the loss starts to climb above its starting level still marks the onset of
+        # instability: the edge is the last LR before that, the suggestion a decade below it
+        # (as minimum / 10 is when there is a valley), the bounds two decades under the edge.
+        start = float(np.median(smooth[:head]))
+        climbed = np.nonzero(smooth > start + 2 * noise)[0]  # 2 sigma of one raw loss
+        i_high = max(int(climbed[0]) - 1, 0) if len(climbed) else n - 1
+        minimum = steepest = float(lrs[i_high])
+        suggestion = max(minimum / 10, float(lrs[0]))
+        i_low = int(np.searchsorted(lrs, max(minimum / 100, float(lrs[0]))))
+        i_low = min(i_low, max(i_high - 1, 0))
     else:
         i_low = i_top + int(
             np.nonzero(smooth[i_top : i_min + 1] <= top - _FALL_STARTED * fall)[0][0]
