@@ -38,6 +38,7 @@ from scipy.ndimage import median_filter, uniform_filter1d
 from torch import nn
 from torch.optim import Optimizer
 
+from lrsearch._optim import lr_ratios, set_lr
 from lrsearch._validation import check_positive_int, check_real, check_seed
 from lrsearch.exceptions import InvalidParameterError, LrsearchError
 from lrsearch.space import LRBounds
@@ -438,13 +439,7 @@ def range_test(
         ladder = np.linspace(start_lr, end_lr, num_iter)
     ladder[0], ladder[-1] = start_lr, end_lr  # exactly, whatever the rounding inside
 
-    first_lr = float(optimizer.param_groups[0]["lr"])
-    if not (math.isfinite(first_lr) and first_lr > 0):
-        raise InvalidParameterError(
-            "the first param group's lr sets the other groups' ratios, so it must be a "
-            f"positive finite number; got {first_lr!r}"
-        )
-    ratios = [float(g["lr"]) / first_lr for g in optimizer.param_groups]
+    ratios = lr_ratios(optimizer)
     device = _device_of(model)
 
     generators = _generators_of(loader)
@@ -538,7 +533,7 @@ def _sweep(
     reason, rung, skips = "completed", 0, 0
     while rung < len(ladder):
         for group, ratio in zip(optimizer.param_groups, ratios, strict=True):
-            _set_lr(group, float(ladder[rung]) * ratio)
+            set_lr(group, float(ladder[rung]) * ratio)
         inputs, targets = batch_fn(next(batches))
         inputs, targets = _to_device(inputs, device), _to_device(targets, device)
         optimizer.zero_grad(set_to_none=True)
@@ -748,13 +743,6 @@ def _device_of(model: nn.Module) -> torch.device:
     for tensor in _tensors_of(model):
         return tensor.device
     raise InvalidParameterError("model has no parameters or buffers to train")
-
-
-def _set_lr(group: dict[str, Any], value: float) -> None:
-    if isinstance(group["lr"], torch.Tensor):
-        group["lr"].fill_(value)
-    else:
-        group["lr"] = value
 
 
 # -- snapshot / restore ----------------------------------------------------------------------

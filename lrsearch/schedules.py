@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch.optim import Optimizer, lr_scheduler
 
+from lrsearch._optim import lr_ratios, set_lr
 from lrsearch._validation import check_positive_int, check_real
 from lrsearch.exceptions import InvalidParameterError
 
@@ -193,7 +194,7 @@ class Schedule:
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"optimizer must be a torch.optim.Optimizer; got {optimizer!r}")
         total_steps = self._check_total_steps(total_steps)
-        ratios = _group_ratios(optimizer)
+        ratios = lr_ratios(optimizer)
         for group in optimizer.param_groups:
             # A scheduler built earlier leaves `initial_lr` behind, and torch's schedulers
             # would silently start from it instead of from this schedule.
@@ -451,11 +452,7 @@ class Schedule:
 def _start_at(optimizer: Optimizer, lr: float, ratios: list[float]) -> None:
     """Set every group's learning rate to ``lr`` times its ratio (multiplicative schedulers)."""
     for group, ratio in zip(optimizer.param_groups, ratios, strict=True):
-        value = lr * ratio
-        if isinstance(group["lr"], torch.Tensor):
-            group["lr"].fill_(value)
-        else:
-            group["lr"] = value
+        set_lr(group, lr * ratio)
 
 
 def _build_constant(
@@ -563,13 +560,3 @@ _BUILDERS: Final[Mapping[str, _Builder]] = {
 
 
 # -- validation helpers -------------------------------------------------------------------
-
-
-def _group_ratios(optimizer: Optimizer) -> list[float]:
-    lrs = [float(group["lr"]) for group in optimizer.param_groups]
-    if not (math.isfinite(lrs[0]) and lrs[0] > 0):
-        raise InvalidParameterError(
-            "the first param group's lr sets the other groups' ratios, so it must be a "
-            f"positive finite number; got {lrs[0]!r}"
-        )
-    return [lr / lrs[0] for lr in lrs]

@@ -11,9 +11,7 @@ import copy
 import json
 import math
 import random
-import re
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -21,11 +19,12 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 import torch
+from assertions import invalid
 from torch import nn
 from torch.optim import Optimizer
 from torch.utils.data import DataLoader, TensorDataset
 
-from lrsearch import InvalidParameterError, LrsearchError, RangeTestResult, range_test
+from lrsearch import LrsearchError, RangeTestResult, range_test
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -665,18 +664,6 @@ def test_tuple_inputs_go_to_the_model_as_positional_arguments() -> None:
 
 
 # -- bad arguments -----------------------------------------------------------------------------
-
-
-@contextmanager
-def invalid(name: str, *values: object) -> Iterator[pytest.ExceptionInfo[ValueError]]:
-    """Expect an InvalidParameterError naming ``name`` and (in order) each of ``values``."""
-    pattern = rf"\b{re.escape(name)}\b"
-    for value in values:
-        pattern += rf".*{re.escape(repr(value))}(?!\d)"
-    with pytest.raises(ValueError, match=pattern) as info:
-        yield info
-    assert isinstance(info.value, LrsearchError)
-    assert isinstance(info.value, InvalidParameterError)
 
 
 NAN, INF = math.nan, math.inf

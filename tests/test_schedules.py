@@ -9,15 +9,13 @@ from __future__ import annotations
 import io
 import json
 import math
-import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
 import pytest
 import torch
+from assertions import invalid
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from oracles import oracle_lrs
@@ -395,18 +393,6 @@ def test_state_dict_resumes_mid_schedule(kind: str, optimizer: str) -> None:
 
 
 # -- validation --------------------------------------------------------------------------------
-
-
-@contextmanager
-def invalid(field: str, *values: object) -> Iterator[pytest.ExceptionInfo[ValueError]]:
-    """Expect an InvalidParameterError naming ``field`` and (in order) each of ``values``."""
-    pattern = rf"\b{re.escape(field)}\b"
-    for value in values:
-        pattern += rf".*{re.escape(repr(value))}(?!\d)"
-    with pytest.raises(ValueError, match=pattern) as info:
-        yield info
-    assert isinstance(info.value, LrsearchError)
-    assert isinstance(info.value, InvalidParameterError)
 
 
 def test_invalid_parameter_error_is_both_kinds_of_error() -> None:
