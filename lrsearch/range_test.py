@@ -620,8 +620,8 @@ class _DivergenceWatch:
 def _read_curve(lrs: np.ndarray, raw: np.ndarray, reason: str, seconds: float) -> Sweep:
     """Smooth the curve with zero lag and read the bounds and a suggestion off it.
 
-    - Values above the starting plateau are clipped to it, so a blow-up at the end cannot
-      drag the smoothed valley; then a running median of 5 (spikes from odd batches) and a
+    - Values far above the starting level (the median of the first tenth) are clipped, so a
+      blow-up at the end cannot drag the smoothed valley; then a running median of 5 and a
       centred moving average over about 1/8 of the sweep. Both are centred, so nothing is
       shifted, and neither can overshoot the data the way a higher-order filter rings.
     - ``minimum``: the LR where the smoothed loss is lowest.
@@ -635,16 +635,28 @@ def _read_curve(lrs: np.ndarray, raw: np.ndarray, reason: str, seconds: float) -
     """
     n = len(raw)
     head = max(_WATCH_WINDOW, n // 10)
-    clipped = np.minimum(raw, float(np.max(raw[:head])))
+    # The starting level is the median of the first tenth, so a couple of unlucky batches at
+    # the start can neither set the clip level nor make the curve seem to fall from them.
+    start = float(np.median(raw[:head]))
+    spread = 1.4826 * float(np.median(np.abs(raw[:head] - start)))
+    clipped = np.minimum(raw, start + 3 * spread)
     window = max(_WATCH_WINDOW, 2 * (n // 16) + 1)
+    # Pad as the sweep would have continued: before it, the loss sits at its starting level;
+    # past its last step, it stays where it ended (up, after a blow-up). Symmetric padding
+    # would fold the valley into either end.
+    pad = window
+    padded = np.concatenate([np.full(pad, start), clipped, np.full(pad, clipped[-1])])
     smooth = uniform_filter1d(
-        median_filter(clipped, size=_WATCH_WINDOW, mode="nearest"), size=window, mode="nearest"
-    )
+        median_filter(padded, size=_WATCH_WINDOW, mode="nearest"), size=window, mode="nearest"
+    )[pad:-pad]
     x = np.log10(lrs)
 
     i_min = int(np.argmin(smooth))
-    top = float(np.max(smooth[: i_min + 1]))
-    i_top = int(np.argmax(smooth[: i_min + 1]))
+    # The top of the fall: the starting level, or a bump after the start (Adam's early rise).
+    i_top = head + int(np.argmax(smooth[head : i_min + 1])) if i_min >= head else 0
+    if i_top == 0 or smooth[i_top] <= start:
+        i_top = 0
+    top = max(start, float(smooth[i_top]))
     fall = top - float(smooth[i_min])
     noise = 1.4826 * float(np.median(np.abs(clipped - smooth)))  # robust sigma of one loss
     no_valley = not fall > 2 * noise or i_min == i_top
@@ -654,7 +666,6 @@ def _read_curve(lrs: np.ndarray, raw: np.ndarray, reason: str, seconds: float) -
         # the loss starts to climb above its starting level still marks the onset of
         # instability: the edge is the last LR before that, the suggestion a decade below it
         # (as minimum / 10 is when there is a valley), the bounds two decades under the edge.
-        start = float(np.median(smooth[:head]))
         climbed = np.nonzero(smooth > start + 2 * noise)[0]  # 2 sigma of one raw loss
         i_high = max(int(climbed[0]) - 1, 0) if len(climbed) else n - 1
         minimum = steepest = float(lrs[i_high])
