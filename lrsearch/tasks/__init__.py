@@ -1,0 +1,39 @@
+"""Built-in tasks: data and models that ship with lrsearch and need no download.
+
+Each task module (:mod:`lrsearch.tasks.digits`, :mod:`lrsearch.tasks.mnist1d`) has a
+``load_data()`` that returns a :class:`Split` of in-memory tensors and a ``make_model()`` that
+returns a freshly initialised ``torch.nn.Module`` producing logits.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+__all__ = ["Split", "digits", "mnist1d"]
+
+
+class Split(NamedTuple):
+    """A task's data as in-memory tensors: a training part and a held-out test part.
+
+    Features are float32 and labels int64 (class indices, ready for ``CrossEntropyLoss``). The
+    test part is for the final comparison only; validation data are carved from the training
+    part.
+
+    Example:
+        >>> import torch
+        >>> s = Split(torch.zeros(3, 2), torch.zeros(3, dtype=torch.long),
+        ...           torch.zeros(1, 2), torch.zeros(1, dtype=torch.long))
+        >>> s.x_train.shape, len(s.y_test)
+        (torch.Size([3, 2]), 1)
+    """
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+
+
+# Imported after Split is defined: the task modules import Split from this package.
+from lrsearch.tasks import digits, mnist1d  # noqa: E402
