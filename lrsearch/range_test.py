@@ -29,7 +29,7 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 import numpy as np
@@ -154,7 +154,6 @@ class RangeTestResult:
     end_lr: float
     num_iter: int
     mode: str
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def lrs(self) -> np.ndarray:
@@ -255,7 +254,6 @@ class RangeTestResult:
             "no_valley": self.no_valley,
             "spread_decades": self.spread_decades,
             "sweeps": [s.to_dict() for s in self.sweeps],
-            "extra": self.extra,
         }
 
     @classmethod
@@ -270,7 +268,6 @@ class RangeTestResult:
                 end_lr=float(data["end_lr"]),
                 num_iter=int(data["num_iter"]),
                 mode=str(data["mode"]),
-                extra=dict(data.get("extra", {})),
             )
         except (KeyError, TypeError) as exc:
             raise InvalidParameterError(f"not a stored range test: {exc!r}") from exc
