@@ -366,8 +366,9 @@ def range_test(
         num_iter: Rungs, one optimizer step each (at least 5).
         mode: ``"exp"`` (rungs evenly spaced in log-LR) or ``"linear"``.
         diverge_threshold: Stop once the median of the last 5 losses has risen above the
-            best median by this fraction of how far the loss had fallen (so it works with
-            negative losses, and with any loss scale). NaN/inf losses stop at once.
+            best median by this fraction of how far the loss had fallen, and by clearly more
+            than its own batch-to-batch noise (so it works with negative losses and any loss
+            scale, and noise at tiny LRs never stops a sweep). NaN/inf losses stop at once.
         batch_fn: Turns one batch into ``(inputs, targets)``. By default a batch is an
             ``(inputs, targets)`` pair. ``inputs`` may be a tensor (``model(inputs)``), a
             tuple (``model(*inputs)``) or a dict (``model(**inputs)``); tensors in it are
@@ -376,10 +377,12 @@ def range_test(
         scaler: An AMP ``GradScaler``: the forward pass runs under ``torch.autocast``, steps
             the scaler skips (inf/NaN gradients) do not advance the ladder, and the scaler's
             state is restored.
-        repeats: Sweeps to run, each with another data order (seed, seed + 1, ...);
-            ``suggestion`` and ``bounds`` are then medians, ``spread_decades`` their spread.
-        seed: Seeds torch's RNG for the (first) sweep, for a reproducible data order and
-            dropout; ``None`` keeps the current RNG state. Either way, RNG states are restored.
+        repeats: Sweeps to run, each from the same starting point with another data order
+            and dropout (seeds ``seed``, ``seed + 1``, ...); ``suggestion`` and ``bounds`` are
+            then medians over the sweeps, ``spread_decades`` their spread.
+        seed: Seeds torch's RNG (and the loader's own generators) for the first sweep, so the
+            data order and dropout are reproducible. ``None``: the first sweep uses the RNG
+            as it stands, later sweeps seeds drawn from it. Either way, every RNG is put back.
 
     Returns:
         A :class:`RangeTestResult`.
