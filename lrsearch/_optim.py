@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 from torch.optim import Optimizer
@@ -22,9 +21,12 @@ def lr_ratios(optimizer: Optimizer) -> list[float]:
     return [lr / lrs[0] for lr in lrs]
 
 
-def set_lr(group: dict[str, Any], value: float) -> None:
-    """Set a param group's LR, in place when it is a tensor (capturable / fused optimizers)."""
-    if isinstance(group["lr"], torch.Tensor):
-        group["lr"].fill_(value)
-    else:
-        group["lr"] = value
+def set_lrs(optimizer: Optimizer, lr: float, ratios: list[float]) -> None:
+    """Set every group's LR to ``lr`` times its ratio (from :func:`lr_ratios`), in place where
+    the LR is a tensor (capturable / fused optimizers)."""
+    for group, ratio in zip(optimizer.param_groups, ratios, strict=True):
+        value = lr * ratio
+        if isinstance(group["lr"], torch.Tensor):
+            group["lr"].fill_(value)
+        else:
+            group["lr"] = value

@@ -38,7 +38,7 @@ from scipy.ndimage import median_filter, uniform_filter1d
 from torch import nn
 from torch.optim import Optimizer
 
-from lrsearch._optim import lr_ratios, set_lr
+from lrsearch._optim import lr_ratios, set_lrs
 from lrsearch._validation import check_positive_int, check_real, check_seed
 from lrsearch.exceptions import InvalidParameterError, LrsearchError
 from lrsearch.space import LRBounds
@@ -532,8 +532,7 @@ def _sweep(
     losses: list[float] = []
     reason, rung, skips = "completed", 0, 0
     while rung < len(ladder):
-        for group, ratio in zip(optimizer.param_groups, ratios, strict=True):
-            set_lr(group, float(ladder[rung]) * ratio)
+        set_lrs(optimizer, float(ladder[rung]), ratios)
         inputs, targets = batch_fn(next(batches))
         inputs, targets = _to_device(inputs, device), _to_device(targets, device)
         optimizer.zero_grad(set_to_none=True)

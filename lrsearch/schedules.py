@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch.optim import Optimizer, lr_scheduler
 
-from lrsearch._optim import lr_ratios, set_lr
+from lrsearch._optim import lr_ratios, set_lrs
 from lrsearch._validation import check_positive_int, check_real
 from lrsearch.exceptions import InvalidParameterError
 
@@ -449,16 +449,10 @@ class Schedule:
 # -- torch builders -----------------------------------------------------------------------
 
 
-def _start_at(optimizer: Optimizer, lr: float, ratios: list[float]) -> None:
-    """Set every group's learning rate to ``lr`` times its ratio (multiplicative schedulers)."""
-    for group, ratio in zip(optimizer.param_groups, ratios, strict=True):
-        set_lr(group, lr * ratio)
-
-
 def _build_constant(
     s: Schedule, opt: Optimizer, ratios: list[float], total_steps: int
 ) -> lr_scheduler.LRScheduler:
-    _start_at(opt, s.max_lr, ratios)
+    set_lrs(opt, s.max_lr, ratios)
     return lr_scheduler.ConstantLR(opt, factor=1.0, total_iters=0)
 
 
@@ -466,7 +460,7 @@ def _build_step(
     s: Schedule, opt: Optimizer, ratios: list[float], total_steps: int
 ) -> lr_scheduler.LRScheduler:
     assert s.step_size is not None and s.decay is not None
-    _start_at(opt, s.max_lr, ratios)
+    set_lrs(opt, s.max_lr, ratios)
     return lr_scheduler.StepLR(opt, step_size=s.step_size, gamma=s.decay)
 
 
@@ -474,7 +468,7 @@ def _build_exponential(
     s: Schedule, opt: Optimizer, ratios: list[float], total_steps: int
 ) -> lr_scheduler.LRScheduler:
     assert s.step_size is not None and s.decay is not None
-    _start_at(opt, s.max_lr, ratios)
+    set_lrs(opt, s.max_lr, ratios)
     return lr_scheduler.ExponentialLR(opt, gamma=s.decay ** (1.0 / s.step_size))
 
 
@@ -525,7 +519,7 @@ def _build_sgdr(
     s: Schedule, opt: Optimizer, ratios: list[float], total_steps: int
 ) -> lr_scheduler.LRScheduler:
     assert s.base_lr is not None and s.step_size is not None and s.decay is not None
-    _start_at(opt, s.max_lr, ratios)
+    set_lrs(opt, s.max_lr, ratios)
     factor = _SgdrFactor(s.base_lr / s.max_lr, s.step_size, s.cycle_mult, s.decay)
     return lr_scheduler.LambdaLR(opt, lr_lambda=factor)
 
