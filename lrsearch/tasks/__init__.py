@@ -1,8 +1,12 @@
-"""Built-in tasks: data and models that ship with lrsearch and need no download.
+"""Tasks: what lrsearch tunes a schedule for (:class:`Task`), and the built-in ones.
 
-Each task module (:mod:`lrsearch.tasks.digits`, :mod:`lrsearch.tasks.mnist1d`) has a
-``load_data()`` that returns a :class:`Split` of in-memory tensors and a ``make_model()`` that
-returns a freshly initialised ``torch.nn.Module`` producing logits.
+A :class:`Task` bundles a model factory, train and test data, a loss, a metric with its
+direction, an optimizer factory, a batch size and epochs. :func:`load_task` finds one by name:
+a built-in (``"digits"``, ``"mnist1d"``: no download) or ``"package.module:function"``.
+
+Each built-in module (:mod:`lrsearch.tasks.digits`, :mod:`lrsearch.tasks.mnist1d`) has a
+``load_data()`` that returns a :class:`Split` of in-memory tensors, a ``make_model()`` that
+returns a freshly initialised ``torch.nn.Module`` producing logits, and ``task()``.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from typing import NamedTuple
 
 import torch
 
-__all__ = ["Split", "digits", "mnist1d"]
+__all__ = ["BUILTIN_TASKS", "Data", "Split", "Task", "digits", "load_task", "mnist1d", "sgd"]
 
 
 class Split(NamedTuple):
@@ -37,3 +41,4 @@ class Split(NamedTuple):
 
 # Imported after Split is defined: the task modules import Split from this package.
 from lrsearch.tasks import digits, mnist1d  # noqa: E402
+from lrsearch.tasks._task import BUILTIN_TASKS, Data, Task, load_task, sgd  # noqa: E402

@@ -14,9 +14,9 @@ from torch import nn
 
 from lrsearch._validation import check_real
 from lrsearch.exceptions import InvalidParameterError
-from lrsearch.tasks import Split
+from lrsearch.tasks import Split, Task
 
-__all__ = ["IN_FEATURES", "NUM_CLASSES", "load_data", "make_model"]
+__all__ = ["IN_FEATURES", "NUM_CLASSES", "load_data", "make_model", "task"]
 
 IN_FEATURES = 64
 NUM_CLASSES = 10
@@ -79,4 +79,27 @@ def make_model() -> nn.Module:
         nn.Linear(IN_FEATURES, _HIDDEN),
         nn.ReLU(),
         nn.Linear(_HIDDEN, NUM_CLASSES),
+    )
+
+
+def task() -> Task:
+    """The embedded default task: digits, the MLP, SGD with momentum, 20 epochs of batch 32.
+
+    Returns:
+        A :class:`~lrsearch.tasks.Task` with 1347 training and 450 held-out test images, the
+        cross-entropy loss and accuracy (to maximize).
+
+    Example:
+        >>> t = task()
+        >>> t.name, t.n_train, t.metric_name, t.direction
+        ('digits', 1347, 'accuracy', 'maximize')
+    """
+    split = load_data()
+    return Task(
+        make_model=make_model,
+        train=(split.x_train, split.y_train),
+        test=(split.x_test, split.y_test),
+        batch_size=32,
+        epochs=20,
+        name="digits",
     )

@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from lrsearch.tasks import Split
+from lrsearch.tasks import Split, Task
 
-__all__ = ["NUM_CLASSES", "SEQ_LEN", "load_data", "make_model"]
+__all__ = ["NUM_CLASSES", "SEQ_LEN", "load_data", "make_model", "task"]
 
 SEQ_LEN = 40
 NUM_CLASSES = 10
@@ -92,4 +92,27 @@ def make_model() -> nn.Module:
         nn.ReLU(),
         nn.Flatten(),
         nn.Linear(_CHANNELS * 5, NUM_CLASSES),
+    )
+
+
+def task() -> Task:
+    """MNIST-1D with the paper's CNN, SGD with momentum, 75 epochs of batch 100 (3000 steps).
+
+    Returns:
+        A :class:`~lrsearch.tasks.Task` with 4000 training and 1000 held-out test signals, the
+        cross-entropy loss and accuracy (to maximize).
+
+    Example:
+        >>> t = task()
+        >>> t.name, t.n_train, t.epochs * (t.n_train // t.batch_size)
+        ('mnist1d', 4000, 3000)
+    """
+    split = load_data()
+    return Task(
+        make_model=make_model,
+        train=(split.x_train, split.y_train),
+        test=(split.x_test, split.y_test),
+        batch_size=100,
+        epochs=75,
+        name="mnist1d",
     )

@@ -1,0 +1,282 @@
+"""Study configs: ``studies/NAME.toml``, validated into a frozen :class:`StudyConfig`.
+
+A config is looked up as ``./studies/NAME.toml`` first (the working directory), then among the
+configs packaged with lrsearch (``digits``, ``mnist1d``). Every key is optional except ``task``;
+:data:`KEYS` lists them with their meaning, and the README's table is generated from the same
+text. Unknown keys, wrong types and out-of-range values raise
+:class:`~lrsearch.exceptions.InvalidParameterError` naming the key and the value, before
+anything is written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.resources
+import math
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from lrsearch.exceptions import InvalidParameterError
+from lrsearch.schedules import KINDS
+
+__all__ = [
+    "KEYS",
+    "PRUNERS",
+    "SAMPLERS",
+    "StudyConfig",
+    "check_study_name",
+    "find_config",
+    "load_config",
+]
+
+SAMPLERS = ("tpe", "random")
+PRUNERS = ("median", "hyperband", "none")
+DEVICES = ("auto", "cpu", "cuda")
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+#: Every config key: (meaning, default shown in the docs).
+KEYS: dict[str, tuple[str, str]] = {
+    "task": ('`"digits"`, `"mnist1d"` or `"package.module:function"` giving a `Task`', "required"),
+    "n_trials": ("search trials in total (a resumed study runs only the missing ones)", "40"),
+    "timeout": ("seconds after which the search starts no new trial", "none"),
+    "seed": ("seeds the sampler, the splits, the range test and model inits", "0"),
+    "sampler": ("`tpe` (multivariate, grouped) or `random`", "`tpe`"),
+    "pruner": ("`median`, `hyperband` or `none`", "`median`"),
+    "warmup_epochs": ("epochs before the pruner may stop a trial", "epochs // 4"),
+    "kinds": ("schedule kinds to search", "all eight"),
+    "epochs": ("epochs of every training run (overrides the task's)", "the task's"),
+    "batch_size": ("training batch size (overrides the task's)", "the task's"),
+    "validation_fraction": ("share of `train` held out to score search trials", "0.2"),
+    "cv_folds": ("folds of the constant-LR cross-validation", "5"),
+    "cv_grid": ("constant LRs on the log grid over the range-test bounds", "8"),
+    "final_seeds": ("seeds per arm in the final comparison", "5"),
+    "device": ("`auto`, `cpu` or `cuda`", "`auto`"),
+    "threads": ("torch CPU threads (0: one per core, at most 8)", "0"),
+    "range_test.start_lr": ("first LR of the range test", "1e-7"),
+    "range_test.end_lr": ("last LR of the range test", "10.0"),
+    "range_test.num_iter": ("steps of the range test", "100"),
+    "range_test.repeats": ("sweeps with different seeds, medians taken", "1"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyConfig:
+    """A validated study config. Build one with :func:`load_config` or directly.
+
+    Example:
+        >>> cfg = StudyConfig(name="demo", task="digits", n_trials=10)
+        >>> cfg.n_trials, cfg.pruner, cfg.kinds[:2]
+        (10, 'median', ('constant', 'step'))
+    """
+
+    name: str
+    task: str
+    n_trials: int = 40
+    timeout: float | None = None
+    seed: int = 0
+    sampler: str = "tpe"
+    pruner: str = "median"
+    warmup_epochs: int | None = None
+    kinds: tuple[str, ...] = KINDS
+    epochs: int | None = None
+    batch_size: int | None = None
+    validation_fraction: float = 0.2
+    cv_folds: int = 5
+    cv_grid: int = 8
+    final_seeds: int = 5
+    device: str = "auto"
+    threads: int = 0
+    range_start_lr: float = 1e-7
+    range_end_lr: float = 10.0
+    range_num_iter: int = 100
+    range_repeats: int = 1
+    source: str = "<python>"
+
+    def __post_init__(self) -> None:
+        check_study_name(self.name)
+        _want_str("task", self.task)
+        _want_int("n_trials", self.n_trials, low=1)
+        if self.timeout is not None:
+            _want_real("timeout", self.timeout, positive=True)
+        _want_int("seed", self.seed, low=0)
+        _want_choice("sampler", self.sampler, SAMPLERS)
+        _want_choice("pruner", self.pruner, PRUNERS)
+        if self.warmup_epochs is not None:
+            _want_int("warmup_epochs", self.warmup_epochs, low=0)
+        if isinstance(self.kinds, str) or not isinstance(self.kinds, (list, tuple)):
+            raise InvalidParameterError(
+                f"kinds must be a list of schedule kinds; got {self.kinds!r}"
+            )
+        if not self.kinds:
+            raise InvalidParameterError("kinds must name at least one schedule kind; got []")
+        for kind in self.kinds:
+            _want_choice("kinds", kind, KINDS)
+        if len(set(self.kinds)) != len(self.kinds):
+            raise InvalidParameterError(f"kinds has a repeated kind; got {list(self.kinds)!r}")
+        object.__setattr__(self, "kinds", tuple(self.kinds))
+        if self.epochs is not None:
+            _want_int("epochs", self.epochs, low=1)
+        if self.batch_size is not None:
+            _want_int("batch_size", self.batch_size, low=1)
+        _want_real("validation_fraction", self.validation_fraction, positive=True)
+        if not self.validation_fraction < 0.9:
+            raise InvalidParameterError(
+                f"validation_fraction must be in (0, 0.9); got {self.validation_fraction!r}"
+            )
+        _want_int("cv_folds", self.cv_folds, low=2)
+        _want_int("cv_grid", self.cv_grid, low=2)
+        _want_int("final_seeds", self.final_seeds, low=2)
+        _want_choice("device", self.device, DEVICES)
+        _want_int("threads", self.threads, low=0)
+        _want_real("range_test.start_lr", self.range_start_lr, positive=True)
+        _want_real("range_test.end_lr", self.range_end_lr, positive=True)
+        if not self.range_start_lr < self.range_end_lr:
+            raise InvalidParameterError(
+                "range_test.start_lr must be below range_test.end_lr; got "
+                f"{self.range_start_lr!r} >= {self.range_end_lr!r}"
+            )
+        _want_int("range_test.num_iter", self.range_num_iter, low=5)
+        _want_int("range_test.repeats", self.range_repeats, low=1)
+
+    def replace(self, **changes: Any) -> StudyConfig:
+        """A copy with ``changes`` (keys as in the TOML file; ``None`` values are ignored)."""
+        fields = _to_fields({k: v for k, v in changes.items() if v is not None})
+        return dataclasses.replace(self, **fields)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as TOML-shaped, JSON-safe data (stored on the study)."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name in ("name", "source"):
+                continue
+            if f.name.startswith("range_"):
+                out.setdefault("range_test", {})[f.name.removeprefix("range_")] = value
+            elif value is not None:
+                out[f.name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+
+def check_study_name(name: object) -> str:
+    """``name`` if it is a valid study name (letters, digits, ``_.-``; no paths), else an error.
+
+    Example:
+        >>> check_study_name("digits")
+        'digits'
+    """
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name:
+        raise InvalidParameterError(
+            "study name must be 1-64 letters, digits, '_', '.' or '-' (starting with a letter "
+            f"or digit, no '..' or '/'); got {name!r}"
+        )
+    return name
+
+
+def find_config(name: str, *, cwd: Path | None = None) -> Path | None:
+    """Where the config of study ``name`` is: ``./studies/NAME.toml``, then the packaged one."""
+    check_study_name(name)
+    local = (cwd or Path.cwd()) / "studies" / f"{name}.toml"
+    if local.is_file():
+        return local
+    packaged = importlib.resources.files("lrsearch") / "studies" / f"{name}.toml"
+    if packaged.is_file():
+        return Path(str(packaged))
+    return None
+
+
+def load_config(
+    name: str, *, path: str | Path | None = None, overrides: Mapping[str, Any] | None = None
+) -> StudyConfig:
+    """Load and validate the config of study ``name``.
+
+    Args:
+        name: The study name; also names the file unless ``path`` is given.
+        path: An explicit TOML file.
+        overrides: Keys that replace the file's (the CLI's flags); ``None`` values are ignored.
+
+    Returns:
+        The :class:`StudyConfig`.
+
+    Raises:
+        InvalidParameterError: No such config, bad TOML, an unknown key, a bad value.
+
+    Example:
+        >>> cfg = load_config("digits", overrides={"n_trials": 5})
+        >>> cfg.task, cfg.n_trials
+        ('digits', 5)
+    """
+    check_study_name(name)
+    if path is None:
+        found = find_config(name)
+        if found is None:
+            raise InvalidParameterError(
+                f"no config for study {name!r}: looked for ./studies/{name}.toml and the "
+                "packaged configs (digits, mnist1d)"
+            )
+        path = found
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InvalidParameterError(f"cannot read config {str(path)!r}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidParameterError(f"{path}: not valid TOML ({exc})") from exc
+    data = dict(raw)
+    if overrides:
+        data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        if "task" not in data:
+            raise InvalidParameterError("missing key 'task'")
+        return StudyConfig(name=name, source=str(path), **_to_fields(data))
+    except InvalidParameterError as exc:
+        raise InvalidParameterError(f"{path}: {exc}") from None
+
+
+def _to_fields(data: Mapping[str, Any]) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    for key, value in data.items():
+        if key == "range_test":
+            if not isinstance(value, Mapping):
+                raise InvalidParameterError(f"range_test must be a table; got {value!r}")
+            for sub, sub_value in value.items():
+                if f"range_test.{sub}" not in KEYS:
+                    raise _unknown(f"range_test.{sub}")
+                fields[f"range_{sub}"] = sub_value
+        elif key.startswith("range_test."):
+            if key not in KEYS:
+                raise _unknown(key)
+            fields[f"range_{key.removeprefix('range_test.')}"] = value
+        elif key in KEYS:
+            fields[key] = tuple(value) if key == "kinds" and isinstance(value, list) else value
+        else:
+            raise _unknown(key)
+    return fields
+
+
+def _unknown(key: str) -> InvalidParameterError:
+    return InvalidParameterError(f"unknown key {key!r} (valid keys: {', '.join(KEYS)})")
+
+
+def _want_str(key: str, value: object) -> None:
+    if not isinstance(value, str) or not value:
+        raise InvalidParameterError(f"{key} must be a non-empty string; got {value!r}")
+
+
+def _want_int(key: str, value: object, *, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise InvalidParameterError(f"{key} must be an integer >= {low}; got {value!r}")
+
+
+def _want_real(key: str, value: object, *, positive: bool) -> None:
+    ok = not isinstance(value, bool) and isinstance(value, (int, float))
+    if not ok or not math.isfinite(float(value)) or (positive and float(value) <= 0):  # type: ignore[arg-type]
+        raise InvalidParameterError(f"{key} must be a positive finite number; got {value!r}")
+
+
+def _want_choice(key: str, value: object, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise InvalidParameterError(f"{key} must be one of {list(choices)}; got {value!r}")

@@ -1,0 +1,434 @@
+"""The training loop: the schedule stepped per optimizer step, evaluation each epoch, pruning.
+
+:func:`fit` trains one model for a fixed number of epochs. With an Optuna ``trial`` it reports
+the evaluation metric after every epoch and raises :class:`optuna.TrialPruned` when the pruner
+says so or when training diverges (a NaN/inf loss, or the epoch's mean loss far above where it
+started), recording why in the trial's ``pruned_reason`` user attr.
+
+In-memory ``(x, y)`` tensors are batched by indexing a permutation (no per-sample
+``DataLoader`` overhead); a ``Dataset`` goes through a ``DataLoader``, and a ready-made
+``DataLoader`` is used as it is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import optuna
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from lrsearch._validation import check_positive_int, check_real
+from lrsearch.exceptions import InvalidParameterError
+from lrsearch.schedules import Schedule
+from lrsearch.tasks import Data, Task
+from lrsearch.tasks._task import steps_per_epoch as _steps_per_epoch
+
+__all__ = [
+    "FitResult",
+    "default_threads",
+    "evaluate",
+    "fit",
+    "labels",
+    "resolve_device",
+    "subset",
+]
+
+_log = logging.getLogger(__name__)
+
+DEVICES = ("auto", "cpu", "cuda")
+_EVAL_BATCH = 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class FitResult:
+    """What one training run did.
+
+    Attributes:
+        values: The evaluation metric after each epoch (empty without evaluation data).
+        train_losses: Mean training loss of each epoch run.
+        epochs_run: Epochs completed (fewer than asked if the run diverged or was pruned).
+        steps: Optimizer steps taken.
+        seconds: Wall time of training plus evaluation.
+        stop_reason: ``None`` for a full run, else why it stopped early.
+    """
+
+    values: list[float]
+    train_losses: list[float]
+    epochs_run: int
+    steps: int
+    seconds: float
+    stop_reason: str | None = None
+
+    @property
+    def final(self) -> float:
+        """The last evaluation value (NaN without evaluation data)."""
+        return self.values[-1] if self.values else math.nan
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``"cpu"``, ``"cuda"`` or ``"auto"`` (CUDA when available) as a ``torch.device``.
+
+    Raises:
+        InvalidParameterError: An unknown name, or ``"cuda"`` on a machine without CUDA.
+
+    Example:
+        >>> resolve_device("cpu")
+        device(type='cpu')
+    """
+    if isinstance(device, torch.device):
+        return device
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device not in DEVICES:
+        raise InvalidParameterError(f"device must be one of {list(DEVICES)}; got {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise InvalidParameterError("device 'cuda' asked for, but torch sees no CUDA device")
+    return torch.device(device)
+
+
+def default_threads() -> int:
+    """Threads for torch on the CPU: the cores this process may use, at most 8.
+
+    Small models gain little beyond a few threads and lose to oversubscription when several
+    workers share a machine.
+    """
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(8, cores))
+
+
+def subset(data: Data, indices: Sequence[int] | np.ndarray) -> Data:
+    """The examples of ``data`` at ``indices`` (tensors are indexed, datasets wrapped)."""
+    idx = np.asarray(indices, dtype=np.int64)
+    if isinstance(data, tuple):
+        t = torch.from_numpy(idx)
+        return data[0][t], data[1][t]
+    return Subset(data, idx.tolist())
+
+
+def labels(data: Data) -> np.ndarray | None:
+    """Class labels for stratified splitting, where they can be had without a pass over data."""
+    if isinstance(data, tuple):
+        return data[1].detach().cpu().numpy()
+    targets = getattr(data, "targets", None)
+    return None if targets is None else np.asarray(targets)
+
+
+def _length(data: Data | DataLoader[Any]) -> int:
+    if isinstance(data, tuple):
+        return len(data[0])
+    return len(data)  # type: ignore[arg-type]
+
+
+def _to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to_device(b, device) for b in batch)
+    return batch
+
+
+class _Batches:
+    """One epoch of training batches at a time, shuffled by a seeded generator."""
+
+    def __init__(
+        self,
+        data: Data | DataLoader[Any],
+        batch_size: int,
+        device: torch.device,
+        generator: torch.Generator,
+    ) -> None:
+        self._device = device
+        self._generator = generator
+        self._tensors: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._loader: DataLoader[Any] | None = None
+        self._batch_size = batch_size
+        if isinstance(data, tuple):
+            self._tensors = (data[0].to(device), data[1].to(device))
+            self.steps = _steps_per_epoch(len(data[0]), batch_size)
+        elif isinstance(data, DataLoader):
+            self._loader = data
+            self.steps = len(data)
+        elif isinstance(data, Dataset):
+            self._loader = DataLoader(
+                data, batch_size=batch_size, shuffle=True, generator=generator
+            )
+            self.steps = len(self._loader)
+        else:
+            raise InvalidParameterError(
+                f"training data must be (x, y) tensors, a Dataset or a DataLoader; "
+                f"got {type(data).__name__}"
+            )
+        if self.steps == 0:
+            raise InvalidParameterError("training data is empty")
+
+    def epoch(self) -> Iterator[tuple[Any, Any]]:
+        if self._tensors is not None:
+            x, y = self._tensors
+            order = torch.randperm(len(x), generator=self._generator).to(self._device)
+            for start in range(0, len(x), self._batch_size):
+                idx = order[start : start + self._batch_size]
+                yield x[idx], y[idx]
+        else:
+            assert self._loader is not None
+            for batch in self._loader:
+                inputs, targets = batch[0], batch[1]
+                yield _to_device(inputs, self._device), _to_device(targets, self._device)
+
+
+def _accuracy(outputs: torch.Tensor, targets: torch.Tensor) -> float:
+    return float((outputs.argmax(dim=1) == targets).float().mean())
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    data: Data | DataLoader[Any],
+    *,
+    metric: str | Callable[[torch.Tensor, torch.Tensor], float] = "accuracy",
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    device: torch.device | None = None,
+) -> float:
+    """The metric of ``model`` over all of ``data``, in eval mode, without gradients.
+
+    Args:
+        model: The model (its train/eval mode is restored afterwards).
+        data: ``(x, y)`` tensors, a ``Dataset`` or a ``DataLoader``.
+        metric: ``"accuracy"``, ``"loss"`` (example-weighted mean of ``loss``) or a function of
+            all outputs and targets.
+        loss: The criterion, needed for ``metric="loss"``.
+        device: Where to compute (default: where the model's first parameter lives).
+
+    Returns:
+        The metric as a float (NaN if the model's outputs are not finite and the metric is loss).
+
+    Example:
+        >>> import torch
+        >>> m = torch.nn.Linear(2, 2)
+        >>> 0.0 <= evaluate(m, (torch.randn(10, 2), torch.arange(10) % 2)) <= 1.0
+        True
+    """
+    if device is None:
+        device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        if isinstance(data, tuple):
+            x, y = data
+            chunks = [
+                (x[i : i + _EVAL_BATCH], y[i : i + _EVAL_BATCH])
+                for i in range(0, len(x), _EVAL_BATCH)
+            ]
+            batches: Any = chunks
+        elif isinstance(data, DataLoader):
+            batches = data
+        else:
+            batches = DataLoader(data, batch_size=_EVAL_BATCH)
+        outputs, targets = [], []
+        for batch in batches:
+            xb = _to_device(batch[0], device)
+            yb = _to_device(batch[1], device)
+            outputs.append(model(xb))
+            targets.append(yb)
+        out, tgt = torch.cat(outputs), torch.cat(targets)
+        if metric == "accuracy":
+            return _accuracy(out, tgt)
+        if metric == "loss":
+            if loss is None:
+                raise InvalidParameterError("metric 'loss' needs the loss function")
+            return float(loss(out, tgt))
+        if callable(metric):
+            return float(metric(out, tgt))
+        raise InvalidParameterError(f"unknown metric {metric!r}")
+    finally:
+        model.train(was_training)
+
+
+def fit(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    train: Data | DataLoader[Any],
+    *,
+    epochs: int,
+    batch_size: int = 32,
+    schedule: Schedule | None = None,
+    eval_data: Data | DataLoader[Any] | None = None,
+    metric: str | Callable[[torch.Tensor, torch.Tensor], float] = "accuracy",
+    seed: int = 0,
+    trial: optuna.trial.BaseTrial | None = None,
+    device: torch.device | None = None,
+    diverge_factor: float = 4.0,
+    on_epoch: Callable[[int, float], None] | None = None,
+) -> FitResult:
+    """Train ``model`` for ``epochs``, stepping ``schedule`` once per optimizer step.
+
+    Args:
+        model: The model, already on ``device``.
+        optimizer: Its optimizer. With a ``schedule`` the schedule owns the learning rate;
+            without one the optimizer's own LR stays constant.
+        loss: The criterion.
+        train: ``(x, y)`` tensors (batched by indexing), a ``Dataset`` or a ``DataLoader``
+            (used as it is; ``batch_size`` then does not apply).
+        epochs: Epochs to train.
+        batch_size: Batch size for tensors and datasets.
+        schedule: The learning-rate schedule, built over ``epochs * steps_per_epoch`` steps.
+        eval_data: Data to evaluate ``metric`` on after every epoch.
+        metric: See :func:`evaluate`.
+        seed: Seeds the shuffling of every epoch (the model's init is the caller's).
+        trial: An Optuna trial to report to after every epoch; then a pruning decision or a
+            divergence raises :class:`optuna.TrialPruned` (reason in user attr
+            ``pruned_reason``).
+        device: Where the model lives (default: where its first parameter is).
+        diverge_factor: An epoch whose mean training loss exceeds this many times the first
+            batch's loss counts as diverged (only for a positive first loss).
+        on_epoch: Called as ``on_epoch(epoch, value)`` after each evaluated epoch.
+
+    Returns:
+        A :class:`FitResult`. Without a ``trial``, a diverged run stops early and says why in
+        ``stop_reason``; its last value is the diverged model's metric.
+
+    Raises:
+        optuna.TrialPruned: With a ``trial``, when pruned or diverged.
+        InvalidParameterError: Bad arguments.
+
+    Example:
+        >>> import torch
+        >>> _ = torch.manual_seed(0)
+        >>> x, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
+        >>> m = torch.nn.Linear(4, 2)
+        >>> opt = torch.optim.SGD(m.parameters(), lr=0.1)
+        >>> r = fit(m, opt, torch.nn.CrossEntropyLoss(), (x, y), epochs=3, batch_size=16,
+        ...         schedule=Schedule("step", max_lr=0.1, step_size=4, decay=0.5),
+        ...         eval_data=(x, y))
+        >>> r.epochs_run, r.steps, len(r.values), opt.param_groups[0]["lr"]
+        (3, 12, 3, 0.025)
+    """
+    epochs = check_positive_int("epochs", epochs)
+    batch_size = check_positive_int("batch_size", batch_size)
+    diverge_factor = check_real("diverge_factor", diverge_factor)
+    if device is None:
+        device = next(model.parameters()).device
+    generator = torch.Generator().manual_seed(seed)
+    batches = _Batches(train, batch_size, device, generator)
+    total = epochs * batches.steps
+    scheduler = schedule.build(optimizer, total) if schedule is not None else None
+
+    start = time.perf_counter()
+    values: list[float] = []
+    losses: list[float] = []
+    first_loss: float | None = None
+    steps = 0
+    stop: str | None = None
+    model.train()
+    for epoch in range(1, epochs + 1):
+        total_loss = torch.zeros((), device=device)
+        n_batches = 0
+        for xb, yb in batches.epoch():
+            optimizer.zero_grad(set_to_none=True)
+            batch_loss = loss(model(xb), yb)
+            if first_loss is None:
+                first_loss = float(batch_loss.detach())
+                if not math.isfinite(first_loss):
+                    stop = f"non-finite loss ({first_loss}) at step 0"
+                    break
+            batch_loss.backward()
+            optimizer.step()
+            steps += 1
+            if scheduler is not None and steps < total:
+                scheduler.step()
+            total_loss += batch_loss.detach()
+            n_batches += 1
+        if stop is not None:
+            break
+        mean_loss = float(total_loss) / max(1, n_batches)
+        losses.append(mean_loss)
+        # Checked once per epoch: a per-step float() would sync a GPU every step.
+        if not math.isfinite(mean_loss):
+            stop = f"non-finite training loss in epoch {epoch}"
+        elif first_loss is not None and first_loss > 0 and mean_loss > diverge_factor * first_loss:
+            stop = (
+                f"diverged in epoch {epoch}: mean loss {mean_loss:.4g} > "
+                f"{diverge_factor:g} x the first loss {first_loss:.4g}"
+            )
+        if eval_data is not None:
+            value = evaluate(model, eval_data, metric=metric, loss=loss, device=device)
+            if stop is None and not math.isfinite(value):
+                what = metric if isinstance(metric, str) else "metric"
+                stop = f"non-finite {what} in epoch {epoch}"
+            values.append(value)
+            if on_epoch is not None:
+                on_epoch(epoch, value)
+            if trial is not None and stop is None:
+                trial.report(value, epoch)
+                if trial.should_prune():
+                    trial.set_user_attr("pruned_reason", f"pruner: stopped after epoch {epoch}")
+                    trial.set_user_attr("epochs_run", epoch)
+                    raise optuna.TrialPruned(f"pruned after epoch {epoch}")
+        if stop is not None:
+            break
+
+    seconds = time.perf_counter() - start
+    epochs_run = len(losses)
+    if stop is not None:
+        _log.info("training stopped: %s", stop)
+        if trial is not None:
+            trial.set_user_attr("pruned_reason", stop)
+            trial.set_user_attr("epochs_run", epochs_run)
+            raise optuna.TrialPruned(stop)
+        if eval_data is not None and len(values) < max(1, epochs_run):
+            values.append(evaluate(model, eval_data, metric=metric, loss=loss, device=device))
+    return FitResult(values, losses, epochs_run, steps, seconds, stop)
+
+
+def train_task(
+    task: Task,
+    train: Data,
+    *,
+    schedule: Schedule | None,
+    eval_data: Data | None,
+    seed: int,
+    device: torch.device,
+    trial: optuna.trial.BaseTrial | None = None,
+    optimizer_factory: Callable[..., torch.optim.Optimizer] | None = None,
+    lr: float | None = None,
+    on_epoch: Callable[[int, float], None] | None = None,
+) -> FitResult:
+    """Train a fresh model of ``task`` (initialised from ``seed``) on ``train``.
+
+    The schedule sets the LR; without one, ``lr`` is the constant LR. ``optimizer_factory``
+    replaces the task's (the Adam baseline uses it).
+    """
+    torch.manual_seed(seed)
+    model = task.make_model().to(device)
+    make_opt = optimizer_factory or task.make_optimizer
+    start_lr = schedule.max_lr if schedule is not None else lr
+    if start_lr is None:
+        raise InvalidParameterError("train_task needs a schedule or an lr")
+    optimizer = make_opt(model.parameters(), start_lr)
+    return fit(
+        model,
+        optimizer,
+        task.loss,
+        train,
+        epochs=task.epochs,
+        batch_size=task.batch_size,
+        schedule=schedule,
+        eval_data=eval_data,
+        metric=task.metric,
+        seed=seed,
+        trial=trial,
+        device=device,
+        on_epoch=on_epoch,
+    )
