@@ -10,14 +10,16 @@ VENV        ?= .venv
 TORCH_SPEC  ?= torch==2.13.0
 TORCH_INDEX ?=
 PYTEST_ARGS ?=
+DEMO_ARGS   ?=
 
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.lrsearch-installed
 PIP    := $(BIN)/python -m pip
 
-.PHONY: help setup test lint typecheck pytest bench-range-test clean
+.PHONY: help setup demo test lint typecheck pytest bench-range-test clean
 
 help:
+	@echo "make demo   set up .venv if needed, then run the default study: lrsearch run --study digits"
 	@echo "make test   set up .venv if needed, then lint, type-check and run the test suite"
 	@echo "make setup  only set up .venv (torch, lrsearch in editable mode, test tools)"
 	@echo "make bench-range-test  the range-test benchmark (minutes; by hand, not in CI)"
@@ -31,6 +33,9 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 setup: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/lrsearch run --study digits $(DEMO_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -56,12 +56,12 @@ def cv_folds(task: Task, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray
     n = task.n_train
     y = _stratify_labels(task)
     x = np.zeros(n)
-    splitter = (
-        StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
-        if y is not None
-        else KFold(n_splits=k, shuffle=True, random_state=seed)
-    )
-    try:
+    try:  # the constructors check k themselves (k < 2 raises there, not in split)
+        splitter = (
+            StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+            if y is not None
+            else KFold(n_splits=k, shuffle=True, random_state=seed)
+        )
         return [(np.sort(a), np.sort(b)) for a, b in splitter.split(x, y)]
     except ValueError as exc:
         raise InvalidParameterError(f"cannot make {k} CV folds of train: {exc}") from exc

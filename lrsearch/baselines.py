@@ -23,7 +23,7 @@ from lrsearch.space import LRBounds
 from lrsearch.tasks import Data, Task
 from lrsearch.training import subset, train_task
 
-__all__ = ["ADAM_LR", "adam", "constant_grid", "run_adam", "run_constant_cv"]
+__all__ = ["ADAM_LR", "adam", "constant_grid", "cv_scores", "run_adam", "run_constant_cv"]
 
 _log = logging.getLogger(__name__)
 
@@ -43,6 +43,35 @@ def constant_grid(bounds: LRBounds, n: int) -> list[float]:
         ['1e-03', '1e-02', '1e-01']
     """
     return [float(lr) for lr in np.geomspace(bounds.low, bounds.high, n)]
+
+
+def cv_scores(
+    task: Task,
+    schedule: Schedule,
+    splits: list[tuple[np.ndarray, np.ndarray]],
+    *,
+    seed: int,
+    device: torch.device,
+) -> tuple[list[float], str | None]:
+    """The metric of ``schedule`` on each CV fold (fold k's model seeded ``seed + k``).
+
+    Returns the fold scores and ``None``, or the scores so far and why a fold diverged (the
+    folds after it are not run).
+    """
+    scores: list[float] = []
+    for k, (fit_idx, score_idx) in enumerate(splits):
+        result = train_task(
+            task,
+            subset(task.train, fit_idx),
+            schedule=schedule,
+            eval_data=subset(task.train, score_idx),
+            seed=seed + k,
+            device=device,
+        )
+        scores.append(result.final)
+        if result.stop_reason is not None or not math.isfinite(result.final):
+            return scores, f"fold {k}: {result.stop_reason or 'non-finite score'}"
+    return scores, None
 
 
 def run_constant_cv(
@@ -70,23 +99,12 @@ def run_constant_cv(
         lr = trial.suggest_float("lr", low, high, log=True)
         schedule = Schedule("constant", max_lr=lr)
         trial.set_user_attr("schedule", schedule.describe())
-        scores: list[float] = []
-        for k, (fit_idx, score_idx) in enumerate(splits):
-            result = train_task(
-                task,
-                subset(task.train, fit_idx),
-                schedule=schedule,
-                eval_data=subset(task.train, score_idx),
-                seed=seed + k,
-                device=device,
-            )
-            scores.append(result.final)
-            trial.set_user_attr("fold_scores", scores)
-            if result.stop_reason is not None or not math.isfinite(result.final):
-                trial.set_user_attr("pruned_reason", f"fold {k}: {result.stop_reason}")
-                raise optuna.TrialPruned(result.stop_reason)
-            trial.report(float(np.mean(scores)), k)
+        scores, reason = cv_scores(task, schedule, splits, seed=seed, device=device)
+        trial.set_user_attr("fold_scores", scores)
         trial.set_user_attr("fold_sizes", [len(s) for _, s in splits])
+        if reason is not None:
+            trial.set_user_attr("pruned_reason", reason)
+            raise optuna.TrialPruned(reason)
         return float(np.mean(scores))
 
     waiting = [t for t in study.get_trials(deepcopy=False) if t.state.name == "WAITING"]

@@ -10,6 +10,7 @@ anything is written.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.resources
 import math
@@ -53,6 +54,11 @@ KEYS: dict[str, tuple[str, str]] = {
     "validation_fraction": ("share of `train` held out to score search trials", "0.2"),
     "cv_folds": ("folds of the constant-LR cross-validation", "5"),
     "cv_grid": ("constant LRs on the log grid over the range-test bounds", "8"),
+    "finalists": (
+        "top search trials re-scored on the constant baseline's CV folds; the best CV mean "
+        "becomes the tuned arm (1: the best search trial as it is)",
+        "5",
+    ),
     "final_seeds": ("seeds per arm in the final comparison", "5"),
     "device": ("`auto`, `cpu` or `cuda`", "`auto`"),
     "threads": ("torch CPU threads (0: one per core, at most 8)", "0"),
@@ -87,6 +93,7 @@ class StudyConfig:
     validation_fraction: float = 0.2
     cv_folds: int = 5
     cv_grid: int = 8
+    finalists: int = 5
     final_seeds: int = 5
     device: str = "auto"
     threads: int = 0
@@ -129,6 +136,7 @@ class StudyConfig:
             )
         _want_int("cv_folds", self.cv_folds, low=2)
         _want_int("cv_grid", self.cv_grid, low=2)
+        _want_int("finalists", self.finalists, low=1)
         _want_int("final_seeds", self.final_seeds, low=2)
         _want_choice("device", self.device, DEVICES)
         _want_int("threads", self.threads, low=0)
@@ -223,6 +231,8 @@ def load_config(
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise InvalidParameterError(f"cannot read config {str(path)!r}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise InvalidParameterError(f"{path}: not valid UTF-8 ({exc.reason})") from exc
     except tomllib.TOMLDecodeError as exc:
         raise InvalidParameterError(f"{path}: not valid TOML ({exc})") from exc
     data = dict(raw)
@@ -272,8 +282,12 @@ def _want_int(key: str, value: object, *, low: int) -> None:
 
 
 def _want_real(key: str, value: object, *, positive: bool) -> None:
-    ok = not isinstance(value, bool) and isinstance(value, (int, float))
-    if not ok or not math.isfinite(float(value)) or (positive and float(value) <= 0):  # type: ignore[arg-type]
+    number = math.nan
+    if not isinstance(value, bool) and isinstance(value, (int, float)):
+        # tomllib's integers are unbounded; one beyond float range is just a bad value.
+        with contextlib.suppress(OverflowError):
+            number = float(value)
+    if not math.isfinite(number) or (positive and number <= 0):
         raise InvalidParameterError(f"{key} must be a positive finite number; got {value!r}")
 
 

@@ -22,6 +22,7 @@ import dataclasses
 import logging
 import math
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -34,14 +35,21 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 from torch.utils.data import DataLoader, TensorDataset
 
-from lrsearch._splits import holdout
-from lrsearch.baselines import ADAM_LR, adam, constant_grid, run_adam, run_constant_cv
+from lrsearch._splits import cv_folds, holdout
+from lrsearch.baselines import (
+    ADAM_LR,
+    adam,
+    constant_grid,
+    cv_scores,
+    run_adam,
+    run_constant_cv,
+)
 from lrsearch.compare import ARMS, Arm, compare
 from lrsearch.config import StudyConfig, check_study_name, load_config
 from lrsearch.exceptions import InvalidParameterError, LrsearchError
 from lrsearch.range_test import RangeTestResult, range_test
 from lrsearch.schedules import Schedule
-from lrsearch.space import seed_params, suggest_schedule
+from lrsearch.space import LRBounds, seed_params, suggest_schedule
 from lrsearch.tasks import Data, Task, load_task
 from lrsearch.tasks._task import steps_per_epoch as _steps_per_epoch
 from lrsearch.training import default_threads, resolve_device, subset, train_task
@@ -52,10 +60,17 @@ __all__ = [
     "list_studies",
     "load_result",
     "mask_url",
+    "prepare",
+    "run_range_test",
     "run_study",
 ]
 
 _log = logging.getLogger(__name__)
+
+# lrsearch relies on Optuna's heartbeat, its stale-trial retry and TPE's `group` on purpose; the
+# "experimental" notices they print on every use say nothing a user can act on.
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning, module="optuna")
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning, module=__name__)
 
 DEFAULT_STORAGE = "sqlite:///studies/lrsearch.db"
 CONSTANT_SUFFIX = "/constant-cv"
@@ -268,6 +283,56 @@ def _wait_for_running(study: optuna.Study, storage: RDBStorage, grace: float) ->
         time.sleep(min(1.0, grace / 4))
 
 
+def prepare(
+    config: StudyConfig | str,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    task: Task | None = None,
+) -> tuple[StudyConfig, Task, torch.device]:
+    """Load and validate everything a study needs (config, task, device); writes nothing."""
+    cfg = config if isinstance(config, StudyConfig) else load_config(config)
+    if overrides:
+        try:
+            cfg = cfg.replace(**overrides)
+        except TypeError as exc:
+            raise InvalidParameterError(str(exc)) from exc
+    check_study_name(cfg.name)
+    task = load_task(task or cfg.task, epochs=cfg.epochs, batch_size=cfg.batch_size)
+    device = resolve_device(cfg.device)
+    torch.set_num_threads(cfg.threads or default_threads())
+    return cfg, task, device
+
+
+def run_range_test(
+    config: StudyConfig | str, *, overrides: Mapping[str, Any] | None = None
+) -> RangeTestResult:
+    """The range test study NAME would run (same model seed, split and batches); stores nothing."""
+    cfg, task, device = prepare(config, overrides=overrides)
+    fit_idx, _ = holdout(task, cfg.validation_fraction, cfg.seed)
+    return study_range_test(cfg, task, subset(task.train, fit_idx), device)
+
+
+def study_range_test(
+    cfg: StudyConfig, task: Task, train: Data, device: torch.device
+) -> RangeTestResult:
+    """The range test of a study: a fresh model seeded ``cfg.seed``, the task's optimizer,
+    batches of ``train`` (the search-train split) in a seeded order."""
+    torch.manual_seed(cfg.seed)
+    model = task.make_model().to(device)
+    optimizer = task.make_optimizer(model.parameters(), cfg.range_start_lr)
+    return range_test(
+        model,
+        optimizer,
+        task.loss,
+        _loader(train, task.batch_size, cfg.seed),
+        start_lr=cfg.range_start_lr,
+        end_lr=cfg.range_end_lr,
+        num_iter=cfg.range_num_iter,
+        repeats=cfg.range_repeats,
+        seed=cfg.seed,
+    )
+
+
 def run_study(
     config: StudyConfig | str,
     *,
@@ -279,6 +344,8 @@ def run_study(
     progress: Progress | None = None,
     heartbeat_interval: int = 10,
     grace_period: int = 30,
+    search_bounds: LRBounds | None = None,
+    enqueue_seeds: bool = True,
 ) -> StudyResult:
     """Run (or resume) study ``NAME`` end to end and return its result.
 
@@ -293,6 +360,9 @@ def run_study(
         progress: Called as ``progress(stage, done, total)`` while work advances.
         heartbeat_interval: Seconds between a running trial's heartbeats.
         grace_period: Seconds without a heartbeat after which a trial is failed and retried.
+        search_bounds: Search ``max_lr``/``base_lr`` over these bounds instead of the range
+            test's (the range test still runs and is stored; for ablations).
+        enqueue_seeds: Enqueue the literature's schedules first (``False`` for ablations).
 
     Returns:
         The :class:`StudyResult`.
@@ -301,16 +371,8 @@ def run_study(
         InvalidParameterError: A bad config or override (before anything is written).
         LrsearchError: The storage cannot be opened, or the study exists with another config.
     """
-    cfg = config if isinstance(config, StudyConfig) else load_config(config)
-    if overrides:
-        try:
-            cfg = cfg.replace(**overrides)
-        except TypeError as exc:
-            raise InvalidParameterError(str(exc)) from exc
-    name = check_study_name(cfg.name)
-    task = load_task(task or cfg.task, epochs=cfg.epochs, batch_size=cfg.batch_size)
-    device = resolve_device(cfg.device)
-    torch.set_num_threads(cfg.threads or default_threads())
+    cfg, task, device = prepare(config, overrides=overrides, task=task)
+    name = cfg.name
     report = progress or (lambda stage, done, total: None)
     # Everything above validates; only now is anything written.
     store = open_storage(storage, heartbeat_interval=heartbeat_interval, grace_period=grace_period)
@@ -355,20 +417,7 @@ def run_study(
         _log.info("reusing the stored range test: %s", rt.bounds)
     else:
         report("range test", 0, 1)
-        torch.manual_seed(cfg.seed)
-        model = task.make_model().to(device)
-        optimizer = task.make_optimizer(model.parameters(), cfg.range_start_lr)
-        rt = range_test(
-            model,
-            optimizer,
-            task.loss,
-            _loader(search_train, task.batch_size, cfg.seed),
-            start_lr=cfg.range_start_lr,
-            end_lr=cfg.range_end_lr,
-            num_iter=cfg.range_num_iter,
-            repeats=cfg.range_repeats,
-            seed=cfg.seed,
-        )
+        rt = study_range_test(cfg, task, search_train, device)
         study.set_user_attr("range_test", rt.to_dict())
         report("range test", 1, 1)
     timings["range_test"] = time.perf_counter() - stage_start
@@ -448,7 +497,7 @@ def run_study(
             load_if_exists=True,
             pruner=optuna.pruners.NopPruner(),
         )
-        grid = constant_grid(bounds, cfg.cv_grid)
+        grid = constant_grid(rt.bounds, cfg.cv_grid)
         cv_done = [0]
 
         def cv_tick() -> None:
@@ -466,6 +515,8 @@ def run_study(
         )
         cv_study.set_user_attr("grid", grid)
         cv_study.set_user_attr("chosen_lr", constant_lr)
+        best, _ = _pick_finalist(study, task, cfg, device, report)
+        schedule = Schedule.from_params(best.params, steps_per_epoch=spe_full, epochs=task.epochs)
         adam_study = optuna.create_study(
             study_name=name + ADAM_SUFFIX,
             storage=store,
@@ -525,6 +576,60 @@ def run_study(
         comparison=comparison,
         timings=timings,
     )
+
+
+def _pick_finalist(
+    study: optuna.Study,
+    task: Task,
+    cfg: StudyConfig,
+    device: torch.device,
+    report: Progress,
+) -> tuple[optuna.trial.FrozenTrial, list[dict[str, Any]]]:
+    """Re-score the top search trials on the constant baseline's CV folds; best mean wins.
+
+    One validation split is a noisy judge and the best of many trials on it is biased up (the
+    winner's curse); the constant-LR baseline is chosen by k-fold CV, so the tuned arm is too.
+    Stored as study user attr ``finalists`` and reused while the top trials stay the same.
+    """
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    ranked = sorted(complete, key=lambda t: t.value, reverse=task.maximize)  # type: ignore[arg-type, return-value]
+    top: list[optuna.trial.FrozenTrial] = []
+    for trial in ranked:
+        if all(not _same_params(trial.params, t.params) for t in top):
+            top.append(trial)
+        if len(top) == cfg.finalists:
+            break
+    if len(top) == 1:
+        return top[0], []
+    stored = study.user_attrs.get("finalists")
+    numbers = [t.number for t in top]
+    if stored and [f["trial"] for f in stored] == numbers:
+        finalists: list[dict[str, Any]] = stored
+    else:
+        splits = cv_folds(task, cfg.cv_folds, cfg.seed)
+        spe = _steps_per_epoch(len(splits[0][0]), task.batch_size)
+        finalists = []
+        for i, trial in enumerate(top):
+            report("finalists", i, len(top))
+            schedule = Schedule.from_params(trial.params, steps_per_epoch=spe, epochs=task.epochs)
+            scores, reason = cv_scores(task, schedule, splits, seed=cfg.seed, device=device)
+            finalists.append(
+                {
+                    "trial": trial.number,
+                    "params": dict(trial.params),
+                    "value": trial.value,
+                    "fold_scores": scores,
+                    "cv_mean": None if reason else sum(scores) / len(scores),
+                    "diverged": reason,
+                }
+            )
+        report("finalists", len(top), len(top))
+        study.set_user_attr("finalists", finalists)
+    scored = [f for f in finalists if f["cv_mean"] is not None]
+    if not scored:
+        return top[0], finalists
+    pick = (max if task.maximize else min)(scored, key=lambda f: f["cv_mean"])
+    return next(t for t in top if t.number == pick["trial"]), finalists
 
 
 def _comparison_is_current(

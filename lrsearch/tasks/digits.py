@@ -14,7 +14,8 @@ from torch import nn
 
 from lrsearch._validation import check_real
 from lrsearch.exceptions import InvalidParameterError
-from lrsearch.tasks import Split, Task
+from lrsearch.tasks import Split
+from lrsearch.tasks._task import Task
 
 __all__ = ["IN_FEATURES", "NUM_CLASSES", "load_data", "make_model", "task"]
 

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from lrsearch.tasks import Split, Task
+from lrsearch.tasks import Split
+from lrsearch.tasks._task import Task
 
 __all__ = ["NUM_CLASSES", "SEQ_LEN", "load_data", "make_model", "task"]
 
