@@ -52,7 +52,7 @@ from lrsearch.schedules import Schedule
 from lrsearch.space import LRBounds, seed_params, suggest_schedule
 from lrsearch.tasks import Data, Task, load_task
 from lrsearch.tasks._task import steps_per_epoch as _steps_per_epoch
-from lrsearch.training import default_threads, resolve_device, subset, train_task
+from lrsearch.training import clock, default_threads, resolve_device, subset, train_task
 
 __all__ = [
     "DEFAULT_STORAGE",
@@ -382,67 +382,69 @@ def run_study(
             with contextlib.suppress(KeyError):
                 optuna.delete_study(study_name=study_name, storage=store)
 
-    timings: dict[str, float] = {}
-    train_seconds = 0.0
-    wall = time.perf_counter()
-    cfg_dict = cfg.to_dict() | {"epochs": task.epochs, "batch_size": task.batch_size}
-    direction = task.direction or "maximize"
-    study = optuna.create_study(
-        study_name=name, storage=store, direction=direction, load_if_exists=True
-    )
-    stored_cfg = study.user_attrs.get("config")
-    if stored_cfg is not None:
-        conflicts = _config_conflicts(stored_cfg, cfg_dict)
-        if conflicts:
-            raise LrsearchError(
-                f"study {name!r} in {url} was made with another config ({'; '.join(conflicts)}); "
-                "run with --fresh to start over or pick another study name"
-            )
-    if study.direction.name.lower() != direction:
-        raise LrsearchError(f"study {name!r} in {url} is to {study.direction.name.lower()}")
-    study.set_user_attr("config", cfg_dict)
-    study.set_user_attr("task", task.describe())
-    study.set_user_attr("metric", task.metric_name)
-    study.set_user_attr("direction", direction)
-
-    fit_idx, val_idx = holdout(task, cfg.validation_fraction, cfg.seed)
-    search_train, val = subset(task.train, fit_idx), subset(task.train, val_idx)
-    spe_search = _steps_per_epoch(len(fit_idx), task.batch_size)
-    spe_full = _steps_per_epoch(task.n_train, task.batch_size)
-
-    # 1. Range test, once per study.
-    stage_start = time.perf_counter()
-    if "range_test" in study.user_attrs:
-        rt = RangeTestResult.from_dict(study.user_attrs["range_test"])
-        _log.info("reusing the stored range test: %s", rt.bounds)
-    else:
-        report("range test", 0, 1)
-        rt = study_range_test(cfg, task, search_train, device)
-        study.set_user_attr("range_test", rt.to_dict())
-        report("range test", 1, 1)
-    timings["range_test"] = time.perf_counter() - stage_start
-    bounds = rt.bounds
-
-    # 2. Seeds from the literature, enqueued once.
-    for params in seed_params(
-        bounds, steps_per_epoch=spe_search, epochs=task.epochs, kinds=cfg.kinds
-    ):
-        study.enqueue_trial(params, user_attrs={"seeded": True}, skip_if_exists=True)
-
-    # 3. The search.
-    stage_start = time.perf_counter()
-    n_done = _finished(study)
-    study.sampler = _make_sampler(cfg, n_done)
-    study.pruner = _make_pruner(cfg, task.epochs)
-    search_seconds = [0.0]
-
-    def objective(trial: optuna.Trial) -> float:
-        schedule = suggest_schedule(
-            trial, bounds=bounds, steps_per_epoch=spe_search, epochs=task.epochs, kinds=cfg.kinds
+    with clock() as training_clock:
+        timings: dict[str, float] = {}
+        wall = time.perf_counter()
+        cfg_dict = cfg.to_dict() | {"epochs": task.epochs, "batch_size": task.batch_size}
+        direction = task.direction or "maximize"
+        study = optuna.create_study(
+            study_name=name, storage=store, direction=direction, load_if_exists=True
         )
-        trial.set_user_attr("schedule", schedule.describe(spe_search))
-        started = time.perf_counter()
-        try:
+        stored_cfg = study.user_attrs.get("config")
+        if stored_cfg is not None:
+            conflicts = _config_conflicts(stored_cfg, cfg_dict)
+            if conflicts:
+                raise LrsearchError(
+                    f"study {name!r} in {url} was made with another config "
+                    f"({'; '.join(conflicts)}); run with --fresh to start over or pick another "
+                    "study name"
+                )
+        if study.direction.name.lower() != direction:
+            raise LrsearchError(f"study {name!r} in {url} is to {study.direction.name.lower()}")
+        study.set_user_attr("config", cfg_dict)
+        study.set_user_attr("task", task.describe())
+        study.set_user_attr("metric", task.metric_name)
+        study.set_user_attr("direction", direction)
+
+        fit_idx, val_idx = holdout(task, cfg.validation_fraction, cfg.seed)
+        search_train, val = subset(task.train, fit_idx), subset(task.train, val_idx)
+        spe_search = _steps_per_epoch(len(fit_idx), task.batch_size)
+        spe_full = _steps_per_epoch(task.n_train, task.batch_size)
+
+        # 1. Range test, once per study.
+        stage_start = time.perf_counter()
+        if "range_test" in study.user_attrs:
+            rt = RangeTestResult.from_dict(study.user_attrs["range_test"])
+            _log.info("reusing the stored range test: %s", rt.bounds)
+        else:
+            report("range test", 0, 1)
+            rt = study_range_test(cfg, task, search_train, device)
+            study.set_user_attr("range_test", rt.to_dict())
+            report("range test", 1, 1)
+        timings["range_test"] = time.perf_counter() - stage_start
+        bounds = rt.bounds
+
+        # 2. Seeds from the literature, enqueued once.
+        for params in seed_params(
+            bounds, steps_per_epoch=spe_search, epochs=task.epochs, kinds=cfg.kinds
+        ):
+            study.enqueue_trial(params, user_attrs={"seeded": True}, skip_if_exists=True)
+
+        # 3. The search.
+        stage_start = time.perf_counter()
+        n_done = _finished(study)
+        study.sampler = _make_sampler(cfg, n_done)
+        study.pruner = _make_pruner(cfg, task.epochs)
+
+        def objective(trial: optuna.Trial) -> float:
+            schedule = suggest_schedule(
+                trial,
+                bounds=bounds,
+                steps_per_epoch=spe_search,
+                epochs=task.epochs,
+                kinds=cfg.kinds,
+            )
+            trial.set_user_attr("schedule", schedule.describe(spe_search))
             result = train_task(
                 task,
                 search_train,
@@ -452,130 +454,135 @@ def run_study(
                 device=device,
                 trial=trial,
             )
-        finally:
-            search_seconds[0] += time.perf_counter() - started
-        trial.set_user_attr("epochs_run", result.epochs_run)
-        return result.final
+            trial.set_user_attr("epochs_run", result.epochs_run)
+            return result.final
 
-    remaining = max(0, cfg.n_trials - n_done)
-    if remaining:
-        counter = [n_done]
+        remaining = max(0, cfg.n_trials - n_done)
+        if remaining:
+            counter = [n_done]
 
-        def tick(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-            counter[0] = _finished(study)
-            report("search", min(counter[0], cfg.n_trials), cfg.n_trials)
+            def tick(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+                counter[0] = _finished(study)
+                report("search", min(counter[0], cfg.n_trials), cfg.n_trials)
 
-        report("search", n_done, cfg.n_trials)
-        study.optimize(
-            objective,
-            n_trials=remaining,
-            timeout=cfg.timeout,
-            callbacks=[
-                optuna.study.MaxTrialsCallback(
-                    cfg.n_trials, states=(TrialState.COMPLETE, TrialState.PRUNED)
-                ),
-                tick,
-            ],
-        )
-    _wait_for_running(study, store, grace_period)
-    train_seconds += search_seconds[0]
-    timings["search"] = time.perf_counter() - stage_start
-    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        raise LrsearchError(f"study {name!r}: no search trial completed (all pruned or failed)")
-    best = study.best_trial
-    schedule = Schedule.from_params(best.params, steps_per_epoch=spe_full, epochs=task.epochs)
-
-    constant_lr: float | None = None
-    comparison: dict[str, Any] | None = study.user_attrs.get("comparison")
-    if not skip_baselines:
-        # 4. Baselines.
-        stage_start = time.perf_counter()
-        cv_study = optuna.create_study(
-            study_name=name + CONSTANT_SUFFIX,
-            storage=store,
-            direction=direction,
-            load_if_exists=True,
-            pruner=optuna.pruners.NopPruner(),
-        )
-        grid = constant_grid(rt.bounds, cfg.cv_grid)
-        cv_done = [0]
-
-        def cv_tick() -> None:
-            cv_done[0] += 1
-            report("constant-cv", cv_done[0], len(grid))
-
-        constant_lr = run_constant_cv(
-            cv_study,
-            task,
-            grid,
-            folds=cfg.cv_folds,
-            seed=cfg.seed,
-            device=device,
-            on_trial=cv_tick,
-        )
-        cv_study.set_user_attr("grid", grid)
-        cv_study.set_user_attr("chosen_lr", constant_lr)
-        best, _ = _pick_finalist(study, task, cfg, device, report)
-        schedule = Schedule.from_params(best.params, steps_per_epoch=spe_full, epochs=task.epochs)
-        adam_study = optuna.create_study(
-            study_name=name + ADAM_SUFFIX,
-            storage=store,
-            direction=direction,
-            load_if_exists=True,
-            pruner=optuna.pruners.NopPruner(),
-        )
-        report("adam-3e-4", 0, 1)
-        run_adam(adam_study, task, search_train, val, seed=cfg.seed, device=device)
-        report("adam-3e-4", 1, 1)
-        timings["baselines"] = time.perf_counter() - stage_start
-
-        # 5. The final comparison on the test data (read here for the first time).
-        arms = [
-            Arm("tuned", schedule, dict(best.params)),
-            Arm("constant-cv", Schedule("constant", max_lr=constant_lr), {"lr": constant_lr}),
-            Arm(
-                "adam-3e-4",
-                Schedule("constant", max_lr=ADAM_LR),
-                {"lr": ADAM_LR},
-                optimizer="Adam",
-                optimizer_factory=adam,
-            ),
-        ]
-        if not _comparison_is_current(comparison, arms, cfg.final_seeds):
-            stage_start = time.perf_counter()
-            total = len(arms) * cfg.final_seeds
-            runs = [0]
-
-            def run_tick(arm: str, seed: int) -> None:
-                runs[0] += 1
-                report("final comparison", runs[0], total)
-
-            report("final comparison", 0, total)
-            comparison = compare(
-                task, arms, seeds=cfg.final_seeds, seed=cfg.seed, device=device, on_run=run_tick
+            report("search", n_done, cfg.n_trials)
+            study.optimize(
+                objective,
+                n_trials=remaining,
+                timeout=cfg.timeout,
+                callbacks=[
+                    optuna.study.MaxTrialsCallback(
+                        cfg.n_trials, states=(TrialState.COMPLETE, TrialState.PRUNED)
+                    ),
+                    tick,
+                ],
             )
-            study.set_user_attr("comparison", comparison)
-            timings["compare"] = time.perf_counter() - stage_start
-            train_seconds += sum(a["train_seconds"] for a in comparison.values())
+        _wait_for_running(study, store, grace_period)
+        timings["search"] = time.perf_counter() - stage_start
+        if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            raise LrsearchError(
+                f"study {name!r}: no search trial completed (all pruned or failed)"
+            )
+        best = study.best_trial
+        schedule = Schedule.from_params(best.params, steps_per_epoch=spe_full, epochs=task.epochs)
 
-    timings["total"] = time.perf_counter() - wall
-    timings["inside_training"] = train_seconds
-    study.set_user_attr("timings", timings)
-    return StudyResult(
-        name=name,
-        storage=url,
-        metric=task.metric_name or "metric",
-        direction=direction,
-        range_test=rt,
-        best_params=dict(best.params),
-        best_value=float(best.value),  # type: ignore[arg-type]
-        schedule=schedule,
-        schedule_words=schedule.describe(spe_full),
-        trial_states=_states(study),
-        constant_lr=constant_lr,
-        comparison=comparison,
-        timings=timings,
-    )
+        constant_lr: float | None = None
+        comparison: dict[str, Any] | None = study.user_attrs.get("comparison")
+        if not skip_baselines:
+            # 4. Baselines.
+            stage_start = time.perf_counter()
+            cv_study = optuna.create_study(
+                study_name=name + CONSTANT_SUFFIX,
+                storage=store,
+                direction=direction,
+                load_if_exists=True,
+                pruner=optuna.pruners.NopPruner(),
+            )
+            grid = constant_grid(rt.bounds, cfg.cv_grid)
+            cv_done = [0]
+
+            def cv_tick() -> None:
+                cv_done[0] += 1
+                report("constant-cv", cv_done[0], len(grid))
+
+            constant_lr = run_constant_cv(
+                cv_study,
+                task,
+                grid,
+                folds=cfg.cv_folds,
+                seed=cfg.seed,
+                device=device,
+                on_trial=cv_tick,
+            )
+            cv_study.set_user_attr("grid", grid)
+            cv_study.set_user_attr("chosen_lr", constant_lr)
+            best, _ = _pick_finalist(study, task, cfg, device, report)
+            schedule = Schedule.from_params(
+                best.params, steps_per_epoch=spe_full, epochs=task.epochs
+            )
+            adam_study = optuna.create_study(
+                study_name=name + ADAM_SUFFIX,
+                storage=store,
+                direction=direction,
+                load_if_exists=True,
+                pruner=optuna.pruners.NopPruner(),
+            )
+            report("adam-3e-4", 0, 1)
+            run_adam(adam_study, task, search_train, val, seed=cfg.seed, device=device)
+            report("adam-3e-4", 1, 1)
+            timings["baselines"] = time.perf_counter() - stage_start
+
+            # 5. The final comparison on the test data (read here for the first time).
+            arms = [
+                Arm("tuned", schedule, dict(best.params)),
+                Arm("constant-cv", Schedule("constant", max_lr=constant_lr), {"lr": constant_lr}),
+                Arm(
+                    "adam-3e-4",
+                    Schedule("constant", max_lr=ADAM_LR),
+                    {"lr": ADAM_LR},
+                    optimizer="Adam",
+                    optimizer_factory=adam,
+                ),
+            ]
+            if not _comparison_is_current(comparison, arms, cfg.final_seeds):
+                stage_start = time.perf_counter()
+                total = len(arms) * cfg.final_seeds
+                runs = [0]
+
+                def run_tick(arm: str, seed: int) -> None:
+                    runs[0] += 1
+                    report("final comparison", runs[0], total)
+
+                report("final comparison", 0, total)
+                comparison = compare(
+                    task,
+                    arms,
+                    seeds=cfg.final_seeds,
+                    seed=cfg.seed,
+                    device=device,
+                    on_run=run_tick,
+                )
+                study.set_user_attr("comparison", comparison)
+                timings["compare"] = time.perf_counter() - stage_start
+
+        timings["total"] = time.perf_counter() - wall
+        timings["inside_training"] = training_clock.seconds
+        study.set_user_attr("timings", timings)
+        return StudyResult(
+            name=name,
+            storage=url,
+            metric=task.metric_name or "metric",
+            direction=direction,
+            range_test=rt,
+            best_params=dict(best.params),
+            best_value=float(best.value),  # type: ignore[arg-type]
+            schedule=schedule,
+            schedule_words=schedule.describe(spe_full),
+            trial_states=_states(study),
+            constant_lr=constant_lr,
+            comparison=comparison,
+            timings=timings,
+        )
 
 
 def _pick_finalist(

@@ -12,6 +12,8 @@ In-memory ``(x, y)`` tensors are batched by indexing a permutation (no per-sampl
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import logging
 import math
@@ -33,7 +35,9 @@ from lrsearch.tasks import Data, Task
 from lrsearch.tasks._task import steps_per_epoch as _steps_per_epoch
 
 __all__ = [
+    "Clock",
     "FitResult",
+    "clock",
     "default_threads",
     "evaluate",
     "fit",
@@ -72,6 +76,36 @@ class FitResult:
     def final(self) -> float:
         """The last evaluation value (NaN without evaluation data)."""
         return self.values[-1] if self.values else math.nan
+
+
+class Clock:
+    """Seconds spent inside :func:`fit` (training and evaluation, not Optuna's storage calls)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+
+_CLOCKS: contextvars.ContextVar[tuple[Clock, ...]] = contextvars.ContextVar(
+    "lrsearch_training_clocks", default=()
+)
+
+
+@contextlib.contextmanager
+def clock() -> Iterator[Clock]:
+    """Add up the time every :func:`fit` inside the ``with`` block spends training and evaluating.
+
+    Example:
+        >>> with clock() as c:
+        ...     pass
+        >>> c.seconds
+        0.0
+    """
+    c = Clock()
+    token = _CLOCKS.set((*_CLOCKS.get(), c))
+    try:
+        yield c
+    finally:
+        _CLOCKS.reset(token)
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -326,6 +360,12 @@ def fit(
     scheduler = schedule.build(optimizer, total) if schedule is not None else None
 
     start = time.perf_counter()
+    storage_seconds = 0.0  # Optuna's report/should_prune: bookkeeping, not training
+
+    def charge() -> None:
+        for c in _CLOCKS.get():
+            c.seconds += time.perf_counter() - start - storage_seconds
+
     values: list[float] = []
     losses: list[float] = []
     first_loss: float | None = None
@@ -371,24 +411,30 @@ def fit(
             if on_epoch is not None:
                 on_epoch(epoch, value)
             if trial is not None and stop is None:
+                asked = time.perf_counter()
                 trial.report(value, epoch)
-                if trial.should_prune():
+                prune = trial.should_prune()
+                storage_seconds += time.perf_counter() - asked
+                if prune:
+                    charge()
                     trial.set_user_attr("pruned_reason", f"pruner: stopped after epoch {epoch}")
                     trial.set_user_attr("epochs_run", epoch)
                     raise optuna.TrialPruned(f"pruned after epoch {epoch}")
         if stop is not None:
             break
 
-    seconds = time.perf_counter() - start
     epochs_run = len(losses)
     if stop is not None:
         _log.info("training stopped: %s", stop)
         if trial is not None:
+            charge()
             trial.set_user_attr("pruned_reason", stop)
             trial.set_user_attr("epochs_run", epochs_run)
             raise optuna.TrialPruned(stop)
         if eval_data is not None and len(values) < max(1, epochs_run):
             values.append(evaluate(model, eval_data, metric=metric, loss=loss, device=device))
+    charge()
+    seconds = time.perf_counter() - start - storage_seconds
     return FitResult(values, losses, epochs_run, steps, seconds, stop)
 
 
