@@ -5,10 +5,13 @@ The public API lives here; import from ``lrsearch``, never from its modules.
 
 from __future__ import annotations
 
+from lrsearch.config import StudyConfig, load_config
 from lrsearch.exceptions import InvalidParameterError, LrsearchError
 from lrsearch.range_test import RangeTestResult, range_test
 from lrsearch.schedules import KINDS, Schedule
 from lrsearch.space import LRBounds, seed_params, suggest_schedule
+from lrsearch.study import StudyResult, load_result, run_study
+from lrsearch.tasks import Task, load_task
 
 __all__ = [
     "KINDS",
@@ -17,7 +20,14 @@ __all__ = [
     "LrsearchError",
     "RangeTestResult",
     "Schedule",
+    "StudyConfig",
+    "StudyResult",
+    "Task",
+    "load_config",
+    "load_result",
+    "load_task",
     "range_test",
+    "run_study",
     "seed_params",
     "suggest_schedule",
 ]

@@ -11,6 +11,10 @@ import re
 from pathlib import Path
 
 import optuna
+import pytest
+
+from lrsearch import StudyResult
+from lrsearch.config import KEYS
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -25,7 +29,14 @@ def test_readme_has_the_suggest_schedule_example() -> None:
     assert any("suggest_schedule(" in b and "study.optimize(" in b for b in blocks)
 
 
-def test_readme_python_examples_run() -> None:
+def test_readme_documents_every_config_key() -> None:
+    rows = re.findall(r"^\| `([a-z_.]+)` \| (.*?) \| (.*?) \|$", README.read_text(), flags=re.M)
+    documented = {key: (meaning, default) for key, meaning, default in rows if key in KEYS}
+    assert documented == KEYS
+
+
+def test_readme_python_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # examples may write study databases
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     for block in _python_blocks():
         namespace: dict[str, object] = {"__name__": "__readme__"}
@@ -40,3 +51,9 @@ def test_readme_python_examples_run() -> None:
             assert first == ["triangular2", "onecycle", "sgdr"]
             assert study.best_value > 0.9
             assert out.getvalue().startswith("validation accuracy ")
+        result = namespace.get("result")
+        if isinstance(result, StudyResult):
+            # The run_study example: the three arms were compared on the test data.
+            assert set(result.comparison or {}) == {"tuned", "constant-cv", "adam-3e-4"}
+            assert (tmp_path / "blobs.db").is_file()
+            assert "tuned" in out.getvalue()

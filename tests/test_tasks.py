@@ -1,17 +1,24 @@
-"""Tests for lrsearch/tasks: the built-in data (digits, mnist1d) and their models."""
+"""Tests for lrsearch/tasks: the built-in data (digits, mnist1d), their models, Task, load_task."""
 
 from __future__ import annotations
 
+import json
 import random
-from collections.abc import Callable
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from assertions import invalid
 from torch import nn
+from torch.utils.data import TensorDataset
 
 from lrsearch import InvalidParameterError
-from lrsearch.tasks import Split, digits, mnist1d
+from lrsearch.tasks import Split, Task, digits, load_task, mnist1d, sgd
 
 TASKS: dict[str, tuple[Callable[[], Split], Callable[[], nn.Module]]] = {
     "digits": (digits.load_data, digits.make_model),
@@ -157,3 +164,289 @@ def test_digits_mlp_learns_with_a_few_hundred_sgd_steps() -> None:
     with torch.no_grad():
         accuracy = (model(split.x_test).argmax(dim=1) == split.y_test).float().mean().item()
     assert accuracy > 0.9
+
+
+# -- Task ---------------------------------------------------------------------------------------
+
+
+def tiny_data(n: int = 12) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.randn(n, 3), torch.arange(n) % 2
+
+
+def linear() -> nn.Module:
+    return nn.Linear(3, 2)
+
+
+def make_task(**fields: Any) -> Task:
+    args: dict[str, Any] = {"make_model": linear, "train": tiny_data(), "test": tiny_data(4)}
+    return Task(**{**args, **fields})
+
+
+def test_task_defaults() -> None:
+    task = make_task()
+    assert (task.metric, task.metric_name, task.direction, task.maximize) == (
+        "accuracy",
+        "accuracy",
+        "maximize",
+        True,
+    )
+    assert (task.batch_size, task.epochs, task.stratify, task.n_train) == (32, 20, True, 12)
+    assert isinstance(task.loss, nn.CrossEntropyLoss)
+    opt = task.make_optimizer(linear().parameters(), 0.2)
+    assert isinstance(opt, torch.optim.SGD)
+    assert opt.param_groups[0]["lr"] == 0.2 and opt.param_groups[0]["momentum"] == 0.9
+
+
+def test_task_loss_metric_minimizes_and_does_not_stratify() -> None:
+    task = make_task(metric="loss")
+    assert (task.direction, task.maximize, task.metric_name, task.stratify) == (
+        "minimize",
+        False,
+        "loss",
+        False,
+    )
+    assert make_task(metric="loss", direction="minimize").direction == "minimize"
+    assert make_task(metric="loss", stratify=True).stratify is True
+
+
+def test_task_metric_function_needs_a_direction() -> None:
+    def f1(out: torch.Tensor, y: torch.Tensor) -> float:
+        return 0.0
+
+    task = make_task(metric=f1, direction="maximize")
+    assert (task.metric_name, task.direction, task.stratify) == ("f1", "maximize", False)
+    assert make_task(metric=f1, direction="minimize", metric_name="err").metric_name == "err"
+    with invalid("direction", None):
+        make_task(metric=f1)
+    with invalid("direction", "max"):
+        make_task(metric=f1, direction="max")
+
+
+@pytest.mark.parametrize(
+    ("fields", "name", "value"),
+    [
+        ({"metric": "f1"}, "metric", "f1"),
+        ({"metric": "Accuracy"}, "metric", "Accuracy"),
+        ({"metric": 3}, "metric", 3),
+        ({"metric": "accuracy", "direction": "minimize"}, "direction", "minimize"),
+        ({"metric": "loss", "direction": "maximize"}, "direction", "maximize"),
+        ({"batch_size": 0}, "batch_size", 0),
+        ({"batch_size": 2.0}, "batch_size", 2.0),
+        ({"batch_size": True}, "batch_size", True),
+        ({"epochs": 0}, "epochs", 0),
+        ({"epochs": -1}, "epochs", -1),
+        ({"make_model": "linear"}, "make_model", "linear"),
+    ],
+)
+def test_task_rejects_bad_fields(fields: dict[str, Any], name: str, value: object) -> None:
+    with invalid(name, value) as info:
+        make_task(**fields)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("field", "data", "shown"),
+    [
+        ("train", (torch.zeros(5, 3), torch.zeros(4)), "5 and 4"),
+        ("train", (torch.zeros(0, 3), torch.zeros(0)), "0 and 0"),
+        ("train", [torch.zeros(5, 3), torch.zeros(5)], "list"),
+        ("train", (torch.zeros(5, 3),), "tuple"),
+        ("train", (torch.zeros(5, 3), torch.zeros(5), torch.zeros(5)), "tuple"),
+        ("train", (np.zeros((5, 3)), np.zeros(5)), "tuple"),
+        ("train", torch.zeros(5, 3), "Tensor"),
+        ("test", (torch.zeros(2, 3), torch.zeros(3)), "2 and 3"),
+        ("test", None, "NoneType"),
+    ],
+)
+def test_task_rejects_bad_data(field: str, data: object, shown: str) -> None:
+    with pytest.raises(InvalidParameterError, match=rf"^{field} .*{shown}"):
+        make_task(**{field: data})
+
+
+def test_task_needs_two_training_examples() -> None:
+    with invalid("train", 1):
+        make_task(train=tiny_data(1))
+
+
+def test_task_accepts_datasets() -> None:
+    x, y = tiny_data(10)
+    task = make_task(train=TensorDataset(x, y), test=TensorDataset(x[:3], y[:3]))
+    assert task.n_train == 10
+    test = task.load_test()
+    assert isinstance(test, TensorDataset) and len(test) == 3
+
+
+def test_lazy_test_is_loaded_only_when_asked() -> None:
+    calls: list[int] = []
+
+    def load() -> tuple[torch.Tensor, torch.Tensor]:
+        calls.append(1)
+        return tiny_data(4)
+
+    task = make_task(test=load)
+    assert calls == []
+    task.describe()
+    replaced = load_task(task, epochs=2)
+    assert calls == [] and replaced.epochs == 2
+    x, y = task.load_test()  # type: ignore[misc]
+    assert calls == [1] and len(x) == len(y) == 4
+    task.load_test()
+    assert calls == [1, 1]  # called again each time: nothing is cached
+
+
+def test_lazy_test_is_checked_when_loaded() -> None:
+    task = make_task(test=lambda: (torch.zeros(3, 3), torch.zeros(2)))
+    with pytest.raises(InvalidParameterError, match=r"^test .*3 and 2"):
+        task.load_test()
+
+
+def test_describe_is_json_serialisable() -> None:
+    def score(out: torch.Tensor, y: torch.Tensor) -> float:
+        return 0.0
+
+    plain = make_task(name="mine", epochs=3, batch_size=4)
+    described = json.loads(json.dumps(plain.describe()))
+    assert described == {
+        "name": "mine",
+        "n_train": 12,
+        "metric": "accuracy",
+        "direction": "maximize",
+        "batch_size": 4,
+        "epochs": 3,
+        "optimizer": "sgd(momentum=0.9, weight_decay=0.0)",
+    }
+    custom = make_task(
+        metric=score,
+        direction="minimize",
+        test=lambda: tiny_data(2),
+        make_optimizer=lambda params, lr: torch.optim.Adam(params, lr=lr),
+    ).describe()
+    assert json.loads(json.dumps(custom)) == custom
+    assert custom["metric"] == "score" and custom["direction"] == "minimize"
+    assert isinstance(custom["optimizer"], str)
+
+
+def test_sgd_factory_sets_momentum_and_weight_decay() -> None:
+    opt = sgd(momentum=0.5, weight_decay=1e-4)(linear().parameters(), 0.3)
+    group = opt.param_groups[0]
+    assert (group["lr"], group["momentum"], group["weight_decay"]) == (0.3, 0.5, 1e-4)
+    assert "momentum=0.5" in sgd(momentum=0.5).__qualname__
+
+
+# -- load_task ----------------------------------------------------------------------------------
+
+
+def test_load_task_builtin_digits_with_overrides() -> None:
+    task = load_task("digits")
+    assert (task.name, task.n_train, task.epochs, task.batch_size) == ("digits", 1347, 20, 32)
+    small = load_task("digits", epochs=3, batch_size=None)
+    assert (small.epochs, small.batch_size, small.name) == (3, 32, "digits")
+    assert small.train is not None and small.n_train == 1347
+
+
+def test_load_task_builtin_mnist1d() -> None:
+    task = load_task("mnist1d", epochs=2)
+    assert (task.name, task.n_train, task.epochs, task.direction) == (
+        "mnist1d",
+        4000,
+        2,
+        "maximize",
+    )
+
+
+def test_load_task_returns_a_task_object_as_is() -> None:
+    task = make_task()
+    assert load_task(task) is task
+    copy = load_task(task, batch_size=4)
+    assert copy is not task and copy.batch_size == 4 and task.batch_size == 32
+    with invalid("batch_size", 0):
+        load_task(task, batch_size=0)
+
+
+def test_load_task_by_module_path_of_a_builtin() -> None:
+    task = load_task("lrsearch.tasks.digits:task", epochs=3)
+    assert (task.name, task.epochs) == ("digits", 3)
+
+
+USER_MODULE = """
+import torch
+from lrsearch.tasks import Task
+
+CALLS = []
+
+def make():
+    CALLS.append(1)
+    x, y = torch.randn(10, 3), torch.arange(10) % 2
+    return Task(lambda: torch.nn.Linear(3, 2), (x, y), (x, y), epochs=7, name="user")
+
+READY = Task(lambda: torch.nn.Linear(3, 2), (torch.randn(6, 3), torch.arange(6) % 2),
+             (torch.randn(2, 3), torch.arange(2) % 2), name="ready")
+NOT_A_TASK = 3
+
+def returns_int():
+    return 3
+"""
+
+
+@pytest.fixture
+def user_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A user's task module, importable under a name unique to this test."""
+    name = f"user_tasks_{uuid.uuid4().hex}"
+    (tmp_path / f"{name}.py").write_text(USER_MODULE, encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield name
+    sys.modules.pop(name, None)
+
+
+def test_load_task_calls_a_module_function(user_module: str) -> None:
+    task = load_task(f"{user_module}:make")
+    assert (task.name, task.epochs, task.n_train) == ("user", 7, 10)
+    assert sys.modules[user_module].CALLS == [1]
+    assert load_task(f"{user_module}:make", epochs=3).epochs == 3
+
+
+def test_load_task_takes_a_module_attribute_that_is_a_task(user_module: str) -> None:
+    task = load_task(f"{user_module}:READY")
+    assert task is sys.modules[user_module].READY
+    assert load_task(f"{user_module}:READY", epochs=2).epochs == 2
+
+
+@pytest.mark.parametrize("attr", ["NOT_A_TASK", "returns_int"])
+def test_load_task_rejects_what_is_not_a_task(user_module: str, attr: str) -> None:
+    with pytest.raises(InvalidParameterError, match=rf"{attr}.*Task; got int"):
+        load_task(f"{user_module}:{attr}")
+
+
+def test_load_task_names_a_missing_attribute(user_module: str) -> None:
+    with pytest.raises(InvalidParameterError, match=rf"{user_module}.* has no 'nope'"):
+        load_task(f"{user_module}:nope")
+
+
+def test_load_task_reports_a_module_that_raises_on_import(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = f"broken_tasks_{uuid.uuid4().hex}"
+    (tmp_path / f"{name}.py").write_text("raise RuntimeError('no GPU here')\n", encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(InvalidParameterError, match=r"cannot import .*no GPU here") as info:
+        load_task(f"{name}:task")
+    assert isinstance(info.value.__cause__, RuntimeError)
+    sys.modules.pop(name, None)
+
+
+def test_load_task_reports_an_unimportable_module() -> None:
+    with pytest.raises(InvalidParameterError, match=r"cannot import 'no_such_module_xyz'"):
+        load_task("no_such_module_xyz:task")
+
+
+@pytest.mark.parametrize("spec", ["cifar10", "Digits", "digits ", "lrsearch.tasks.digits"])
+def test_load_task_rejects_unknown_names(spec: str) -> None:
+    with invalid("task", spec) as info:
+        load_task(spec)
+    assert "digits" in str(info.value) and "mnist1d" in str(info.value)
+
+
+@pytest.mark.parametrize("spec", ["", ":task", "mod:", "mod:1x", "mod:a.b", "a:b:c", 3, None])
+def test_load_task_rejects_malformed_specs(spec: object) -> None:
+    with invalid("task", spec):
+        load_task(spec)  # type: ignore[arg-type]

@@ -231,7 +231,17 @@ def load_task(spec: str | Task, **overrides: Any) -> Task:
     else:
         task = _import_task(spec)
     overrides = {k: v for k, v in overrides.items() if v is not None}
-    return dataclasses.replace(task, **overrides) if overrides else task
+    if not overrides:
+        return task
+    fields = {f.name for f in dataclasses.fields(Task)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise InvalidParameterError(f"Task has no field {unknown[0]!r}; fields: {sorted(fields)}")
+    if "metric" in overrides:
+        # A new metric brings its own direction, name and stratification unless given too.
+        for derived in ("direction", "metric_name", "stratify"):
+            overrides.setdefault(derived, None)
+    return dataclasses.replace(task, **overrides)
 
 
 def _import_task(spec: str) -> Task:
