@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from lrsearch._splits import cv_folds
+from lrsearch.exceptions import LrsearchError
 from lrsearch.schedules import Schedule
 from lrsearch.space import LRBounds
 from lrsearch.tasks import Data, Task
@@ -89,6 +90,9 @@ def run_constant_cv(
     Each grid LR is one trial (param ``lr``); its value is the mean fold metric, the fold
     scores are in user attr ``fold_scores``. LRs already scored in ``study`` are not rerun, so
     an interrupted baseline resumes. A fold whose training diverges prunes the trial.
+
+    Raises:
+        LrsearchError: Every LR of the grid diverged.
     """
     splits = cv_folds(task, folds, seed)
     low, high = min(grid), max(grid)
@@ -113,7 +117,8 @@ def run_constant_cv(
         study.optimize(objective, n_trials=len(waiting), callbacks=callbacks)
     done = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
     if not done:
-        raise optuna.exceptions.OptunaError("every constant LR diverged in cross-validation")
+        # An lrsearch error, so the CLI reports it in one line (exit code 2), not a traceback.
+        raise LrsearchError("every constant LR diverged in cross-validation")
     return float(study.best_trial.params["lr"])
 
 

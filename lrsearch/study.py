@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib.util
 import logging
 import math
 import time
@@ -30,6 +31,7 @@ from typing import Any
 import optuna
 import pandas as pd
 import sqlalchemy.engine
+import sqlalchemy.exc
 import torch
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
@@ -126,15 +128,44 @@ def open_storage(
         if not create and not path.is_file():
             raise LrsearchError(f"no study database at {mask_url(url)}")
         path.parent.mkdir(parents=True, exist_ok=True)
+    target = _with_driver(parsed, url)
+    for attempt in range(3):
+        try:
+            return RDBStorage(
+                target,
+                heartbeat_interval=heartbeat_interval,
+                grace_period=grace_period,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
+            )
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as exc:
+            # Workers opening a fresh database together race to create Optuna's tables
+            # (PostgreSQL: "duplicate key ... pg_type"); the loser finds them made on a retry.
+            if attempt == 2:
+                raise LrsearchError(f"cannot open storage {mask_url(url)}: {exc}") from exc
+            time.sleep(0.5 * (attempt + 1))
+        except Exception as exc:
+            raise LrsearchError(f"cannot open storage {mask_url(url)}: {exc}") from exc
+    raise AssertionError("unreachable")
+
+
+def _with_driver(parsed: sqlalchemy.engine.URL, url: str) -> str:
+    """``url`` with an installed PostgreSQL driver: SQLAlchemy 2.1 reads a bare
+    ``postgresql://`` as psycopg 3, so use psycopg2 where it is the one installed (the test
+    extras install it) instead of failing to import."""
+    if (
+        parsed.drivername == "postgresql"
+        and not _importable("psycopg")
+        and _importable("psycopg2")
+    ):
+        return parsed.set(drivername="postgresql+psycopg2").render_as_string(hide_password=False)
+    return url
+
+
+def _importable(module: str) -> bool:
     try:
-        return RDBStorage(
-            url,
-            heartbeat_interval=heartbeat_interval,
-            grace_period=grace_period,
-            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
-        )
-    except Exception as exc:
-        raise LrsearchError(f"cannot open storage {mask_url(url)}: {exc}") from exc
+        return importlib.util.find_spec(module) is not None
+    except ValueError:
+        return False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -422,13 +453,16 @@ def run_study(
             study.set_user_attr("range_test", rt.to_dict())
             report("range test", 1, 1)
         timings["range_test"] = time.perf_counter() - stage_start
-        bounds = rt.bounds
+        bounds = search_bounds or rt.bounds
 
-        # 2. Seeds from the literature, enqueued once.
-        for params in seed_params(
-            bounds, steps_per_epoch=spe_search, epochs=task.epochs, kinds=cfg.kinds
-        ):
-            study.enqueue_trial(params, user_attrs={"seeded": True}, skip_if_exists=True)
+        # 2. Seeds from the literature, enqueued once; no more than the budget runs (a seed left
+        # WAITING would linger in the storage, and is enqueued when a resume raises n_trials).
+        if enqueue_seeds:
+            seeds = seed_params(
+                bounds, steps_per_epoch=spe_search, epochs=task.epochs, kinds=cfg.kinds
+            )
+            for params in seeds[: cfg.n_trials]:
+                study.enqueue_trial(params, user_attrs={"seeded": True}, skip_if_exists=True)
 
         # 3. The search.
         stage_start = time.perf_counter()

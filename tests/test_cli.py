@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+from pathlib import Path
 
-from click.testing import CliRunner
+import optuna
+import pytest
+from click.testing import CliRunner, Result
+from optuna.trial import TrialState
 
 import lrsearch
 from lrsearch.cli import cli
+from lrsearch.compare import ARMS
+from lrsearch.exceptions import InvalidParameterError, LrsearchError
+
+pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 
 
 def test_help_and_version() -> None:
@@ -41,3 +50,229 @@ def test_console_script_is_installed() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "Usage:" in done.stdout
+
+
+# --- the pipeline from the command line ------------------------------------------------------
+
+TINY_TOML = """\
+task = "tiny_task:task"
+n_trials = 4
+epochs = 2
+cv_folds = 2
+cv_grid = 2
+final_seeds = 2
+finalists = 2
+threads = 1
+device = "cpu"
+
+[range_test]
+num_iter = 20
+"""
+
+
+def _studies_dir(tmp_path: Path, name: str = "tiny", text: str = TINY_TOML) -> Path:
+    folder = tmp_path / "studies"
+    folder.mkdir(exist_ok=True)
+    path = folder / f"{name}.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _contents(folder: Path) -> list[tuple[str, bytes]]:
+    return sorted(
+        (str(p.relative_to(folder)), p.read_bytes() if p.is_file() else b"")
+        for p in folder.rglob("*")
+    )
+
+
+@pytest.fixture
+def cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """tmp_path as the working directory, with studies/tiny.toml in it (its task is
+    ``tiny_task:task``, from this folder)."""
+    _studies_dir(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent))
+    return tmp_path
+
+
+def test_run_prints_the_comparison_and_studies_lists_it(cwd: Path) -> None:
+    url = f"sqlite:///{cwd}/x.db"
+    runner = CliRunner()
+    result = runner.invoke(cli, ["run", "--study", "tiny", "--storage", url])
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert out.startswith(f"study tiny in {url}\n")
+    assert "range test: LR bounds " in out
+    assert "constant LR chosen by CV: " in out
+    assert "final comparison on the held-out test set (2 seeds per arm):" in out
+    comparison = optuna.load_study(study_name="tiny", storage=url).user_attrs["comparison"]
+    lines = out.splitlines()
+    for arm in ARMS:
+        (row,) = [line for line in lines if line.strip().startswith(arm + " ") and "±" in line]
+        data = comparison[arm]
+        assert f"{data['test_metric_mean']:.4f} ± {data['test_metric_std']:.4f}" in row
+    verdict = lines[-3]  # then a blank line and the dashboard hint
+    assert verdict.startswith("tuned ")
+    assert "constant-cv" in verdict and "adam-3e-4" in verdict
+    assert re.search(r"(beats|ties|loses to) constant-cv \((not )?significantly", verdict)
+    assert lines[-1] == f"look at it: optuna-dashboard {url}"
+    assert len(optuna.load_study(study_name="tiny", storage=url).trials) == 4
+
+    listed = runner.invoke(cli, ["studies", "--storage", url])
+    assert listed.exit_code == 0, listed.output
+    names = [line.split()[0] for line in listed.stdout.splitlines()[1:]]
+    assert sorted(names) == ["tiny", "tiny/adam-3e-4", "tiny/constant-cv"]
+
+    # Run again: the finished study prints the same summary (no new trials).
+    again = runner.invoke(cli, ["run", "--study", "tiny", "--storage", url])
+    assert again.exit_code == 0, again.output
+    assert again.stdout.splitlines()[-12:] == lines[-12:]
+    assert len(optuna.load_study(study_name="tiny", storage=url).trials) == 4
+
+
+def test_run_flags_override_the_config(cwd: Path) -> None:
+    url = f"sqlite:///{cwd}/x.db"
+    result = CliRunner().invoke(
+        cli,
+        ["run", "--study", "tiny", "--storage", url, "--n-trials", "2", "--skip-baselines"],
+    )
+    assert result.exit_code == 0, result.output
+    assert "final comparison" not in result.stdout
+    assert optuna.get_all_study_names(url) == ["tiny"]
+    study = optuna.load_study(study_name="tiny", storage=url)
+    # The budget is 2 trials: of the literature's seeds only 2 are enqueued, none waits.
+    assert len(study.trials) == 2
+    assert not [t for t in study.trials if t.state == TrialState.WAITING]
+    assert all(t.user_attrs.get("seeded") for t in study.trials)
+    assert study.user_attrs["config"]["n_trials"] == 2
+
+
+def test_range_test_prints_bounds_and_writes_a_plot(cwd: Path) -> None:
+    result = CliRunner().invoke(cli, ["range-test", "--study", "tiny", "--plot", "out.html"])
+    assert result.exit_code == 0, result.output
+    match = re.search(r"^bounds: +(\S+) \.\. (\S+)$", result.stdout, re.MULTILINE)
+    assert match is not None
+    assert 0 < float(match.group(1)) < float(match.group(2))
+    assert re.search(r"^suggestion: +\S+$", result.stdout, re.MULTILINE)
+    assert "plot: out.html" in result.stdout
+    html = (cwd / "out.html").read_text(encoding="utf-8")
+    assert "<html>" in html and "plotly" in html.lower()
+    # Nothing is stored.
+    assert not (cwd / "studies" / "lrsearch.db").exists()
+
+
+#: TOML text -> what the one-line error says (config errors also name the file).
+BAD_CONFIGS = {
+    "unknown key": ('task = "tiny_task:task"\nepochz = 3\n', "bad.toml: unknown key 'epochz'"),
+    "wrong type": (
+        'task = "tiny_task:task"\nn_trials = "ten"\n',
+        "bad.toml: n_trials must be an integer >= 1; got 'ten'",
+    ),
+    "out of range": (
+        'task = "tiny_task:task"\ncv_folds = 1\n',
+        "bad.toml: cv_folds must be an integer >= 2; got 1",
+    ),
+    "nested out of range": (
+        'task = "tiny_task:task"\n[range_test]\nnum_iter = 2\n',
+        "bad.toml: range_test.num_iter must be an integer >= 5; got 2",
+    ),
+    "not TOML": ("task = \n", "bad.toml: not valid TOML"),
+    "missing task": ("epochs = 2\n", "bad.toml: missing key 'task'"),
+    "unimportable task": (
+        'task = "no_such_module_lrsearch:task"\n',
+        "task 'no_such_module_lrsearch:task': cannot import 'no_such_module_lrsearch'",
+    ),
+    "task not a Task": (
+        'task = "tiny_task:N_TRAIN"\n',
+        "task 'tiny_task:N_TRAIN' must give an lrsearch.tasks.Task; got int",
+    ),
+    "unknown built-in task": ('task = "cifar"\n', "unknown task 'cifar'"),
+}
+
+
+def _assert_one_line_error(result: Result, *needles: str) -> None:
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("lrsearch: error: ")
+    for needle in needles:
+        assert needle in lines[0]
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CONFIGS))
+def test_a_bad_config_is_one_line_and_writes_nothing(cwd: Path, case: str) -> None:
+    text, message = BAD_CONFIGS[case]
+    _studies_dir(cwd, "bad", text)
+    before = _contents(cwd)
+    result = CliRunner().invoke(
+        cli, ["run", "--study", "bad", "--storage", f"sqlite:///{cwd}/x.db"]
+    )
+    _assert_one_line_error(result, message)
+    assert not (cwd / "x.db").exists()
+    assert _contents(cwd) == before
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "--study", "nosuch"], "no config for study 'nosuch'"),
+        (["run", "--study", "../x"], "study name must be"),
+        (["run", "--study", "a/b"], "study name must be"),
+        (["run", "--study", "tiny", "--storage", "not a url"], "not a storage URL"),
+        (["studies"], "no study database at sqlite:///"),
+        (["range-test", "--study", "nosuch"], "no config for study 'nosuch'"),
+        (["range-test", "--study", "tiny", "--plot", "no/dir/p.html"], "does not exist"),
+    ],
+)
+def test_an_error_is_one_line_exit_2_and_writes_nothing(
+    cwd: Path, args: list[str], message: str
+) -> None:
+    if "--storage" not in args and args[0] != "range-test":
+        args = [*args, "--storage", f"sqlite:///{cwd}/x.db"]
+    before = _contents(cwd)
+    result = CliRunner().invoke(cli, args)
+    _assert_one_line_error(result, message)
+    assert not (cwd / "x.db").exists()
+    assert _contents(cwd) == before
+
+
+def test_studies_without_a_storage_flag_does_not_create_the_default_database(cwd: Path) -> None:
+    before = _contents(cwd)
+    result = CliRunner().invoke(cli, ["studies"])
+    _assert_one_line_error(result, "no study database at sqlite:///studies/lrsearch.db")
+    assert _contents(cwd) == before
+
+
+def test_a_storage_password_is_never_shown(cwd: Path) -> None:
+    url = "postgresql://someone:hunter2secret@127.0.0.1:9/optuna"
+    before = _contents(cwd)
+    result = CliRunner().invoke(cli, ["run", "--study", "tiny", "--storage", url])
+    _assert_one_line_error(result, "cannot open storage postgresql://someone:***@127.0.0.1:9")
+    assert "hunter2secret" not in result.output
+    assert _contents(cwd) == before
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "many"])
+def test_a_bad_flag_is_a_usage_error(cwd: Path, value: str) -> None:
+    before = _contents(cwd)
+    result = CliRunner().invoke(
+        cli, ["run", "--study", "tiny", "--storage", f"sqlite:///{cwd}/x.db", "--n-trials", value]
+    )
+    assert result.exit_code == 2
+    assert "Invalid value for '--n-trials'" in result.stderr
+    assert not (cwd / "x.db").exists()
+    assert _contents(cwd) == before
+
+
+def test_debug_raises_instead(cwd: Path) -> None:
+    before = _contents(cwd)
+    result = CliRunner().invoke(
+        cli, ["--debug", "run", "--study", "nosuch", "--storage", f"sqlite:///{cwd}/x.db"]
+    )
+    assert isinstance(result.exception, LrsearchError)
+    assert isinstance(result.exception, InvalidParameterError)
+    assert "no config for study 'nosuch'" in str(result.exception)
+    assert result.exit_code == 1
+    assert "lrsearch: error:" not in result.output
+    assert _contents(cwd) == before

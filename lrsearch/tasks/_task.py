@@ -258,7 +258,12 @@ def _import_task(spec: str) -> Task:
         raise InvalidParameterError(f"task {spec!r}: module {module_name!r} has no {attr!r}")
     obj = getattr(module, attr)
     if callable(obj) and not isinstance(obj, Task):
-        obj = obj()
+        try:
+            obj = obj()
+        except Exception as exc:  # a factory that cannot be called as asked is a config error
+            raise InvalidParameterError(
+                f"task {spec!r}: calling {attr}() failed ({type(exc).__name__}: {exc})"
+            ) from exc
     if not isinstance(obj, Task):
         raise InvalidParameterError(
             f"task {spec!r} must give an lrsearch.tasks.Task; got {type(obj).__name__}"

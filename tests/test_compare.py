@@ -1,0 +1,206 @@
+"""Tests for lrsearch/compare.py: statistics against scipy and hand values, and the comparison."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import tiny_task
+import torch
+from scipy import stats
+
+from lrsearch.baselines import ADAM_LR, adam
+from lrsearch.compare import ARMS, Arm, compare, epochs_to_target, paired_interval
+from lrsearch.schedules import Schedule
+from lrsearch.tasks import Data
+from lrsearch.training import train_task
+
+CPU = torch.device("cpu")
+
+
+def _t_interval(d: list[float], level: float) -> tuple[float, float, float]:
+    """The paired Student-t interval and two-sided p-value, from the textbook formula."""
+    n = len(d)
+    mean = sum(d) / n
+    sd = math.sqrt(sum((x - mean) ** 2 for x in d) / (n - 1))
+    se = sd / math.sqrt(n)
+    half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * se
+    p = 2 * float(stats.t.sf(abs(mean / se), n - 1))
+    return mean - half, mean + half, p
+
+
+def test_paired_interval_matches_the_textbook_t_interval() -> None:
+    a, b = [0.9, 0.92, 0.91], [0.8, 0.83, 0.8]
+    r = paired_interval(a, b)
+    low, high, p = _t_interval([x - y for x, y in zip(a, b, strict=True)], 0.95)
+    assert r["mean_diff"] == pytest.approx(0.1)
+    assert r["ci_low"] == pytest.approx(low)
+    assert r["ci_high"] == pytest.approx(high)
+    assert r["ci_low"] == pytest.approx(0.1 - 4.302653 * 0.01 / math.sqrt(3), abs=1e-6)
+    assert r["p_value"] == pytest.approx(p)
+    assert r["p_value"] == pytest.approx(stats.ttest_rel(a, b).pvalue)
+    assert r["significant"] is True
+    assert r["level"] == 0.95
+    assert r["n"] == 3
+
+
+def test_paired_interval_including_zero_is_not_significant() -> None:
+    a, b = [0.5, 0.7, 0.6, 0.8], [0.6, 0.6, 0.65, 0.7]
+    r = paired_interval(a, b)
+    low, high, p = _t_interval([x - y for x, y in zip(a, b, strict=True)], 0.95)
+    assert r["mean_diff"] == pytest.approx(np.mean(a) - np.mean(b))
+    assert (r["ci_low"], r["ci_high"]) == pytest.approx((low, high))
+    assert r["ci_low"] < 0 < r["ci_high"]
+    assert r["p_value"] == pytest.approx(p)
+    assert r["significant"] is False
+
+
+def test_paired_interval_negative_difference_is_significant_too() -> None:
+    r = paired_interval([0.1, 0.2, 0.15], [0.5, 0.62, 0.56])
+    assert r["mean_diff"] < 0
+    assert r["ci_high"] < 0
+    assert r["significant"] is True
+
+
+def test_paired_interval_wider_at_a_higher_level() -> None:
+    a, b = [0.9, 0.95, 0.91, 0.97], [0.85, 0.9, 0.92, 0.9]
+    r95, r99 = paired_interval(a, b), paired_interval(a, b, level=0.99)
+    low, high, _ = _t_interval([x - y for x, y in zip(a, b, strict=True)], 0.99)
+    assert (r99["ci_low"], r99["ci_high"]) == pytest.approx((low, high))
+    assert r99["ci_low"] < r95["ci_low"] and r99["ci_high"] > r95["ci_high"]
+    assert r99["level"] == 0.99
+
+
+def test_identical_differences_collapse_the_interval() -> None:
+    # Exactly representable values: every difference is exactly 0.5.
+    r = paired_interval([1.5, 2.5, 3.5], [1.0, 2.0, 3.0])
+    assert r["mean_diff"] == r["ci_low"] == r["ci_high"] == 0.5
+    assert r["significant"] is True
+    assert r["p_value"] == 0.0
+    same = paired_interval([0.25, 0.5, 0.75], [0.25, 0.5, 0.75])
+    assert same["mean_diff"] == same["ci_low"] == same["ci_high"] == 0.0
+    assert same["significant"] is False
+    assert same["p_value"] == 1.0
+
+
+def test_a_single_pair_collapses_the_interval() -> None:
+    r = paired_interval([0.75], [0.5])
+    assert (r["mean_diff"], r["ci_low"], r["ci_high"], r["n"]) == (0.25, 0.25, 0.25, 1)
+
+
+@pytest.mark.parametrize(
+    ("curve", "target", "maximize", "expected"),
+    [
+        ([0.5, 0.8, 0.9], 0.8, True, 2),
+        ([0.5, 0.8, 0.9], 0.5, True, 1),
+        ([0.5, 0.8, 0.9], 0.95, True, None),
+        ([0.5, 0.9, 0.7], 0.85, True, 2),
+        ([2.0, 1.0, 0.5], 1.0, False, 2),
+        ([2.0, 1.0, 0.5], 0.4, False, None),
+        ([2.0, 1.5, 0.5], 0.6, False, 3),
+        ([0.3, 0.2], 0.9, False, 1),
+        ([], 0.5, True, None),
+    ],
+)
+def test_epochs_to_target(
+    curve: list[float], target: float, maximize: bool, expected: int | None
+) -> None:
+    assert epochs_to_target(curve, target, maximize=maximize) == expected
+
+
+def _arms() -> list[Arm]:
+    return [
+        Arm("tuned", Schedule("onecycle", max_lr=0.3, base_lr=0.01), {"schedule": "onecycle"}),
+        Arm("constant-cv", Schedule("constant", max_lr=0.1), {"lr": 0.1}),
+        Arm(
+            "adam-3e-4",
+            Schedule("constant", max_lr=ADAM_LR),
+            {"lr": ADAM_LR},
+            optimizer="Adam",
+            optimizer_factory=adam,
+        ),
+    ]
+
+
+def test_compare_reads_the_test_data_once_and_fills_every_arm() -> None:
+    reads: list[int] = []
+    test_data = tiny_task.data(tiny_task.N_TEST, seed=1)
+
+    def load() -> Data:
+        reads.append(1)
+        return test_data
+
+    task = tiny_task.task(epochs=3, test=load)
+    out = compare(task, _arms(), seeds=2, seed=5, device=CPU)
+    assert reads == [1]
+    assert list(out) == list(ARMS)
+    target = out["constant-cv"]["test_metric_mean"]
+    for name, arm in out.items():
+        per_seed = arm["test_metric_per_seed"]
+        assert len(per_seed) == 2
+        assert arm["seeds"] == [1005, 1006]
+        assert arm["test_metric_mean"] == pytest.approx(np.mean(per_seed))
+        assert arm["test_metric_std"] == pytest.approx(np.std(per_seed, ddof=1))
+        assert len(arm["test_curve_mean"]) == 3 == arm["epochs"]
+        assert [c[-1] for c in arm["test_curve_per_seed"]] == per_seed
+        assert arm["steps"] == 3 * 10  # 200 examples, batch 20
+        assert arm["target"] == target
+        assert arm["epochs_to_target"] == epochs_to_target(
+            arm["test_curve_mean"], target, maximize=True
+        )
+        if name == "tuned":
+            assert "tuned_minus_this" not in arm
+        else:
+            assert arm["tuned_minus_this"] == paired_interval(
+                out["tuned"]["test_metric_per_seed"], per_seed
+            )
+    assert out["constant-cv"]["epochs_to_target"] is not None
+    assert out["adam-3e-4"]["optimizer"] == "Adam"
+    assert out["adam-3e-4"]["params"] == {"lr": ADAM_LR}
+    # The arm is trained on all of train from seed + 1000 + s and scored on the test data.
+    again = train_task(
+        task,
+        task.train,
+        schedule=Schedule("constant", max_lr=0.1),
+        eval_data=test_data,
+        seed=1005,
+        device=CPU,
+    )
+    assert out["constant-cv"]["test_metric_per_seed"][0] == again.final
+    assert out["constant-cv"]["test_curve_per_seed"][0] == again.values
+
+
+def test_compare_treats_every_arm_alike() -> None:
+    # Two arms with the same schedule get the same inits, data and evaluation: equal results.
+    task = tiny_task.task(epochs=2)
+    same = Schedule("constant", max_lr=0.05)
+    out = compare(
+        task,
+        [Arm("tuned", same, {"lr": 0.05}), Arm("constant-cv", same, {"lr": 0.05})],
+        seeds=3,
+        seed=0,
+        device=CPU,
+    )
+    assert out["tuned"]["test_metric_per_seed"] == out["constant-cv"]["test_metric_per_seed"]
+    diff = out["constant-cv"]["tuned_minus_this"]
+    assert (diff["mean_diff"], diff["ci_low"], diff["ci_high"]) == (0.0, 0.0, 0.0)
+    assert diff["significant"] is False
+
+
+def test_a_diverged_arm_keeps_its_curve_length_and_reason() -> None:
+    task = tiny_task.task(epochs=3)
+    out = compare(
+        task,
+        [
+            Arm("tuned", Schedule("constant", max_lr=0.1), {"lr": 0.1}),
+            Arm("constant-cv", Schedule("constant", max_lr=1e4), {"lr": 1e4}),
+        ],
+        seeds=2,
+        seed=0,
+        device=CPU,
+    )
+    broken = out["constant-cv"]
+    assert all(reason for reason in broken["stop_reasons"])
+    assert all(len(curve) == 3 for curve in broken["test_curve_per_seed"])
+    assert out["tuned"]["stop_reasons"] == [None, None]

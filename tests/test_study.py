@@ -1,0 +1,537 @@
+"""Tests for lrsearch/study.py: the whole pipeline on a tiny task, its storage contract, resume
+(also after a killed worker), divergence, split discipline and parallel workers on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import pytest
+import sqlalchemy
+import tiny_task
+from optuna.trial import FrozenTrial, TrialState
+
+import lrsearch.baselines
+import lrsearch.compare
+import lrsearch.study
+from lrsearch.baselines import ADAM_LR, constant_grid
+from lrsearch.compare import ARMS
+from lrsearch.config import StudyConfig
+from lrsearch.exceptions import LrsearchError
+from lrsearch.schedules import KINDS
+from lrsearch.space import LRBounds
+from lrsearch.study import StudyResult, list_studies, load_result, open_storage, run_study
+from lrsearch.tasks import Data
+
+TESTS = Path(__file__).resolve().parent
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+NAMES = ("tiny", "tiny/constant-cv", "tiny/adam-3e-4")
+PG_SERVER = "postgresql+psycopg2://postgres@127.0.0.1:5432"
+
+# lrsearch silences these at import; pytest resets warning filters for every test.
+pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+
+
+def _url(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+def _trials(url: str, name: str = "tiny") -> list[FrozenTrial]:
+    return optuna.load_study(study_name=name, storage=url).get_trials()
+
+
+def _finished(trials: list[FrozenTrial]) -> int:
+    return sum(t.state in FINISHED for t in trials)
+
+
+def _max_lr_high(trial: FrozenTrial) -> float:
+    dist = trial.distributions["max_lr"]
+    assert isinstance(dist, optuna.distributions.FloatDistribution) and dist.log
+    return dist.high
+
+
+def _boom(*args: Any, **kwargs: Any) -> Any:
+    raise AssertionError("called although the study already has what it computes")
+
+
+def _no_training(monkeypatch: pytest.MonkeyPatch) -> None:
+    for module in (lrsearch.study, lrsearch.baselines, lrsearch.compare):
+        monkeypatch.setattr(module, "train_task", _boom)
+    monkeypatch.setattr(lrsearch.study, "study_range_test", _boom)
+
+
+def _strict_json(text: str) -> Any:
+    def reject(constant: str) -> Any:
+        raise ValueError(f"not JSON: {constant}")
+
+    return json.loads(text, parse_constant=reject)
+
+
+@dataclasses.dataclass(frozen=True)
+class Done:
+    """A finished study on the tiny task, shared by the contract tests."""
+
+    path: Path
+    url: str
+    result: StudyResult
+    config: StudyConfig
+
+
+@pytest.fixture(scope="module")
+def done(tmp_path_factory: pytest.TempPathFactory) -> Done:
+    path = tmp_path_factory.mktemp("study") / "lrsearch.db"
+    cfg = tiny_task.config()
+    result = run_study(cfg, storage=_url(path))
+    return Done(path, _url(path), result, cfg)
+
+
+# --- the storage contract -------------------------------------------------------------------
+
+
+def test_storage_holds_the_search_and_both_baselines(done: Done) -> None:
+    assert set(optuna.get_all_study_names(done.url)) == set(NAMES)
+    frame = list_studies(done.url)
+    assert set(frame["study"]) == set(NAMES)
+    row = frame.set_index("study").loc["tiny"]
+    assert (row["trials"], row["range test"], row["comparison"]) == (6, True, True)
+
+
+def test_search_trials_carry_their_schedule(done: Done) -> None:
+    trials = _trials(done.url)
+    assert len(trials) == 6 == _finished(trials)
+    rt = optuna.load_study(study_name="tiny", storage=done.url).user_attrs["range_test"]
+    for t in trials:
+        assert t.params["schedule"] in KINDS
+        words = t.user_attrs["schedule"]
+        assert isinstance(words, str) and words.startswith(t.params["schedule"] + " ")
+        # The search space is the range test's: max_lr is searched up to its high bound.
+        assert _max_lr_high(t) == pytest.approx(rt["high"])
+        assert rt["low"] <= t.params["max_lr"] <= rt["high"] * (1 + 1e-9)
+    # The literature's seeds run first.
+    seeded = [t.number for t in trials if t.user_attrs.get("seeded")]
+    assert seeded == list(range(len(seeded))) and len(seeded) >= 2
+
+
+def test_range_test_is_stored_as_json(done: Done) -> None:
+    attrs = optuna.load_study(study_name="tiny", storage=done.url).user_attrs
+    rt = attrs["range_test"]
+    assert {"lrs", "losses", "suggestion", "low", "high"} <= set(rt)
+    assert len(rt["lrs"]) == len(rt["losses"]) >= 5
+    assert np.all(np.diff(rt["lrs"]) > 0)
+    assert 0 < rt["low"] < rt["high"]
+    assert rt["suggestion"] > 0
+    bounds = done.result.range_test.bounds
+    assert (rt["low"], rt["high"]) == (bounds.low, bounds.high)
+
+
+def test_constant_cv_study_contract(done: Done) -> None:
+    study = optuna.load_study(study_name="tiny/constant-cv", storage=done.url)
+    bounds = done.result.range_test.bounds
+    grid = constant_grid(bounds, done.config.cv_grid)
+    trials = study.get_trials()
+    assert sorted(t.params["lr"] for t in trials) == pytest.approx(grid, rel=1e-12)
+    for t in trials:
+        scores = t.user_attrs["fold_scores"]
+        assert len(scores) == done.config.cv_folds
+        assert sum(t.user_attrs["fold_sizes"]) == tiny_task.N_TRAIN
+        if t.state == TrialState.COMPLETE:
+            assert t.value == pytest.approx(np.mean(scores))
+    assert study.user_attrs["chosen_lr"] == done.result.constant_lr == study.best_params["lr"]
+    assert study.user_attrs["grid"] == pytest.approx(grid)
+
+
+def test_adam_study_contract(done: Done) -> None:
+    (trial,) = _trials(done.url, "tiny/adam-3e-4")
+    assert trial.state == TrialState.COMPLETE
+    assert trial.params == {"lr": ADAM_LR}
+    assert trial.user_attrs["optimizer"] == "Adam"
+
+
+def test_comparison_contract(done: Done) -> None:
+    attrs = optuna.load_study(study_name="tiny", storage=done.url).user_attrs
+    comparison = attrs["comparison"]
+    assert set(comparison) == set(ARMS)
+    for name in ARMS:
+        arm = comparison[name]
+        per_seed = arm["test_metric_per_seed"]
+        assert len(per_seed) == done.config.final_seeds
+        assert arm["test_metric_mean"] == pytest.approx(np.mean(per_seed))
+        assert arm["test_metric_std"] == pytest.approx(np.std(per_seed, ddof=1))
+        assert arm["epochs"] == 2
+        assert len(arm["test_curve_mean"]) == 2
+        assert "epochs_to_target" in arm
+        assert arm["epochs_to_target"] is None or 1 <= arm["epochs_to_target"] <= 2
+        assert all(0.0 <= v <= 1.0 for v in per_seed)
+    assert comparison["tuned"]["params"] == done.result.best_params
+    assert comparison["constant-cv"]["params"] == {"lr": done.result.constant_lr}
+    assert comparison["adam-3e-4"]["params"] == {"lr": ADAM_LR}
+    assert "tuned_minus_this" not in comparison["tuned"]
+    tuned = comparison["tuned"]["test_metric_mean"]
+    for name in ARMS[1:]:
+        diff = comparison[name]["tuned_minus_this"]
+        assert diff["mean_diff"] == pytest.approx(tuned - comparison[name]["test_metric_mean"])
+        assert diff["ci_low"] <= diff["mean_diff"] <= diff["ci_high"]
+        assert diff["significant"] == (diff["ci_low"] > 0 or diff["ci_high"] < 0)
+    assert done.result.comparison == comparison
+
+
+def test_metric_direction_and_config_are_stored(done: Done) -> None:
+    attrs = optuna.load_study(study_name="tiny", storage=done.url).user_attrs
+    assert attrs["metric"] == "accuracy"
+    assert attrs["direction"] == "maximize"
+    assert attrs["config"] == done.config.to_dict() | {"epochs": 2, "batch_size": 20}
+    assert attrs["config"]["task"] == "tiny_task:task"
+    assert attrs["task"]["n_train"] == tiny_task.N_TRAIN
+
+
+def test_everything_is_stored_as_plain_json(done: Done) -> None:
+    # Optuna keeps attrs as JSON text; nothing may be a pickle or a non-standard NaN/Infinity.
+    with sqlite3.connect(done.path) as db:
+        for table in (
+            "study_user_attributes",
+            "study_system_attributes",
+            "trial_user_attributes",
+            "trial_system_attributes",
+        ):
+            for key, text in db.execute(f"SELECT key, value_json FROM {table}"):
+                assert isinstance(text, str), (table, key)
+                _strict_json(text)
+    for name in NAMES:
+        study = optuna.load_study(study_name=name, storage=done.url)
+        json.dumps(study.user_attrs, allow_nan=False)
+        for t in study.get_trials():
+            json.dumps(t.user_attrs, allow_nan=False)
+
+
+def test_load_result_rebuilds_the_result(done: Done) -> None:
+    loaded = load_result("tiny", storage=done.url)
+    for field in ("name", "metric", "direction", "best_params", "best_value", "constant_lr"):
+        assert getattr(loaded, field) == getattr(done.result, field), field
+    assert loaded.comparison == done.result.comparison
+    assert loaded.schedule == done.result.schedule
+    assert loaded.range_test.bounds == done.result.range_test.bounds
+    table = loaded.table()
+    assert list(table["arm"]) == list(ARMS)
+    assert loaded.verdict().startswith("tuned ")
+
+
+def test_a_changed_config_is_refused_and_nothing_is_written(
+    done: Done, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    copy = tmp_path / "copy.db"
+    shutil.copy(done.path, copy)
+    before = copy.read_bytes()
+    _no_training(monkeypatch)
+    with pytest.raises(LrsearchError, match=r"another config \(epochs: 2 -> 3\)"):
+        run_study(tiny_task.config(epochs=3), storage=_url(copy))
+    assert copy.read_bytes() == before
+
+
+# --- resume ---------------------------------------------------------------------------------
+
+
+def test_resume_continues_to_the_budget_and_a_finished_study_does_no_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = _url(tmp_path / "resume.db")
+    run_study(tiny_task.config(n_trials=3), storage=url, skip_baselines=True)
+    first = _trials(url)
+    assert _finished(first) == 3
+    stored_rt = optuna.load_study(study_name="tiny", storage=url).user_attrs["range_test"]
+
+    with monkeypatch.context() as patch:
+        patch.setattr(lrsearch.study, "study_range_test", _boom)
+        second = run_study(tiny_task.config(n_trials=6), storage=url)
+    trials = _trials(url)
+    assert _finished(trials) == 6 == len(trials)
+    assert [(t.number, t.params, t.value) for t in trials[:3]] == [
+        (t.number, t.params, t.value) for t in first
+    ]
+    attrs = optuna.load_study(study_name="tiny", storage=url).user_attrs
+    assert attrs["range_test"] == stored_rt
+    assert second.comparison is not None and attrs["comparison"] == second.comparison
+
+    # Finished: run it again and nothing is trained, nothing is added, the same result.
+    counts = {name: len(_trials(url, name)) for name in NAMES}
+    _no_training(monkeypatch)
+    third = run_study(tiny_task.config(n_trials=6), storage=url)
+    assert third.comparison == second.comparison
+    assert third.best_params == second.best_params
+    assert third.constant_lr == second.constant_lr
+    assert {name: len(_trials(url, name)) for name in NAMES} == counts
+    # A smaller budget than what is done runs nothing either.
+    fourth = run_study(tiny_task.config(n_trials=4), storage=url)
+    assert fourth.comparison == second.comparison
+    assert len(_trials(url)) == 6
+
+
+def _sqlite_rows(path: Path, query: str) -> list[tuple[Any, ...]]:
+    """Rows of ``query`` on the database another process is writing (read-only, never creates)."""
+    if not path.exists():
+        return []
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as db:
+            return db.execute(query).fetchall()
+    except sqlite3.OperationalError:  # tables not made yet, or busy: ask again
+        return []
+
+
+def test_a_killed_worker_is_resumed_to_the_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "killed.db"
+    url = _url(path)
+    log = tmp_path / "worker.log"
+    code = textwrap.dedent(
+        f"""
+        import sys
+        sys.path.insert(0, {str(TESTS)!r})
+        import tiny_task
+        from lrsearch.study import run_study
+        run_study(
+            tiny_task.config(task="tiny_task:slow_task"),
+            storage={url!r},
+            skip_baselines=True,
+            heartbeat_interval=1,
+            grace_period=2,
+        )
+        """
+    )
+    mid_trial = (
+        "SELECT DISTINCT t.number FROM trials t JOIN trial_intermediate_values v "
+        "ON v.trial_id = t.trial_id WHERE t.state = 'RUNNING'"
+    )
+    with log.open("w") as err:
+        proc = subprocess.Popen([sys.executable, "-c", code], stdout=err, stderr=err)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"the worker ended before it was killed:\n{log.read_text()}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"the worker finished no trials in 90 s:\n{log.read_text()}")
+            states = [s for (s,) in _sqlite_rows(path, "SELECT state FROM trials")]
+            # Kill it inside a trial (past its first epoch) after two trials are done.
+            if sum(s in ("COMPLETE", "PRUNED") for s in states) >= 2 and _sqlite_rows(
+                path, mid_trial
+            ):
+                os.kill(proc.pid, signal.SIGKILL)
+                break
+            time.sleep(0.05)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    orphans = {t.number: t for t in _trials(url) if t.state == TrialState.RUNNING}
+    assert orphans, "the kill left no trial running"
+    done_before = _finished(_trials(url))
+    stored_rt = optuna.load_study(study_name="tiny", storage=url).user_attrs["range_test"]
+    time.sleep(3)  # past the grace period: the orphan's heartbeat is stale from the start
+
+    monkeypatch.setattr(lrsearch.study, "study_range_test", _boom)
+    run_study(
+        tiny_task.config(task="tiny_task:slow_task"),
+        storage=url,
+        skip_baselines=True,
+        heartbeat_interval=1,
+        grace_period=2,
+        task=tiny_task.task(),  # the same task, without the sleeps
+    )
+    trials = _trials(url)
+    assert done_before < 6
+    assert _finished(trials) == 6
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    for number, orphan in orphans.items():
+        assert trials[number].state == TrialState.FAIL
+        (retry,) = [t for t in trials if t.system_attrs.get("failed_trial") == number]
+        assert retry.state in FINISHED
+        assert retry.params == orphan.params
+    attrs = optuna.load_study(study_name="tiny", storage=url).user_attrs
+    assert attrs["range_test"] == stored_rt
+
+
+# --- divergence -----------------------------------------------------------------------------
+
+
+def test_a_diverging_trial_is_pruned_with_its_reason_and_the_study_goes_on(
+    tmp_path: Path,
+) -> None:
+    url = _url(tmp_path / "diverge.db")
+    study = optuna.create_study(study_name="tiny", storage=url, direction="maximize")
+    study.enqueue_trial({"schedule": "constant", "max_lr": 1e3})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # Optuna: 1e3 is outside the LR range
+        result = run_study(tiny_task.config(n_trials=5), storage=url, skip_baselines=True)
+    trials = _trials(url)
+    bad = trials[0]
+    assert bad.params == {"schedule": "constant", "max_lr": 1e3}
+    assert bad.state == TrialState.PRUNED
+    assert any(w in bad.user_attrs["pruned_reason"] for w in ("non-finite", "diverged"))
+    assert _finished(trials) == 5
+    assert sum(t.state == TrialState.COMPLETE for t in trials[1:]) >= 3
+    assert result.trial_states.get("PRUNED", 0) >= 1
+    assert math.isfinite(result.best_value) and result.best_params != bad.params
+
+
+def test_a_search_where_every_trial_diverges_is_an_error(tmp_path: Path) -> None:
+    url = _url(tmp_path / "all.db")
+    cfg = tiny_task.config(n_trials=2, kinds=["constant"])
+    with pytest.raises(LrsearchError, match="no search trial completed"):
+        run_study(cfg, storage=url, skip_baselines=True, search_bounds=LRBounds(1e3, 1e5))
+    trials = _trials(url)
+    assert [t.state for t in trials] == [TrialState.PRUNED] * 2
+    for t in trials:
+        assert 1e3 <= t.params["max_lr"] <= 1e5
+        assert any(w in t.user_attrs["pruned_reason"] for w in ("non-finite", "diverged"))
+
+
+def test_search_bounds_and_no_seeds_for_ablations(tmp_path: Path) -> None:
+    url = _url(tmp_path / "ablation.db")
+    run_study(
+        tiny_task.config(n_trials=3),
+        storage=url,
+        skip_baselines=True,
+        search_bounds=LRBounds(1e-3, 1e-2),
+        enqueue_seeds=False,
+    )
+    trials = _trials(url)
+    assert not [t for t in trials if t.user_attrs.get("seeded")]
+    for t in trials:
+        assert _max_lr_high(t) == pytest.approx(1e-2)
+        assert 1e-3 <= t.params["max_lr"] <= 1e-2
+    # The range test still runs and is stored, with its own bounds.
+    rt = optuna.load_study(study_name="tiny", storage=url).user_attrs["range_test"]
+    assert rt["high"] != pytest.approx(1e-2)
+
+
+# --- split discipline -----------------------------------------------------------------------
+
+
+def test_the_test_data_is_read_only_by_the_final_comparison(tmp_path: Path) -> None:
+    url = _url(tmp_path / "split.db")
+    cfg = tiny_task.config()
+    reads: list[str] = []
+
+    def load_test() -> Data:
+        want = {"tiny": cfg.n_trials, "tiny/constant-cv": cfg.cv_grid, "tiny/adam-3e-4": 1}
+        for name, n in want.items():
+            try:
+                trials = _trials(url, name)
+            except KeyError:
+                raise RuntimeError(f"test data read before study {name} existed") from None
+            if len(trials) != n or _finished(trials) != n:
+                states = [t.state.name for t in trials]
+                raise RuntimeError(f"test data read before study {name} finished: {states}")
+        reads.append("read")
+        return tiny_task.data(tiny_task.N_TEST, seed=1)
+
+    result = run_study(cfg, storage=url, task=tiny_task.task(test=load_test))
+    assert reads == ["read"]
+    assert result.comparison is not None and set(result.comparison) == set(ARMS)
+
+
+def test_a_search_without_baselines_never_reads_the_test_data(tmp_path: Path) -> None:
+    url = _url(tmp_path / "search.db")
+
+    def never() -> Data:
+        raise AssertionError("the test data was read")
+
+    result = run_study(
+        tiny_task.config(n_trials=3),
+        storage=url,
+        skip_baselines=True,
+        task=tiny_task.task(test=never),
+    )
+    assert result.comparison is None and result.constant_lr is None
+    assert optuna.get_all_study_names(url) == ["tiny"]
+    assert "comparison" not in optuna.load_study(study_name="tiny", storage=url).user_attrs
+
+
+# --- parallel workers on PostgreSQL ----------------------------------------------------------
+
+
+@pytest.fixture
+def pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database on the local server, dropped afterwards."""
+    admin = sqlalchemy.create_engine(f"{PG_SERVER}/test", isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sqlalchemy.text("SELECT 1"))
+    except sqlalchemy.exc.OperationalError as exc:
+        pytest.fail(
+            "the PostgreSQL server at 127.0.0.1:5432 (user postgres, database test, trust "
+            f"auth) does not answer; the multi-worker test needs it: {exc}"
+        )
+    name = f"lrsearch_test_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as conn:
+        conn.execute(sqlalchemy.text(f"CREATE DATABASE {name}"))
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sqlalchemy.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        admin.dispose()
+
+
+def test_two_workers_share_one_study_on_postgresql(pg_database: str, tmp_path: Path) -> None:
+    n_trials = 8
+    code = textwrap.dedent(
+        f"""
+        import sys
+        sys.path.insert(0, {str(TESTS)!r})
+        import tiny_task
+        from lrsearch.study import run_study
+        run_study(
+            tiny_task.config(n_trials={n_trials}), storage={pg_database!r}, skip_baselines=True
+        )
+        """
+    )
+    logs = [tmp_path / f"worker{i}.log" for i in range(2)]
+    procs = []
+    for log in logs:
+        with log.open("w") as err:
+            procs.append(subprocess.Popen([sys.executable, "-c", code], stdout=err, stderr=err))
+    try:
+        for proc in procs:
+            proc.wait(timeout=180)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    for proc, log in zip(procs, logs, strict=True):
+        assert proc.returncode == 0, log.read_text()
+
+    storage = open_storage(pg_database)  # the plain postgresql:// URL works with psycopg2
+    try:
+        study = optuna.load_study(study_name="tiny", storage=storage)
+        trials = study.get_trials()
+        # Each worker stops at the budget; at most the other's trial in flight is extra.
+        assert n_trials <= _finished(trials) <= n_trials + 1
+        assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+        assert optuna.get_all_study_names(storage) == ["tiny"]
+        # One range test, and every trial of both workers searched the space it defines.
+        rt = study.user_attrs["range_test"]
+        assert all(_max_lr_high(t) == pytest.approx(rt["high"]) for t in trials)
+        seeded = [t.params for t in trials if t.user_attrs.get("seeded")]
+        assert len(seeded) >= 2
+    finally:
+        storage.engine.dispose()
