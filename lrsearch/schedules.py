@@ -410,7 +410,7 @@ class Schedule:
             )
             if self.cycle_mult != 1:
                 text += f", each cycle {self.cycle_mult}x longer"
-            if self.decay != 1:
+            if g(self.decay) != g(1.0):  # a decay that prints as 1 is no decay to a reader
                 text += f", peak times {g(self.decay)} per restart"
             return text
         text = f"{k} {g(self.base_lr)} to {g(self.max_lr)}, half-cycle {period(self.step_size)}"
