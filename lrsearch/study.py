@@ -525,13 +525,18 @@ def run_study(
         if not skip_baselines:
             # 4. Baselines.
             stage_start = time.perf_counter()
-            cv_study = optuna.create_study(
-                study_name=name + CONSTANT_SUFFIX,
-                storage=store,
-                direction=direction,
-                load_if_exists=True,
-                pruner=optuna.pruners.NopPruner(),
-            )
+
+            def baseline_study(suffix: str) -> optuna.Study:
+                # Baselines are scored in full: no pruner.
+                return optuna.create_study(
+                    study_name=name + suffix,
+                    storage=store,
+                    direction=direction,
+                    load_if_exists=True,
+                    pruner=optuna.pruners.NopPruner(),
+                )
+
+            cv_study = baseline_study(CONSTANT_SUFFIX)
             grid = constant_grid(rt.bounds, cfg.cv_grid)
             cv_done = [0]
 
@@ -554,13 +559,7 @@ def run_study(
             schedule = Schedule.from_params(
                 best.params, steps_per_epoch=spe_full, epochs=task.epochs
             )
-            adam_study = optuna.create_study(
-                study_name=name + ADAM_SUFFIX,
-                storage=store,
-                direction=direction,
-                load_if_exists=True,
-                pruner=optuna.pruners.NopPruner(),
-            )
+            adam_study = baseline_study(ADAM_SUFFIX)
             report("adam-3e-4", 0, 1)
             run_adam(adam_study, task, search_train, val, seed=cfg.seed, device=device)
             report("adam-3e-4", 1, 1)
