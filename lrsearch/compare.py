@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +20,7 @@ from scipy import stats
 from lrsearch.schedules import Schedule
 from lrsearch.tasks import Task
 from lrsearch.tasks._task import OptimizerFactory
+from lrsearch.tasks._task import steps_per_epoch as _steps_per_epoch
 from lrsearch.training import train_task
 
 __all__ = ["ARMS", "Arm", "compare", "epochs_to_target", "paired_interval"]
@@ -105,7 +105,7 @@ def compare(
     """
     test = task.load_test()
     n_train = task.n_train
-    steps_per_epoch = max(1, math.ceil(n_train / task.batch_size))
+    steps_per_epoch = _steps_per_epoch(n_train, task.batch_size)
     seed_list = [seed + 1000 + s for s in range(seeds)]
     out: dict[str, dict[str, Any]] = {}
     for arm in arms:

@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from lrsearch.exceptions import InvalidParameterError
+from lrsearch.range_test import MIN_ITER
 from lrsearch.schedules import KINDS
+from lrsearch.training import DEVICES
 
 __all__ = [
     "KEYS",
@@ -35,7 +37,6 @@ __all__ = [
 
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("median", "hyperband", "none")
-DEVICES = ("auto", "cpu", "cuda")
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
@@ -147,7 +148,7 @@ class StudyConfig:
                 "range_test.start_lr must be below range_test.end_lr; got "
                 f"{self.range_start_lr!r} >= {self.range_end_lr!r}"
             )
-        _want_int("range_test.num_iter", self.range_num_iter, low=5)
+        _want_int("range_test.num_iter", self.range_num_iter, low=MIN_ITER)
         _want_int("range_test.repeats", self.range_repeats, low=1)
 
     def replace(self, **changes: Any) -> StudyConfig:

@@ -159,12 +159,6 @@ def labels(data: Data) -> np.ndarray | None:
     return None if targets is None else np.asarray(targets)
 
 
-def _length(data: Data | DataLoader[Any]) -> int:
-    if isinstance(data, tuple):
-        return len(data[0])
-    return len(data)  # type: ignore[arg-type]
-
-
 def _to_device(batch: Any, device: torch.device) -> Any:
     if isinstance(batch, torch.Tensor):
         return batch.to(device, non_blocking=True)
