@@ -1,0 +1,296 @@
+"""``export_frame``: one tidy table of everything a study stored, for pandas, CSV or a notebook.
+
+The search trials of study ``NAME``, the trials of its baselines ``NAME/constant-cv`` and
+``NAME/adam-3e-4``, and every (arm, seed) run of its final comparison become rows of one
+:class:`pandas.DataFrame` with the columns of :data:`EXPORT_COLUMNS`. Trial rows come from
+Optuna's ``Study.trials_dataframe``; nothing is trained and nothing is written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import optuna
+import pandas as pd
+
+from lrsearch.schedules import Schedule
+from lrsearch.study import load_stored
+
+__all__ = ["EXPORT_COLUMNS", "export_frame"]
+
+_log = logging.getLogger(__name__)
+
+#: The columns of :func:`export_frame`, in order (params outside them are appended after).
+EXPORT_COLUMNS: tuple[str, ...] = (
+    "study",
+    "source",
+    "trial",
+    "arm",
+    "seed",
+    "state",
+    "value",
+    "value_on",
+    "metric",
+    "schedule",
+    "max_lr",
+    "base_lr",
+    "step_size",
+    "decay",
+    "cycle_mult",
+    "optimizer",
+    "schedule_words",
+    "epochs_run",
+    "pruned_reason",
+    "seeded",
+    "fold_scores",
+    "duration_s",
+    "datetime_start",
+)
+
+# The schedule's own parameters, each a column; a baseline's single param ``lr`` is the max_lr
+# of its constant schedule.
+_SCHEDULE_PARAMS = ("max_lr", "base_lr", "step_size", "decay", "cycle_mult")
+_LR_ALIAS = {"lr": "max_lr"}
+
+_STRINGS = (
+    "study",
+    "source",
+    "arm",
+    "state",
+    "value_on",
+    "metric",
+    "schedule",
+    "optimizer",
+    "schedule_words",
+    "pruned_reason",
+    "fold_scores",
+)
+_DTYPES: dict[str, str] = (
+    dict.fromkeys(_STRINGS, "string")
+    | dict.fromkeys(("trial", "seed", "epochs_run"), "Int64")
+    | dict.fromkeys(("value", *_SCHEDULE_PARAMS, "duration_s"), "float64")
+    | {"seeded": "boolean", "datetime_start": "datetime64[us]"}
+)
+
+_TRIAL_ATTRS = ("number", "value", "datetime_start", "duration", "params", "user_attrs", "state")
+
+
+def export_frame(name: str, *, storage: str | None = None) -> pd.DataFrame:
+    """Everything study ``name`` stored, one row per trial or final run, as a DataFrame.
+
+    Rows come in this order: the search trials of study ``NAME``, the trials of
+    ``NAME/constant-cv`` and ``NAME/adam-3e-4`` (where those studies exist), then one row per
+    (arm, seed) of the final comparison (study user attr ``comparison``, where stored). Save it
+    with ``frame.to_csv(path, index=False)``. The columns, in this order:
+
+    - ``study``: the storage study the row comes from (``NAME``, ``NAME/constant-cv``,
+      ``NAME/adam-3e-4``; final runs: ``NAME``).
+    - ``source``: ``search``, ``constant-cv``, ``adam-3e-4`` or ``final``.
+    - ``trial``: the trial number (NA for final runs).
+    - ``arm``: final runs: ``tuned``, ``constant-cv`` or ``adam-3e-4`` (NA for trials).
+    - ``seed``: final runs: the model seed (NA for trials).
+    - ``state``: the trial state (``COMPLETE``, ``PRUNED``, ``FAIL``, ``RUNNING``,
+      ``WAITING``); final runs: ``COMPLETE``, or ``DIVERGED`` where training stopped early.
+    - ``value``: search and Adam trials: the validation metric; constant-cv trials: the mean
+      cross-validation metric; final runs: the test metric. ``value_on`` says which:
+      ``validation``, ``cv mean`` or ``test``.
+    - ``metric``: the task's metric name (e.g. ``accuracy``).
+    - ``schedule``: the schedule kind (``constant`` for the baselines and their arms).
+    - ``max_lr``, ``base_lr``, ``step_size``, ``decay``, ``cycle_mult``: the schedule's
+      parameters as searched (``step_size`` in epochs), NaN where a kind has no such
+      parameter. A constant baseline's one parameter ``lr`` is its ``max_lr`` (a constant
+      schedule's LR is its max LR).
+    - ``optimizer``: ``Adam`` for the Adam baseline, else ``task`` (the task's own optimizer).
+    - ``schedule_words``: the schedule in words.
+    - ``epochs_run``: epochs trained where recorded (search trials; final runs that did not
+      stop early), else NA.
+    - ``pruned_reason``: why a trial was pruned, or why a final run stopped (else NA).
+    - ``seeded``: search trials: whether it is one of the literature's enqueued seeds (NA for
+      other rows).
+    - ``fold_scores``: constant-cv trials: the per-fold metrics as a JSON list (else NA).
+    - ``duration_s``: the trial's wall time in seconds (NA for final runs).
+    - ``datetime_start``: when the trial started (Optuna's local time; NaT for final runs).
+
+    A search trial param outside these columns (none is expected) is not dropped: it is
+    appended after them as ``params_<name>``. A study without trials gives a frame with these
+    columns and no rows. Text columns have pandas' ``string`` dtype; ``trial``, ``seed`` and
+    ``epochs_run`` are ``Int64``; ``seeded`` is ``boolean``.
+
+    Args:
+        name: The study name (as given to ``lrsearch run --study``).
+        storage: Optuna storage URL (default ``sqlite:///studies/lrsearch.db``). A missing
+            SQLite file is an error and is not created.
+
+    Returns:
+        The DataFrame, columns :data:`EXPORT_COLUMNS` (plus any unexpected params).
+
+    Raises:
+        InvalidParameterError: ``name`` is not a valid study name, or ``storage`` not a URL.
+        LrsearchError: The storage cannot be opened or has no study ``name``.
+
+    Example:
+        >>> frame = export_frame("digits")  # doctest: +SKIP
+        >>> frame.groupby("source")["value"].max()  # doctest: +SKIP
+        >>> export_frame("digits", storage="sqlite:///no/such/dir/lrsearch.db")
+        Traceback (most recent call last):
+        ...
+        lrsearch.exceptions.LrsearchError: no study database at sqlite:///no/such/dir/lrsearch.db
+    """
+    stored = load_stored(name, storage=storage)
+    study = stored.search
+    metric = study.user_attrs.get("metric")
+    parts = [_trial_rows(study, source="search", value_on="validation", metric=metric)]
+    for baseline, source, value_on in (
+        (stored.constant_cv, "constant-cv", "cv mean"),
+        (stored.adam, "adam-3e-4", "validation"),
+    ):
+        if baseline is not None:
+            parts.append(_trial_rows(baseline, source=source, value_on=value_on, metric=metric))
+    parts.append(_final_rows(name, study.user_attrs.get("comparison"), metric))
+    frame = _assemble([p for p in parts if len(p)])
+    _log.debug("exported %d rows of study %r from %s", len(frame), name, stored.storage)
+    return frame
+
+
+def _column(df: pd.DataFrame, key: str) -> pd.Series:
+    """Column ``key`` of ``df``, or all NA when no row has it (an attr no trial set)."""
+    if key in df.columns:
+        return df[key]
+    return pd.Series([None] * len(df), index=df.index, dtype=object)
+
+
+def _trial_rows(
+    study: optuna.Study, *, source: str, value_on: str, metric: str | None
+) -> pd.DataFrame:
+    """One row per trial of ``study``, from Optuna's flattened ``trials_dataframe``."""
+    df = study.trials_dataframe(attrs=_TRIAL_ATTRS, multi_index=False)
+    if df.empty:
+        return pd.DataFrame()
+    # The value column is "value", or "value_<name>" once a study names its metric.
+    value = next(c for c in df.columns if c == "value" or c.startswith("value_"))
+    params = {c.removeprefix("params_"): df[c] for c in df.columns if c.startswith("params_")}
+    search = source == "search"
+    if not search:
+        params = {_LR_ALIAS.get(k, k): v for k, v in params.items()}
+    schedule = params.pop("schedule", None) if search else "constant"
+    words = _column(df, "user_attrs_schedule")
+    if not search and "max_lr" in params:
+        # The Adam baseline stores no words: a constant schedule says them itself.
+        words = words.where(words.notna(), params["max_lr"].map(_constant_words))
+    out = pd.DataFrame(
+        {
+            "study": study.study_name,
+            "source": source,
+            "trial": df["number"],
+            "state": df["state"],
+            "value": df[value],
+            "value_on": value_on,
+            "metric": metric,
+            "schedule": schedule,
+            **{k: params.pop(k) for k in _SCHEDULE_PARAMS if k in params},
+            "optimizer": (
+                _column(df, "user_attrs_optimizer").map(
+                    lambda v: v if isinstance(v, str) else "Adam"
+                )
+                if source == "adam-3e-4"
+                else "task"
+            ),
+            "schedule_words": words,
+            "epochs_run": _column(df, "user_attrs_epochs_run"),
+            "pruned_reason": _column(df, "user_attrs_pruned_reason"),
+            "seeded": _column(df, "user_attrs_seeded").map(lambda v: v is True)
+            if search
+            else None,
+            "fold_scores": _column(df, "user_attrs_fold_scores").map(_json_list),
+            "duration_s": pd.to_timedelta(df["duration"]).dt.total_seconds(),
+            "datetime_start": pd.to_datetime(df["datetime_start"]),
+        },
+        index=df.index,
+    )
+    return _with_extras(out, params, study.study_name)
+
+
+def _final_rows(
+    name: str, comparison: Mapping[str, Any] | None, metric: str | None
+) -> pd.DataFrame:
+    """One row per (arm, seed) of the stored final comparison."""
+    rows: list[dict[str, Any]] = []
+    extras: dict[str, dict[int, Any]] = {}
+    for arm_name, arm in (comparison or {}).items():
+        per_seed = list(arm.get("test_metric_per_seed", []))
+        n = len(per_seed)
+        seeds = _padded(arm.get("seeds"), n)
+        reasons = _padded(arm.get("stop_reasons"), n)
+        params = dict(arm.get("params", {}))
+        kind = params.pop("schedule", None)
+        if kind is None:  # a constant arm, given by its one LR
+            kind = "constant"
+            params = {_LR_ALIAS.get(k, k): v for k, v in params.items()}
+        for value, seed, reason in zip(per_seed, seeds, reasons, strict=True):
+            row = len(rows)
+            rows.append(
+                {
+                    "study": name,
+                    "source": "final",
+                    "arm": arm_name,
+                    "seed": seed,
+                    "state": "COMPLETE" if reason is None else "DIVERGED",
+                    "value": value,
+                    "value_on": "test",
+                    "metric": metric,
+                    "schedule": kind,
+                    **{k: params[k] for k in _SCHEDULE_PARAMS if k in params},
+                    "optimizer": arm.get("optimizer", "task"),
+                    "schedule_words": arm.get("schedule"),
+                    "epochs_run": arm.get("epochs") if reason is None else None,
+                    "pruned_reason": reason,
+                }
+            )
+            for key, param in params.items():
+                if key not in _SCHEDULE_PARAMS:
+                    extras.setdefault(key, {})[row] = param
+    out = pd.DataFrame(rows)
+    extra = {k: pd.Series(v, index=out.index, dtype=object) for k, v in extras.items()}
+    return _with_extras(out, extra, f"{name} (comparison)")
+
+
+def _with_extras(out: pd.DataFrame, extras: Mapping[str, pd.Series], where: str) -> pd.DataFrame:
+    """``out`` with the params no documented column holds appended as ``params_<name>``."""
+    if not extras:
+        return out
+    _log.warning(
+        "study %s has params outside the export's columns: %s (appended as params_<name>)",
+        where,
+        ", ".join(sorted(extras)),
+    )
+    return out.assign(**{f"params_{k}": v for k, v in extras.items()})
+
+
+def _assemble(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """The parts, with the documented columns first and their dtypes, concatenated."""
+    extras = sorted({c for p in parts for c in p.columns if c not in EXPORT_COLUMNS})
+    columns = [*EXPORT_COLUMNS, *extras]
+    # Every part gets the same dtypes first, so concatenating never has to guess one.
+    dtypes = _DTYPES | dict.fromkeys(extras, "object")
+    typed = [p.reindex(columns=columns).astype(dtypes) for p in parts or [pd.DataFrame()]]
+    frame = pd.concat(typed, ignore_index=True)
+    if extras:
+        frame[extras] = frame[extras].infer_objects()
+    return frame
+
+
+def _padded(values: Any, n: int) -> list[Any]:
+    """``values`` as ``n`` items, padded with None (an older comparison may lack the list)."""
+    out = list(values or [])[:n]
+    return out + [None] * (n - len(out))
+
+
+def _json_list(value: Any) -> str | None:
+    return json.dumps(value) if isinstance(value, list) else None
+
+
+def _constant_words(lr: Any) -> str | None:
+    return Schedule("constant", max_lr=float(lr)).describe() if pd.notna(lr) else None
