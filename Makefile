@@ -16,7 +16,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.lrsearch-installed
 PIP    := $(BIN)/python -m pip
 
-.PHONY: help setup demo test lint typecheck pytest bench-range-test clean
+.PHONY: help setup demo test lint typecheck pytest browser bench-range-test clean
 
 help:
 	@echo "make demo   set up .venv if needed, then run the default study: lrsearch run --study digits"
@@ -44,8 +44,24 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+# The browser tests drive a real Chromium through Playwright, which downloads no browser here:
+# on Debian/Ubuntu `make test` installs the distribution's chromium package (root or sudo);
+# elsewhere point CHROMIUM at a Chromium or Chrome binary: make test CHROMIUM=/path/to/chrome
+CHROMIUM ?=
+SUDO     := $(if $(filter 0,$(shell id -u)),,sudo)
+
+browser:
+	@if [ -n "$(CHROMIUM)" ] || command -v chromium >/dev/null 2>&1; then exit 0; fi; \
+	if ! command -v apt-get >/dev/null 2>&1; then \
+	  echo "the browser tests need Chromium: install it, or make test CHROMIUM=/path/to/chrome" >&2; \
+	  exit 1; \
+	fi; \
+	echo "installing Debian's chromium for the browser tests"; \
+	$(SUDO) apt-get install -y -q chromium >/dev/null \
+	  || { $(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q chromium >/dev/null; }
+
+pytest: $(STAMP) browser
+	LRSEARCH_CHROMIUM="$(or $(CHROMIUM),$$(command -v chromium))" $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest
 

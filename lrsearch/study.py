@@ -46,10 +46,12 @@ from lrsearch.baselines import (
     run_adam,
     run_constant_cv,
 )
-from lrsearch.compare import ARMS, Arm, compare
+from lrsearch.compare import Arm, compare
 from lrsearch.config import StudyConfig, check_study_name, load_config
 from lrsearch.exceptions import InvalidParameterError, LrsearchError
 from lrsearch.range_test import RangeTestResult, range_test
+from lrsearch.report import attach_to_dashboard, comparison_table
+from lrsearch.report import verdict as _verdict
 from lrsearch.schedules import Schedule
 from lrsearch.space import LRBounds, seed_params, suggest_schedule
 from lrsearch.tasks import Data, Task, load_task
@@ -58,9 +60,11 @@ from lrsearch.training import clock, default_threads, resolve_device, subset, tr
 
 __all__ = [
     "DEFAULT_STORAGE",
+    "StoredStudy",
     "StudyResult",
     "list_studies",
     "load_result",
+    "load_stored",
     "mask_url",
     "prepare",
     "run_range_test",
@@ -204,51 +208,11 @@ class StudyResult:
 
     def table(self) -> pd.DataFrame:
         """The final comparison, one row per arm (empty without one)."""
-        rows = []
-        for arm in ARMS:
-            data = (self.comparison or {}).get(arm)
-            if data is None:
-                continue
-            diff = data.get("tuned_minus_this")
-            rows.append(
-                {
-                    "arm": arm,
-                    f"test {self.metric}": _pm(data["test_metric_mean"], data["test_metric_std"]),
-                    "tuned - arm [95% CI]": (
-                        f"{diff['mean_diff']:+.4f} [{diff['ci_low']:+.4f}, {diff['ci_high']:+.4f}]"
-                        if diff
-                        else ""
-                    ),
-                    "significant": ("yes" if diff["significant"] else "no") if diff else "",
-                    "epochs to target": _epochs(data.get("epochs_to_target"), data["epochs"]),
-                    "schedule": data["schedule"],
-                }
-            )
-        return pd.DataFrame(rows)
+        return comparison_table(self.comparison, self.metric)
 
     def verdict(self) -> str:
         """One sentence: whether the tuned schedule beat both baselines, significantly."""
-        if not self.comparison:
-            return "no final comparison (baselines skipped)"
-        better = "higher" if self.direction == "maximize" else "lower"
-        parts = []
-        for arm in ARMS[1:]:
-            diff = self.comparison.get(arm, {}).get("tuned_minus_this")
-            if diff is None:
-                continue
-            sign = diff["mean_diff"] if self.direction == "maximize" else -diff["mean_diff"]
-            word = "beats" if sign > 0 else ("ties" if sign == 0 else "loses to")
-            sig = "significantly" if diff["significant"] else "not significantly"
-            parts.append(f"{word} {arm} ({sig}, {better} is better)")
-        return "tuned " + "; ".join(parts)
-
-
-def _pm(mean: float, std: float) -> str:
-    return f"{mean:.4f} ± {std:.4f}"
-
-
-def _epochs(value: int | None, epochs: int) -> str:
-    return f"{value}/{epochs}" if value is not None else f"not in {epochs}"
+        return _verdict(self.comparison, self.direction)
 
 
 def _config_conflicts(stored: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
@@ -436,11 +400,14 @@ def run_study(
         study.set_user_attr("task", task.describe())
         study.set_user_attr("metric", task.metric_name)
         study.set_user_attr("direction", direction)
+        # The dashboard's name for the objective (else "Objective 0").
+        study.set_metric_names([f"validation {task.metric_name or 'metric'}"])
 
         fit_idx, val_idx = holdout(task, cfg.validation_fraction, cfg.seed)
         search_train, val = subset(task.train, fit_idx), subset(task.train, val_idx)
         spe_search = _steps_per_epoch(len(fit_idx), task.batch_size)
         spe_full = _steps_per_epoch(task.n_train, task.batch_size)
+        study.set_user_attr("steps_per_epoch", {"search": spe_search, "full": spe_full})
 
         # 1. Range test, once per study.
         stage_start = time.perf_counter()
@@ -452,6 +419,8 @@ def run_study(
             rt = study_range_test(cfg, task, search_train, device)
             study.set_user_attr("range_test", rt.to_dict())
             report("range test", 1, 1)
+            # On the dashboard while the search runs.
+            attach_to_dashboard(study)
         timings["range_test"] = time.perf_counter() - stage_start
         bounds = search_bounds or rt.bounds
 
@@ -479,6 +448,11 @@ def run_study(
                 kinds=cfg.kinds,
             )
             trial.set_user_attr("schedule", schedule.describe(spe_search))
+            # optuna-dashboard sorts numeric attrs only: the schedule's peak and mean LR are
+            # the sortable summary of the words.
+            lrs = schedule.lrs(spe_search * task.epochs)
+            trial.set_user_attr("lr_peak", float(lrs.max()))
+            trial.set_user_attr("lr_mean", float(lrs.mean()))
             result = train_task(
                 task,
                 search_train,
@@ -601,6 +575,7 @@ def run_study(
         timings["total"] = time.perf_counter() - wall
         timings["inside_training"] = training_clock.seconds
         study.set_user_attr("timings", timings)
+        attach_to_dashboard(study)
         return StudyResult(
             name=name,
             storage=url,
@@ -699,11 +674,31 @@ def _same_params(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
     return True
 
 
-def load_result(name: str, *, storage: str | None = None) -> StudyResult:
-    """Rebuild the :class:`StudyResult` of a stored study without running anything.
+@dataclasses.dataclass(frozen=True)
+class StoredStudy:
+    """Study NAME as stored, with its baselines where they exist (read-only use).
+
+    Attributes:
+        name: The study name.
+        storage: The storage URL, password masked.
+        search: Optuna study NAME (the search trials and the study's user attrs).
+        constant_cv: Study ``NAME/constant-cv``, or ``None``.
+        adam: Study ``NAME/adam-3e-4``, or ``None``.
+    """
+
+    name: str
+    storage: str
+    search: optuna.Study
+    constant_cv: optuna.Study | None
+    adam: optuna.Study | None
+
+
+def load_stored(name: str, *, storage: str | None = None) -> StoredStudy:
+    """Open study NAME and its baselines from ``storage`` without running or creating anything.
 
     Raises:
-        LrsearchError: No database, no such study, or it has no completed search trial.
+        InvalidParameterError: ``name`` is not a valid study name.
+        LrsearchError: No database, or no study NAME in it.
     """
     check_study_name(name)
     store = open_storage(storage, create=False)
@@ -712,6 +707,23 @@ def load_result(name: str, *, storage: str | None = None) -> StudyResult:
         study = optuna.load_study(study_name=name, storage=store)
     except KeyError:
         raise LrsearchError(f"no study {name!r} in {url}") from None
+    baselines: list[optuna.Study | None] = []
+    for suffix in (CONSTANT_SUFFIX, ADAM_SUFFIX):
+        try:
+            baselines.append(optuna.load_study(study_name=name + suffix, storage=store))
+        except KeyError:
+            baselines.append(None)
+    return StoredStudy(name, url, study, baselines[0], baselines[1])
+
+
+def load_result(name: str, *, storage: str | None = None) -> StudyResult:
+    """Rebuild the :class:`StudyResult` of a stored study without running anything.
+
+    Raises:
+        LrsearchError: No database, no such study, or it has no completed search trial.
+    """
+    stored = load_stored(name, storage=storage)
+    study, url = stored.search, stored.storage
     attrs = study.user_attrs
     if "range_test" not in attrs:
         raise LrsearchError(f"study {name!r} in {url} has no range test yet")
@@ -723,12 +735,8 @@ def load_result(name: str, *, storage: str | None = None) -> StudyResult:
     spe_full = _steps_per_epoch(n_train, int(cfg.get("batch_size", 1)))
     best = study.best_trial
     schedule = Schedule.from_params(best.params, steps_per_epoch=spe_full, epochs=epochs)
-    constant_lr = None
-    try:
-        cv = optuna.load_study(study_name=name + CONSTANT_SUFFIX, storage=store)
-        constant_lr = cv.user_attrs.get("chosen_lr")
-    except KeyError:
-        pass
+    cv = stored.constant_cv
+    constant_lr = None if cv is None else cv.user_attrs.get("chosen_lr")
     return StudyResult(
         name=name,
         storage=url,

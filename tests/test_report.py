@@ -1,0 +1,393 @@
+"""Tests for lrsearch/report.py: the figures hold what the study stored, the HTML report opens in
+headless Chromium with no JavaScript error and every figure drawn, and optuna-dashboard (started
+by ``lrsearch dashboard``) shows the range-test graph, the comparison graph and the note that
+``run_study`` saved.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import tiny_task
+from click.testing import CliRunner
+from optuna.trial import TrialState
+
+from lrsearch.cli import cli
+from lrsearch.compare import ARMS
+from lrsearch.report import (
+    DASHBOARD_GRAPHS,
+    attach_to_dashboard,
+    comparison_figure,
+    learning_curves_figure,
+    note_markdown,
+    report_html,
+    schedules_figure,
+    search_steps_per_epoch,
+    top_trials,
+)
+from lrsearch.schedules import Schedule
+from lrsearch.study import StoredStudy, load_stored, run_study
+
+pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+
+#: Figures of a full report: range test, schedules, learning curves, comparison, importances,
+#: parallel coordinates. Without baselines there is no comparison figure.
+FULL_FIGURES = 6
+PLOT_DATA = "dashboard:plot_data:"
+
+
+def _url(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+@pytest.fixture(scope="module")
+def url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One database with study ``tiny`` (the whole pipeline) and ``tinysearch`` (search only)."""
+    url = _url(tmp_path_factory.mktemp("report") / "studies.db")
+    run_study(tiny_task.config(n_trials=8, warmup_epochs=1), storage=url)
+    run_study(tiny_task.config("tinysearch", n_trials=5), storage=url, skip_baselines=True)
+    return url
+
+
+@pytest.fixture(scope="module")
+def full(url: str) -> StoredStudy:
+    return load_stored("tiny", storage=url)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+# --- figures hold the stored numbers ---------------------------------------------------------
+
+
+def test_comparison_figure_shows_every_seed_the_interval_and_the_target(full: StoredStudy) -> None:
+    comparison = full.search.user_attrs["comparison"]
+    fig = comparison_figure(comparison, metric="accuracy")
+    for arm in ARMS:
+        data = comparison[arm]
+        (seeds,) = [t for t in fig.data if t.name == f"{arm}: per seed"]
+        assert list(seeds.y) == pytest.approx(data["test_metric_per_seed"])
+        (mean,) = [t for t in fig.data if t.name == f"{arm}: mean"]
+        assert mean.y[0] == pytest.approx(np.mean(data["test_metric_per_seed"]))
+        low = mean.y[0] - mean.error_y.arrayminus[0]
+        high = mean.y[0] + mean.error_y.array[0]
+        # A 95% interval of the mean holds the mean, and is wider than the seeds' spread
+        # around it for two seeds (t = 12.7).
+        assert low <= mean.y[0] <= high
+        if np.std(data["test_metric_per_seed"]) > 0:
+            assert low < min(data["test_metric_per_seed"]) or high > max(
+                data["test_metric_per_seed"]
+            )
+        (curve,) = [t for t in fig.data if t.name == arm]
+        assert list(curve.y) == pytest.approx(data["test_curve_mean"])
+        assert list(curve.x) == list(range(1, len(data["test_curve_mean"]) + 1))
+        stars = [t for t in fig.data if t.name == f"{arm} reaches the target"]
+        reached = data["epochs_to_target"]
+        assert len(stars) == (reached is not None)
+        if reached is not None:
+            assert list(stars[0].x) == [reached]
+            assert stars[0].y[0] == pytest.approx(data["test_curve_mean"][reached - 1])
+    target = comparison["constant-cv"]["test_metric_mean"]
+    (line,) = [s for s in fig.layout.shapes if s.type == "line"]
+    assert line.y0 == line.y1 == pytest.approx(target)
+    assert fig.layout.title.text and fig.layout.xaxis.title.text == "arm"
+    assert fig.layout.yaxis.title.text == "test accuracy"
+    stacked = comparison_figure(comparison, metric="accuracy", stacked=True)
+    assert stacked.layout.xaxis2.title.text == "epoch"
+    assert stacked.layout.yaxis2.domain[1] < stacked.layout.yaxis.domain[0]  # one above
+
+
+def test_schedules_figure_draws_the_top_trials_as_trained(full: StoredStudy) -> None:
+    study = full.search
+    spe = search_steps_per_epoch(study)
+    assert spe == study.user_attrs["steps_per_epoch"]["search"]
+    epochs = study.user_attrs["config"]["epochs"]
+    fig = schedules_figure(study, top=3)
+    top = top_trials(study, 3)
+    assert 1 <= len(top) <= 3
+    assert [t.value for t in top] == sorted((t.value for t in top), reverse=True)
+    lines = [t for t in fig.data if t.name.startswith("#")]
+    assert len(lines) == len(top)
+    for trial, line in zip(top, lines, strict=True):
+        assert line.name.startswith(f"#{trial.number} {trial.params['schedule']}")
+        want = Schedule.from_params(trial.params, steps_per_epoch=spe, epochs=epochs).lrs(
+            spe * epochs
+        )
+        np.testing.assert_allclose(np.asarray(line.y), want)
+    for trial in study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED)):
+        lrs = Schedule.from_params(trial.params, steps_per_epoch=spe, epochs=epochs).lrs(
+            spe * epochs
+        )
+        assert trial.user_attrs["lr_peak"] == pytest.approx(lrs.max())
+        assert trial.user_attrs["lr_mean"] == pytest.approx(lrs.mean())
+    tuned = [t for t in fig.data if t.name.endswith("(tuned arm)")]
+    assert len(tuned) <= 1
+    constant = full.search.user_attrs["comparison"]["constant-cv"]["params"]["lr"]
+    (dashed,) = [t for t in fig.data if t.name.startswith("constant-cv LR")]
+    assert list(dashed.y) == [constant, constant]
+    assert fig.layout.yaxis.type == "log"
+    assert "training step" in fig.layout.xaxis.title.text
+
+
+def test_learning_curves_mark_pruned_trials(full: StoredStudy) -> None:
+    study = full.search
+    fig = learning_curves_figure(study)
+    finished = study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
+    drawn = [t for t in finished if any(math.isfinite(v) for v in t.intermediate_values.values())]
+    assert len(fig.data) == len(drawn)
+    by_trial = {t.hovertemplate.split(" ", 2)[1]: t for t in fig.data}
+    for trial in drawn:
+        trace = by_trial[str(trial.number)]
+        assert list(trace.x) == sorted(trial.intermediate_values)
+        assert list(trace.y) == [trial.intermediate_values[e] for e in trace.x]
+        if trial.state == TrialState.PRUNED:
+            assert trace.name == "pruned" and trace.line.dash == "dot"
+            assert trace.marker.symbol == "x"
+        else:
+            assert trace.line.dash is None
+    assert fig.layout.yaxis.title.text == "validation accuracy"
+
+
+def test_the_note_holds_the_comparison_and_the_winning_schedule(full: StoredStudy) -> None:
+    study = full.search
+    comparison = study.user_attrs["comparison"]
+    note = note_markdown(study)
+    assert note.startswith("## lrsearch: study `tiny`")
+    assert f"**Winning schedule:** {comparison['tuned']['schedule']}." in note
+    rows = [line for line in note.splitlines() if line.startswith("| ")]
+    assert len(rows) == 1 + len(ARMS)  # header and one row per arm
+    for arm in ARMS:
+        data = comparison[arm]
+        (row,) = [r for r in rows if r.startswith(f"| {arm} ")]
+        assert f"{data['test_metric_mean']:.4f} ± {data['test_metric_std']:.4f}" in row
+    states = {s: sum(t.state == s for t in study.trials) for s in (TrialState.COMPLETE,)}
+    assert f"{states[TrialState.COMPLETE]} complete" in note
+
+
+def test_run_study_saved_the_graphs_once_and_naming_the_metric(full: StoredStudy) -> None:
+    study = full.search
+    assert study.metric_names == ["validation accuracy"]
+
+    def graph_keys() -> set[str]:
+        attrs = study._storage.get_study_system_attrs(study._study_id)
+        return {k.split(":")[2] for k in attrs if k.startswith(PLOT_DATA) and attrs[k]}
+
+    assert graph_keys() == set(DASHBOARD_GRAPHS.values())
+    attach_to_dashboard(study)  # again: replaced under the same ids, not added
+    assert graph_keys() == set(DASHBOARD_GRAPHS.values())
+
+
+# --- the HTML report in a real browser -------------------------------------------------------
+
+
+def _open(context: Any, target: str) -> tuple[Any, list[str]]:
+    """A new page of browser ``context`` at ``target``, and the list its JavaScript errors are
+    collected into."""
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(f"page error: {exc}"))
+    page.on(
+        "console",
+        lambda msg: errors.append(f"console: {msg.text}") if msg.type == "error" else None,
+    )
+    page.on("requestfailed", lambda req: errors.append(f"request failed: {req.url}"))
+    page.goto(target)
+    return page, errors
+
+
+def _report(url: str, name: str, out: Path) -> str:
+    result = CliRunner().invoke(
+        cli, ["report", "--study", name, "--storage", url, "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"report: {out}\n"
+    return out.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(("name", "figures"), [("tiny", FULL_FIGURES), ("tinysearch", 5)])
+def test_report_opens_offline_with_every_figure_and_no_js_error(
+    browser: Any, url: str, tmp_path: Path, name: str, figures: int
+) -> None:
+    out = tmp_path / "report.html"
+    text = _report(url, name, out)
+    # Self-contained: no script, style or image is fetched from anywhere.
+    assert "<script src" not in text and 'src="http' not in text and "<link" not in text
+    context = browser.new_context(offline=True, viewport={"width": 1280, "height": 900})
+    try:
+        page, errors = _open(context, out.as_uri())
+        page.wait_for_function(
+            f"document.querySelectorAll('.js-plotly-plot .main-svg').length >= {figures}",
+            timeout=30_000,
+        )
+        drawn = page.locator(".js-plotly-plot")
+        assert drawn.count() == figures
+        titles = [t.strip() for t in page.locator(".js-plotly-plot .gtitle").all_text_contents()]
+        assert len(titles) == figures and all(titles)
+        assert titles[0].startswith("LR range test: suggestion")
+        assert any(t.startswith("LR schedules of the top") for t in titles)
+        assert any(t.startswith("Validation accuracy of the search trials") for t in titles)
+        # Log-LR axes: plotly draws a log axis's ticks with SI suffixes / powers of ten.
+        range_test_ticks = page.locator("#fig-range-test .xtick").all_text_contents()
+        assert any("µ" in t or "n" in t for t in range_test_ticks), range_test_ticks
+        assert page.locator("table.dataframe").count() == (3 if name == "tiny" else 2)
+        if name == "tiny":
+            assert any(t.startswith("Final comparison") for t in titles)
+            assert page.locator("table.dataframe").first.inner_text().count("constant-cv") >= 1
+        else:
+            assert page.get_by_text("no final comparison").count() == 1
+        assert errors == []
+    finally:
+        context.close()
+
+
+def test_report_in_python_matches_the_cli(url: str, full: StoredStudy, tmp_path: Path) -> None:
+    html = report_html(
+        full.search, storage=full.storage, constant_cv=full.constant_cv, adam=full.adam
+    )
+    cli_html = _report(url, "tiny", tmp_path / "r.html")
+    # Same page but the time it was made.
+    strip = [line for line in html.splitlines() if 'class="meta"' not in line]
+    assert strip == [line for line in cli_html.splitlines() if 'class="meta"' not in line]
+
+
+def test_report_default_out_and_bad_input(url: str, tmp_path: Path, monkeypatch: Any) -> None:
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    result = runner.invoke(cli, ["report", "--study", "tiny", "--storage", url])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "tiny-report.html").is_file()
+    before = sorted(p.name for p in tmp_path.iterdir())
+    for args, message in (
+        (["--study", "missing"], f"no study 'missing' in {url}"),
+        (["--study", "tiny", "--out", "nodir/r.html"], "--out: folder 'nodir' does not exist"),
+        (["--study", "tiny", "--out", "."], "--out: '.' is a folder; give a file name"),
+        (["--study", "../x"], "study name must be"),
+    ):
+        bad = runner.invoke(cli, ["report", "--storage", url, *args])
+        assert bad.exit_code == 2, bad.output
+        assert len(bad.stderr.splitlines()) == 1
+        assert bad.stderr.startswith("lrsearch: error: ")
+        assert message in bad.stderr
+    missing_db = runner.invoke(cli, ["report", "--study", "tiny"])  # default storage: none here
+    assert missing_db.exit_code == 2
+    assert missing_db.stderr == (
+        "lrsearch: error: no study database at sqlite:///studies/lrsearch.db\n"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+# --- optuna-dashboard in a real browser ------------------------------------------------------
+
+
+@pytest.fixture
+def dashboard(url: str) -> Iterator[str]:
+    """``lrsearch dashboard`` on the test database, on a free loopback port; its base URL."""
+    port = _free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from lrsearch.cli import main; main()",
+            "dashboard",
+            "--storage",
+            url,
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/api/studies", timeout=5) as r:
+                    json.load(r)
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    proc.kill()
+                    out = proc.communicate()[0]
+                    pytest.fail(f"lrsearch dashboard did not start:\n{out}")
+                time.sleep(0.2)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_dashboard_shows_the_range_test_the_comparison_and_the_note(
+    browser: Any, dashboard: str, full: StoredStudy
+) -> None:
+    study_id = full.search._study_id
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    try:
+        page, errors = _open(context, f"{dashboard}/dashboard/studies/{study_id}")
+        range_test = page.locator(".js-plotly-plot").filter(has_text="LR range test: suggestion")
+        range_test.first.wait_for(timeout=30_000)
+        assert range_test.count() == 1
+        # The figure itself is drawn: the smoothed curve and the raw points are SVG paths.
+        assert range_test.locator(".scatterlayer .trace").count() >= 2
+        comparison = page.locator(".js-plotly-plot").filter(has_text="Final comparison")
+        assert comparison.count() == 1
+        # The objective has its name instead of "Objective 0".
+        assert page.get_by_text("validation accuracy").count() >= 1
+
+        page.goto(f"{dashboard}/dashboard/studies/{study_id}/note")
+        winning = page.get_by_text("Winning schedule:")
+        winning.wait_for(timeout=30_000)
+        tuned = full.search.user_attrs["comparison"]["tuned"]
+        assert page.get_by_text(tuned["schedule"]).count() >= 1
+        table = page.locator("table").filter(has_text="constant-cv")
+        assert table.count() == 1
+        assert table.locator("tr").count() == 1 + len(ARMS)
+
+        # Each search trial's schedule in words is a column of the trials table (Smart
+        # Selection page); its numeric summaries are sortable columns.
+        page.goto(f"{dashboard}/dashboard/studies/{study_id}/smartSelection")
+        header = page.locator("th").filter(has_text="UserAttribute schedule")
+        header.first.wait_for(timeout=30_000)
+        headers = page.locator("th").all_inner_texts()
+        for attr in ("lr_peak", "lr_mean"):
+            (cell,) = [h for h in headers if h.startswith(f"UserAttribute {attr}")]
+            assert "sorted" in cell  # a sort control
+        words = full.search.trials[0].user_attrs["schedule"]
+        assert page.locator("td").filter(has_text=words).count() >= 1
+        assert [e for e in errors if "favicon" not in e] == []
+    finally:
+        context.close()
+
+
+def test_dashboard_bad_input_is_one_line(url: str, tmp_path: Path) -> None:
+    runner = CliRunner()
+    missing = runner.invoke(cli, ["dashboard", "--storage", _url(tmp_path / "none.db")])
+    assert missing.exit_code == 2
+    assert (
+        missing.stderr == f"lrsearch: error: no study database at {_url(tmp_path / 'none.db')}\n"
+    )
+    assert not (tmp_path / "none.db").exists()
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        taken = runner.invoke(cli, ["dashboard", "--storage", url, "--port", str(port)])
+    assert taken.exit_code == 2
+    assert taken.stderr.startswith(f"lrsearch: error: cannot listen on 127.0.0.1:{port}: ")
+    assert len(taken.stderr.splitlines()) == 1
