@@ -70,7 +70,9 @@ def cli(ctx: click.Context, debug: bool, verbose: bool) -> None:
     lrsearch run --study digits        range test, pruned search, baselines, comparison
     lrsearch studies                   what the study database holds
     lrsearch range-test --study NAME   only the range test of a study's task
-    optuna-dashboard sqlite:///studies/lrsearch.db   look at it all
+    lrsearch report --study NAME       one HTML page with every figure and table
+    lrsearch export --study NAME --out runs.csv   every run as CSV
+    lrsearch dashboard                 optuna-dashboard on the study database
     """
     state = ctx.ensure_object(_Context)
     state.debug = debug
@@ -211,7 +213,11 @@ def _print_result(result: Any) -> None:
             click.echo(table.to_string(index=False))
         click.echo("")
         click.echo(result.verdict())
-    click.echo(f"\nlook at it: optuna-dashboard {result.storage}")
+    from lrsearch.study import DEFAULT_STORAGE
+
+    where = "" if result.storage == DEFAULT_STORAGE else f" --storage {result.storage}"
+    click.echo(f"\nlook at it: lrsearch report --study {result.name}{where}")
+    click.echo(f"        or: lrsearch dashboard{where}")
 
 
 def _seeds(result: Any) -> int:
@@ -267,8 +273,8 @@ def range_test_command(
     """
     from lrsearch.study import run_range_test
 
-    if plot is not None and not plot.parent.is_dir():
-        raise LrsearchError(f"--plot: folder {str(plot.parent)!r} does not exist")
+    if plot is not None:
+        _check_out(plot, "--plot")
     result = run_range_test(name, overrides={"range_test.repeats": repeats, "device": device})
     click.echo(f"bounds:     {result.bounds.low:.3g} .. {result.bounds.high:.3g}")
     click.echo(f"suggestion: {result.suggestion:.3g}")
@@ -278,6 +284,136 @@ def range_test_command(
     if plot is not None:
         result.figure().write_html(plot, include_plotlyjs=True)
         click.echo(f"plot: {plot}")
+
+
+STUDY = click.option(
+    "--study", "name", required=True, metavar="NAME", help="Study name (as given to `run`)."
+)
+
+
+def _check_out(out: Path, option: str = "--out") -> None:
+    if out.is_dir():
+        raise LrsearchError(f"{option}: {str(out)!r} is a folder; give a file name")
+    if not out.parent.is_dir():
+        raise LrsearchError(f"{option}: folder {str(out.parent)!r} does not exist")
+
+
+def _write_atomically(out: Path, text: str) -> None:
+    """Write ``text`` to ``out`` through a temporary file, so a failure leaves no half file."""
+    import os
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@cli.command()
+@STUDY
+@STORAGE
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    metavar="PATH",
+    help="HTML file to write  [default: NAME-report.html]",
+)
+@_errors
+def report(name: str, storage: str | None, out: Path | None) -> None:
+    """Write study NAME as one self-contained HTML page (opens offline).
+
+    Range test, schedules of the top trials, validation curves (pruned ones marked), the final
+    comparison with per-seed points and intervals, Optuna's importances and parallel
+    coordinates, tables of the top trials, the arms and the settings.
+    """
+    from lrsearch.report import report_html
+    from lrsearch.study import load_stored
+
+    out = out if out is not None else Path(f"{name}-report.html")
+    _check_out(out)
+    stored = load_stored(name, storage=storage)
+    if "range_test" not in stored.search.user_attrs:
+        raise LrsearchError(f"study {name!r} in {stored.storage} has no range test yet")
+    text = report_html(
+        stored.search,
+        storage=stored.storage,
+        constant_cv=stored.constant_cv,
+        adam=stored.adam,
+    )
+    _write_atomically(out, text)
+    click.echo(f"report: {out}")
+
+
+@cli.command()
+@STUDY
+@STORAGE
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    required=True,
+    metavar="FILE.csv",
+    help="CSV file to write.",
+)
+@_errors
+def export(name: str, storage: str | None, out: Path) -> None:
+    """Write every run of study NAME as CSV: search trials, baseline trials, final runs.
+
+    One row per search trial (schedule parameters flattened, state, value, pruned reason), per
+    constant-cv and Adam trial, and per final-comparison run (arm x seed). The columns are
+    listed in the README and in lrsearch.export.export_frame.
+    """
+    from lrsearch.export import export_frame
+
+    _check_out(out)
+    frame = export_frame(name, storage=storage)
+    _write_atomically(out, frame.to_csv(index=False))
+    click.echo(f"{len(frame)} rows: {out}")
+
+
+@cli.command()
+@STORAGE
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on (loopback: only this machine can connect).",
+)
+@click.option(
+    "--port", type=click.IntRange(1, 65535), default=8080, show_default=True, help="Port."
+)
+@_errors
+def dashboard(storage: str | None, host: str, port: int) -> None:
+    """Start optuna-dashboard on the study database (stop it with Ctrl-C).
+
+    Each study page shows the range-test and comparison graphs and the note that `lrsearch run`
+    saved; the trials table has each trial's schedule in words (user attr `schedule`).
+    """
+    import socket
+
+    from optuna_dashboard import run_server
+
+    from lrsearch.study import DEFAULT_STORAGE, mask_url, open_storage
+
+    store = open_storage(storage, create=False)
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as exc:
+        raise LrsearchError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    url_host = f"[{host}]" if ":" in host else host
+    click.echo(
+        f"optuna-dashboard on {mask_url(storage or DEFAULT_STORAGE)}: "
+        f"http://{url_host}:{port}/dashboard/  (Ctrl-C stops it)"
+    )
+    try:
+        run_server(store, host=host, port=port)
+    except OSError as exc:
+        raise LrsearchError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
 def main() -> None:

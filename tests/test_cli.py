@@ -111,11 +111,12 @@ def test_run_prints_the_comparison_and_studies_lists_it(cwd: Path) -> None:
         (row,) = [line for line in lines if line.strip().startswith(arm + " ") and "±" in line]
         data = comparison[arm]
         assert f"{data['test_metric_mean']:.4f} ± {data['test_metric_std']:.4f}" in row
-    verdict = lines[-3]  # then a blank line and the dashboard hint
+    verdict = lines[-4]  # then a blank line and the two hints
     assert verdict.startswith("tuned ")
     assert "constant-cv" in verdict and "adam-3e-4" in verdict
     assert re.search(r"(beats|ties|loses to) constant-cv \((not )?significantly", verdict)
-    assert lines[-1] == f"look at it: optuna-dashboard {url}"
+    assert lines[-2] == f"look at it: lrsearch report --study tiny --storage {url}"
+    assert lines[-1] == f"        or: lrsearch dashboard --storage {url}"
     assert len(optuna.load_study(study_name="tiny", storage=url).trials) == 4
 
     listed = runner.invoke(cli, ["studies", "--storage", url])
