@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ARM_COLORS",
+    "COMPARISON_PANELS",
     "DASHBOARD_GRAPHS",
     "attach_to_dashboard",
     "comparison_figure",
@@ -62,7 +63,8 @@ ARM_COLORS: Mapping[str, str] = {
 #: again under the same id replaces the graph, so a resumed study does not pile them up).
 DASHBOARD_GRAPHS: Mapping[str, str] = {
     "range_test": "lrsearch-range-test",
-    "comparison": "lrsearch-comparison",
+    "seeds": "lrsearch-comparison-seeds",
+    "curves": "lrsearch-comparison-curves",
 }
 _PALETTE = ("#1f77b4", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
 _LEVEL = 0.95
@@ -295,128 +297,148 @@ def _mean_interval(values: Sequence[float], level: float = _LEVEL) -> tuple[floa
     return mean, float(low), float(high)
 
 
-def comparison_figure(
-    comparison: Mapping[str, Any], *, metric: str = "metric", stacked: bool = False
-) -> go.Figure:
-    """The final comparison: per-seed test scores with mean and 95% interval per arm (left);
-    the mean test curve per epoch of each arm with its epochs-to-target marked (right).
+COMPARISON_PANELS = ("seeds", "curves")
 
-    ``stacked`` puts the two panels one above the other (for narrow places: the dashboard).
+
+def comparison_figure(
+    comparison: Mapping[str, Any],
+    *,
+    metric: str = "metric",
+    panels: Sequence[str] = COMPARISON_PANELS,
+) -> go.Figure:
+    """The final comparison: per-seed test scores with mean and 95% interval per arm
+    (``"seeds"``, left); the mean test curve per epoch of each arm with its epochs-to-target
+    marked (``"curves"``, right). ``panels`` picks one of them for narrow places (the
+    dashboard's cards).
     """
-    import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
+    if not panels or any(p not in COMPARISON_PANELS for p in panels):
+        raise ValueError(f"panels must be some of {COMPARISON_PANELS}; got {panels!r}")
     arms = [a for a in ARMS if a in comparison]
-    titles = (
-        f"final test {metric}: seeds, mean, {_LEVEL:.0%} interval",
-        f"test {metric} per epoch (mean over seeds)",
+    titles = {
+        "seeds": f"final test {metric}: seeds, mean, {_LEVEL:.0%} interval",
+        "curves": f"test {metric} per epoch (mean over seeds)",
+    }
+    both = len(panels) == 2
+    fig = make_subplots(
+        rows=1,
+        cols=len(panels),
+        column_widths=[0.4, 0.6] if both else None,
+        subplot_titles=[titles[p] for p in panels] if both else None,
     )
-    if stacked:
-        fig = make_subplots(rows=2, cols=1, row_heights=[0.45, 0.55], subplot_titles=titles)
-    else:
-        fig = make_subplots(rows=1, cols=2, column_widths=[0.4, 0.6], subplot_titles=titles)
-    curves = {"row": 2, "col": 1} if stacked else {"row": 1, "col": 2}
+    seeds = {"row": 1, "col": list(panels).index("seeds") + 1} if "seeds" in panels else None
+    curves = {"row": 1, "col": list(panels).index("curves") + 1} if "curves" in panels else None
     for arm in arms:
-        data = comparison[arm]
-        color = ARM_COLORS.get(arm, "#7f7f7f")
-        per_seed = [float(v) for v in data["test_metric_per_seed"]]
-        mean, low, high = _mean_interval(per_seed)
-        fig.add_trace(
-            go.Scatter(
-                x=[arm] * len(per_seed),
-                y=per_seed,
-                mode="markers",
-                marker={"color": color, "size": 8, "opacity": 0.55},
-                name=f"{arm}: per seed",
-                legendgroup=arm,
-                showlegend=False,
-                customdata=data.get("seeds", list(range(len(per_seed)))),
-                hovertemplate=f"{arm}, seed %{{customdata}}: %{{y:.4f}}<extra></extra>",
-            ),
-            row=1,
-            col=1,
-        )
-        fig.add_trace(
-            go.Scatter(
-                x=[arm],
-                y=[mean],
-                mode="markers",
-                marker={
-                    "color": color,
-                    "size": 16,
-                    "symbol": "line-ew-open",
-                    "line": {"width": 3},
-                },
-                error_y={"type": "data", "array": [high - mean], "arrayminus": [mean - low]},
-                name=f"{arm}: mean",
-                legendgroup=arm,
-                showlegend=False,
-                hovertemplate=(
-                    f"{arm}: mean %{{y:.4f}}, {_LEVEL:.0%} interval "
-                    f"[{low:.4f}, {high:.4f}]<extra></extra>"
-                ),
-            ),
-            row=1,
-            col=1,
-        )
-        curve = [float(v) for v in data["test_curve_mean"]]
-        epochs = list(range(1, len(curve) + 1))
-        fig.add_trace(
-            go.Scatter(
-                x=epochs,
-                y=curve,
-                mode="lines",
-                line={"color": color, "width": 2},
-                name=arm,
-                legendgroup=arm,
-                hovertemplate=f"{arm}, epoch %{{x}}: %{{y:.4f}}<extra></extra>",
-            ),
-            **curves,
-        )
-        reached = data.get("epochs_to_target")
-        if reached is not None:
-            fig.add_trace(
-                go.Scatter(
-                    x=[reached],
-                    y=[curve[reached - 1]],
-                    mode="markers+text",
-                    marker={"color": color, "size": 11, "symbol": "star"},
-                    text=[f"{reached}"],
-                    textposition="bottom center",
-                    textfont={"color": color},
-                    name=f"{arm} reaches the target",
-                    legendgroup=arm,
-                    showlegend=False,
-                    hovertemplate=(f"{arm} reaches the target in epoch {reached}<extra></extra>"),
-                ),
-                **curves,
-            )
+        if seeds is not None:
+            _seed_traces(fig, arm, comparison[arm], seeds)
+        if curves is not None:
+            _curve_traces(fig, arm, comparison[arm], curves)
     target = next((comparison[a].get("target") for a in arms if "target" in comparison[a]), None)
-    if target is not None:
+    if target is not None and curves is not None:
         fig.add_hline(
             y=target,
             line_dash="dash",
             line_color="#7f7f7f",
-            **curves,
             annotation_text=f"target {target:.4f} (constant-cv final mean)",
             annotation_position="top left",
+            **curves,
         )
-    _zoom_curves(fig, comparison, arms, curves)
-    fig.update_xaxes(title_text="arm", row=1, col=1)
-    fig.update_yaxes(title_text=f"test {metric}", row=1, col=1)
-    fig.update_xaxes(title_text="epoch", **curves)
-    fig.update_yaxes(title_text=f"test {metric}", **curves)
-    fig.update_layout(
-        title=(
-            "Final comparison on the test set"
-            if stacked
-            else "Final comparison on the held-out test set (stars: first epoch at the target)"
-        ),
-        legend={"orientation": "h", "y": -0.12 if stacked else -0.2},
-    )
-    if stacked:
-        fig.update_layout(height=800)
+    if seeds is not None:
+        fig.update_xaxes(title_text="arm", **seeds)
+        fig.update_yaxes(title_text=f"test {metric}", **seeds)
+    if curves is not None:
+        _zoom_curves(fig, comparison, arms, curves)
+        fig.update_xaxes(title_text="epoch", **curves)
+        fig.update_yaxes(title_text=f"test {metric}", **curves)
+    if both:
+        title = "Final comparison on the held-out test set (stars: first epoch at the target)"
+    elif seeds is not None:
+        title = f"Final comparison: test {metric} per seed, mean ± {_LEVEL:.0%} CI"
+    else:
+        title = f"Final comparison: test {metric} per epoch (★ target)"
+    fig.update_layout(title=title, legend={"orientation": "h", "y": -0.2})
     return fig
+
+
+def _seed_traces(fig: go.Figure, arm: str, data: Mapping[str, Any], at: Mapping[str, int]) -> None:
+    """One arm's per-seed test scores, and its mean with the 95% interval as error bars."""
+    import plotly.graph_objects as go
+
+    color = ARM_COLORS.get(arm, "#7f7f7f")
+    per_seed = [float(v) for v in data["test_metric_per_seed"]]
+    mean, low, high = _mean_interval(per_seed)
+    fig.add_trace(
+        go.Scatter(
+            x=[arm] * len(per_seed),
+            y=per_seed,
+            mode="markers",
+            marker={"color": color, "size": 8, "opacity": 0.55},
+            name=f"{arm}: per seed",
+            legendgroup=arm,
+            showlegend=False,
+            customdata=data.get("seeds", list(range(len(per_seed)))),
+            hovertemplate=f"{arm}, seed %{{customdata}}: %{{y:.4f}}<extra></extra>",
+        ),
+        **at,
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=[arm],
+            y=[mean],
+            mode="markers",
+            marker={"color": color, "size": 16, "symbol": "line-ew-open", "line": {"width": 3}},
+            error_y={"type": "data", "array": [high - mean], "arrayminus": [mean - low]},
+            name=f"{arm}: mean",
+            legendgroup=arm,
+            showlegend=False,
+            hovertemplate=(
+                f"{arm}: mean %{{y:.4f}}, {_LEVEL:.0%} interval "
+                f"[{low:.4f}, {high:.4f}]<extra></extra>"
+            ),
+        ),
+        **at,
+    )
+
+
+def _curve_traces(
+    fig: go.Figure, arm: str, data: Mapping[str, Any], at: Mapping[str, int]
+) -> None:
+    """One arm's mean test curve per epoch, with a star at its first epoch at the target."""
+    import plotly.graph_objects as go
+
+    color = ARM_COLORS.get(arm, "#7f7f7f")
+    curve = [float(v) for v in data["test_curve_mean"]]
+    fig.add_trace(
+        go.Scatter(
+            x=list(range(1, len(curve) + 1)),
+            y=curve,
+            mode="lines",
+            line={"color": color, "width": 2},
+            name=arm,
+            legendgroup=arm,
+            hovertemplate=f"{arm}, epoch %{{x}}: %{{y:.4f}}<extra></extra>",
+        ),
+        **at,
+    )
+    reached = data.get("epochs_to_target")
+    if reached is not None:
+        fig.add_trace(
+            go.Scatter(
+                x=[reached],
+                y=[curve[reached - 1]],
+                mode="markers+text",
+                marker={"color": color, "size": 11, "symbol": "star"},
+                text=[f"{reached}"],
+                textposition="bottom center",
+                textfont={"color": color},
+                name=f"{arm} reaches the target",
+                legendgroup=arm,
+                showlegend=False,
+                hovertemplate=f"{arm} reaches the target in epoch {reached}<extra></extra>",
+            ),
+            **at,
+        )
 
 
 def _zoom_curves(
@@ -636,11 +658,13 @@ def attach_to_dashboard(study: optuna.Study) -> None:
         )
     comparison = study.user_attrs.get("comparison")
     if comparison:
-        save_plotly_graph_object(
-            study,
-            comparison_figure(comparison, metric=_metric(study), stacked=True),
-            graph_object_id=DASHBOARD_GRAPHS["comparison"],
-        )
+        # Two figures, not one with two panels: a dashboard card is half a page wide.
+        for panel in COMPARISON_PANELS:
+            save_plotly_graph_object(
+                study,
+                comparison_figure(comparison, metric=_metric(study), panels=(panel,)),
+                graph_object_id=DASHBOARD_GRAPHS[panel],
+            )
     save_note(study, note_markdown(study))
 
 

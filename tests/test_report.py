@@ -107,9 +107,16 @@ def test_comparison_figure_shows_every_seed_the_interval_and_the_target(full: St
     assert line.y0 == line.y1 == pytest.approx(target)
     assert fig.layout.title.text and fig.layout.xaxis.title.text == "arm"
     assert fig.layout.yaxis.title.text == "test accuracy"
-    stacked = comparison_figure(comparison, metric="accuracy", stacked=True)
-    assert stacked.layout.xaxis2.title.text == "epoch"
-    assert stacked.layout.yaxis2.domain[1] < stacked.layout.yaxis.domain[0]  # one above
+    # One panel each, for the dashboard's half-width cards.
+    seeds = comparison_figure(comparison, metric="accuracy", panels=("seeds",))
+    assert {t.name.split(": ")[1] for t in seeds.data} == {"per seed", "mean"}
+    assert len(seeds.data) == 2 * len(ARMS) and not seeds.layout.shapes
+    curves = comparison_figure(comparison, metric="accuracy", panels=("curves",))
+    assert {t.name for t in curves.data} >= set(ARMS)
+    assert not [t for t in curves.data if ": " in t.name]
+    assert len(curves.layout.shapes) == 1 and curves.layout.xaxis.title.text == "epoch"
+    with pytest.raises(ValueError, match="panels must be some of"):
+        comparison_figure(comparison, panels=("bars",))
 
 
 def test_schedules_figure_draws_the_top_trials_as_trained(full: StoredStudy) -> None:
@@ -346,7 +353,7 @@ def test_dashboard_shows_the_range_test_the_comparison_and_the_note(
         # The figure itself is drawn: the smoothed curve and the raw points are SVG paths.
         assert range_test.locator(".scatterlayer .trace").count() >= 2
         comparison = page.locator(".js-plotly-plot").filter(has_text="Final comparison")
-        assert comparison.count() == 1
+        assert comparison.count() == 2  # the per-seed scores and the test curves
         # The objective has its name instead of "Objective 0".
         assert page.get_by_text("validation accuracy").count() >= 1
 
