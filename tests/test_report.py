@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import socket
 import subprocess
 import sys
@@ -278,6 +279,10 @@ def test_report_default_out_and_bad_input(url: str, tmp_path: Path, monkeypatch:
     result = runner.invoke(cli, ["report", "--study", "tiny", "--storage", url])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "tiny-report.html").is_file()
+    # Readable by whoever the umask lets read it, like any file the user writes.
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "tiny-report.html").stat().st_mode & 0o777 == 0o666 & ~umask
     before = sorted(p.name for p in tmp_path.iterdir())
     for args, message in (
         (["--study", "missing"], f"no study 'missing' in {url}"),
