@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     import pandas as pd
     import plotly.graph_objects as go
 
-__all__ = ["RangeTestResult", "Sweep", "range_test"]
+__all__ = ["RangeTestResult", "Refinement", "Sweep", "range_test"]
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +131,46 @@ class Sweep:
 
 
 @dataclass(frozen=True)
+class Refinement:
+    """Short constant-LR confirmation runs around the sweep's suggestion (``refine=k``).
+
+    Every candidate trains from the same starting point on the same batches for ``steps``
+    steps; the one with the lowest loss over the last quarter of its steps is ``chosen``.
+
+    Attributes:
+        candidates: The LRs tried, ascending. scores: their final losses (``inf``: diverged).
+        steps: Steps per run. seconds: wall time of all the runs. chosen: the winner.
+    """
+
+    candidates: tuple[float, ...]
+    scores: tuple[float, ...]
+    steps: int
+    seconds: float
+    chosen: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe (an infinite score is stored as ``None``)."""
+        return {
+            "candidates": list(self.candidates),
+            "scores": [v if math.isfinite(v) else None for v in self.scores],
+            "steps": self.steps,
+            "seconds": self.seconds,
+            "chosen": self.chosen,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Refinement:
+        """The inverse of :meth:`to_dict`."""
+        return cls(
+            candidates=tuple(float(v) for v in data["candidates"]),
+            scores=tuple(math.inf if v is None else float(v) for v in data["scores"]),
+            steps=int(data["steps"]),
+            seconds=float(data["seconds"]),
+            chosen=float(data["chosen"]),
+        )
+
+
+@dataclass(frozen=True)
 class RangeTestResult:
     """What :func:`range_test` found.
 
@@ -145,6 +185,8 @@ class RangeTestResult:
         sweeps: Every sweep, in order.
         start_lr: The ladder's first rung. end_lr: its last. num_iter: rungs asked for.
         mode: ``"exp"`` or ``"linear"``.
+        refinement: The confirmation runs when ``refine`` was asked for (``suggestion`` is
+            then their winner), else ``None``.
     """
 
     suggestion: float
@@ -154,6 +196,7 @@ class RangeTestResult:
     end_lr: float
     num_iter: int
     mode: str
+    refinement: Refinement | None = None
 
     @property
     def lrs(self) -> np.ndarray:
@@ -254,6 +297,7 @@ class RangeTestResult:
             "no_valley": self.no_valley,
             "spread_decades": self.spread_decades,
             "sweeps": [s.to_dict() for s in self.sweeps],
+            "refinement": None if self.refinement is None else self.refinement.to_dict(),
         }
 
     @classmethod
@@ -268,6 +312,9 @@ class RangeTestResult:
                 end_lr=float(data["end_lr"]),
                 num_iter=int(data["num_iter"]),
                 mode=str(data["mode"]),
+                refinement=(
+                    Refinement.from_dict(data["refinement"]) if data.get("refinement") else None
+                ),
             )
         except (KeyError, TypeError) as exc:
             raise InvalidParameterError(f"not a stored range test: {exc!r}") from exc
@@ -352,6 +399,8 @@ def range_test(
     scaler: torch.amp.GradScaler | None = None,
     repeats: int = 1,
     seed: int | None = None,
+    refine: int = 0,
+    refine_steps: int | None = None,
 ) -> RangeTestResult:
     """Run an LR range test and put the model, optimizer and RNGs back as they were.
 
@@ -383,6 +432,13 @@ def range_test(
         seed: Seeds torch's RNG (and the loader's own generators) for the first sweep, so the
             data order and dropout are reproducible. ``None``: the first sweep uses the RNG
             as it stands, later sweeps seeds drawn from it. Either way, every RNG is put back.
+        refine: Candidates for short confirmation runs (0 or 1: none). With ``k >= 2``, ``k``
+            LRs spaced evenly in log-LR from a third of the sweep's suggestion to three times
+            it (none above ``bounds.high``) each train at that constant LR for
+            ``refine_steps`` steps from the same start on the same batches, and the one with
+            the lowest loss over its last quarter becomes ``suggestion``
+            (:class:`Refinement`). Costs ``k * refine_steps`` more steps.
+        refine_steps: Steps per confirmation run (default ``num_iter``).
 
     Returns:
         A :class:`RangeTestResult`.
@@ -426,6 +482,11 @@ def range_test(
         )
     repeats = check_positive_int("repeats", repeats)
     seed = check_seed("seed", seed)
+    if isinstance(refine, bool) or not isinstance(refine, int) or refine < 0:
+        raise InvalidParameterError(f"refine must be a non-negative integer; got {refine!r}")
+    refine_steps = check_positive_int(
+        "refine_steps", num_iter if refine_steps is None else refine_steps
+    )
     if not isinstance(model, nn.Module):
         raise InvalidParameterError(f"model must be a torch.nn.Module; got {model!r}")
     if not isinstance(optimizer, Optimizer):
@@ -448,7 +509,23 @@ def range_test(
         seeds: list[int | None] = [seed + r for r in range(repeats)]
     else:  # the first sweep as things stand, the others from seeds drawn here (restored after)
         seeds = [None, *torch.randint(2**31 - 1, (repeats - 1,)).tolist()]
+
+    def run(rungs: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
+        return _sweep(
+            model,
+            optimizer,
+            criterion,
+            loader,
+            rungs,
+            ratios,
+            batch_fn or _pair,
+            device,
+            scaler,
+            diverge_threshold,
+        )
+
     sweeps: list[Sweep] = []
+    refinement: Refinement | None = None
     try:
         for r, sweep_seed in enumerate(seeds):
             if r:
@@ -458,18 +535,7 @@ def range_test(
                 for generator in generators:
                     generator.manual_seed(sweep_seed)
             began = time.perf_counter()
-            lrs, losses, reason = _sweep(
-                model,
-                optimizer,
-                criterion,
-                loader,
-                ladder,
-                ratios,
-                batch_fn or _pair,
-                device,
-                scaler,
-                diverge_threshold,
-            )
+            lrs, losses, reason = run(ladder)
             sweeps.append(_read_curve(lrs, losses, reason, time.perf_counter() - began))
             logger.info(
                 "range test sweep %d/%d: %d steps, %s, suggestion %.3g, bounds %.3g-%.3g",
@@ -481,30 +547,86 @@ def range_test(
                 sweeps[-1].low,
                 sweeps[-1].high,
             )
+        suggestion = _median([s.suggestion for s in sweeps])
+        low = _median([s.low for s in sweeps])
+        high = _median([s.high for s in sweeps])
+        if not low < high:  # a degenerate curve: keep the bounds a valid, if narrow, range
+            low, high = min(low, high) / 2, max(low, high) * 2
+        if refine >= 2:
+            refinement = _refine(
+                _candidates(suggestion, high, refine),
+                refine_steps,
+                seeds[0] if seeds[0] is not None else int(torch.randint(2**31 - 1, ()).item()),
+                snapshot,
+                generators,
+                run,
+            )
+            suggestion = refinement.chosen
     finally:
         snapshot.restore()
 
-    def median(values: Sequence[float]) -> float:
-        """The middle value itself (odd counts), or the geometric mean of the middle two."""
-        ordered, half = sorted(values), len(values) // 2
-        return ordered[half] if len(values) % 2 else math.sqrt(ordered[half - 1] * ordered[half])
-
-    low = median([s.low for s in sweeps])
-    high = median([s.high for s in sweeps])
-    if not low < high:  # a degenerate curve: keep the bounds a valid, if narrow, range
-        low, high = min(low, high) / 2, max(low, high) * 2
     result = RangeTestResult(
-        suggestion=median([s.suggestion for s in sweeps]),
+        suggestion=suggestion,
         bounds=LRBounds(low, high),
         sweeps=tuple(sweeps),
         start_lr=start_lr,
         end_lr=end_lr,
         num_iter=num_iter,
         mode=mode,
+        refinement=refinement,
     )
     for line in result.advice:
         logger.warning("range test: %s", line)
     return result
+
+
+def _median(values: Sequence[float]) -> float:
+    """The middle value itself (odd counts), or the geometric mean of the middle two."""
+    ordered, half = sorted(values), len(values) // 2
+    return ordered[half] if len(values) % 2 else math.sqrt(ordered[half - 1] * ordered[half])
+
+
+#: Confirmation runs try LRs from suggestion / _REFINE_SPAN to suggestion * _REFINE_SPAN.
+_REFINE_SPAN: Final = 3.0
+
+
+def _candidates(suggestion: float, high: float, k: int) -> list[float]:
+    """``k`` LRs evenly spaced in log-LR around ``suggestion``; none above ``high``."""
+    top = min(suggestion * _REFINE_SPAN, max(high, suggestion))
+    return [float(v) for v in np.geomspace(top / _REFINE_SPAN**2, top, k)]
+
+
+def _refine(
+    candidates: list[float],
+    steps: int,
+    seed: int,
+    snapshot: _Snapshot,
+    generators: list[torch.Generator],
+    run: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, str]],
+) -> Refinement:
+    """Train each candidate LR for ``steps`` steps from the snapshot; the lowest final wins."""
+    began = time.perf_counter()
+    scores = []
+    for lr in candidates:
+        snapshot.restore()
+        torch.manual_seed(seed)
+        for generator in generators:
+            generator.manual_seed(seed)
+        _, losses, reason = run(np.full(steps, lr))
+        tail = losses[-max(1, len(losses) // 4) :]
+        ok = reason == "completed" and len(losses) == steps
+        scores.append(float(np.mean(tail)) if ok else math.inf)
+        logger.info("range test refinement: lr %.3g -> %.4g (%s)", lr, scores[-1], reason)
+    best = int(np.argmin(scores))
+    # All diverged: the smallest is the safest guess.
+    chosen = candidates[best] if math.isfinite(scores[best]) else candidates[0]
+    return Refinement(
+        candidates=tuple(candidates),
+        scores=tuple(scores),
+        steps=steps,
+        seconds=time.perf_counter() - began,
+        chosen=chosen,
+    )
 
 
 # -- the sweep ------------------------------------------------------------------------------

@@ -109,6 +109,8 @@ END_LR = 10.0
 NUM_ITER = 100
 VAL_FRACTION = 0.2
 TOOLS = ("ours", "torch-lr-finder", "fastai-valley")
+#: With --refine K: lrsearch's range test with K confirmation runs, a fourth tool.
+REFINED = "ours-refined"
 TIMED_TOOLS = ("ours", "torch-lr-finder")
 
 Rule = Callable[[np.ndarray, np.ndarray], float]
@@ -394,8 +396,11 @@ def _quiet() -> Iterator[None]:
         yield
 
 
-def run_ours(problem: Problem, data: Data, seed: int) -> dict[str, Any]:
-    """One timed range test with lrsearch; the row for ``range_tests.csv`` plus the curve."""
+def run_ours(problem: Problem, data: Data, seed: int, refine: int = 0) -> dict[str, Any]:
+    """One timed range test with lrsearch; the row for ``range_tests.csv`` plus the curve.
+
+    ``refine``: confirmation runs (``range_test(refine=...)``), timed with the sweep.
+    """
     model = _fresh_model(problem, seed)
     reference = {k: v.clone() for k, v in model.state_dict().items()}
     optimizer = problem.optimizer(model, START_LR)
@@ -411,10 +416,12 @@ def run_ours(problem: Problem, data: Data, seed: int) -> dict[str, Any]:
             start_lr=START_LR,
             end_lr=END_LR,
             num_iter=NUM_ITER,
+            refine=refine,
         )
         seconds = time.perf_counter() - began
     return {
         "seconds": seconds,
+        "refine_seconds": result.refinement.seconds if result.refinement else 0.0,
         "iters": result.num_iter_run,
         "suggestion": result.suggestion,
         "low": result.bounds.low,
@@ -526,6 +533,7 @@ class Settings:
     out: Path
     threads: int
     rescore: Path | None = None
+    refine: int = 0
 
 
 def bench_problem(problem: Problem, settings: Settings) -> dict[str, Any]:
@@ -576,6 +584,21 @@ def bench_problem(problem: Problem, settings: Settings) -> dict[str, Any]:
         rows.append(
             {"problem": problem.name, "seed": seed, "tool": "fastai-valley", "suggestion": valley}
         )
+        if settings.refine >= 2:
+            refined = run_ours(problem, data, seed, refine=settings.refine)
+            refined.pop("curve")
+            curves[str(seed)][REFINED] = {"suggestion": refined["suggestion"]}
+            rows.append(
+                {"problem": problem.name, "seed": seed, "tool": REFINED, "first": False, **refined}
+            )
+            logger.info(
+                "%s seed %d: refined %.3gs (%.3gs refining) -> %.3g",
+                problem.name,
+                seed,
+                refined["seconds"],
+                refined["refine_seconds"],
+                refined["suggestion"],
+            )
         logger.info(
             "%s seed %d: ours %.3gs %d it -> %.3g [%.3g, %.3g]; tlf %.3gs %d it -> %.3g; "
             "valley %.3g",
@@ -617,7 +640,7 @@ def bench_problem(problem: Problem, settings: Settings) -> dict[str, Any]:
     )
 
     suggested_runs = []
-    for tool in TOOLS:
+    for tool in _tools(settings.refine):
         lr = curves["0"][tool]["suggestion"]
         for seed in range(settings.grid_seeds):
             if math.isfinite(lr):
@@ -650,6 +673,10 @@ def bench_problem(problem: Problem, settings: Settings) -> dict[str, Any]:
     }
 
 
+def _tools(refine: int) -> tuple[str, ...]:
+    return (*TOOLS, REFINED) if refine >= 2 else TOOLS
+
+
 def _spread(values: pd.Series) -> tuple[float, float]:
     logs = np.log10(values.dropna().to_numpy(dtype=float))
     if len(logs) < 2:
@@ -662,6 +689,7 @@ def make_tables(
 ) -> dict[str, pd.DataFrame]:
     """The four result tables, each with per-problem rows and a summary row."""
     problems = list(dict.fromkeys(rows["problem"]))
+    tools = _tools(2 if (rows["tool"] == REFINED).any() else 0)
 
     # 1. speed
     timed = rows[rows["tool"].isin(TIMED_TOOLS)].pivot_table(
@@ -687,12 +715,20 @@ def make_tables(
             }
         )
     speed = pd.DataFrame(speed_rows).set_index("problem")
+    if REFINED in tools:
+        # Refined runs are not interleaved with torch-lr-finder: compared with its median.
+        refined = rows[rows["tool"] == REFINED].groupby("problem")["seconds"].median()
+        speed["refined_s"] = [
+            refined.loc[p] if p in refined.index else refined.median() for p in speed.index
+        ]
+        speed.loc["all", "refined_s"] = refined.median()
+        speed["refined_ratio"] = speed["refined_s"] / speed["tlf_s"]
 
     # 2. quality
-    regret = suggested.groupby(["problem", "tool"])["score"].mean().unstack("tool")[list(TOOLS)]
+    regret = suggested.groupby(["problem", "tool"])["score"].mean().unstack("tool")[list(tools)]
     best = pd.Series({p: grids[p]["best_score"] for p in problems})
     regret = regret.loc[problems].div(best, axis=0)
-    lr0 = suggested.groupby(["problem", "tool"])["lr"].first().unstack("tool")[list(TOOLS)]
+    lr0 = suggested.groupby(["problem", "tool"])["lr"].first().unstack("tool")[list(tools)]
     quality = pd.concat(
         [
             pd.Series({p: grids[p]["best_lr"] for p in problems}, name="grid_best_lr"),
@@ -704,7 +740,7 @@ def make_tables(
     )
     quality.loc["median"] = quality.median(numeric_only=True)
     quality.loc["median", ["grid_best_lr", "best_score"]] = math.nan
-    quality.loc["median", [f"lr_{t}" for t in TOOLS]] = math.nan
+    quality.loc["median", [f"lr_{t}" for t in tools]] = math.nan
 
     # 3. coverage
     ours = rows[rows["tool"] == "ours"]
@@ -738,31 +774,40 @@ def make_tables(
     stab_rows = []
     for p in problems:
         row: dict[str, Any] = {"problem": p}
-        for tool in TOOLS:
+        for tool in tools:
             r = rows[(rows["problem"] == p) & (rows["tool"] == tool)]["suggestion"]
             row[f"{tool}_decades"], row[f"{tool}_std"] = _spread(r)
         stab_rows.append(row)
     stability = pd.DataFrame(stab_rows).set_index("problem")
     stability["ours/tlf"] = stability["ours_decades"] / stability["torch-lr-finder_decades"]
+    if REFINED in tools:
+        stability["refined/tlf"] = (
+            stability[f"{REFINED}_decades"] / stability["torch-lr-finder_decades"]
+        )
     stability.loc["median"] = stability.median()
     return {"speed": speed, "quality": quality, "coverage": coverage, "stability": stability}
 
 
 def _bars(tables: dict[str, pd.DataFrame]) -> list[str]:
     q = tables["quality"].drop(index="median")
-    ours = q["regret_ours"]
-    others = q[["regret_torch-lr-finder", "regret_fastai-valley"]].min(axis=1)
-    beaten = [p for p in q.index if not ours[p] <= others[p]]
     s = tables["stability"].drop(index="median")
-    unstable = [p for p in s.index if not s.loc[p, "ours/tlf"] <= 0.5]
-    med = tables["quality"].loc["median", "regret_ours"]
-    return [
-        f"regret: ours <= both others on every problem: {not beaten}"
-        + (f" (not on {', '.join(beaten)})" if beaten else ""),
-        f"regret: ours median {med:.3f} <= 1.10: {med <= 1.10}",
-        f"stability: ours spread <= half of torch-lr-finder's on every problem: {not unstable}"
-        + (f" (not on {', '.join(unstable)})" if unstable else ""),
-    ]
+    others = q[["regret_torch-lr-finder", "regret_fastai-valley"]].min(axis=1)
+    lines = []
+    for tool, ratio in (("ours", "ours/tlf"), (REFINED, "refined/tlf")):
+        if f"regret_{tool}" not in q.columns:
+            continue
+        mine = q[f"regret_{tool}"]
+        beaten = [p for p in q.index if not mine[p] <= others[p]]
+        unstable = [p for p in s.index if not s.loc[p, ratio] <= 0.5]
+        med = tables["quality"].loc["median", f"regret_{tool}"]
+        lines += [
+            f"regret: {tool} <= both others on every problem: {not beaten}"
+            + (f" (not on {', '.join(beaten)})" if beaten else ""),
+            f"regret: {tool} median {med:.3f} <= 1.10: {med <= 1.10}",
+            f"stability: {tool} spread <= half of torch-lr-finder's on every problem: "
+            f"{not unstable}" + (f" (not on {', '.join(unstable)})" if unstable else ""),
+        ]
+    return lines
 
 
 def _json_default(obj: object) -> Any:
@@ -921,6 +966,14 @@ def _parse(argv: Sequence[str]) -> Settings:
         "far less hurt by other processes on a 2-core machine)",
     )
     parser.add_argument(
+        "--refine",
+        type=int,
+        default=0,
+        metavar="K",
+        help="also run lrsearch's range test with K confirmation runs (a fourth tool, "
+        "'ours-refined'); 0: not",
+    )
+    parser.add_argument(
         "--rescore",
         type=Path,
         metavar="DIR",
@@ -938,6 +991,7 @@ def _parse(argv: Sequence[str]) -> Settings:
         budget_scale=0.05 if quick else 1.0,
         out=args.out,
         threads=args.threads,
+        refine=args.refine,
     )
     for name in ("seeds", "grid_size", "grid_seeds", "threads"):
         if getattr(settings, name) < 1:

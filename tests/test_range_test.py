@@ -8,6 +8,7 @@ linear regression, whose loss is a quadratic: gradient descent on it is stable b
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import random
@@ -1182,3 +1183,117 @@ def test_a_buffer_reassigned_in_forward_is_restored() -> None:
     model = Counter()
     range_test(model, sgd(model), mse, batches(3), num_iter=20, **NO_DIVERGENCE)
     assert model.n.item() == 0
+
+
+# -- refinement: short confirmation runs ---------------------------------------------------------
+
+
+def test_refinement_candidates_span_two_thirds_decades_below_the_edge() -> None:
+    from lrsearch.range_test import _candidates
+
+    assert _candidates(0.1, high=1.0, k=3) == pytest.approx([0.1 / 3, 0.1, 0.3])
+    # Nothing above the edge: the span slides down under it.
+    assert _candidates(0.1, high=0.2, k=3) == pytest.approx([0.2 / 9, 0.2 / 3, 0.2])
+    # A suggestion above high (no valley) is the top.
+    assert _candidates(0.1, high=0.05, k=2) == pytest.approx([0.1 / 9, 0.1])
+
+
+def test_refinement_picks_the_candidate_that_trains_best_from_the_same_start() -> None:
+    data, limit = quadratic(0)
+    result = quadratic_sweep(data, refine=5, refine_steps=12)
+    refinement = result.refinement
+    assert refinement is not None and refinement.steps == 12
+    candidates = np.asarray(refinement.candidates)
+    assert len(candidates) == 5 and np.all(np.diff(np.log(candidates)) > 0)
+    assert candidates[-1] <= max(result.bounds.high, result.sweeps[0].suggestion) * (1 + 1e-12)
+    # The oracle: each candidate trained by hand from the zero model on the same batches.
+    for lr, score in zip(candidates, refinement.scores, strict=True):
+        model = zero_linear()
+        optimizer = sgd(model, lr)
+        losses = []
+        for i in range(12):
+            x, y = data[i % len(data)]
+            optimizer.zero_grad()
+            loss = mse(model(x), y)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+        if lr < limit:
+            assert score == pytest.approx(np.mean(losses[-3:]), rel=1e-9)
+    finite = [s for s in refinement.scores if math.isfinite(s)]
+    assert finite and refinement.chosen == candidates[int(np.argmin(refinement.scores))]
+    assert result.suggestion == refinement.chosen
+    assert result.suggestion < limit
+    # Without refine the sweep's own suggestion stands.
+    assert quadratic_sweep(data).refinement is None
+
+
+def test_a_diverging_candidate_scores_inf_and_is_never_chosen() -> None:
+    from lrsearch.range_test import _refine
+
+    class Snap:
+        restores = 0
+
+        def restore(self) -> None:
+            Snap.restores += 1
+
+    def run(ladder: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
+        lr = float(ladder[0])
+        if lr > 1.0:  # "diverges" after 3 steps
+            return ladder[:3], np.array([1.0, 5.0, 50.0]), "diverged"
+        return ladder, np.full(len(ladder), 1.0 / lr), "completed"
+
+    got = _refine([0.1, 0.5, 2.0], 8, 0, Snap(), [], run)  # type: ignore[arg-type]
+    assert got.scores == (10.0, 2.0, math.inf)
+    assert got.chosen == 0.5 and Snap.restores == 3
+    every = _refine([2.0, 3.0], 8, 0, Snap(), [], run)  # type: ignore[arg-type]
+    assert every.scores == (math.inf, math.inf) and every.chosen == 2.0  # the smallest
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+def test_everything_is_restored_after_refinement(optimizer: str) -> None:
+    setup = Setup(optimizer, "train")
+    criterion = Criterion(setup.optimizer, draw_rngs=True)
+    result = range_test(
+        setup.model,
+        setup.optimizer,
+        criterion,
+        setup.loader,
+        start_lr=1e-4,
+        end_lr=1.0,
+        num_iter=30,
+        refine=3,
+        refine_steps=6,
+    )
+    assert result.refinement is not None and len(result.refinement.candidates) == 3
+    setup.assert_restored()
+
+
+def test_refinement_round_trips_through_json() -> None:
+    from lrsearch.range_test import Refinement
+
+    result = quadratic_sweep(refine=3, refine_steps=5)
+    assert result.refinement is not None
+    stored = dataclasses.replace(
+        result, refinement=dataclasses.replace(result.refinement, scores=(1.0, math.inf, 2.0))
+    )
+    text = json.dumps(stored.to_dict(), allow_nan=False)
+    back = RangeTestResult.from_dict(json.loads(text))
+    assert back.refinement == stored.refinement
+    assert isinstance(back.refinement, Refinement)
+    assert RangeTestResult.from_dict(quadratic_sweep().to_dict()).refinement is None
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"refine": -1}, "refine"),
+        ({"refine": 1.5}, "refine"),
+        ({"refine": True}, "refine"),
+        ({"refine": 3, "refine_steps": 0}, "refine_steps"),
+    ],
+)
+def test_bad_refine_arguments_are_rejected(kwargs: dict[str, Any], name: str) -> None:
+    model = linear()
+    with pytest.raises(LrsearchError, match=f"^{name} must be"):
+        range_test(model, sgd(model), mse, batches(3), **kwargs)
