@@ -45,6 +45,7 @@ __all__ = [
     "note_markdown",
     "range_test_figure",
     "report_html",
+    "same_params",
     "schedules_figure",
     "search_steps_per_epoch",
     "top_trials",
@@ -106,11 +107,25 @@ def top_trials(study: optuna.Study, n: int = 5) -> list[FrozenTrial]:
     ranked = sorted(complete, key=lambda t: float(t.value), reverse=_maximize(study))  # type: ignore[arg-type]
     out: list[FrozenTrial] = []
     for trial in ranked:
-        if all(trial.params != t.params for t in out):
+        if all(not same_params(trial.params, t.params) for t in out):
             out.append(trial)
         if len(out) == n:
             break
     return out
+
+
+def same_params(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Whether two trials' params are the same (floats equal to 12 significant digits)."""
+    if a.keys() != b.keys():
+        return False
+    for key, value in a.items():
+        other = b[key]
+        if isinstance(value, float) or isinstance(other, float):
+            if not math.isclose(float(value), float(other), rel_tol=1e-12):
+                return False
+        elif value != other:
+            return False
+    return True
 
 
 def _tuned_trial(study: optuna.Study) -> int | None:
@@ -119,7 +134,7 @@ def _tuned_trial(study: optuna.Study) -> int | None:
     if tuned is None:
         return None
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        if trial.params == tuned.get("params"):
+        if same_params(trial.params, tuned.get("params", {})):
             return trial.number
     return None
 

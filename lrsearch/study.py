@@ -21,7 +21,6 @@ import contextlib
 import dataclasses
 import importlib.util
 import logging
-import math
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -50,7 +49,7 @@ from lrsearch.compare import Arm, compare
 from lrsearch.config import StudyConfig, check_study_name, load_config
 from lrsearch.exceptions import InvalidParameterError, LrsearchError
 from lrsearch.range_test import RangeTestResult, range_test
-from lrsearch.report import attach_to_dashboard, comparison_table
+from lrsearch.report import attach_to_dashboard, comparison_table, same_params, top_trials
 from lrsearch.report import verdict as _verdict
 from lrsearch.schedules import Schedule
 from lrsearch.space import LRBounds, seed_params, suggest_schedule
@@ -606,14 +605,7 @@ def _pick_finalist(
     winner's curse); the constant-LR baseline is chosen by k-fold CV, so the tuned arm is too.
     Stored as study user attr ``finalists`` and reused while the top trials stay the same.
     """
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    ranked = sorted(complete, key=lambda t: t.value, reverse=task.maximize)  # type: ignore[arg-type, return-value]
-    top: list[optuna.trial.FrozenTrial] = []
-    for trial in ranked:
-        if all(not _same_params(trial.params, t.params) for t in top):
-            top.append(trial)
-        if len(top) == cfg.finalists:
-            break
+    top = top_trials(study, cfg.finalists)
     if len(top) == 1:
         return top[0], []
     stored = study.user_attrs.get("finalists")
@@ -656,20 +648,7 @@ def _comparison_is_current(
         stored = comparison.get(arm.name)
         if stored is None or len(stored["test_metric_per_seed"]) != seeds:
             return False
-        if not _same_params(stored["params"], arm.params):
-            return False
-    return True
-
-
-def _same_params(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
-    if a.keys() != b.keys():
-        return False
-    for key, value in a.items():
-        other = b[key]
-        if isinstance(value, float) or isinstance(other, float):
-            if not math.isclose(float(value), float(other), rel_tol=1e-12):
-                return False
-        elif value != other:
+        if not same_params(stored["params"], arm.params):
             return False
     return True
 
