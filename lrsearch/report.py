@@ -50,6 +50,7 @@ __all__ = [
     "search_steps_per_epoch",
     "top_trials",
     "top_trials_table",
+    "trial_states",
     "verdict",
 ]
 
@@ -296,6 +297,14 @@ def learning_curves_figure(study: optuna.Study) -> go.Figure:
         pad = 0.05 * (hi - lo) or 0.01
         fig.update_yaxes(range=[lo - pad, hi + pad])
     return fig
+
+
+def trial_states(study: optuna.Study) -> dict[str, int]:
+    """How many trials of ``study`` are in each state, by state name (``COMPLETE``, ...)."""
+    counts: dict[str, int] = {}
+    for t in study.get_trials(deepcopy=False):
+        counts[t.state.name] = counts.get(t.state.name, 0) + 1
+    return counts
 
 
 def _has_complete(study: optuna.Study) -> bool:
@@ -622,9 +631,7 @@ def note_markdown(study: optuna.Study) -> str:
     attrs = study.user_attrs
     metric = _metric(study)
     comparison = attrs.get("comparison")
-    states = {s.name.lower(): 0 for s in (TrialState.COMPLETE, TrialState.PRUNED)}
-    for trial in study.get_trials(deepcopy=False):
-        states[trial.state.name.lower()] = states.get(trial.state.name.lower(), 0) + 1
+    states = {"COMPLETE": 0, "PRUNED": 0} | trial_states(study)
     lines = [f"## lrsearch: study `{study.study_name}`", ""]
     rt = attrs.get("range_test")
     if rt is not None:
@@ -633,7 +640,7 @@ def note_markdown(study: optuna.Study) -> str:
             f"suggestion {rt['suggestion']:.3g}."
         )
         lines.append("")
-    counts = ", ".join(f"{n} {s}" for s, n in states.items() if n)
+    counts = ", ".join(f"{n} {s.lower()}" for s, n in states.items() if n)
     lines.append(f"**Search:** {counts} trials.")
     if comparison:
         tuned = comparison["tuned"]
@@ -834,9 +841,7 @@ def _summary_html(
         if done:
             value = float(done[0].value)  # type: ignore[arg-type]
             items.append(("Adam 3e-4", f"validation {metric} {value:.4f}"))
-    counts: dict[str, int] = {}
-    for trial in study.get_trials(deepcopy=False):
-        counts[trial.state.name.lower()] = counts.get(trial.state.name.lower(), 0) + 1
-    items.append(("Search trials", ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))))
+    counts = sorted(trial_states(study).items())
+    items.append(("Search trials", ", ".join(f"{n} {s.lower()}" for s, n in counts)))
     body = "".join(f"<li><b>{html.escape(k)}:</b> {html.escape(v)}.</li>" for k, v in items)
     return f'<div class="summary"><ul>{body}</ul></div>'

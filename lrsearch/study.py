@@ -49,7 +49,13 @@ from lrsearch.compare import Arm, compare
 from lrsearch.config import StudyConfig, check_study_name, load_config
 from lrsearch.exceptions import InvalidParameterError, LrsearchError
 from lrsearch.range_test import RangeTestResult, range_test
-from lrsearch.report import attach_to_dashboard, comparison_table, same_params, top_trials
+from lrsearch.report import (
+    attach_to_dashboard,
+    comparison_table,
+    same_params,
+    top_trials,
+    trial_states,
+)
 from lrsearch.report import verdict as _verdict
 from lrsearch.schedules import Schedule
 from lrsearch.space import LRBounds, seed_params, suggest_schedule
@@ -245,13 +251,6 @@ def _make_pruner(cfg: StudyConfig, epochs: int) -> optuna.pruners.BasePruner:
             min_resource=max(1, warmup), max_resource=epochs, reduction_factor=3
         )
     return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=warmup)
-
-
-def _states(study: optuna.Study) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for t in study.get_trials(deepcopy=False):
-        counts[t.state.name] = counts.get(t.state.name, 0) + 1
-    return counts
 
 
 def _finished(study: optuna.Study) -> int:
@@ -585,7 +584,7 @@ def run_study(
             best_value=float(best.value),  # type: ignore[arg-type]
             schedule=schedule,
             schedule_words=schedule.describe(spe_full),
-            trial_states=_states(study),
+            trial_states=trial_states(study),
             constant_lr=constant_lr,
             comparison=comparison,
             timings=timings,
@@ -726,7 +725,7 @@ def load_result(name: str, *, storage: str | None = None) -> StudyResult:
         best_value=float(best.value),  # type: ignore[arg-type]
         schedule=schedule,
         schedule_words=schedule.describe(spe_full),
-        trial_states=_states(study),
+        trial_states=trial_states(study),
         constant_lr=constant_lr,
         comparison=attrs.get("comparison"),
         timings=dict(attrs.get("timings", {})),
@@ -743,7 +742,7 @@ def list_studies(storage: str | None = None) -> pd.DataFrame:
     rows = []
     for summary in optuna.get_all_study_summaries(store, include_best_trial=True):
         study = optuna.load_study(study_name=summary.study_name, storage=store)
-        states = _states(study)
+        states = trial_states(study)
         best = summary.best_trial
         rows.append(
             {
