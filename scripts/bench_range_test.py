@@ -884,6 +884,15 @@ def _command(argv: Sequence[str]) -> str:
 # -- offline re-evaluation -------------------------------------------------------------------
 
 
+def grid_regrets(grid: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """A stored grid (``grid.json``) as log10 of its LRs and their regrets (mean score / best).
+
+    What interpolated regrets are read from: ``np.interp(log10(lr), *grid_regrets(grid))``.
+    """
+    x = np.log10(np.asarray(grid["lrs"], dtype=float))
+    return x, np.asarray(grid["mean_score"], dtype=float) / grid["best_score"]
+
+
 def evaluate_rule(out_dir: str | Path, rule_fn: Rule, *, label: str | None = None) -> pd.DataFrame:
     """Score a candidate suggestion rule on stored curves, without training anything.
 
@@ -907,9 +916,7 @@ def evaluate_rule(out_dir: str | Path, rule_fn: Rule, *, label: str | None = Non
     grids = json.loads((out / "grid.json").read_text())
     rows = []
     for problem, by_seed in curves.items():
-        grid = grids[problem]
-        x = np.log10(np.asarray(grid["lrs"]))
-        y = np.asarray(grid["mean_score"]) / grid["best_score"]
+        x, y = grid_regrets(grids[problem])
         lrs = {
             int(seed): float(
                 rule_fn(np.asarray(c["ours"]["lrs"]), np.asarray(c["ours"]["losses_raw"]))

@@ -45,8 +45,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from bench_range_test import _spread, grid_regrets
 
-from lrsearch.range_test import _read_curve
+from lrsearch.range_test import _WATCH_WINDOW, _read_curve
 
 FALLS = (0.25, 0.5, 0.75, 0.9)
 RISES = (0.1, 0.25)
@@ -70,7 +71,7 @@ def features(lrs: np.ndarray, raw: np.ndarray) -> dict[str, float] | None:
         return None
     x, s = np.log10(sweep.lrs), sweep.losses
     i_min = int(np.argmin(s))
-    start = float(np.median(raw[: max(5, len(raw) // 10)]))
+    start = float(np.median(raw[: max(_WATCH_WINDOW, len(raw) // 10)]))  # as _read_curve
     top = max(start, float(s[: i_min + 1].max()))
     fall = top - float(s[i_min])
     out = {f"fall{round(q * 100)}": _crossing(x, s, top - q * fall, 0, i_min) for q in FALLS}
@@ -117,23 +118,19 @@ def load(out_dir: Path) -> dict[str, Problem]:
         ]
         if any(f is None for f in feats):
             continue
-        grid = grids[name]
-        problem = Problem(
+        grid_x, grid_regret = grid_regrets(grids[name])
+        seed0 = [runs[0][tool]["suggestion"] for tool in ("torch-lr-finder", "fastai-valley")]
+        tlf = pd.Series([c["torch-lr-finder"]["suggestion"] for c in runs], dtype=float)
+        problems[name] = Problem(
             features=pd.DataFrame(feats),
-            best=math.log10(grid["best_lr"]),
-            grid_x=np.log10(np.asarray(grid["lrs"], dtype=float)),
-            grid_regret=np.asarray(grid["mean_score"], dtype=float) / grid["best_score"],
-            regret_to_beat=math.nan,
-            spread_bar=math.nan,
-        )
-        regrets, spreads = [], {}
-        for tool in ("torch-lr-finder", "fastai-valley"):
-            lrs = np.array([c[tool]["suggestion"] for c in runs], dtype=float)
-            ok = np.log10(lrs[np.isfinite(lrs) & (lrs > 0)])
-            regrets.append(problem.regret(math.log10(lrs[0])) if lrs[0] > 0 else math.inf)
-            spreads[tool] = float(ok.max() - ok.min())
-        problems[name] = dataclasses.replace(
-            problem, regret_to_beat=min(regrets), spread_bar=spreads["torch-lr-finder"] / 2
+            best=math.log10(grids[name]["best_lr"]),
+            grid_x=grid_x,
+            grid_regret=grid_regret,
+            regret_to_beat=min(
+                float(np.interp(math.log10(lr), grid_x, grid_regret)) if lr > 0 else math.inf
+                for lr in seed0
+            ),
+            spread_bar=_spread(tlf)[0] / 2,
         )
     return problems
 
