@@ -1,19 +1,49 @@
 """lrsearch: find a learning rate and a schedule for a PyTorch model, on Optuna.
 
-The public API lives here; import from ``lrsearch``, never from its modules.
+The public API lives here; import from ``lrsearch``, never from its modules. Names are loaded
+on first use (PEP 562), so ``import lrsearch`` and reading a study config do not import torch;
+``lrsearch.Schedule`` and friends import what they need when first touched.
 """
 
 from __future__ import annotations
 
-from lrsearch.config import StudyConfig, load_config
-from lrsearch.exceptions import InvalidParameterError, LrsearchError
-from lrsearch.export import EXPORT_COLUMNS, export_frame
-from lrsearch.range_test import RangeTestResult, range_test
-from lrsearch.report import report_html
-from lrsearch.schedules import KINDS, Schedule
-from lrsearch.space import LRBounds, seed_params, suggest_schedule
-from lrsearch.study import StudyResult, load_result, run_study
-from lrsearch.tasks import Task, load_task
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lrsearch.choices import KINDS
+    from lrsearch.config import StudyConfig, load_config
+    from lrsearch.exceptions import InvalidParameterError, LrsearchError
+    from lrsearch.export import EXPORT_COLUMNS, export_frame
+    from lrsearch.range_test import RangeTestResult, range_test
+    from lrsearch.report import report_html
+    from lrsearch.schedules import Schedule
+    from lrsearch.space import LRBounds, seed_params, suggest_schedule
+    from lrsearch.study import StudyResult, load_result, run_study
+    from lrsearch.tasks import Task, load_task
+
+#: Where each public name lives.
+_HOME: dict[str, str] = {
+    "EXPORT_COLUMNS": "lrsearch.export",
+    "KINDS": "lrsearch.choices",
+    "InvalidParameterError": "lrsearch.exceptions",
+    "LRBounds": "lrsearch.space",
+    "LrsearchError": "lrsearch.exceptions",
+    "RangeTestResult": "lrsearch.range_test",
+    "Schedule": "lrsearch.schedules",
+    "StudyConfig": "lrsearch.config",
+    "StudyResult": "lrsearch.study",
+    "Task": "lrsearch.tasks",
+    "export_frame": "lrsearch.export",
+    "load_config": "lrsearch.config",
+    "load_result": "lrsearch.study",
+    "load_task": "lrsearch.tasks",
+    "range_test": "lrsearch.range_test",
+    "report_html": "lrsearch.report",
+    "run_study": "lrsearch.study",
+    "seed_params": "lrsearch.space",
+    "suggest_schedule": "lrsearch.space",
+}
 
 __all__ = [
     "EXPORT_COLUMNS",
@@ -38,3 +68,16 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module 'lrsearch' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_HOME])

@@ -20,10 +20,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from lrsearch.choices import DEVICES, KINDS, MIN_ITER, PRUNERS, SAMPLERS
 from lrsearch.exceptions import InvalidParameterError
-from lrsearch.range_test import MIN_ITER
-from lrsearch.schedules import KINDS
-from lrsearch.training import DEVICES
 
 __all__ = [
     "KEYS",
@@ -34,9 +32,6 @@ __all__ = [
     "find_config",
     "load_config",
 ]
-
-SAMPLERS = ("tpe", "random")
-PRUNERS = ("median", "hyperband", "none")
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 

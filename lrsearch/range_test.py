@@ -40,6 +40,7 @@ from torch.optim import Optimizer
 
 from lrsearch._optim import lr_ratios, set_lrs
 from lrsearch._validation import check_positive_int, check_real, check_seed
+from lrsearch.choices import MIN_ITER
 from lrsearch.exceptions import InvalidParameterError, LrsearchError
 from lrsearch.space import LRBounds
 
@@ -53,7 +54,6 @@ logger = logging.getLogger(__name__)
 
 BatchFn = Callable[[Any], tuple[Any, Any]]
 
-MIN_ITER: Final = 5
 _WATCH_WINDOW: Final = 5  # divergence is judged on the median of the last 5 raw losses
 _MAX_AMP_SKIPS: Final = 20  # consecutive steps an AMP scaler may skip before the sweep stops
 _FALL_STARTED: Final = 0.05  # bounds.low: the loss has done 5% of its fall

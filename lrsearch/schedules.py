@@ -31,6 +31,7 @@ from torch.optim import Optimizer, lr_scheduler
 
 from lrsearch._optim import lr_ratios, set_lrs
 from lrsearch._validation import check_positive_int, check_real
+from lrsearch.choices import KINDS
 from lrsearch.exceptions import InvalidParameterError
 
 if TYPE_CHECKING:
@@ -38,16 +39,6 @@ if TYPE_CHECKING:
 
 __all__ = ["KINDS", "Schedule"]
 
-KINDS: Final[tuple[str, ...]] = (
-    "constant",
-    "step",
-    "exponential",
-    "triangular",
-    "triangular2",
-    "exp_range",
-    "sgdr",
-    "onecycle",
-)
 
 # The optional fields each kind reads; `max_lr` is read by all of them.
 USES: Final[Mapping[str, frozenset[str]]] = {

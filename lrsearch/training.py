@@ -29,6 +29,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from lrsearch._validation import check_positive_int, check_real
+from lrsearch.choices import DEVICES
 from lrsearch.exceptions import InvalidParameterError
 from lrsearch.schedules import Schedule
 from lrsearch.tasks import Data, Task
@@ -48,7 +49,6 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-DEVICES = ("auto", "cpu", "cuda")
 _EVAL_BATCH = 1024
 
 

@@ -1,0 +1,37 @@
+"""The closed sets of names (and the limits) a study config is checked against.
+
+Torch-free on purpose: reading and validating ``studies/NAME.toml`` imports this module and
+nothing heavier. The modules that own each concept import their names from here
+(:mod:`lrsearch.schedules` its kinds, :mod:`lrsearch.training` its devices, the range test its
+shortest sweep), so there is one list of each.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = ["DEVICES", "KINDS", "MIN_ITER", "PRUNERS", "SAMPLERS"]
+
+#: Schedule kinds (see :class:`lrsearch.Schedule`).
+KINDS: Final[tuple[str, ...]] = (
+    "constant",
+    "step",
+    "exponential",
+    "triangular",
+    "triangular2",
+    "exp_range",
+    "sgdr",
+    "onecycle",
+)
+
+#: Where training runs: ``auto`` is CUDA when torch sees a device, else the CPU.
+DEVICES: Final[tuple[str, ...]] = ("auto", "cpu", "cuda")
+
+#: Optuna samplers a study can use.
+SAMPLERS: Final[tuple[str, ...]] = ("tpe", "random")
+
+#: Optuna pruners a study can use.
+PRUNERS: Final[tuple[str, ...]] = ("median", "hyperband", "none")
+
+#: The shortest range-test sweep (optimizer steps) whose curve can be read.
+MIN_ITER: Final = 5
