@@ -8,23 +8,25 @@ on first use (PEP 562), so ``import lrsearch`` and reading a study config do not
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from lrsearch.choices import KINDS
     from lrsearch.config import StudyConfig, load_config
     from lrsearch.exceptions import InvalidParameterError, LrsearchError
-    from lrsearch.export import EXPORT_COLUMNS, export_frame
+    from lrsearch.pipeline import StudyResult, load_result
     from lrsearch.range_test import RangeTestResult, range_test
-    from lrsearch.report import report_html
+    from lrsearch.report import EXPORT_COLUMNS, export_frame, report_html
     from lrsearch.schedules import Schedule
     from lrsearch.space import LRBounds, seed_params, suggest_schedule
-    from lrsearch.study import StudyResult, load_result, run_study
+    from lrsearch.study import run_study
     from lrsearch.tasks import Task, load_task
 
 #: Where each public name lives.
 _HOME: dict[str, str] = {
-    "EXPORT_COLUMNS": "lrsearch.export",
+    "EXPORT_COLUMNS": "lrsearch.report",
     "KINDS": "lrsearch.choices",
     "InvalidParameterError": "lrsearch.exceptions",
     "LRBounds": "lrsearch.space",
@@ -32,11 +34,11 @@ _HOME: dict[str, str] = {
     "RangeTestResult": "lrsearch.range_test",
     "Schedule": "lrsearch.schedules",
     "StudyConfig": "lrsearch.config",
-    "StudyResult": "lrsearch.study",
+    "StudyResult": "lrsearch.pipeline",
     "Task": "lrsearch.tasks",
-    "export_frame": "lrsearch.export",
+    "export_frame": "lrsearch.report",
     "load_config": "lrsearch.config",
-    "load_result": "lrsearch.study",
+    "load_result": "lrsearch.pipeline",
     "load_task": "lrsearch.tasks",
     "range_test": "lrsearch.range_test",
     "report_html": "lrsearch.report",
@@ -68,6 +70,20 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+
+class _Package(types.ModuleType):
+    """The package module: importing a submodule must not hide the public name it shares
+    (``lrsearch.range_test`` is the function; its module is ``sys.modules["lrsearch.range_test"]``,
+    as it was when every name was imported eagerly)."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _HOME and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 def __getattr__(name: str) -> Any:

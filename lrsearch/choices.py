@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["DEVICES", "KINDS", "MIN_ITER", "PRUNERS", "SAMPLERS"]
+__all__ = ["ARMS", "DEVICES", "KINDS", "MIN_ITER", "PRUNERS", "SAMPLERS"]
 
 #: Schedule kinds (see :class:`lrsearch.Schedule`).
 KINDS: Final[tuple[str, ...]] = (
@@ -35,3 +35,6 @@ PRUNERS: Final[tuple[str, ...]] = ("median", "hyperband", "none")
 
 #: The shortest range-test sweep (optimizer steps) whose curve can be read.
 MIN_ITER: Final = 5
+
+#: The arms of the final comparison, in the order tables list them (``tuned`` first).
+ARMS: Final[tuple[str, ...]] = ("tuned", "constant-cv", "adam-3e-4")

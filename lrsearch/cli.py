@@ -213,7 +213,7 @@ def _print_result(result: Any) -> None:
             click.echo(table.to_string(index=False))
         click.echo("")
         click.echo(result.verdict())
-    from lrsearch.study import DEFAULT_STORAGE
+    from lrsearch.store import DEFAULT_STORAGE
 
     where = "" if result.storage == DEFAULT_STORAGE else f" --storage {result.storage}"
     click.echo(f"\nlook at it: lrsearch report --study {result.name}{where}")
@@ -232,7 +232,7 @@ def studies(storage: str | None) -> None:
     """List the studies in the storage, with their trial states."""
     import pandas as pd
 
-    from lrsearch.study import DEFAULT_STORAGE, list_studies, mask_url
+    from lrsearch.store import DEFAULT_STORAGE, list_studies, mask_url
 
     frame = list_studies(storage)
     if frame.empty:
@@ -271,7 +271,7 @@ def range_test_command(
 
     Nothing is stored; `lrsearch run` runs (and stores) the same test itself.
     """
-    from lrsearch.study import run_range_test
+    from lrsearch.pipeline import run_range_test
 
     if plot is not None:
         _check_out(plot, "--plot")
@@ -336,19 +336,11 @@ def report(name: str, storage: str | None, out: Path | None) -> None:
     coordinates, tables of the top trials, the arms and the settings.
     """
     from lrsearch.report import report_html
-    from lrsearch.study import load_stored
+    from lrsearch.store import load_stored
 
     out = out if out is not None else Path(f"{name}-report.html")
     _check_out(out)
-    stored = load_stored(name, storage=storage)
-    if "range_test" not in stored.search.user_attrs:
-        raise LrsearchError(f"study {name!r} in {stored.storage} has no range test yet")
-    text = report_html(
-        stored.search,
-        storage=stored.storage,
-        constant_cv=stored.constant_cv,
-        adam=stored.adam,
-    )
+    text = report_html(load_stored(name, storage=storage))
     _write_atomically(out, text)
     click.echo(f"report: {out}")
 
@@ -371,7 +363,7 @@ def export(name: str, storage: str | None, out: Path) -> None:
     constant-cv and Adam trial, and per final-comparison run (arm x seed). The columns are
     listed in the README and in lrsearch.export.export_frame.
     """
-    from lrsearch.export import export_frame
+    from lrsearch.report import export_frame
 
     _check_out(out)
     frame = export_frame(name, storage=storage)
@@ -401,7 +393,7 @@ def dashboard(storage: str | None, host: str, port: int) -> None:
 
     from optuna_dashboard import run_server
 
-    from lrsearch.study import DEFAULT_STORAGE, mask_url, open_storage
+    from lrsearch.store import DEFAULT_STORAGE, mask_url, open_storage
 
     store = open_storage(storage, create=False)
     try:

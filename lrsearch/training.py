@@ -33,7 +33,7 @@ from lrsearch.choices import DEVICES
 from lrsearch.exceptions import InvalidParameterError
 from lrsearch.schedules import Schedule
 from lrsearch.tasks import Data, Task
-from lrsearch.tasks._task import steps_per_epoch as _steps_per_epoch
+from lrsearch.tasks import steps_per_epoch as _steps_per_epoch
 
 __all__ = [
     "Clock",

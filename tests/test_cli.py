@@ -13,8 +13,8 @@ from click.testing import CliRunner, Result
 from optuna.trial import TrialState
 
 import lrsearch
+from lrsearch.choices import ARMS
 from lrsearch.cli import cli
-from lrsearch.compare import ARMS
 from lrsearch.exceptions import InvalidParameterError, LrsearchError
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
@@ -121,8 +121,10 @@ def test_run_prints_the_comparison_and_studies_lists_it(cwd: Path) -> None:
 
     listed = runner.invoke(cli, ["studies", "--storage", url])
     assert listed.exit_code == 0, listed.output
-    names = [line.split()[0] for line in listed.stdout.splitlines()[1:]]
-    assert sorted(names) == ["tiny", "tiny/adam-3e-4", "tiny/constant-cv"]
+    header, *rows = listed.stdout.splitlines()
+    assert [row.split()[0] for row in rows] == ["tiny"]  # its stages' studies folded in
+    assert header.split()[:3] == ["study", "direction", "search"]
+    assert rows[0].split()[2] == "4/4"
 
     # Run again: the finished study prints the same summary (no new trials).
     again = runner.invoke(cli, ["run", "--study", "tiny", "--storage", url])
@@ -139,7 +141,7 @@ def test_run_flags_override_the_config(cwd: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert "final comparison" not in result.stdout
-    assert optuna.get_all_study_names(url) == ["tiny"]
+    assert sorted(optuna.get_all_study_names(url)) == ["tiny", "tiny/range-test"]
     study = optuna.load_study(study_name="tiny", storage=url)
     # The budget is 2 trials: of the literature's seeds only 2 are enqueued, none waits.
     assert len(study.trials) == 2

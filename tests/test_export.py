@@ -23,12 +23,12 @@ from click.testing import CliRunner
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from lrsearch.baselines import ADAM_LR
+from lrsearch.choices import ARMS
 from lrsearch.cli import cli
-from lrsearch.compare import ARMS
 from lrsearch.config import StudyConfig
 from lrsearch.exceptions import InvalidParameterError, LrsearchError
-from lrsearch.export import EXPORT_COLUMNS, export_frame
+from lrsearch.pipeline.arms import ADAM_LR
+from lrsearch.report import EXPORT_COLUMNS, export_frame
 from lrsearch.study import run_study
 
 # lrsearch silences these at import; pytest resets warning filters for every test.

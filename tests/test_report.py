@@ -24,8 +24,8 @@ import tiny_task
 from click.testing import CliRunner
 from optuna.trial import TrialState
 
+from lrsearch.choices import ARMS
 from lrsearch.cli import cli
-from lrsearch.compare import ARMS
 from lrsearch.report import (
     DASHBOARD_GRAPHS,
     attach_to_dashboard,
@@ -35,10 +35,10 @@ from lrsearch.report import (
     report_html,
     schedules_figure,
     search_steps_per_epoch,
-    top_trials,
 )
 from lrsearch.schedules import Schedule
-from lrsearch.study import StoredStudy, load_stored, run_study
+from lrsearch.store import StoredStudy, load_stored, top_trials
+from lrsearch.study import run_study
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 
@@ -264,9 +264,7 @@ def test_report_opens_offline_with_every_figure_and_no_js_error(
 
 
 def test_report_in_python_matches_the_cli(url: str, full: StoredStudy, tmp_path: Path) -> None:
-    html = report_html(
-        full.search, storage=full.storage, constant_cv=full.constant_cv, adam=full.adam
-    )
+    html = report_html(full)
     cli_html = _report(url, "tiny", tmp_path / "r.html")
     # Same page but the time it was made.
     strip = [line for line in html.splitlines() if 'class="meta"' not in line]

@@ -1,4 +1,4 @@
-"""Tests for lrsearch/_splits.py: the hold-out split and the CV folds, both inside ``train``."""
+"""Tests for lrsearch/splits.py: the hold-out split and the CV folds, both inside ``train``."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
 from lrsearch import InvalidParameterError
-from lrsearch._splits import cv_folds, holdout
+from lrsearch.splits import cv_folds, holdout
 from lrsearch.tasks import Task, load_task
 
 # Imbalanced classes (30/20/10/7), in label order, so an unstratified split would drift.

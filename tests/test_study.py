@@ -1,5 +1,6 @@
 """Tests for lrsearch/study.py: the whole pipeline on a tiny task, its storage contract, resume
-(also after a killed worker), divergence, split discipline and parallel workers on PostgreSQL.
+(also after a killed worker), divergence and split discipline, in one process. Many workers on
+one study: tests/test_workers.py.
 """
 
 from __future__ import annotations
@@ -15,35 +16,40 @@ import subprocess
 import sys
 import textwrap
 import time
-import uuid
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import optuna
 import pytest
-import sqlalchemy
 import tiny_task
 from optuna.trial import FrozenTrial, TrialState
 
-import lrsearch.baselines
-import lrsearch.compare
-import lrsearch.study
-from lrsearch.baselines import ADAM_LR, constant_grid
-from lrsearch.compare import ARMS
+import lrsearch.pipeline.arms
+import lrsearch.pipeline.comparison
+import lrsearch.pipeline.finalists
+import lrsearch.pipeline.range_test
+import lrsearch.pipeline.search
+from lrsearch.choices import ARMS
 from lrsearch.config import StudyConfig
 from lrsearch.exceptions import LrsearchError
+from lrsearch.pipeline.arms import ADAM_LR, constant_grid
 from lrsearch.schedules import KINDS
 from lrsearch.space import LRBounds
-from lrsearch.study import StudyResult, list_studies, load_result, open_storage, run_study
+from lrsearch.study import StudyResult, list_studies, load_result, run_study
 from lrsearch.tasks import Data
 
 TESTS = Path(__file__).resolve().parent
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-NAMES = ("tiny", "tiny/constant-cv", "tiny/adam-3e-4")
-PG_SERVER = "postgresql+psycopg2://postgres@127.0.0.1:5432"
+NAMES = (
+    "tiny",
+    "tiny/range-test",
+    "tiny/constant-cv",
+    "tiny/adam-3e-4",
+    "tiny/finalists",
+    "tiny/final",
+)
 
 # lrsearch silences these at import; pytest resets warning filters for every test.
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
@@ -72,9 +78,10 @@ def _boom(*args: Any, **kwargs: Any) -> Any:
 
 
 def _no_training(monkeypatch: pytest.MonkeyPatch) -> None:
-    for module in (lrsearch.study, lrsearch.baselines, lrsearch.compare):
+    for module in (lrsearch.pipeline.search, lrsearch.pipeline.arms, lrsearch.pipeline.comparison):
         monkeypatch.setattr(module, "train_task", _boom)
-    monkeypatch.setattr(lrsearch.study, "study_range_test", _boom)
+    monkeypatch.setattr(lrsearch.pipeline.finalists, "cv_scores", _boom)
+    monkeypatch.setattr(lrsearch.pipeline.range_test, "study_range_test", _boom)
 
 
 def _strict_json(text: str) -> Any:
@@ -108,9 +115,11 @@ def done(tmp_path_factory: pytest.TempPathFactory) -> Done:
 def test_storage_holds_the_search_and_both_baselines(done: Done) -> None:
     assert set(optuna.get_all_study_names(done.url)) == set(NAMES)
     frame = list_studies(done.url)
-    assert set(frame["study"]) == set(NAMES)
+    assert list(frame["study"]) == ["tiny"]  # its stages' studies are folded into its row
     row = frame.set_index("study").loc["tiny"]
-    assert (row["trials"], row["range test"], row["comparison"]) == (6, True, True)
+    assert (row["search"], row["range test"], row["comparison"]) == ("6/6", True, True)
+    assert (row["constant-cv"], row["final runs"], row["running"]) == (2, 3 * 2, 0)
+    assert (row["workers"], row["unfinished"]) == (1, 0)
 
 
 def test_search_trials_carry_their_schedule(done: Done) -> None:
@@ -257,7 +266,7 @@ def test_resume_continues_to_the_budget_and_a_finished_study_does_no_work(
     stored_rt = optuna.load_study(study_name="tiny", storage=url).user_attrs["range_test"]
 
     with monkeypatch.context() as patch:
-        patch.setattr(lrsearch.study, "study_range_test", _boom)
+        patch.setattr(lrsearch.pipeline.range_test, "study_range_test", _boom)
         second = run_study(tiny_task.config(n_trials=6), storage=url)
     trials = _trials(url)
     assert _finished(trials) == 6 == len(trials)
@@ -346,7 +355,7 @@ def test_a_killed_worker_is_resumed_to_the_budget(
     stored_rt = optuna.load_study(study_name="tiny", storage=url).user_attrs["range_test"]
     time.sleep(3)  # past the grace period: the orphan's heartbeat is stale from the start
 
-    monkeypatch.setattr(lrsearch.study, "study_range_test", _boom)
+    monkeypatch.setattr(lrsearch.pipeline.range_test, "study_range_test", _boom)
     run_study(
         tiny_task.config(task="tiny_task:slow_task"),
         storage=url,
@@ -461,77 +470,5 @@ def test_a_search_without_baselines_never_reads_the_test_data(tmp_path: Path) ->
         task=tiny_task.task(test=never),
     )
     assert result.comparison is None and result.constant_lr is None
-    assert optuna.get_all_study_names(url) == ["tiny"]
+    assert sorted(optuna.get_all_study_names(url)) == ["tiny", "tiny/range-test"]
     assert "comparison" not in optuna.load_study(study_name="tiny", storage=url).user_attrs
-
-
-# --- parallel workers on PostgreSQL ----------------------------------------------------------
-
-
-@pytest.fixture
-def pg_database() -> Iterator[str]:
-    """A fresh PostgreSQL database on the local server, dropped afterwards."""
-    admin = sqlalchemy.create_engine(f"{PG_SERVER}/test", isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(sqlalchemy.text("SELECT 1"))
-    except sqlalchemy.exc.OperationalError as exc:
-        pytest.fail(
-            "the PostgreSQL server at 127.0.0.1:5432 (user postgres, database test, trust "
-            f"auth) does not answer; the multi-worker test needs it: {exc}"
-        )
-    name = f"lrsearch_test_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
-        conn.execute(sqlalchemy.text(f"CREATE DATABASE {name}"))
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sqlalchemy.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        admin.dispose()
-
-
-def test_two_workers_share_one_study_on_postgresql(pg_database: str, tmp_path: Path) -> None:
-    n_trials = 8
-    code = textwrap.dedent(
-        f"""
-        import sys
-        sys.path.insert(0, {str(TESTS)!r})
-        import tiny_task
-        from lrsearch.study import run_study
-        run_study(
-            tiny_task.config(n_trials={n_trials}), storage={pg_database!r}, skip_baselines=True
-        )
-        """
-    )
-    logs = [tmp_path / f"worker{i}.log" for i in range(2)]
-    procs = []
-    for log in logs:
-        with log.open("w") as err:
-            procs.append(subprocess.Popen([sys.executable, "-c", code], stdout=err, stderr=err))
-    try:
-        for proc in procs:
-            proc.wait(timeout=180)
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    for proc, log in zip(procs, logs, strict=True):
-        assert proc.returncode == 0, log.read_text()
-
-    storage = open_storage(pg_database)  # the plain postgresql:// URL works with psycopg2
-    try:
-        study = optuna.load_study(study_name="tiny", storage=storage)
-        trials = study.get_trials()
-        # Each worker stops at the budget; at most the other's trial in flight is extra.
-        assert n_trials <= _finished(trials) <= n_trials + 1
-        assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
-        assert optuna.get_all_study_names(storage) == ["tiny"]
-        # One range test, and every trial of both workers searched the space it defines.
-        rt = study.user_attrs["range_test"]
-        assert all(_max_lr_high(t) == pytest.approx(rt["high"]) for t in trials)
-        seeded = [t.params for t in trials if t.user_attrs.get("seeded")]
-        assert len(seeded) >= 2
-    finally:
-        storage.engine.dispose()

@@ -9,15 +9,27 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
 from lrsearch.config import StudyConfig
+from lrsearch.pipeline.context import Context, RunLog, prepare
+from lrsearch.store import open_storage
 from lrsearch.tasks import Data, Task
 
-__all__ = ["N_TEST", "N_TRAIN", "config", "data", "make_model", "slow_task", "task"]
+__all__ = [
+    "N_TEST",
+    "N_TRAIN",
+    "config",
+    "context",
+    "data",
+    "make_model",
+    "slow_task",
+    "task",
+]
 
 N_TRAIN = 200
 N_TEST = 100
@@ -94,3 +106,15 @@ def config(name: str = "tiny", **changes: Any) -> StudyConfig:
     }
     fields.update(changes)
     return StudyConfig(**fields)
+
+
+def context(
+    path: Path, name: str = "tiny", *, task: Task | None = None, **changes: Any
+) -> Context:
+    """A pipeline :class:`Context` for the tiny task on a SQLite file at ``path``, with a run
+    log (not started: no thread) so stages can be run one at a time."""
+    cfg, made, device = prepare(config(name, **changes), task=task)
+    store = open_storage(f"sqlite:///{path}", heartbeat_interval=1, grace_period=2)
+    ctx = Context(cfg, made, device, store, f"sqlite:///{path}", lambda *a: None, 1, 2)
+    ctx.log = RunLog(ctx.study("search"), device="cpu", storage=ctx.url, interval=1)
+    return ctx

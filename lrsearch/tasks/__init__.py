@@ -15,7 +15,18 @@ from typing import NamedTuple
 
 import torch
 
-__all__ = ["BUILTIN_TASKS", "Data", "Split", "Task", "digits", "load_task", "mnist1d", "sgd"]
+__all__ = [
+    "BUILTIN_TASKS",
+    "Data",
+    "OptimizerFactory",
+    "Split",
+    "Task",
+    "digits",
+    "load_task",
+    "mnist1d",
+    "sgd",
+    "steps_per_epoch",
+]
 
 
 class Split(NamedTuple):
@@ -41,4 +52,12 @@ class Split(NamedTuple):
 
 # Imported after Split is defined: the task modules import Split from this package.
 from lrsearch.tasks import digits, mnist1d  # noqa: E402
-from lrsearch.tasks._task import BUILTIN_TASKS, Data, Task, load_task, sgd  # noqa: E402
+from lrsearch.tasks._task import (  # noqa: E402
+    BUILTIN_TASKS,
+    Data,
+    OptimizerFactory,
+    Task,
+    load_task,
+    sgd,
+    steps_per_epoch,
+)

@@ -1,4 +1,5 @@
-"""Tests for lrsearch/baselines.py: the CV-chosen constant LR and Adam at 3e-4."""
+"""Tests for lrsearch/pipeline/arms.py: the CV-chosen constant LR and Adam at 3e-4, as stages
+of units."""
 
 from __future__ import annotations
 
@@ -13,32 +14,25 @@ import tiny_task
 import torch
 from optuna.trial import TrialState
 
-import lrsearch.baselines
-from lrsearch._splits import cv_folds, holdout
-from lrsearch.baselines import (
+import lrsearch.pipeline.arms
+from lrsearch.exceptions import LrsearchError
+from lrsearch.pipeline.arms import (
     ADAM_LR,
     adam,
+    chosen_lr,
     constant_grid,
     cv_scores,
-    run_adam,
-    run_constant_cv,
+    ensure_adam,
+    ensure_constant_cv,
+    grid_key,
 )
-from lrsearch.exceptions import LrsearchError
 from lrsearch.schedules import Schedule
 from lrsearch.space import LRBounds
+from lrsearch.splits import cv_folds, holdout
+from lrsearch.store import UNIT, WORKER
 from lrsearch.training import FitResult, subset, train_task
 
 CPU = torch.device("cpu")
-
-
-def _study(tmp_path: Path, name: str = "b/constant-cv") -> optuna.Study:
-    return optuna.create_study(
-        study_name=name,
-        storage=f"sqlite:///{tmp_path}/b.db",
-        direction="maximize",
-        load_if_exists=True,
-        pruner=optuna.pruners.NopPruner(),
-    )
 
 
 def _no_training(*args: Any, **kwargs: Any) -> FitResult:
@@ -115,31 +109,32 @@ def test_cv_scores_seed_each_fold_and_stop_at_a_diverged_one() -> None:
     assert reason is not None and reason.startswith("fold 0: ")
 
 
-def test_run_constant_cv_stores_one_trial_per_grid_lr(
+def test_constant_cv_stores_one_unit_per_grid_lr_and_reruns_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    task = tiny_task.task()
-    grid = [0.003, 0.03, 0.3]
-    study = _study(tmp_path)
-    ticks: list[int] = []
-    chosen = run_constant_cv(
-        study, task, grid, folds=2, seed=0, device=CPU, on_trial=lambda: ticks.append(1)
-    )
+    ctx = tiny_task.context(tmp_path / "b.db", cv_grid=3)
+    bounds = LRBounds(0.003, 0.3)
+    grid = constant_grid(bounds, 3)
+    chosen = ensure_constant_cv(ctx, bounds)
+    study = ctx.study("constant_cv")
     trials = study.get_trials()
-    assert len(ticks) == 3
     assert sorted(t.params["lr"] for t in trials) == pytest.approx(grid, rel=1e-12)
+    assert sorted(t.user_attrs[UNIT] for t in trials) == sorted(grid_key(lr) for lr in grid)
     for t in trials:
         assert t.state == TrialState.COMPLETE
         assert len(t.user_attrs["fold_scores"]) == 2
         assert t.value == pytest.approx(np.mean(t.user_attrs["fold_scores"]))
-        assert sum(t.user_attrs["fold_sizes"]) == task.n_train
+        assert sum(t.user_attrs["fold_sizes"]) == tiny_task.N_TRAIN
         assert t.user_attrs["schedule"].startswith("constant ")
+        assert t.user_attrs[WORKER] == ctx.worker.id
     assert chosen == study.best_trial.params["lr"]
-    assert chosen == max(trials, key=lambda t: t.value or 0.0).params["lr"]
+    assert study.user_attrs["chosen_lr"] == chosen
+    assert study.user_attrs["grid"] == pytest.approx(grid)
+    assert ctx.worker.record.units == {"constant_cv": 3}
 
-    # Run again: everything is scored, nothing is trained; a new grid LR alone is trained.
-    monkeypatch.setattr(lrsearch.baselines, "train_task", _no_training)
-    assert run_constant_cv(study, task, grid, folds=2, seed=0, device=CPU) == chosen
+    # Again: everything is scored, nothing is trained; a finer grid trains only its new LRs.
+    monkeypatch.setattr(lrsearch.pipeline.arms, "train_task", _no_training)
+    assert ensure_constant_cv(ctx, bounds) == chosen
     assert len(study.get_trials()) == 3
     calls: list[float] = []
 
@@ -147,53 +142,69 @@ def test_run_constant_cv_stores_one_trial_per_grid_lr(
         calls.append(kwargs["schedule"].max_lr)
         return train_task(*args, **kwargs)
 
-    monkeypatch.setattr(lrsearch.baselines, "train_task", counting)
-    run_constant_cv(study, task, [*grid, 0.1], folds=2, seed=0, device=CPU)
-    assert calls == [0.1, 0.1]  # two folds of the new LR
-    assert len(study.get_trials()) == 4
+    monkeypatch.setattr(lrsearch.pipeline.arms, "train_task", counting)
+    finer = tiny_task.context(tmp_path / "b.db", cv_grid=5)
+    ensure_constant_cv(finer, bounds)
+    new = [lr for lr in constant_grid(bounds, 5) if all(abs(lr - g) > 1e-12 for g in grid)]
+    assert sorted(calls) == pytest.approx(sorted(new * 2))  # two folds of each new LR
+    assert len(study.get_trials()) == 5
+
+
+def test_chosen_lr_is_the_best_cv_mean_ties_to_the_lower_lr() -> None:
+    def unit(lr: float, value: float | None) -> optuna.trial.FrozenTrial:
+        state = TrialState.COMPLETE if value is not None else TrialState.PRUNED
+        return optuna.trial.create_trial(state=state, value=value, user_attrs={UNIT: grid_key(lr)})
+
+    grid = [0.01, 0.1, 1.0]
+    trials = [unit(0.01, 0.8), unit(0.1, 0.9), unit(1.0, 0.9)]
+    assert chosen_lr(trials, grid, maximize=True) == 0.1
+    assert chosen_lr(trials, grid, maximize=False) == 0.01
+    # A pruned (diverged) LR never wins; an LR off the grid is not read.
+    trials = [unit(0.01, 0.5), unit(0.1, None), unit(0.05, 0.99)]
+    assert chosen_lr(trials, grid, maximize=True) == 0.01
+    with pytest.raises(LrsearchError, match="every constant LR diverged"):
+        chosen_lr([unit(0.1, None)], grid, maximize=True)
 
 
 def test_a_diverging_grid_lr_is_pruned_with_its_reason(tmp_path: Path) -> None:
-    task = tiny_task.task()
-    study = _study(tmp_path)
-    chosen = run_constant_cv(study, task, [0.1, 1e4], folds=2, seed=0, device=CPU)
+    ctx = tiny_task.context(tmp_path / "b.db", cv_grid=2)
+    chosen = ensure_constant_cv(ctx, LRBounds(0.1, 1e4))
     assert chosen == pytest.approx(0.1)
-    (bad,) = [t for t in study.get_trials() if t.params["lr"] > 1]
+    (bad,) = [t for t in ctx.study("constant_cv").get_trials() if t.params["lr"] > 1]
     assert bad.state == TrialState.PRUNED
     assert bad.user_attrs["pruned_reason"].startswith("fold 0: ")
     assert len(bad.user_attrs["fold_scores"]) == 1
 
 
 def test_every_grid_lr_diverging_is_an_lrsearch_error(tmp_path: Path) -> None:
-    task = tiny_task.task()
+    ctx = tiny_task.context(tmp_path / "b.db", cv_grid=2)
     with pytest.raises(LrsearchError, match="every constant LR diverged"):
-        run_constant_cv(_study(tmp_path), task, [1e4, 1e5], folds=2, seed=0, device=CPU)
+        ensure_constant_cv(ctx, LRBounds(1e4, 1e5))
 
 
-def test_run_adam_runs_once_on_the_validation_split(
+def test_adam_runs_once_on_the_validation_split(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    task = tiny_task.task()
-    fit, val = holdout(task, 0.2, seed=0)
-    train_data, val_data = subset(task.train, fit), subset(task.train, val)
-    study = _study(tmp_path, "b/adam-3e-4")
-    trial = run_adam(study, task, train_data, val_data, seed=0, device=CPU)
+    ctx = tiny_task.context(tmp_path / "b.db")
+    task = ctx.task
+    trial = ensure_adam(ctx)
     assert trial.state == TrialState.COMPLETE
     assert trial.params == {"lr": ADAM_LR}
     assert trial.user_attrs["optimizer"] == "Adam"
     assert len(trial.intermediate_values) == task.epochs
+    fit, val = holdout(task, ctx.cfg.validation_fraction, seed=ctx.cfg.seed)
     alone = train_task(
         task,
-        train_data,
+        subset(task.train, fit),
         schedule=None,
         lr=ADAM_LR,
         optimizer_factory=adam,
-        eval_data=val_data,
-        seed=0,
+        eval_data=subset(task.train, val),
+        seed=ctx.cfg.seed,
         device=CPU,
     )
     assert trial.value == alone.final
-    monkeypatch.setattr(lrsearch.baselines, "train_task", _no_training)
-    again = run_adam(study, task, train_data, val_data, seed=0, device=CPU)
+    monkeypatch.setattr(lrsearch.pipeline.arms, "train_task", _no_training)
+    again = ensure_adam(ctx)
     assert again.number == trial.number
-    assert len(study.get_trials()) == 1
+    assert len(ctx.study("adam").get_trials()) == 1

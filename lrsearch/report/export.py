@@ -17,7 +17,7 @@ import optuna
 import pandas as pd
 
 from lrsearch.schedules import Schedule
-from lrsearch.study import load_stored
+from lrsearch.store import load_stored
 
 __all__ = ["EXPORT_COLUMNS", "export_frame"]
 

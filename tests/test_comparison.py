@@ -1,4 +1,5 @@
-"""Tests for lrsearch/compare.py: statistics against scipy and hand values, and the comparison."""
+"""Tests for lrsearch/pipeline/comparison.py: statistics against scipy and hand values, the
+runs of each arm, their summary, and the comparison as a stage of units."""
 
 from __future__ import annotations
 
@@ -10,8 +11,14 @@ import tiny_task
 import torch
 from scipy import stats
 
-from lrsearch.baselines import ADAM_LR, adam
-from lrsearch.compare import ARMS, Arm, compare, epochs_to_target, paired_interval
+from lrsearch.choices import ARMS
+from lrsearch.pipeline.arms import ADAM_LR, adam
+from lrsearch.pipeline.comparison import (
+    Arm,
+    compare,
+    epochs_to_target,
+    paired_interval,
+)
 from lrsearch.schedules import Schedule
 from lrsearch.tasks import Data
 from lrsearch.training import train_task

@@ -1,0 +1,368 @@
+"""Stage 5, the final comparison: each arm trained on all of ``train`` with S seeds and scored
+on ``test``, which nothing earlier has read.
+
+Every (arm, seed) run is a unit of study ``NAME/final`` (its :class:`~lrsearch.store.FinalRun`
+in user attr ``run``), so N workers split the comparison and a crash loses only the runs in
+flight. A unit's key names the arm's definition (a digest of its params and optimizer), so a
+resumed study whose tuned arm changed trains the new arm and reuses every run still current.
+The comparison itself is a pure function of the runs: mean, spread, per-seed values, curves,
+epochs-to-target, and for every arm but ``tuned`` the paired difference tuned - arm over seeds
+with a 95% Student-t interval (scipy). Every arm gets the same epochs, data, model init seeds
+and evaluation. The per-epoch test curve is kept for reporting and never chooses anything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+import torch
+from optuna.trial import FrozenTrial
+from scipy import stats
+
+from lrsearch.choices import ARMS
+from lrsearch.pipeline.arms import ADAM_LR, adam
+from lrsearch.pipeline.context import Context
+from lrsearch.pipeline.queue import KeyedPlan, Stage, Unit, work
+from lrsearch.schedules import Schedule
+from lrsearch.store import ATTR_COMPARISON, ArmResult, FinalRun, first_done
+from lrsearch.tasks import Data, OptimizerFactory, Task, steps_per_epoch
+from lrsearch.training import train_task
+
+__all__ = [
+    "ARMS",
+    "Arm",
+    "arm_key",
+    "collect",
+    "compare",
+    "comparison_table",
+    "ensure",
+    "epochs_to_target",
+    "final_seeds",
+    "make_arms",
+    "paired_interval",
+    "run_arm",
+    "summarize",
+    "verdict",
+]
+
+_log = logging.getLogger(__name__)
+
+_RUN = "run"
+
+#: Optimizers an arm may use besides the task's own, by the name stored with the arm.
+_OPTIMIZERS: Mapping[str, OptimizerFactory] = {"Adam": adam}
+
+
+@dataclasses.dataclass(frozen=True)
+class Arm:
+    """One contender: a schedule (the LR) and, for Adam, another optimizer factory."""
+
+    name: str
+    schedule: Schedule
+    params: dict[str, Any]
+    optimizer: str = "task"
+    optimizer_factory: OptimizerFactory | None = None
+
+
+def make_arms(
+    tuned: Mapping[str, Any], constant_lr: float, *, steps_per_epoch: int, epochs: int
+) -> list[Arm]:
+    """The arms of the comparison: the tuned schedule (``tuned``: a search trial's params,
+    with ``steps_per_epoch`` of the full training set), the CV-chosen constant LR with the
+    task's optimizer, Adam at 3e-4."""
+    return [
+        Arm(
+            "tuned",
+            Schedule.from_params(dict(tuned), steps_per_epoch=steps_per_epoch, epochs=epochs),
+            dict(tuned),
+        ),
+        Arm("constant-cv", Schedule("constant", max_lr=constant_lr), {"lr": constant_lr}),
+        Arm(
+            "adam-3e-4",
+            Schedule("constant", max_lr=ADAM_LR),
+            {"lr": ADAM_LR},
+            optimizer="Adam",
+            optimizer_factory=_OPTIMIZERS["Adam"],
+        ),
+    ]
+
+
+def arm_key(arm: Arm, seed: int) -> str:
+    """The unit key of ``arm``'s run with model seed ``seed``: the arm's name, a digest of what
+    it trains (params and optimizer), the seed.
+
+    Example:
+        >>> arm = Arm("constant-cv", Schedule("constant", max_lr=0.1), {"lr": 0.1})
+        >>> arm_key(arm, 1000)
+        'constant-cv/...'
+    """
+    what = json.dumps({"params": arm.params, "optimizer": arm.optimizer}, sort_keys=True)
+    digest = hashlib.sha256(what.encode()).hexdigest()[:12]
+    return f"{arm.name}/{digest}/{seed}"
+
+
+def final_seeds(seed: int, n: int) -> list[int]:
+    """The model seeds of the final runs.
+
+    Example:
+        >>> final_seeds(0, 3)
+        [1000, 1001, 1002]
+    """
+    return [seed + 1000 + s for s in range(n)]
+
+
+def epochs_to_target(curve: list[float], target: float, *, maximize: bool) -> int | None:
+    """First epoch (1-based) whose value reaches ``target``; ``None`` if none does.
+
+    Example:
+        >>> epochs_to_target([0.5, 0.8, 0.9], 0.8, maximize=True)
+        2
+    """
+    for epoch, value in enumerate(curve, start=1):
+        if (value >= target) if maximize else (value <= target):
+            return epoch
+    return None
+
+
+def paired_interval(a: list[float], b: list[float], level: float = 0.95) -> dict[str, Any]:
+    """Mean of ``a - b`` over paired seeds, its Student-t interval and p-value (scipy).
+
+    ``significant`` is whether the interval excludes 0. With identical differences the
+    interval collapses to the point.
+
+    Example:
+        >>> r = paired_interval([0.9, 0.92, 0.91], [0.8, 0.83, 0.8])
+        >>> round(r["mean_diff"], 3), r["significant"]
+        (0.1, True)
+    """
+    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    mean = float(d.mean())
+    if len(d) < 2 or float(d.std()) == 0.0:
+        low = high = mean
+        p = 1.0 if mean == 0.0 else 0.0
+    else:
+        res = stats.ttest_rel(a, b)
+        ci = res.confidence_interval(confidence_level=level)
+        low, high, p = float(ci.low), float(ci.high), float(res.pvalue)
+    return {
+        "mean_diff": mean,
+        "ci_low": low,
+        "ci_high": high,
+        "level": level,
+        "p_value": p,
+        "significant": bool(low > 0 or high < 0),
+        "n": len(d),
+    }
+
+
+def run_arm(arm: Arm, seed: int, task: Task, test: Data, *, device: torch.device) -> FinalRun:
+    """Train ``arm`` on all of ``task.train`` from model seed ``seed``; score ``test`` after
+    every epoch. A run that diverged stays where it died (its curve padded to the epochs)."""
+    spe = steps_per_epoch(task.n_train, task.batch_size)
+    result = train_task(
+        task,
+        task.train,
+        schedule=arm.schedule,
+        eval_data=test,
+        seed=seed,
+        device=device,
+        optimizer_factory=arm.optimizer_factory,
+    )
+    curve = [float(v) for v in result.values]
+    curve += [curve[-1]] * (task.epochs - len(curve))
+    return FinalRun(
+        arm=arm.name,
+        seed=seed,
+        params=dict(arm.params),
+        optimizer=arm.optimizer,
+        schedule=arm.schedule.describe(spe),
+        curve=curve,
+        epochs=task.epochs,
+        steps=task.epochs * spe,
+        stop_reason=result.stop_reason,
+        train_seconds=result.seconds,
+    )
+
+
+def summarize(runs: Mapping[str, Sequence[FinalRun]], *, maximize: bool) -> dict[str, ArmResult]:
+    """The comparison from each arm's runs (in seed order), the first arm being ``tuned``.
+
+    The constant-cv arm's final mean is every arm's ``target`` for epochs-to-target.
+    """
+    out: dict[str, ArmResult] = {}
+    for name, arm_runs in runs.items():
+        curves = [list(r.curve) for r in arm_runs]
+        finals = [c[-1] for c in curves]
+        first = arm_runs[0]
+        out[name] = ArmResult(
+            test_metric_mean=float(np.mean(finals)),
+            test_metric_std=float(np.std(finals, ddof=1)) if len(finals) > 1 else 0.0,
+            test_metric_per_seed=finals,
+            test_curve_mean=[float(v) for v in np.mean(curves, axis=0)],
+            test_curve_per_seed=curves,
+            epochs=first.epochs,
+            steps=first.steps,
+            params=dict(first.params),
+            schedule=first.schedule,
+            optimizer=first.optimizer,
+            seeds=[r.seed for r in arm_runs],
+            stop_reasons=[r.stop_reason for r in arm_runs],
+            train_seconds=float(sum(r.train_seconds for r in arm_runs)),
+        )
+    target = out["constant-cv"].test_metric_mean if "constant-cv" in out else None
+    names = list(out)
+    for name in names:
+        arm = out[name]
+        changes: dict[str, Any] = {}
+        if target is not None:
+            changes["target"] = target
+            changes["epochs_to_target"] = epochs_to_target(
+                arm.test_curve_mean, target, maximize=maximize
+            )
+        if name != names[0]:
+            changes["tuned_minus_this"] = paired_interval(
+                out[names[0]].test_metric_per_seed, arm.test_metric_per_seed
+            )
+        out[name] = dataclasses.replace(arm, **changes)
+    return out
+
+
+def compare(
+    task: Task,
+    arms: list[Arm],
+    *,
+    seeds: int,
+    seed: int,
+    device: torch.device,
+    on_run: Callable[[str, int], None] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Run the whole comparison in this process, storing nothing (the study runs the same
+    :func:`run_arm` units through the queue).
+
+    Returns:
+        ``{arm name: ARM}`` (see :class:`~lrsearch.store.ArmResult`).
+    """
+    test = task.load_test()
+    runs: dict[str, list[FinalRun]] = {}
+    for arm in arms:
+        for s in final_seeds(seed, seeds):
+            runs.setdefault(arm.name, []).append(run_arm(arm, s, task, test, device=device))
+            if on_run is not None:
+                on_run(arm.name, s)
+    return {k: v.to_dict() for k, v in summarize(runs, maximize=task.maximize).items()}
+
+
+def _worst(maximize: bool) -> float:
+    return -math.inf if maximize else math.inf
+
+
+def collect(
+    units: Sequence[FrozenTrial], arms: Sequence[Arm], seeds: Sequence[int]
+) -> dict[str, list[FinalRun]] | None:
+    """Each arm's runs from the finished units, or ``None`` while one is missing."""
+    done = first_done(units)
+    runs: dict[str, list[FinalRun]] = {}
+    for arm in arms:
+        for s in seeds:
+            unit = done.get(arm_key(arm, s))
+            if unit is None:
+                return None
+            runs.setdefault(arm.name, []).append(FinalRun.from_dict(unit.user_attrs[_RUN]))
+    return runs
+
+
+def ensure(ctx: Context, arms: list[Arm]) -> dict[str, dict[str, Any]]:
+    """Make sure every (arm, seed) run is done (by any worker), then summarise them."""
+    task = ctx.task
+    study = ctx.study("final")
+    seeds = final_seeds(ctx.cfg.seed, ctx.cfg.final_seeds)
+    by_key = {arm_key(a, s): (a, s) for a in arms for s in seeds}
+    test: list[Data] = []  # loaded once per process, when the first run needs it
+
+    def objective(trial: optuna.Trial) -> float:
+        key = trial.user_attrs["unit"]
+        if key not in by_key:  # a retried unit of an arm no longer compared
+            raise optuna.TrialPruned(f"unit {key!r} is not part of the comparison any more")
+        arm, seed = by_key[key]
+        if not test:
+            test.append(task.load_test())
+        run = run_arm(arm, seed, task, test[0], device=ctx.device)
+        trial.set_user_attr(_RUN, run.to_dict())
+        return run.final if math.isfinite(run.final) else _worst(task.maximize)
+
+    units = [
+        Unit(key, user_attrs={"arm": arm.name, "seed": seed})
+        for key, (arm, seed) in by_key.items()
+    ]
+    work(
+        Stage("final", "final comparison", study, objective),
+        KeyedPlan(units),
+        lock=ctx.lock,
+        worker=ctx.worker,
+        progress=ctx.progress,
+        poll=ctx.poll,
+    )
+    runs = collect(study.get_trials(deepcopy=False), arms, seeds)
+    assert runs is not None  # the stage is done
+    comparison = {k: v.to_dict() for k, v in summarize(runs, maximize=task.maximize).items()}
+    ctx.derive(ctx.study("search"), ATTR_COMPARISON, comparison)
+    return comparison
+
+
+def comparison_table(comparison: Mapping[str, Any] | None, metric: str) -> pd.DataFrame:
+    """The final comparison, one row per arm (empty without one): test metric mean ± std,
+    tuned - arm with its 95% interval, whether that is significant, epochs to the target, the
+    schedule in words."""
+    rows = []
+    for arm in ARMS:
+        data = (comparison or {}).get(arm)
+        if data is None:
+            continue
+        diff = data.get("tuned_minus_this")
+        reached = data.get("epochs_to_target")
+        mean, std = data["test_metric_mean"], data["test_metric_std"]
+        rows.append(
+            {
+                "arm": arm,
+                f"test {metric}": f"{mean:.4f} ± {std:.4f}",
+                "tuned - arm [95% CI]": (
+                    f"{diff['mean_diff']:+.4f} [{diff['ci_low']:+.4f}, {diff['ci_high']:+.4f}]"
+                    if diff
+                    else ""
+                ),
+                "significant": ("yes" if diff["significant"] else "no") if diff else "",
+                "epochs to target": (
+                    f"{reached}/{data['epochs']}"
+                    if reached is not None
+                    else f"not in {data['epochs']}"
+                ),
+                "schedule": data["schedule"],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def verdict(comparison: Mapping[str, Any] | None, direction: str) -> str:
+    """One sentence: whether the tuned schedule beat both baselines, significantly."""
+    if not comparison:
+        return "no final comparison (baselines skipped)"
+    better = "higher" if direction == "maximize" else "lower"
+    parts = []
+    for arm in ARMS[1:]:
+        diff = comparison.get(arm, {}).get("tuned_minus_this")
+        if diff is None:
+            continue
+        sign = diff["mean_diff"] if direction == "maximize" else -diff["mean_diff"]
+        word = "beats" if sign > 0 else ("ties" if sign == 0 else "loses to")
+        sig = "significantly" if diff["significant"] else "not significantly"
+        parts.append(f"{word} {arm} ({sig}, {better} is better)")
+    return "tuned " + "; ".join(parts)

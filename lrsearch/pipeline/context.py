@@ -1,0 +1,234 @@
+"""What every stage needs: the config, the task and its splits, the storage, this worker.
+
+:func:`prepare` validates everything and writes nothing; :class:`Context` opens the studies
+of the stages on demand; :class:`RunLog` is this process's entry in the study's history (one
+user attr per ``lrsearch run`` invocation, written only by the process it describes).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import logging
+import os
+import platform
+import socket
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
+
+import numpy as np
+import optuna
+import torch
+from optuna.storages import RDBStorage
+
+from lrsearch.config import StudyConfig, check_study_name, load_config
+from lrsearch.exceptions import InvalidParameterError
+from lrsearch.splits import holdout
+from lrsearch.store import RunRecord, StorageLock, StudyNames
+from lrsearch.tasks import Data, Task, load_task, steps_per_epoch
+from lrsearch.training import default_threads, resolve_device, subset
+
+__all__ = ["Context", "Progress", "RunLog", "prepare"]
+
+_log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int], None]
+
+
+def prepare(
+    config: StudyConfig | str,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    task: Task | None = None,
+) -> tuple[StudyConfig, Task, torch.device]:
+    """Load and validate everything a study needs (config, task, device); writes nothing."""
+    cfg = config if isinstance(config, StudyConfig) else load_config(config)
+    if overrides:
+        try:
+            cfg = cfg.replace(**overrides)
+        except TypeError as exc:
+            raise InvalidParameterError(str(exc)) from exc
+    check_study_name(cfg.name)
+    task = load_task(task or cfg.task, epochs=cfg.epochs, batch_size=cfg.batch_size)
+    device = resolve_device(cfg.device)
+    torch.set_num_threads(cfg.threads or default_threads())
+    return cfg, task, device
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")
+
+
+def _versions() -> dict[str, str]:
+    from lrsearch import __version__
+
+    return {
+        "lrsearch": __version__,
+        "optuna": optuna.__version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+
+
+class RunLog:
+    """This process's record in study NAME's history, kept up to date while it works.
+
+    A thread refreshes ``last_seen`` every ``interval`` seconds, so a live worker (busy in a
+    long unit or waiting for others) can be told from a killed one.
+    """
+
+    def __init__(self, study: optuna.Study, *, device: str, storage: str, interval: float) -> None:
+        now = _now()
+        self._study = study
+        self._interval = interval
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.record = RunRecord(
+            started=now,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            versions=_versions(),
+            device=device,
+            storage=storage,
+            units={},
+            last_seen=now,
+        )
+
+    @property
+    def id(self) -> str:
+        """``host:pid``."""
+        return self.record.worker
+
+    def start(self) -> None:
+        """Write the record and keep it fresh until :meth:`end`."""
+        self._write()
+        self._thread = threading.Thread(target=self._beat, name="lrsearch-runlog", daemon=True)
+        self._thread.start()
+
+    def ran(self, stage: str) -> None:
+        """Count one unit of ``stage`` run by this process."""
+        with self._lock:
+            units = dict(self.record.units)
+            units[stage] = units.get(stage, 0) + 1
+            self.record = dataclasses.replace(self.record, units=units)
+        self._write()
+
+    def end(self, error: str | None = None) -> None:
+        """Mark the run finished (or failed with ``error``) and stop refreshing."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        with self._lock:
+            self.record = dataclasses.replace(
+                self.record,
+                status="failed" if error else "finished",
+                ended=_now(),
+                error=error,
+            )
+        self._write()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self._write()
+            except Exception as exc:  # a flaky connection must not kill the worker
+                _log.debug("could not refresh the run record: %s", exc)
+
+    def _write(self) -> None:
+        with self._lock:
+            self.record = dataclasses.replace(self.record, last_seen=_now())
+            record = self.record
+        self._study.set_user_attr(record.key, record.to_dict())
+
+
+@dataclasses.dataclass
+class Context:
+    """Everything a stage reads, and the studies it writes to.
+
+    Attributes:
+        cfg: The validated config.
+        task: The task (epochs and batch size from the config).
+        device: Where training runs.
+        store: The open Optuna storage.
+        url: The storage URL, password masked.
+        progress: ``progress(stage, done, total)``.
+        heartbeat_interval: Seconds between a running trial's heartbeats.
+        grace_period: Seconds without a heartbeat after which a unit is failed and retried.
+    """
+
+    cfg: StudyConfig
+    task: Task
+    device: torch.device
+    store: RDBStorage
+    url: str
+    progress: Progress
+    heartbeat_interval: int
+    grace_period: int
+    log: RunLog | None = None
+    #: Whether this process wrote anything derived (a decision, a summary) to the storage.
+    changed: bool = False
+    _studies: dict[str, optuna.Study] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.names = StudyNames(self.cfg.name)
+        self.lock = StorageLock(self.store, f"study:{self.cfg.name}")
+        self.fit_idx, self.val_idx = holdout(
+            self.task, self.cfg.validation_fraction, self.cfg.seed
+        )
+        self.spe_search = steps_per_epoch(len(self.fit_idx), self.task.batch_size)
+        self.spe_full = steps_per_epoch(self.task.n_train, self.task.batch_size)
+
+    @property
+    def worker(self) -> RunLog:
+        """This process's entry in the study's history (set by ``run_study``)."""
+        if self.log is None:
+            raise RuntimeError("the context has no run log yet")
+        return self.log
+
+    def derive(self, study: optuna.Study, key: str, value: Any) -> None:
+        """Store ``value`` as ``study``'s user attr ``key`` unless it already holds it.
+
+        Derived records (decisions, summaries) are pure functions of the units, so every worker
+        computes the same value; writing only a change keeps a rerun from touching the study.
+        """
+        value = json.loads(json.dumps(value))
+        if study.user_attrs.get(key) != value:
+            study.set_user_attr(key, value)
+            self.changed = True
+
+    @property
+    def direction(self) -> Literal["maximize", "minimize"]:
+        """``maximize`` or ``minimize``: the task's metric direction."""
+        return "maximize" if self.task.maximize else "minimize"
+
+    @property
+    def poll(self) -> float:
+        """Seconds between looks at the queue while other workers finish a stage."""
+        return float(np.clip(self.grace_period / 10, 0.2, 2.0))
+
+    @property
+    def search_train(self) -> Data:
+        """The part of ``train`` the search trials train on."""
+        return subset(self.task.train, self.fit_idx)
+
+    @property
+    def validation(self) -> Data:
+        """The part of ``train`` the search trials are scored on."""
+        return subset(self.task.train, self.val_idx)
+
+    def study(self, stage: str) -> optuna.Study:
+        """The Optuna study of ``stage`` (an attribute of :class:`StudyNames`), created on first
+        use with the task's direction."""
+        name = getattr(self.names, stage)
+        if name not in self._studies:
+            self._studies[name] = optuna.create_study(
+                study_name=name,
+                storage=self.store,
+                direction=self.direction,
+                load_if_exists=True,
+                pruner=optuna.pruners.NopPruner(),
+            )
+        return self._studies[name]

@@ -1,0 +1,115 @@
+"""Stage 4, the finalists: the top search trials re-scored on the constant baseline's CV folds.
+
+One validation split is a noisy judge and the best of many trials on it is biased up (the
+winner's curse); the constant-LR baseline is chosen by k-fold CV, so the tuned arm is too. Each
+finalist is a unit of study ``NAME/finalists`` (value: its CV mean; pruned when a fold
+diverges); the best CV mean among the current top trials is the tuned arm, recomputed from the
+units on every read. Study NAME's user attr ``finalists`` holds the same scores for the report.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+import optuna
+from optuna.trial import FrozenTrial
+
+from lrsearch.pipeline.arms import cv_scores
+from lrsearch.pipeline.context import Context
+from lrsearch.pipeline.queue import KeyedPlan, Stage, Unit, work
+from lrsearch.schedules import Schedule
+from lrsearch.splits import cv_folds
+from lrsearch.store import ATTR_FINALISTS, FINISHED, Finalist, first_done, top_trials
+from lrsearch.tasks import steps_per_epoch
+
+__all__ = ["ensure", "finalist_key", "pick"]
+
+_log = logging.getLogger(__name__)
+
+_RECORD = "finalist"
+
+
+def finalist_key(trial: FrozenTrial) -> str:
+    """The unit key of search trial ``trial`` as a finalist.
+
+    Example:
+        >>> study = optuna.create_study()
+        >>> study.add_trial(optuna.trial.create_trial(value=1.0))
+        >>> finalist_key(study.trials[0])
+        'trial/0'
+    """
+    return f"trial/{trial.number}"
+
+
+def pick(
+    top: Sequence[FrozenTrial], units: Sequence[FrozenTrial], *, maximize: bool
+) -> tuple[FrozenTrial, list[Finalist]]:
+    """The tuned arm's search trial among ``top`` and the finalists' scores, from the units.
+
+    With one top trial there is nothing to re-score: it is the tuned arm. A finalist without a
+    finished unit, or whose CV diverged, cannot win; if none has a score, the best search trial
+    wins.
+    """
+    if len(top) <= 1:
+        return top[0], []
+    done = first_done(units, FINISHED)
+    finalists = [
+        Finalist.from_dict(done[finalist_key(t)].user_attrs[_RECORD])
+        for t in top
+        if finalist_key(t) in done
+    ]
+    scored = [f for f in finalists if f.cv_mean is not None]
+    if not scored:
+        return top[0], finalists
+    sign = 1.0 if maximize else -1.0
+    best = max(scored, key=lambda f: sign * float(f.cv_mean))  # type: ignore[arg-type]
+    return next(t for t in top if t.number == best.trial), finalists
+
+
+def ensure(ctx: Context) -> FrozenTrial:
+    """Make sure the top search trials are cross-validated; return the tuned arm's trial."""
+    cfg, task = ctx.cfg, ctx.task
+    search = ctx.study("search")
+    top = top_trials(search, cfg.finalists)
+    if len(top) <= 1:
+        ctx.derive(search, ATTR_FINALISTS, [])
+        return top[0]
+    study = ctx.study("finalists")
+    by_number = {t.number: t for t in top}
+    splits = cv_folds(task, cfg.cv_folds, cfg.seed)
+    spe = steps_per_epoch(len(splits[0][0]), task.batch_size)
+
+    def objective(trial: optuna.Trial) -> float:
+        number = int(trial.user_attrs["trial"])
+        searched = by_number.get(number) or search.get_trials(deepcopy=False)[number]
+        schedule = Schedule.from_params(searched.params, steps_per_epoch=spe, epochs=task.epochs)
+        scores, reason = cv_scores(task, schedule, splits, seed=cfg.seed, device=ctx.device)
+        record = Finalist(
+            trial=number,
+            params=dict(searched.params),
+            value=float(searched.value),  # type: ignore[arg-type]
+            fold_scores=scores,
+            cv_mean=None if reason else float(np.mean(scores)),
+            diverged=reason,
+        )
+        trial.set_user_attr(_RECORD, record.to_dict())
+        trial.set_user_attr("fold_scores", record.to_dict()["fold_scores"])
+        if reason is not None:
+            trial.set_user_attr("pruned_reason", reason)
+            raise optuna.TrialPruned(reason)
+        return float(record.cv_mean)  # type: ignore[arg-type]
+
+    units = [Unit(finalist_key(t), user_attrs={"trial": t.number}) for t in top]
+    work(
+        Stage("finalists", "finalists", study, objective),
+        KeyedPlan(units, FINISHED),
+        lock=ctx.lock,
+        worker=ctx.worker,
+        progress=ctx.progress,
+        poll=ctx.poll,
+    )
+    tuned, finalists = pick(top, study.get_trials(deepcopy=False), maximize=task.maximize)
+    ctx.derive(search, ATTR_FINALISTS, [f.to_dict() for f in finalists])
+    return tuned

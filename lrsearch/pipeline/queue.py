@@ -1,0 +1,236 @@
+"""Units of work on Optuna's queue: enqueue what is missing, claim the next one, wait for the
+rest.
+
+Every unit of a stage is a trial of that stage's study carrying a key (user attr ``unit``).
+:func:`work` makes sure a stage is done: under a storage-wide lock (:class:`StorageLock`) it
+fails the trials of dead workers (Optuna's heartbeat; ``RetryHeartbeatStaleTrialCallback``
+enqueues them again), enqueues the next missing unit with ``enqueue_trial`` and lets
+``study.optimize(n_trials=1)`` pop it; the objective releases the lock as its first act, so the
+lock covers the pop and nothing of the training. Holding it for the pop means two workers never
+claim one unit (SQLite's pop is not atomic between processes) and ``optimize`` never finds the
+queue drained and starts a trial that is no unit. A worker with nothing left to claim waits for
+the units other workers are running; when they finish, or go stale, the stage is done.
+
+A :class:`Plan` says which units a stage needs and when it is done; it is a pure function of
+the stage's stored trials, so every worker reaches the same answer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from lrsearch.exceptions import LrsearchError
+from lrsearch.store import (
+    FINISHED,
+    TRAIN_SECONDS,
+    UNIT,
+    WORKER,
+    StorageLock,
+    first_done,
+    unit_key,
+)
+from lrsearch.training import clock
+
+__all__ = ["MAX_FAILURES", "KeyedPlan", "Plan", "Stage", "Unit", "work"]
+
+_log = logging.getLogger(__name__)
+
+#: Failed trials of one unit (errors or dead workers) after which a stage gives up.
+MAX_FAILURES = 4
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class Unit:
+    """One unit of work: its key, the params it is enqueued with, and what it needs to know.
+
+    Attributes:
+        key: Unique within its stage; stored as user attr ``unit``.
+        params: Fixed params (``enqueue_trial``), e.g. ``{"lr": 0.1}``.
+        user_attrs: Further user attrs the objective reads (e.g. the arm and seed).
+    """
+
+    key: str
+    params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    user_attrs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+class Plan(Protocol):
+    """What a stage needs, read from its trials (every worker computes the same)."""
+
+    def progress(self, trials: Sequence[FrozenTrial]) -> tuple[int, int]:
+        """Units done and units needed."""
+        ...
+
+    def is_done(self, trials: Sequence[FrozenTrial]) -> bool:
+        """Whether the stage has all it needs."""
+        ...
+
+    def next_unit(self, trials: Sequence[FrozenTrial]) -> Unit | None:
+        """A unit to enqueue when none is waiting (``None``: the rest are running)."""
+        ...
+
+
+@dataclasses.dataclass(frozen=True)
+class KeyedPlan:
+    """A fixed set of units; the stage is done when each has a trial in ``done_states``.
+
+    A unit whose trials failed :data:`MAX_FAILURES` times stops the stage with an error
+    instead of being run forever.
+    """
+
+    units: Sequence[Unit]
+    done_states: tuple[TrialState, ...] = (TrialState.COMPLETE,)
+
+    def _done(self, trials: Sequence[FrozenTrial]) -> dict[str, FrozenTrial]:
+        return first_done(trials, self.done_states)
+
+    def progress(self, trials: Sequence[FrozenTrial]) -> tuple[int, int]:
+        done = self._done(trials)
+        return sum(u.key in done for u in self.units), len(self.units)
+
+    def is_done(self, trials: Sequence[FrozenTrial]) -> bool:
+        done = self._done(trials)
+        return all(u.key in done for u in self.units)
+
+    def next_unit(self, trials: Sequence[FrozenTrial]) -> Unit | None:
+        done = self._done(trials)
+        live = {unit_key(t) for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)}
+        for unit in self.units:
+            if unit.key in done or unit.key in live:
+                continue
+            failed = [t for t in trials if unit_key(t) == unit.key and t.state == TrialState.FAIL]
+            if len(failed) >= MAX_FAILURES:
+                reason = failed[-1].system_attrs.get("fail_reason", "its worker died")
+                raise LrsearchError(
+                    f"unit {unit.key!r} failed {len(failed)} times; last: {reason}"
+                )
+            return unit
+        return None
+
+
+@dataclasses.dataclass
+class Stage:
+    """A stage's study and how to run one of its units.
+
+    Attributes:
+        name: The stage (``range_test``, ``search``, ... as in :data:`lrsearch.store.STAGES`).
+        label: Its name on progress bars.
+        study: The Optuna study its units live in.
+        objective: Runs the unit a trial is (its key in ``trial.user_attrs["unit"]``).
+        sampler: The sampler for the trial with a given number (per-trial seeds: workers
+            draw different values, and a resumed study does not replay its draws).
+    """
+
+    name: str
+    label: str
+    study: optuna.Study
+    objective: Callable[[optuna.Trial], float]
+    sampler: Callable[[int], optuna.samplers.BaseSampler] | None = None
+
+
+class Worker(Protocol):
+    """The process running units: its id (``host:pid``) and a count of what it ran."""
+
+    @property
+    def id(self) -> str: ...
+
+    def ran(self, stage: str) -> None: ...
+
+
+def work(
+    stage: Stage,
+    plan: Plan,
+    *,
+    lock: StorageLock,
+    worker: Worker,
+    progress: Progress,
+    poll: float,
+    deadline: float | None = None,
+) -> None:
+    """Run units of ``stage`` until ``plan`` says it is done.
+
+    Args:
+        stage: The stage.
+        plan: Its units.
+        lock: The study's storage lock (held only to look at the queue and pop from it).
+        worker: This process.
+        progress: Called as ``progress(label, done, total)``.
+        poll: Seconds between looks at the queue while other workers run the last units.
+        deadline: ``time.monotonic()`` after which this worker claims nothing more; the stage
+            then ends for it as soon as none of its units is running.
+
+    Raises:
+        LrsearchError: A unit failed too often.
+    """
+    study = stage.study
+    while True:
+        lock.acquire()
+        try:
+            with warnings.catch_warnings():
+                # Optuna calls its heartbeat API experimental; lrsearch relies on it on purpose.
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(study)
+            trials = study.get_trials(deepcopy=False)
+            progress(stage.label, *plan.progress(trials))
+            if plan.is_done(trials):
+                return
+            open_for_work = deadline is None or time.monotonic() < deadline
+            waiting = [t for t in trials if t.state == TrialState.WAITING]
+            if open_for_work and not waiting:
+                unit = plan.next_unit(trials)
+                if unit is not None:
+                    study.enqueue_trial(dict(unit.params), user_attrs=_attrs(unit))
+                    waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+            if open_for_work and waiting:
+                _run_next(stage, min(t.number for t in waiting), lock, worker)
+                continue
+            running = [t for t in trials if t.state == TrialState.RUNNING]
+            if not running:
+                if not open_for_work:
+                    return
+                raise LrsearchError(f"stage {stage.label!r} has nothing to run and is not done")
+        finally:
+            lock.release()
+        time.sleep(poll)
+
+
+def _attrs(unit: Unit) -> dict[str, Any]:
+    return {**unit.user_attrs, UNIT: unit.key}
+
+
+def _run_next(stage: Stage, number: int, lock: StorageLock, worker: Worker) -> None:
+    """Pop the lowest waiting trial (number ``number``) through ``optimize`` and run it."""
+
+    def objective(trial: optuna.Trial) -> float:
+        lock.release()  # popped: the training runs without the lock
+        trial.set_user_attr(WORKER, worker.id)
+        with clock() as inside:
+            try:
+                return stage.objective(trial)
+            finally:
+                trial.set_user_attr(TRAIN_SECONDS, inside.seconds)
+
+    if stage.sampler is not None:
+        stage.study.sampler = stage.sampler(number)
+    try:
+        stage.study.optimize(objective, n_trials=1)
+    finally:
+        lock.release()
+    worker.ran(stage.name)
+
+
+def done_trials(
+    study: optuna.Study, states: tuple[TrialState, ...] = FINISHED
+) -> dict[str, FrozenTrial]:
+    """The first finished trial per unit key of ``study``."""
+    return first_done(study.get_trials(deepcopy=False), states)

@@ -1,0 +1,190 @@
+"""What a study found, derived from its stored units (the one way to build a result).
+
+:func:`load_result` recomputes every decision from the trials: the range test from its unit,
+the tuned arm from the finalists' units, the chosen constant LR from the CV grid's units, the
+comparison from the final runs. ``run_study`` returns it too, so the CLI, the Python API and
+every worker of a study report the same result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pandas as pd
+from optuna.storages import RDBStorage
+from optuna.trial import TrialState
+
+from lrsearch.exceptions import LrsearchError
+from lrsearch.pipeline import comparison as _comparison
+from lrsearch.pipeline import finalists as _finalists
+from lrsearch.pipeline import range_test as _range_test
+from lrsearch.pipeline.arms import chosen_lr, constant_grid
+from lrsearch.range_test import RangeTestResult
+from lrsearch.schedules import Schedule
+from lrsearch.store import (
+    ATTR_CHOSEN_LR,
+    ATTR_COMPARISON,
+    ATTR_CONFIG,
+    ATTR_DIRECTION,
+    ATTR_FINALISTS,
+    ATTR_GRID,
+    ATTR_METRIC,
+    ATTR_TASK,
+    Finalist,
+    StoredStudy,
+    load_stored,
+    timings,
+    top_trials,
+    trial_states,
+)
+from lrsearch.tasks import steps_per_epoch
+
+__all__ = ["StudyResult", "load_result"]
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyResult:
+    """What a study found, as stored (built by :func:`load_result`).
+
+    Attributes:
+        name: The study name.
+        storage: The storage URL, password masked.
+        metric: The task's metric name; ``direction`` says which way is better.
+        direction: ``"maximize"`` or ``"minimize"``.
+        range_test: The stored range test.
+        best_params: Params of the search trial whose schedule is the tuned arm: the best CV
+            mean among the finalists, or the best search trial without finalists.
+        best_value: That trial's validation metric.
+        tuned_trial: That trial's number.
+        schedule: Its schedule (step size in steps of the full training set).
+        schedule_words: It in words.
+        trial_states: How many search trials ended in each state.
+        constant_lr: The CV-chosen constant LR (``None`` with baselines skipped).
+        comparison: The final comparison ``{arm: ARM}`` (``None`` until every run is done).
+        timings: Seconds per stage, ``busy`` (all units), ``inside_training`` and ``wall``,
+            summed over the units whoever ran them.
+    """
+
+    name: str
+    storage: str
+    metric: str
+    direction: str
+    range_test: RangeTestResult
+    best_params: dict[str, Any]
+    best_value: float
+    tuned_trial: int
+    schedule: Schedule
+    schedule_words: str
+    trial_states: dict[str, int]
+    constant_lr: float | None
+    comparison: dict[str, Any] | None
+    timings: dict[str, float]
+
+    def table(self) -> pd.DataFrame:
+        """The final comparison, one row per arm (empty without one)."""
+        return _comparison.comparison_table(self.comparison, self.metric)
+
+    def verdict(self) -> str:
+        """One sentence: whether the tuned schedule beat both baselines, significantly."""
+        return _comparison.verdict(self.comparison, self.direction)
+
+
+def load_result(
+    name: str, *, storage: str | None = None, store: RDBStorage | None = None
+) -> StudyResult:
+    """Rebuild the :class:`StudyResult` of a stored study without running anything.
+
+    Args:
+        name: The study name.
+        storage: Its storage URL (default ``sqlite:///studies/lrsearch.db``).
+        store: An open storage to use instead.
+
+    Raises:
+        LrsearchError: No database, no such study, no range test or no completed trial yet.
+    """
+    stored = load_stored(name, storage=storage, store=store)
+    study, url, attrs = stored.search, stored.storage, stored.attrs
+    rt = _range_test.load(stored)
+    if rt is None:
+        raise LrsearchError(f"study {name!r} in {url} has no range test yet")
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        raise LrsearchError(f"study {name!r} in {url} has no completed trial yet")
+    cfg = attrs.get(ATTR_CONFIG, {})
+    direction = str(attrs.get(ATTR_DIRECTION, study.direction.name.lower()))
+    maximize = direction == "maximize"
+    epochs = int(cfg.get("epochs", 1))
+    n_train = int(attrs.get(ATTR_TASK, {}).get("n_train", 1))
+    spe_full = steps_per_epoch(n_train, int(cfg.get("batch_size", 1)))
+
+    top = top_trials(study, int(cfg.get("finalists", 5)))
+    if "finalists" in stored.stages:
+        tuned, _ = _finalists.pick(top, stored.trials("finalists"), maximize=maximize)
+    else:  # stored before the finalists were units (or none were needed)
+        tuned = _legacy_pick(top, attrs.get(ATTR_FINALISTS) or [], maximize=maximize)
+    schedule = Schedule.from_params(tuned.params, steps_per_epoch=spe_full, epochs=epochs)
+    constant_lr = _constant_lr(stored, rt, cfg, maximize=maximize)
+    comparison = _stored_comparison(stored, tuned.params, constant_lr, cfg, spe_full, maximize)
+    return StudyResult(
+        name=name,
+        storage=url,
+        metric=str(attrs.get(ATTR_METRIC) or "metric"),
+        direction=direction,
+        range_test=rt,
+        best_params=dict(tuned.params),
+        best_value=float(tuned.value),  # type: ignore[arg-type]
+        tuned_trial=tuned.number,
+        schedule=schedule,
+        schedule_words=schedule.describe(spe_full),
+        trial_states=trial_states(study),
+        constant_lr=constant_lr,
+        comparison=comparison,
+        timings=timings(stored).to_dict(),
+    )
+
+
+def _legacy_pick(top: list[Any], records: list[Any], *, maximize: bool) -> Any:
+    scored = [Finalist.from_dict(r) for r in records]
+    scored = [f for f in scored if f.cv_mean is not None]
+    if not scored:
+        return top[0]
+    sign = 1.0 if maximize else -1.0
+    best = max(scored, key=lambda f: sign * float(f.cv_mean))  # type: ignore[arg-type]
+    return next((t for t in top if t.number == best.trial), top[0])
+
+
+def _constant_lr(
+    stored: StoredStudy, rt: RangeTestResult, cfg: dict[str, Any], *, maximize: bool
+) -> float | None:
+    study = stored.constant_cv
+    if study is None:
+        return None
+    grid = study.user_attrs.get(ATTR_GRID) or constant_grid(rt.bounds, int(cfg.get("cv_grid", 8)))
+    try:
+        return chosen_lr(study.get_trials(deepcopy=False), grid, maximize=maximize)
+    except LrsearchError:
+        legacy = study.user_attrs.get(ATTR_CHOSEN_LR)
+        return None if legacy is None else float(legacy)
+
+
+def _stored_comparison(
+    stored: StoredStudy,
+    tuned: dict[str, Any],
+    constant_lr: float | None,
+    cfg: dict[str, Any],
+    spe_full: int,
+    maximize: bool,
+) -> dict[str, Any] | None:
+    if "final" not in stored.stages:  # stored before final runs were units
+        legacy = stored.attrs.get(ATTR_COMPARISON)
+        return dict(legacy) if legacy else None
+    if constant_lr is None:
+        return None
+    arms = _comparison.make_arms(
+        tuned, constant_lr, steps_per_epoch=spe_full, epochs=int(cfg.get("epochs", 1))
+    )
+    seeds = _comparison.final_seeds(int(cfg.get("seed", 0)), int(cfg.get("final_seeds", 5)))
+    runs = _comparison.collect(stored.trials("final"), arms, seeds)
+    if runs is None:
+        return None
+    return {k: v.to_dict() for k, v in _comparison.summarize(runs, maximize=maximize).items()}

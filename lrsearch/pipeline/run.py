@@ -1,0 +1,236 @@
+"""``run_study``: the pipeline as a sequence of stages, each "make sure it is done, then load it".
+
+range test -> search -> constant-LR CV and Adam -> finalists -> final comparison. Any number of
+processes, on one machine or many, may run the same study at the same time or one after
+another: each stage's units go through Optuna's queue (:mod:`lrsearch.pipeline.queue`), a
+stage waits for the previous one's units, and the result is :func:`load_result`, derived from
+the stored units, whichever process ran them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import optuna
+from optuna.storages import RDBStorage
+
+from lrsearch.config import StudyConfig
+from lrsearch.exceptions import LrsearchError
+from lrsearch.pipeline import arms as _arms
+from lrsearch.pipeline import comparison as _comparison
+from lrsearch.pipeline import finalists as _finalists
+from lrsearch.pipeline import range_test as _range_test
+from lrsearch.pipeline import search as _search
+from lrsearch.pipeline.context import Context, Progress, RunLog, prepare
+from lrsearch.pipeline.result import StudyResult, load_result
+from lrsearch.space import LRBounds
+from lrsearch.store import (
+    ATTR_CONFIG,
+    ATTR_DIRECTION,
+    ATTR_METRIC,
+    ATTR_STEPS_PER_EPOCH,
+    ATTR_TASK,
+    DEFAULT_STORAGE,
+    StudyNames,
+    history,
+    mask_url,
+    open_storage,
+)
+from lrsearch.tasks import Task
+
+__all__ = ["FIXED_KEYS", "run_study"]
+
+_log = logging.getLogger(__name__)
+
+#: Config keys that shape the search space or the data; a resumed study must keep them.
+FIXED_KEYS = (
+    "task",
+    "epochs",
+    "batch_size",
+    "kinds",
+    "seed",
+    "validation_fraction",
+    "range_test",
+)
+
+
+def run_study(
+    config: StudyConfig | str,
+    *,
+    storage: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    fresh: bool = False,
+    skip_baselines: bool = False,
+    task: Task | None = None,
+    progress: Progress | None = None,
+    heartbeat_interval: int = 10,
+    grace_period: int = 30,
+    search_bounds: LRBounds | None = None,
+    enqueue_seeds: bool = True,
+    on_stored: Callable[[optuna.Study], None] | None = None,
+) -> StudyResult:
+    """Run (or resume, or join) study ``NAME`` end to end and return its result.
+
+    Args:
+        config: A :class:`~lrsearch.config.StudyConfig` or a study name whose config is
+            ``./studies/NAME.toml`` or a packaged one.
+        storage: Optuna storage URL (default ``sqlite:///studies/lrsearch.db``).
+        overrides: Config keys to replace (the CLI's flags).
+        fresh: Delete study NAME and the studies of its stages first (refused while another
+            process works on it).
+        skip_baselines: Search only: no baselines, no final comparison.
+        task: A :class:`~lrsearch.tasks.Task` to use instead of the config's ``task``.
+        progress: Called as ``progress(stage, done, total)`` while work advances.
+        heartbeat_interval: Seconds between a running unit's heartbeats.
+        grace_period: Seconds without a heartbeat after which a unit is failed and retried.
+        search_bounds: Search ``max_lr``/``base_lr`` over these bounds instead of the range
+            test's (the range test still runs and is stored; for ablations).
+        enqueue_seeds: Enqueue the literature's schedules first (``False`` for ablations).
+        on_stored: Called with study NAME when this process stored something new (the range
+            test, the result); ``lrsearch.run_study`` attaches the dashboard's figures here.
+
+    Returns:
+        :func:`load_result` of the study.
+
+    Raises:
+        InvalidParameterError: A bad config or override (before anything is written).
+        LrsearchError: The storage cannot be opened, the study exists with another config,
+            ``fresh`` while other workers are live, or a stage cannot finish.
+    """
+    cfg, task, device = prepare(config, overrides=overrides, task=task)
+    # Everything above validates; only now is anything written.
+    store = open_storage(storage, heartbeat_interval=heartbeat_interval, grace_period=grace_period)
+    url = mask_url(storage or DEFAULT_STORAGE)
+    names = StudyNames(cfg.name)
+    cfg_dict = cfg.to_dict() | {"epochs": task.epochs, "batch_size": task.batch_size}
+    direction = task.direction or "maximize"
+    if fresh:
+        _delete(store, names, url, grace_period)
+    else:
+        _check_existing(store, names, url, cfg_dict, direction)
+    ctx = Context(
+        cfg,
+        task,
+        device,
+        store,
+        url,
+        progress or (lambda stage, done, total: None),
+        heartbeat_interval,
+        grace_period,
+    )
+    search = ctx.study("search")
+    _describe(ctx, search, cfg_dict)
+    ctx.log = RunLog(search, device=device.type, storage=url, interval=heartbeat_interval)
+    ctx.log.start()
+    try:
+        _stages(ctx, skip_baselines, search_bounds, enqueue_seeds, on_stored)
+    except BaseException as exc:
+        ctx.log.end(error=" ".join(str(exc).split()) or type(exc).__name__)
+        raise
+    ctx.log.end()
+    if ctx.changed and on_stored is not None:
+        on_stored(search)
+    return load_result(cfg.name, storage=storage, store=store)
+
+
+def _stages(
+    ctx: Context,
+    skip_baselines: bool,
+    search_bounds: LRBounds | None,
+    enqueue_seeds: bool,
+    on_stored: Callable[[optuna.Study], None] | None,
+) -> None:
+    rt = _range_test.ensure(ctx)
+    if ctx.changed and on_stored is not None:
+        on_stored(ctx.study("search"))  # the range test on the dashboard while the search runs
+    _search.ensure(ctx, search_bounds or rt.bounds, seeds=enqueue_seeds)
+    if skip_baselines:
+        return
+    constant_lr = _arms.ensure_constant_cv(ctx, rt.bounds)
+    _arms.ensure_adam(ctx)
+    tuned = _finalists.ensure(ctx)
+    arms = _comparison.make_arms(
+        tuned.params, constant_lr, steps_per_epoch=ctx.spe_full, epochs=ctx.task.epochs
+    )
+    _comparison.ensure(ctx, arms)
+
+
+def _describe(ctx: Context, search: optuna.Study, cfg_dict: dict[str, Any]) -> None:
+    """What the study is: its config, task, metric and steps per epoch (written when new)."""
+    task = ctx.task
+    ctx.derive(search, ATTR_CONFIG, cfg_dict)
+    ctx.derive(search, ATTR_TASK, task.describe())
+    ctx.derive(search, ATTR_METRIC, task.metric_name)
+    ctx.derive(search, ATTR_DIRECTION, ctx.direction)
+    ctx.derive(search, ATTR_STEPS_PER_EPOCH, {"search": ctx.spe_search, "full": ctx.spe_full})
+    # The dashboard's name for the objective (else "Objective 0").
+    metric_names = [f"validation {task.metric_name or 'metric'}"]
+    if search.metric_names != metric_names:
+        search.set_metric_names(metric_names)
+
+
+def _config_conflicts(stored: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    return [
+        f"{key}: {stored.get(key)!r} -> {current.get(key)!r}"
+        for key in FIXED_KEYS
+        if stored.get(key) != current.get(key)
+    ]
+
+
+def _check_existing(
+    store: RDBStorage,
+    names: StudyNames,
+    url: str,
+    cfg_dict: Mapping[str, Any],
+    direction: str,
+) -> None:
+    """Refuse to continue a study made with another config or direction (writes nothing)."""
+    try:
+        study = optuna.load_study(study_name=names.search, storage=store)
+    except KeyError:
+        return
+    stored_cfg = study.user_attrs.get(ATTR_CONFIG)
+    if stored_cfg is not None:
+        conflicts = _config_conflicts(stored_cfg, cfg_dict)
+        if conflicts:
+            raise LrsearchError(
+                f"study {names.name!r} in {url} was made with another config "
+                f"({'; '.join(conflicts)}); run with --fresh to start over or pick another "
+                "study name"
+            )
+    if study.direction.name.lower() != direction:
+        raise LrsearchError(f"study {names.name!r} in {url} is to {study.direction.name.lower()}")
+
+
+def _delete(store: RDBStorage, names: StudyNames, url: str, grace_period: int) -> None:
+    """``--fresh``: delete the study's Optuna studies, unless another process is working on it."""
+    existing = set(optuna.get_all_study_names(store))
+    if names.search in existing:
+        study = optuna.load_study(study_name=names.search, storage=store)
+        live = _live_workers(study, grace_period)
+        if live:
+            raise LrsearchError(
+                f"study {names.name!r} in {url} has {len(live)} live worker(s) "
+                f"({', '.join(live)}); --fresh would delete their work: stop them first"
+            )
+    for name in names.all():
+        if name in existing:
+            with contextlib.suppress(KeyError):
+                optuna.delete_study(study_name=name, storage=store)
+
+
+def _live_workers(study: optuna.Study, grace_period: int) -> list[str]:
+    """Workers whose run record is unfinished and was refreshed within the grace period."""
+    now = datetime.datetime.now(datetime.UTC)
+    live = []
+    for record in history(study):
+        if record.finished() or not record.last_seen:
+            continue
+        seen = datetime.datetime.fromisoformat(record.last_seen)
+        if (now - seen).total_seconds() <= grace_period:
+            live.append(record.worker)
+    return live

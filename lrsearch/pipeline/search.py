@@ -1,0 +1,162 @@
+"""Stage 2, the search: pruned trials over the schedule, in study NAME, up to the budget.
+
+Each trial is a unit enqueued just before it is claimed, so the budget holds exactly however
+many workers share the study (``n_trials`` finished trials: complete or pruned). The
+literature's recipes built from the range-test bounds go first (user attr ``seeded``); after
+them the sampler draws. Every trial has its own sampler seed, from the study's seed and the
+trial's number: workers never replay each other's draws, a resumed study does not replay its
+own, and one worker alone is reproducible. TPE runs with ``constant_liar`` so that trials
+running elsewhere are not drawn again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from lrsearch.config import StudyConfig
+from lrsearch.exceptions import LrsearchError
+from lrsearch.pipeline.context import Context
+from lrsearch.pipeline.queue import MAX_FAILURES, Stage, Unit, work
+from lrsearch.space import LRBounds, seed_params, suggest_schedule
+from lrsearch.store import FINISHED, SEEDED, unit_key
+from lrsearch.training import train_task
+
+__all__ = ["BudgetPlan", "ensure", "make_pruner", "make_sampler"]
+
+_log = logging.getLogger(__name__)
+
+_LIVE = (TrialState.RUNNING, TrialState.WAITING)
+
+
+def make_sampler(cfg: StudyConfig, number: int) -> optuna.samplers.BaseSampler:
+    """The sampler for search trial ``number``: seeded from the study's seed and the number."""
+    seed = int(np.random.SeedSequence([cfg.seed, number]).generate_state(1)[0])
+    if cfg.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    with warnings.catch_warnings():
+        # multivariate, group and constant_liar are "experimental" in Optuna, and lrsearch
+        # relies on them on purpose; the notice says nothing a user can act on.
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(
+            multivariate=True, group=True, constant_liar=True, seed=seed
+        )
+
+
+def make_pruner(cfg: StudyConfig, epochs: int) -> optuna.pruners.BasePruner:
+    """The config's pruner; ``warmup_epochs`` (default a quarter of the run) before it acts."""
+    warmup = cfg.warmup_epochs if cfg.warmup_epochs is not None else epochs // 4
+    if cfg.pruner == "none":
+        return optuna.pruners.NopPruner()
+    if cfg.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(
+            min_resource=max(1, warmup), max_resource=epochs, reduction_factor=3
+        )
+    return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=warmup)
+
+
+@dataclasses.dataclass(frozen=True)
+class BudgetPlan:
+    """``n_trials`` finished search trials, the literature's ``seeds`` first.
+
+    A trial enqueued by hand (no key) counts toward the budget like any other.
+    """
+
+    n_trials: int
+    seeds: Sequence[dict[str, Any]]
+
+    def progress(self, trials: Sequence[FrozenTrial]) -> tuple[int, int]:
+        return min(self.n_trials, _finished(trials)), self.n_trials
+
+    def is_done(self, trials: Sequence[FrozenTrial]) -> bool:
+        return _finished(trials) >= self.n_trials
+
+    def next_unit(self, trials: Sequence[FrozenTrial]) -> Unit | None:
+        if _finished(trials) + sum(t.state in _LIVE for t in trials) >= self.n_trials:
+            return None
+        for i, params in enumerate(self.seeds[: self.n_trials]):
+            key = f"seed/{i}"
+            mine = [t for t in trials if unit_key(t) == key]
+            tried = any(t.state != TrialState.FAIL for t in mine)
+            if not tried and len(mine) < MAX_FAILURES:
+                return Unit(key, params=params, user_attrs={SEEDED: True})
+        return Unit(f"sample/{len(trials)}")
+
+
+def _finished(trials: Sequence[FrozenTrial]) -> int:
+    return sum(t.state in FINISHED for t in trials)
+
+
+def ensure(ctx: Context, bounds: LRBounds, *, seeds: bool = True) -> list[FrozenTrial]:
+    """Make sure the search has run its budget (with every worker), then return its finished
+    trials.
+
+    Args:
+        ctx: The study's context.
+        bounds: The LR range the search draws ``max_lr`` / ``base_lr`` from.
+        seeds: Enqueue the literature's schedules first (``False`` for ablations).
+
+    Raises:
+        LrsearchError: No search trial completed (all pruned or failed).
+    """
+    cfg, task = ctx.cfg, ctx.task
+    study = ctx.study("search")
+    study.pruner = make_pruner(cfg, task.epochs)
+    recipes = (
+        seed_params(bounds, steps_per_epoch=ctx.spe_search, epochs=task.epochs, kinds=cfg.kinds)
+        if seeds
+        else []
+    )
+    search_train, validation = ctx.search_train, ctx.validation
+
+    def objective(trial: optuna.Trial) -> float:
+        schedule = suggest_schedule(
+            trial,
+            bounds=bounds,
+            steps_per_epoch=ctx.spe_search,
+            epochs=task.epochs,
+            kinds=cfg.kinds,
+        )
+        trial.set_user_attr("schedule", schedule.describe(ctx.spe_search))
+        # optuna-dashboard sorts numeric attrs only: the schedule's peak and mean LR are the
+        # sortable summary of the words.
+        lrs = schedule.lrs(ctx.spe_search * task.epochs)
+        trial.set_user_attr("lr_peak", float(lrs.max()))
+        trial.set_user_attr("lr_mean", float(lrs.mean()))
+        result = train_task(
+            task,
+            search_train,
+            schedule=schedule,
+            eval_data=validation,
+            seed=cfg.seed,
+            device=ctx.device,
+            trial=trial,
+        )
+        trial.set_user_attr("epochs_run", result.epochs_run)
+        return result.final
+
+    stage = Stage("search", "search", study, objective, lambda n: make_sampler(cfg, n))
+    deadline = None if cfg.timeout is None else time.monotonic() + cfg.timeout
+    work(
+        stage,
+        BudgetPlan(cfg.n_trials, recipes),
+        lock=ctx.lock,
+        worker=ctx.worker,
+        progress=ctx.progress,
+        poll=ctx.poll,
+        deadline=deadline,
+    )
+    trials = study.get_trials(deepcopy=False, states=FINISHED)
+    if not any(t.state == TrialState.COMPLETE for t in trials):
+        raise LrsearchError(
+            f"study {cfg.name!r}: no search trial completed (all pruned or failed)"
+        )
+    return trials

@@ -1,0 +1,103 @@
+"""The report's pandas tables: top trials, the comparison, the settings and the history."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import optuna
+import pandas as pd
+
+from lrsearch.pipeline.comparison import comparison_table, verdict
+from lrsearch.report.reading import metric_name, tuned_trial
+from lrsearch.store import (
+    ATTR_CONFIG,
+    ATTR_FINALISTS,
+    ATTR_RANGE_TEST,
+    ATTR_TASK,
+    StoredStudy,
+    history,
+    timings,
+    top_trials,
+)
+
+__all__ = ["comparison_table", "history_table", "settings_table", "top_trials_table", "verdict"]
+
+
+def top_trials_table(study: optuna.Study, n: int = 10) -> pd.DataFrame:
+    """The best ``n`` completed search trials with their schedule in words and, for the
+    finalists, their cross-validated score (the tuned arm is the best of those)."""
+    metric = metric_name(study)
+    finalists = {f["trial"]: f for f in study.user_attrs.get(ATTR_FINALISTS, [])}
+    tuned = tuned_trial(study)
+    rows = []
+    for rank, trial in enumerate(top_trials(study, n), start=1):
+        fin = finalists.get(trial.number)
+        rows.append(
+            {
+                "rank": rank,
+                "trial": trial.number,
+                f"validation {metric}": round(float(trial.value), 4),  # type: ignore[arg-type]
+                "CV mean (finalists)": (
+                    round(fin["cv_mean"], 4) if fin and fin["cv_mean"] is not None else ""
+                ),
+                "tuned arm": "yes" if trial.number == tuned else "",
+                "schedule": trial.user_attrs.get("schedule", trial.params.get("schedule")),
+                "seeded": "yes" if trial.user_attrs.get("seeded") else "",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def settings_table(stored: StoredStudy) -> pd.DataFrame:
+    """Every setting of the study (config, task, range test) and the seconds its units took
+    per stage, summed over whichever workers ran them."""
+    attrs = stored.attrs
+    rows: list[tuple[str, str, Any]] = []
+    for key, value in sorted(attrs.get(ATTR_CONFIG, {}).items()):
+        rows.append(("config", key, value))
+    for key, value in sorted(attrs.get(ATTR_TASK, {}).items()):
+        rows.append(("task", key, value))
+    rt = attrs.get(ATTR_RANGE_TEST, {})
+    for key in ("low", "high", "suggestion", "diverged", "never_diverged", "no_valley"):
+        if key in rt:
+            rows.append(("range test", key, rt[key]))
+    spent = timings(stored)
+    for stage, time in spent.stages.items():
+        if time.units:
+            rows.append(("seconds", f"{stage} ({time.units} units)", round(time.seconds, 1)))
+    rows.append(("seconds", "all units", round(spent.busy, 1)))
+    rows.append(("seconds", "inside training", round(spent.inside_training, 1)))
+    rows.append(("seconds", "wall (first unit to last)", round(spent.wall, 1)))
+    frame = pd.DataFrame(rows, columns=["group", "setting", "value"])
+    frame["value"] = frame["value"].map(_setting)
+    return frame
+
+
+def history_table(stored: StoredStudy) -> pd.DataFrame:
+    """Every ``lrsearch run`` on the study: when, where, which versions, what it ran."""
+    rows = []
+    for run in history(stored.search):
+        units = ", ".join(f"{stage} {n}" for stage, n in run.units.items()) or "nothing left"
+        status = run.status if run.finished() else "did not finish (killed, or still running)"
+        rows.append(
+            {
+                "started (UTC)": run.started[:19].replace("T", " "),
+                "ended (UTC)": (run.ended or "")[:19].replace("T", " "),
+                "host": run.host,
+                "pid": run.pid,
+                "status": status + (f": {run.error}" if run.error else ""),
+                "units run": units,
+                "device": run.device,
+                "versions": ", ".join(f"{k} {v}" for k, v in run.versions.items()),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _setting(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return json.dumps(value)

@@ -1,0 +1,130 @@
+"""The names of everything lrsearch stores: the studies of study NAME and their attributes.
+
+One place for every name, so the pipeline that writes them, and the report, export and CLI that
+read them, cannot drift apart. Study ``NAME`` holds the search; the work of the other stages
+lives in studies named ``NAME/<stage>`` (see :class:`StudyNames`). Every trial that is a unit of
+work carries its key in user attr :data:`UNIT`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Final
+
+__all__ = [
+    "ATTR_CHOSEN_LR",
+    "ATTR_COMPARISON",
+    "ATTR_CONFIG",
+    "ATTR_DIRECTION",
+    "ATTR_FINALISTS",
+    "ATTR_GRID",
+    "ATTR_METRIC",
+    "ATTR_RANGE_TEST",
+    "ATTR_STEPS_PER_EPOCH",
+    "ATTR_TASK",
+    "RUN_PREFIX",
+    "SEEDED",
+    "TRAIN_SECONDS",
+    "UNIT",
+    "WORKER",
+    "StudyNames",
+]
+
+# --- user attrs of study NAME (the search) ---------------------------------------------------
+#: The range test (``RangeTestResult.to_dict()``), copied from the range-test unit.
+ATTR_RANGE_TEST: Final = "range_test"
+#: The final comparison ``{arm: ARM}``, summarised from the final-run units.
+ATTR_COMPARISON: Final = "comparison"
+#: The finalists' cross-validated scores, from the finalist units (a list, best trial first).
+ATTR_FINALISTS: Final = "finalists"
+#: The config the study was made with (TOML-shaped).
+ATTR_CONFIG: Final = "config"
+#: The task's description (``Task.describe()``).
+ATTR_TASK: Final = "task"
+#: The task's metric name and its direction (``maximize`` / ``minimize``).
+ATTR_METRIC: Final = "metric"
+ATTR_DIRECTION: Final = "direction"
+#: Optimizer steps per epoch: ``{"search": n, "full": n}``.
+ATTR_STEPS_PER_EPOCH: Final = "steps_per_epoch"
+#: One user attr per ``lrsearch run`` invocation on the study: ``run:<start>:<host>:<pid>``.
+RUN_PREFIX: Final = "run:"
+
+# --- user attrs of study NAME/constant-cv ----------------------------------------------------
+#: The constant LRs of the CV grid, and the one CV chose.
+ATTR_GRID: Final = "grid"
+ATTR_CHOSEN_LR: Final = "chosen_lr"
+
+# --- user attrs of every unit trial ----------------------------------------------------------
+#: The unit's key: readers take the first COMPLETE trial per key.
+UNIT: Final = "unit"
+#: Who ran it: ``host:pid``.
+WORKER: Final = "worker"
+#: Seconds spent inside training and evaluation (the rest is bookkeeping).
+TRAIN_SECONDS: Final = "train_seconds"
+#: Search trials enqueued from the literature's recipes.
+SEEDED: Final = "seeded"
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyNames:
+    """The Optuna studies that make up lrsearch study ``name``.
+
+    Example:
+        >>> names = StudyNames("digits")
+        >>> names.search, names.constant_cv, names.final
+        ('digits', 'digits/constant-cv', 'digits/final')
+    """
+
+    name: str
+
+    @property
+    def search(self) -> str:
+        """The search trials (and the study's user attrs)."""
+        return self.name
+
+    @property
+    def range_test(self) -> str:
+        """The range-test unit."""
+        return f"{self.name}/range-test"
+
+    @property
+    def constant_cv(self) -> str:
+        """One trial per constant LR of the CV grid."""
+        return f"{self.name}/constant-cv"
+
+    @property
+    def adam(self) -> str:
+        """The Adam lr=3e-4 baseline's validation run."""
+        return f"{self.name}/adam-3e-4"
+
+    @property
+    def finalists(self) -> str:
+        """The top search trials re-scored on the CV folds."""
+        return f"{self.name}/finalists"
+
+    @property
+    def final(self) -> str:
+        """The final comparison's runs, one trial per arm and seed."""
+        return f"{self.name}/final"
+
+    def all(self) -> tuple[str, ...]:
+        """Every study name of the study, the search first."""
+        return (
+            self.search,
+            self.range_test,
+            self.constant_cv,
+            self.adam,
+            self.finalists,
+            self.final,
+        )
+
+    @classmethod
+    def owner(cls, study_name: str) -> str:
+        """The lrsearch study a stored study belongs to (``"a/final"`` -> ``"a"``)."""
+        head, _, tail = study_name.rpartition("/")
+        if head and tail in _STAGE_SUFFIXES:
+            return head
+        return study_name
+
+
+_STAGE_SUFFIXES = ("range-test", "constant-cv", "adam-3e-4", "finalists", "final")

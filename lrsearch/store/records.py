@@ -1,0 +1,285 @@
+"""Typed records of what lrsearch stores, each with ``to_dict`` / ``from_dict`` (JSON only).
+
+The pipeline writes them as Optuna user attrs (names in :mod:`lrsearch.store.names`); the
+report, the export and the CLI read them back through the same classes, so a field has one
+spelling. Non-finite floats are stored as ``null`` (strict JSON).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["ArmResult", "FinalRun", "Finalist", "RunRecord", "StageTime", "Timings"]
+
+
+def _num(value: float | None) -> float | None:
+    """A float for JSON: ``None`` for NaN/inf (read back as NaN by :func:`_float`)."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _float(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class FinalRun:
+    """One run of the final comparison: an arm trained on all of ``train`` with one seed and
+    scored on ``test`` after every epoch (a unit of study ``NAME/final``).
+
+    Attributes:
+        arm: The arm's name (``tuned``, ``constant-cv``, ...).
+        seed: The model seed.
+        params: The arm's schedule params (``{"lr": x}`` for a constant arm).
+        optimizer: ``"task"`` (the task's own) or the optimizer's name (``"Adam"``).
+        schedule: The schedule in words.
+        curve: Test metric after each epoch; a run that stopped early is padded with its last
+            value to ``epochs``.
+        epochs: Epochs of the run.
+        steps: Optimizer steps of the whole run.
+        stop_reason: ``None`` for a full run, else why it stopped (diverged).
+        train_seconds: Seconds inside training and evaluation.
+
+    Example:
+        >>> run = FinalRun("tuned", 1000, {"lr": 0.1}, "task", "constant 0.1", [0.5, 0.75], 2, 20)
+        >>> FinalRun.from_dict(run.to_dict()) == run, run.final
+        (True, 0.75)
+    """
+
+    arm: str
+    seed: int
+    params: dict[str, Any]
+    optimizer: str
+    schedule: str
+    curve: list[float]
+    epochs: int
+    steps: int
+    stop_reason: str | None = None
+    train_seconds: float = 0.0
+
+    @property
+    def final(self) -> float:
+        """The test metric at the end of the run."""
+        return self.curve[-1] if self.curve else math.nan
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["curve"] = [_num(v) for v in self.curve]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FinalRun:
+        fields = dict(data)
+        fields["curve"] = [_float(v) for v in fields["curve"]]
+        return cls(**fields)
+
+
+@dataclasses.dataclass(frozen=True)
+class Finalist:
+    """A top search trial re-scored on the constant baseline's CV folds (study
+    ``NAME/finalists``); the best ``cv_mean`` becomes the tuned arm.
+
+    Attributes:
+        trial: The search trial's number.
+        params: Its params.
+        value: Its validation value in the search.
+        fold_scores: The metric on each CV fold (up to the fold that diverged).
+        cv_mean: Their mean, ``None`` when a fold diverged.
+        diverged: Why a fold diverged, else ``None``.
+    """
+
+    trial: int
+    params: dict[str, Any]
+    value: float
+    fold_scores: list[float]
+    cv_mean: float | None
+    diverged: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["fold_scores"] = [_num(v) for v in self.fold_scores]
+        out["cv_mean"] = _num(self.cv_mean)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Finalist:
+        fields = dict(data)
+        fields["fold_scores"] = [_float(v) for v in fields["fold_scores"]]
+        return cls(**fields)
+
+
+@dataclasses.dataclass(frozen=True)
+class ArmResult:
+    """One arm of the final comparison, summarised over its seeds (study user attr
+    ``comparison`` maps arm names to these).
+
+    Attributes:
+        test_metric_mean: Mean final test metric over seeds.
+        test_metric_std: Its sample standard deviation (0 for one seed).
+        test_metric_per_seed: Final test metric of each seed, in ``seeds`` order.
+        test_curve_mean: Mean test metric after each epoch.
+        test_curve_per_seed: Each seed's curve.
+        epochs: Epochs of every run.
+        steps: Optimizer steps of every run.
+        params: The arm's params.
+        schedule: Its schedule in words.
+        optimizer: ``"task"`` or the optimizer's name.
+        seeds: The model seeds.
+        stop_reasons: Per seed, ``None`` or why the run stopped early.
+        train_seconds: Seconds inside training, all seeds.
+        target: The constant-cv arm's final mean (when that arm ran).
+        epochs_to_target: First epoch whose mean curve reaches ``target`` (``None``: never).
+        tuned_minus_this: For arms other than ``tuned``: the paired interval of
+            tuned - this over seeds (``mean_diff``, ``ci_low``, ``ci_high``, ``level``,
+            ``p_value``, ``significant``, ``n``).
+    """
+
+    test_metric_mean: float
+    test_metric_std: float
+    test_metric_per_seed: list[float]
+    test_curve_mean: list[float]
+    test_curve_per_seed: list[list[float]]
+    epochs: int
+    steps: int
+    params: dict[str, Any]
+    schedule: str
+    optimizer: str
+    seeds: list[int]
+    stop_reasons: list[str | None]
+    train_seconds: float
+    target: float | None = None
+    epochs_to_target: int | None = None
+    tuned_minus_this: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        if self.target is None:  # no constant-cv arm: no target to reach
+            del out["target"], out["epochs_to_target"]
+        if self.tuned_minus_this is None:
+            del out["tuned_minus_this"]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ArmResult:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclasses.dataclass(frozen=True)
+class RunRecord:
+    """One ``lrsearch run`` invocation on a study: who ran it, where, and what it did.
+
+    Stored as study user attr ``run:<started>:<host>:<pid>`` and updated only by the process
+    it describes, so workers never overwrite each other's records.
+
+    Attributes:
+        started: Start time (ISO 8601, UTC).
+        host: Host name.
+        pid: Process id.
+        versions: lrsearch, optuna, torch and Python versions.
+        device: Where it trained (``cpu``, ``cuda``).
+        storage: The storage URL, password masked.
+        units: Units of work it ran, per stage.
+        status: ``running`` (or killed: see :meth:`finished`), ``finished`` or ``failed``.
+        last_seen: When it last wrote this record (ISO 8601, UTC).
+        ended: When it ended, or ``None``.
+        error: The one-line error of a failed run.
+    """
+
+    started: str
+    host: str
+    pid: int
+    versions: dict[str, str]
+    device: str
+    storage: str
+    units: dict[str, int]
+    status: str = "running"
+    last_seen: str = ""
+    ended: str | None = None
+    error: str | None = None
+
+    @property
+    def key(self) -> str:
+        """The user attr this record is stored under."""
+        return f"run:{self.started}:{self.host}:{self.pid}"
+
+    @property
+    def worker(self) -> str:
+        """``host:pid``, as stored on the units it ran."""
+        return f"{self.host}:{self.pid}"
+
+    @property
+    def n_units(self) -> int:
+        """Units it ran, all stages."""
+        return sum(self.units.values())
+
+    def finished(self) -> bool:
+        """Whether the run ended by itself (finished or failed); a killed run did not."""
+        return self.ended is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunRecord:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclasses.dataclass(frozen=True)
+class StageTime:
+    """The time the units of one stage took, whoever ran them.
+
+    Attributes:
+        units: Units that ran to an end (complete, pruned or failed).
+        seconds: Their durations, summed (from each trial's start to its end).
+        train_seconds: Of that, seconds inside training and evaluation.
+        start: The first unit's start (ISO 8601), ``None`` without units.
+        end: The last unit's end (ISO 8601), ``None`` without units.
+    """
+
+    units: int
+    seconds: float
+    train_seconds: float
+    start: str | None
+    end: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Timings:
+    """Seconds per stage, summed over the units stored (derived on read, never stored).
+
+    Attributes:
+        stages: Per stage (``range_test``, ``search``, ``constant_cv``, ``adam``,
+            ``finalists``, ``final``), a :class:`StageTime`.
+        wall: Seconds from the first unit's start to the last unit's end.
+    """
+
+    stages: dict[str, StageTime]
+    wall: float
+
+    @property
+    def busy(self) -> float:
+        """Seconds of all units, summed (more than ``wall`` when workers ran in parallel)."""
+        return sum(s.seconds for s in self.stages.values())
+
+    @property
+    def inside_training(self) -> float:
+        """Seconds inside training and evaluation, all units."""
+        return sum(s.train_seconds for s in self.stages.values())
+
+    @property
+    def units(self) -> int:
+        """Units that ran, all stages."""
+        return sum(s.units for s in self.stages.values())
+
+    def to_dict(self) -> dict[str, float]:
+        """Flat seconds: one entry per stage, ``busy``, ``inside_training``, ``wall``."""
+        out = {stage: t.seconds for stage, t in self.stages.items()}
+        out |= {"busy": self.busy, "inside_training": self.inside_training, "wall": self.wall}
+        return out
