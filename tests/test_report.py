@@ -252,7 +252,10 @@ def test_report_opens_offline_with_every_figure_and_no_js_error(
         # Log-LR axes: plotly draws a log axis's ticks with SI suffixes / powers of ten.
         range_test_ticks = page.locator("#fig-range-test .xtick").all_text_contents()
         assert any("µ" in t or "n" in t for t in range_test_ticks), range_test_ticks
-        assert page.locator("table.dataframe").count() == (3 if name == "tiny" else 2)
+        # Comparison (full study only), top trials, settings, history.
+        assert page.locator("table.dataframe").count() == (4 if name == "tiny" else 3)
+        history = page.locator("table.dataframe").last.inner_text()
+        assert "finished" in history and "range_test 1" in history
         if name == "tiny":
             assert any(t.startswith("Final comparison") for t in titles)
             assert page.locator("table.dataframe").first.inner_text().count("constant-cv") >= 1
