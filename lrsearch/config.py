@@ -58,6 +58,12 @@ KEYS: dict[str, tuple[str, str]] = {
     "final_seeds": ("seeds per arm in the final comparison", "5"),
     "device": ("`auto`, `cpu` or `cuda`", "`auto`"),
     "threads": ("torch CPU threads (0: one per core, at most 8)", "0"),
+    "heartbeat_interval": ("seconds between a running unit's heartbeats in the storage", "10"),
+    "grace_period": (
+        "seconds without a heartbeat after which a unit of a dead worker is run again "
+        "(more than `heartbeat_interval`)",
+        "30",
+    ),
     "range_test.start_lr": ("first LR of the range test", "1e-7"),
     "range_test.end_lr": ("last LR of the range test", "10.0"),
     "range_test.num_iter": ("steps of the range test", "100"),
@@ -93,6 +99,8 @@ class StudyConfig:
     final_seeds: int = 5
     device: str = "auto"
     threads: int = 0
+    heartbeat_interval: int = 10
+    grace_period: int = 30
     range_start_lr: float = 1e-7
     range_end_lr: float = 10.0
     range_num_iter: int = 100
@@ -136,6 +144,13 @@ class StudyConfig:
         _want_int("final_seeds", self.final_seeds, low=2)
         _want_choice("device", self.device, DEVICES)
         _want_int("threads", self.threads, low=0)
+        _want_int("heartbeat_interval", self.heartbeat_interval, low=1)
+        _want_int("grace_period", self.grace_period, low=2)
+        if not self.grace_period > self.heartbeat_interval:
+            raise InvalidParameterError(
+                "grace_period must be longer than heartbeat_interval; got "
+                f"{self.grace_period!r} <= {self.heartbeat_interval!r}"
+            )
         _want_real("range_test.start_lr", self.range_start_lr, positive=True)
         _want_real("range_test.end_lr", self.range_end_lr, positive=True)
         if not self.range_start_lr < self.range_end_lr:

@@ -51,8 +51,8 @@ def run_study(
     skip_baselines: bool = False,
     task: Task | None = None,
     progress: Progress | None = None,
-    heartbeat_interval: int = 10,
-    grace_period: int = 30,
+    heartbeat_interval: int | None = None,
+    grace_period: int | None = None,
     search_bounds: LRBounds | None = None,
     enqueue_seeds: bool = True,
 ) -> StudyResult:
@@ -73,8 +73,10 @@ def run_study(
         skip_baselines: Search only: no baselines, no final comparison.
         task: A :class:`~lrsearch.tasks.Task` to use instead of the config's ``task``.
         progress: Called as ``progress(stage, done, total)`` while work advances.
-        heartbeat_interval: Seconds between a running unit's heartbeats.
-        grace_period: Seconds without a heartbeat after which a unit is failed and retried.
+        heartbeat_interval: Seconds between a running unit's heartbeats (default: the config's
+            ``heartbeat_interval``).
+        grace_period: Seconds without a heartbeat after which a unit is failed and retried
+            (default: the config's ``grace_period``).
         search_bounds: Search ``max_lr``/``base_lr`` over these bounds instead of the range
             test's (for ablations).
         enqueue_seeds: Enqueue the literature's schedules first (``False`` for ablations).

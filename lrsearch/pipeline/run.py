@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import logging
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -67,8 +68,8 @@ def run_study(
     skip_baselines: bool = False,
     task: Task | None = None,
     progress: Progress | None = None,
-    heartbeat_interval: int = 10,
-    grace_period: int = 30,
+    heartbeat_interval: int | None = None,
+    grace_period: int | None = None,
     search_bounds: LRBounds | None = None,
     enqueue_seeds: bool = True,
     on_stored: Callable[[optuna.Study], None] | None = None,
@@ -85,8 +86,10 @@ def run_study(
         skip_baselines: Search only: no baselines, no final comparison.
         task: A :class:`~lrsearch.tasks.Task` to use instead of the config's ``task``.
         progress: Called as ``progress(stage, done, total)`` while work advances.
-        heartbeat_interval: Seconds between a running unit's heartbeats.
-        grace_period: Seconds without a heartbeat after which a unit is failed and retried.
+        heartbeat_interval: Seconds between a running unit's heartbeats (default: the config's
+            ``heartbeat_interval``).
+        grace_period: Seconds without a heartbeat after which a unit is failed and retried
+            (default: the config's ``grace_period``).
         search_bounds: Search ``max_lr``/``base_lr`` over these bounds instead of the range
             test's (the range test still runs and is stored; for ablations).
         enqueue_seeds: Enqueue the literature's schedules first (``False`` for ablations).
@@ -102,6 +105,8 @@ def run_study(
             ``fresh`` while other workers are live, or a stage cannot finish.
     """
     cfg, task, device = prepare(config, overrides=overrides, task=task)
+    heartbeat_interval = heartbeat_interval or cfg.heartbeat_interval
+    grace_period = grace_period or cfg.grace_period
     # Everything above validates; only now is anything written.
     store = open_storage(storage, heartbeat_interval=heartbeat_interval, grace_period=grace_period)
     url = mask_url(storage or DEFAULT_STORAGE)
@@ -170,7 +175,9 @@ def _describe(ctx: Context, search: optuna.Study, cfg_dict: dict[str, Any]) -> N
     # The dashboard's name for the objective (else "Objective 0").
     metric_names = [f"validation {task.metric_name or 'metric'}"]
     if search.metric_names != metric_names:
-        search.set_metric_names(metric_names)
+        with warnings.catch_warnings():  # "experimental" in Optuna; nothing to act on
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            search.set_metric_names(metric_names)
 
 
 def _config_conflicts(stored: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:

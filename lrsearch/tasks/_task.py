@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import math
+import os
+import sys
 from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
@@ -244,10 +246,20 @@ def load_task(spec: str | Task, **overrides: Any) -> Task:
     return dataclasses.replace(task, **overrides)
 
 
+def _working_directory_importable() -> None:
+    """Let ``task = "mytask:make_task"`` import ``./mytask.py``, as ``uvicorn module:app``
+    does: the working directory goes first on ``sys.path`` (``python -m`` puts it there, a
+    console script does not)."""
+    cwd = os.getcwd()
+    if not any(os.path.abspath(entry or os.curdir) == cwd for entry in sys.path):
+        sys.path.insert(0, cwd)
+
+
 def _import_task(spec: str) -> Task:
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr.isidentifier():
         raise InvalidParameterError(f"task must look like 'package.module:function'; got {spec!r}")
+    _working_directory_importable()
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:  # a broken user module is a config error, whatever it raises

@@ -1,0 +1,5 @@
+"""``python -m lrsearch``: the ``lrsearch`` command."""
+
+from lrsearch.cli import main
+
+main()
