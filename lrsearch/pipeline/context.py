@@ -174,7 +174,7 @@ class Context:
 
     def __post_init__(self) -> None:
         self.names = StudyNames(self.cfg.name)
-        self.lock = StorageLock(self.store, f"study:{self.cfg.name}")
+        self.lock = StorageLock(self.store.engine, f"study:{self.cfg.name}")
         self.fit_idx, self.val_idx = holdout(
             self.task, self.cfg.validation_fraction, self.cfg.seed
         )

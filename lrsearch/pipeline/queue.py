@@ -218,7 +218,10 @@ def _run_next(stage: Stage, number: int, lock: StorageLock, worker: Worker) -> N
             try:
                 return stage.objective(trial)
             finally:
+                # A unit that ran to an end in its worker (done, pruned or raised) carries its
+                # time; one whose worker was killed does not, and is not counted as work done.
                 trial.set_user_attr(TRAIN_SECONDS, inside.seconds)
+                worker.ran(stage.name)
 
     if stage.sampler is not None:
         stage.study.sampler = stage.sampler(number)
@@ -226,7 +229,6 @@ def _run_next(stage: Stage, number: int, lock: StorageLock, worker: Worker) -> N
         stage.study.optimize(objective, n_trials=1)
     finally:
         lock.release()
-    worker.ran(stage.name)
 
 
 def done_trials(

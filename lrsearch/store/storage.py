@@ -15,7 +15,6 @@ import importlib.util
 import logging
 import os
 import threading
-import time
 import warnings
 from pathlib import Path
 from typing import IO, Any, ClassVar
@@ -23,6 +22,7 @@ from typing import IO, Any, ClassVar
 import optuna
 import sqlalchemy.engine
 import sqlalchemy.exc
+import sqlalchemy.pool
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
 from lrsearch.exceptions import InvalidParameterError, LrsearchError
@@ -89,28 +89,31 @@ def open_storage(
                 raise LrsearchError(f"no study database at {mask_url(url)}")
             path.parent.mkdir(parents=True, exist_ok=True)
     target = _with_driver(parsed, url)
-    for attempt in range(3):
-        try:
-            with warnings.catch_warnings():
-                # The heartbeat and its stale-trial retry are "experimental" in Optuna;
-                # lrsearch relies on them on purpose, and the notice says nothing to act on.
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return RDBStorage(
-                    target,
-                    engine_kwargs=engine_kwargs,
-                    heartbeat_interval=heartbeat_interval,
-                    grace_period=grace_period,
-                    heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
-                )
-        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as exc:
-            # Workers opening a fresh database together race to create Optuna's tables
-            # (PostgreSQL: "duplicate key ... pg_type"); the loser finds them made on a retry.
-            if attempt == 2:
-                raise LrsearchError(f"cannot open storage {mask_url(url)}: {exc}") from exc
-            time.sleep(0.5 * (attempt + 1))
-        except Exception as exc:
-            raise LrsearchError(f"cannot open storage {mask_url(url)}: {exc}") from exc
-    raise AssertionError("unreachable")
+    try:
+        init = sqlalchemy.create_engine(target, poolclass=sqlalchemy.pool.NullPool)
+    except Exception as exc:  # no such driver, a malformed URL
+        raise LrsearchError(f"cannot open storage {mask_url(url)}: {exc}") from exc
+    # Workers opening a fresh database together race to create Optuna's tables (MySQL: "table
+    # already exists"; PostgreSQL: "duplicate key ... pg_type"): they create them one at a time.
+    creating = StorageLock(init, "create-tables") if create else contextlib.nullcontext()
+    try:
+        with creating, warnings.catch_warnings():
+            # The heartbeat and its stale-trial retry are "experimental" in Optuna; lrsearch
+            # relies on them on purpose, and the notice says nothing a user can act on.
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return RDBStorage(
+                target,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=heartbeat_interval,
+                grace_period=grace_period,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
+            )
+    except LrsearchError:
+        raise
+    except Exception as exc:
+        raise LrsearchError(f"cannot open storage {mask_url(url)}: {exc}") from exc
+    finally:
+        init.dispose()
 
 
 def _with_driver(parsed: sqlalchemy.engine.URL, url: str) -> str:
@@ -136,9 +139,9 @@ def _importable(module: str) -> bool:
         return False
 
 
-def backend(storage: RDBStorage) -> str:
+def backend(engine: sqlalchemy.engine.Engine) -> str:
     """``"sqlite"``, ``"postgresql"``, ``"mysql"`` (MariaDB too) or another dialect's name."""
-    name = storage.engine.dialect.name
+    name = engine.dialect.name
     return "mysql" if name == "mariadb" else name
 
 
@@ -155,7 +158,7 @@ class StorageLock:
 
     Example:
         >>> from lrsearch.store import open_storage
-        >>> lock = StorageLock(open_storage("sqlite:///:memory:"), "demo")
+        >>> lock = StorageLock(open_storage("sqlite:///:memory:").engine, "demo")
         >>> with lock:
         ...     lock.held
         True
@@ -165,11 +168,13 @@ class StorageLock:
 
     _LOCAL: ClassVar[dict[str, threading.Lock]] = {}
 
-    def __init__(self, storage: RDBStorage, name: str, *, timeout: float = 600.0) -> None:
-        self._storage = storage
+    def __init__(
+        self, engine: sqlalchemy.engine.Engine, name: str, *, timeout: float = 600.0
+    ) -> None:
+        self._engine = engine
         self._name = name
         self._timeout = timeout
-        self._backend = backend(storage)
+        self._backend = backend(engine)
         self._conn: sqlalchemy.engine.Connection | None = None
         self._file: IO[bytes] | None = None
         self._local: threading.Lock | None = None
@@ -183,11 +188,11 @@ class StorageLock:
         if self.held:
             raise RuntimeError("StorageLock is not reentrant")
         if self._backend == "postgresql":
-            self._conn = self._storage.engine.connect()
+            self._conn = self._engine.connect()
             self._conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": self._key})
             self._conn.commit()
         elif self._backend == "mysql":
-            self._conn = self._storage.engine.connect()
+            self._conn = self._engine.connect()
             got = self._conn.execute(
                 sqlalchemy.text("SELECT GET_LOCK(:n, :t)"),
                 {"n": self._mysql_name, "t": int(self._timeout)},
@@ -238,7 +243,7 @@ class StorageLock:
     def _sqlite_path(self) -> str | None:
         if self._backend != "sqlite":
             return None
-        database = self._storage.engine.url.database
+        database = self._engine.url.database
         if database in (None, "", ":memory:"):
             return None
         return os.path.abspath(database)

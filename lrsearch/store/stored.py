@@ -191,10 +191,12 @@ def timings(stored: StoredStudy) -> Timings:
     starts: list[datetime.datetime] = []
     ends: list[datetime.datetime] = []
     for stage in STAGES:
+        # Units that ran to an end in their worker; one failed because its worker died has no
+        # TRAIN_SECONDS, and its "duration" would be the wait until it was declared dead.
         ran = [
             t
             for t in stored.trials(stage)
-            if t.state.is_finished() and t.datetime_start and t.datetime_complete
+            if t.state.is_finished() and TRAIN_SECONDS in t.user_attrs
         ]
         seconds = sum(_seconds(t) for t in ran)
         train = sum(float(t.user_attrs.get(TRAIN_SECONDS, 0.0)) for t in ran)

@@ -1,0 +1,417 @@
+"""Many workers, one study (lrsearch/pipeline/queue.py and run.py), against real servers.
+
+`lrsearch run` started as several processes on one PostgreSQL, MariaDB or SQLite storage, with
+baselines on, must give the study one process would: the budget exactly, one unit per key, the
+same printed table in every worker. A worker killed with SIGKILL in any stage, then the command
+again, must leave one correct study: budget met, nothing running, no unit read twice, finished
+units reused, the killed run in the history as not finished. ``--fresh`` refuses while a worker
+is live. The servers run on the development and CI machines; a fixture that cannot reach one
+fails the test, it never skips it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy
+from click.testing import CliRunner
+from optuna.trial import FrozenTrial, TrialState
+
+from lrsearch.cli import cli
+from lrsearch.pipeline import load_result
+from lrsearch.pipeline.arms import constant_grid, grid_key
+from lrsearch.pipeline.comparison import arm_key, final_seeds, make_arms
+from lrsearch.store import (
+    FINISHED,
+    STAGES,
+    TRAIN_SECONDS,
+    StoredStudy,
+    first_done,
+    history,
+    load_stored,
+    open_storage,
+    timings,
+    unit_key,
+)
+
+TESTS = Path(__file__).resolve().parent
+LRSEARCH = str(Path(sys.executable).with_name("lrsearch"))
+PG_SERVER = "postgresql+psycopg2://postgres@127.0.0.1:5432"
+MYSQL_SERVER = "mysql+pymysql://root@127.0.0.1:3306"
+LIVE = (TrialState.RUNNING, TrialState.WAITING)
+
+# A task module in the worker's working directory, imported without PYTHONPATH. It sleeps on
+# every forward pass when LRSEARCH_TEST_DELAY is set, so a worker is mid-unit when killed.
+TASK_MODULE = f"""
+import os
+import sys
+
+sys.path.insert(0, {str(TESTS)!r})
+import tiny_task
+
+
+def make_task():
+    delay = float(os.environ.get("LRSEARCH_TEST_DELAY") or 0)
+    return tiny_task.slow_task(delay) if delay else tiny_task.task()
+"""
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+    """A working directory with ``workertask.py`` and ``studies/w.toml``."""
+
+    cwd: Path
+    n_trials: int = 8
+    cv_grid: int = 3
+    finalists: int = 2
+    final_seeds: int = 2
+
+
+def _setup(tmp_path: Path, *, grace: int) -> Setup:
+    setup = Setup(tmp_path)
+    (tmp_path / "workertask.py").write_text(TASK_MODULE)
+    (tmp_path / "studies").mkdir()
+    (tmp_path / "studies" / "w.toml").write_text(
+        textwrap.dedent(
+            f"""
+            task = "workertask:make_task"
+            n_trials = {setup.n_trials}
+            epochs = 2
+            cv_folds = 2
+            cv_grid = {setup.cv_grid}
+            finalists = {setup.finalists}
+            final_seeds = {setup.final_seeds}
+            threads = 1
+            device = "cpu"
+            heartbeat_interval = 1
+            grace_period = {grace}
+
+            [range_test]
+            num_iter = 20
+            """
+        )
+    )
+    return setup
+
+
+def _start(setup: Setup, url: str, log: Path, *, delay: float = 0.0) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["LRSEARCH_TEST_DELAY"] = str(delay)
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [LRSEARCH, "run", "--study", "w", "--storage", url],
+            cwd=setup.cwd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+
+
+def _wait(procs: list[subprocess.Popen[bytes]], logs: list[Path], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    try:
+        for proc in procs:
+            proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    for proc, log in zip(procs, logs, strict=True):
+        assert proc.returncode == 0, log.read_text()
+
+
+def _table(log: Path) -> list[str]:
+    """What a worker printed from the final comparison's heading to its verdict."""
+    lines = log.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("final comparison on"))
+    end = next(i for i, line in enumerate(lines) if line.startswith("tuned ") and i > start)
+    return lines[start : end + 1]
+
+
+def _server_database(server: str, what: str) -> Iterator[str]:
+    admin = sqlalchemy.create_engine(server, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sqlalchemy.text("SELECT 1"))
+    except sqlalchemy.exc.OperationalError as exc:
+        pytest.fail(f"the {what} server at {server} does not answer; these tests need it: {exc}")
+    name = f"lrsearch_test_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as conn:
+        conn.execute(sqlalchemy.text(f"CREATE DATABASE {name}"))
+    try:
+        yield name
+    finally:
+        drop = f"DROP DATABASE IF EXISTS {name}"
+        with admin.connect() as conn:
+            conn.execute(sqlalchemy.text(drop + (" WITH (FORCE)" if "postgres" in server else "")))
+        admin.dispose()
+
+
+@pytest.fixture
+def pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database on the local server (trust auth), dropped afterwards."""
+    for name in _server_database(f"{PG_SERVER}/test", "PostgreSQL"):
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+
+
+@pytest.fixture
+def mysql_database() -> Iterator[str]:
+    """A fresh MariaDB/MySQL database on the local server (root, no password), dropped after."""
+    for name in _server_database(MYSQL_SERVER, "MariaDB"):
+        yield f"mysql://root@127.0.0.1:3306/{name}"
+
+
+# --- what one correct study looks like ------------------------------------------------------
+
+
+def _units_done(trials: list[FrozenTrial]) -> Counter[str]:
+    """How many finished trials each unit key has."""
+    return Counter(unit_key(t) or "" for t in trials if t.state in FINISHED)
+
+
+def check_one_study(stored: StoredStudy, setup: Setup, *, duplicates: bool = False) -> None:
+    """The invariants of a finished study, whoever ran it and however often it was killed."""
+    for stage in STAGES:
+        live = [
+            t for t in stored.trials(stage) if t.state in (TrialState.RUNNING, TrialState.WAITING)
+        ]
+        assert not live, (stage, [(t.number, t.state.name) for t in live])
+    # The search: the budget exactly, and no trial drawn twice.
+    search = stored.trials("search")
+    assert sum(t.state in FINISHED for t in search) == setup.n_trials
+    params = [tuple(sorted(t.params.items())) for t in search if t.state in FINISHED]
+    assert len(set(params)) == len(params), "two search trials share their params"
+    # One range test; one unit per grid LR, every LR on the grid; the chosen LR on the grid.
+    rt = first_done(stored.trials("range_test"))["range-test"]
+    grid = constant_grid(_bounds(rt), setup.cv_grid)
+    cv = stored.trials("constant_cv")
+    assert {t.params["lr"] for t in cv} <= set(grid)
+    assert set(_units_done(cv)) == {grid_key(lr) for lr in grid}
+    result = load_result("w", store=stored.search._storage)
+    assert result.constant_lr in grid
+    # One finalist per top trial, and the comparison: final_seeds runs per arm, one per key.
+    assert len(_units_done(stored.trials("finalists"))) == setup.finalists
+    seeds = final_seeds(0, setup.final_seeds)
+    arms = make_arms(
+        result.best_params,
+        result.constant_lr,
+        steps_per_epoch=stored.attrs["steps_per_epoch"]["full"],
+        epochs=2,
+    )
+    final = stored.trials("final")
+    assert set(_units_done(final)) == {arm_key(a, s) for a in arms for s in seeds}
+    assert result.comparison is not None
+    for arm in result.comparison.values():
+        assert len(arm["test_metric_per_seed"]) == setup.final_seeds
+    assert stored.attrs["comparison"] == result.comparison
+    if not duplicates:  # healthy workers: every unit ran exactly once
+        for stage in ("range_test", "constant_cv", "adam", "finalists", "final"):
+            counts = _units_done(stored.trials(stage))
+            assert set(counts.values()) == {1}, (stage, counts)
+            assert len(stored.trials(stage)) == sum(counts.values()), stage
+        assert len(search) == setup.n_trials
+    # The history: the units each run says it ran are the units that ran to an end.
+    runs = history(stored.search)
+    ran = sum(
+        TRAIN_SECONDS in t.user_attrs
+        for stage in STAGES
+        for t in stored.trials(stage)
+        if t.state.is_finished()
+    )
+    assert sum(r.n_units for r in runs) == ran == timings(stored).units
+
+
+def _bounds(rt: FrozenTrial) -> Any:
+    from lrsearch.range_test import RangeTestResult
+
+    return RangeTestResult.from_dict(rt.user_attrs["range_test"]).bounds
+
+
+# --- several workers at once ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("backend", "n_workers"), [("postgresql", 4), ("mysql", 4), ("sqlite", 3)]
+)
+def test_workers_started_together_make_one_study(
+    backend: str, n_workers: int, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    setup = _setup(tmp_path, grace=20)
+    url = {
+        "postgresql": lambda: request.getfixturevalue("pg_database"),
+        "mysql": lambda: request.getfixturevalue("mysql_database"),
+        "sqlite": lambda: f"sqlite:///{tmp_path}/w.db",
+    }[backend]()
+    logs = [tmp_path / f"worker{i}.log" for i in range(n_workers)]
+    procs = [_start(setup, url, log) for log in logs]
+    _wait(procs, logs, timeout=400)
+    tables = [_table(log) for log in logs]
+    assert all(table == tables[0] for table in tables), "the workers printed different results"
+    store = open_storage(url)
+    try:
+        stored = load_stored("w", store=store)
+        check_one_study(stored, setup)
+        runs = history(stored.search)
+        assert len(runs) == n_workers and all(r.status == "finished" for r in runs)
+        # The work was shared: more than one worker ran search trials.
+        assert sum(r.units.get("search", 0) > 0 for r in runs) >= 2
+    finally:
+        store.engine.dispose()
+
+
+# --- a worker killed in any stage, then the command again ------------------------------------
+
+
+def _rows(path: Path, query: str, *args: Any) -> list[tuple[Any, ...]]:
+    """Rows of ``query`` on the database another process writes (read-only, never creates)."""
+    if not path.exists():
+        return []
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as db:
+            return db.execute(query, args).fetchall()
+    except sqlite3.OperationalError:  # tables not made yet, or busy: ask again
+        return []
+
+
+_STATES = (
+    "SELECT t.state FROM trials t JOIN studies s ON s.study_id = t.study_id WHERE s.study_name = ?"
+)
+_STUDY = {
+    "range_test": "w/range-test",
+    "search": "w",
+    "constant_cv": "w/constant-cv",
+    "finalists": "w/finalists",
+    "final": "w/final",
+}
+
+
+@pytest.mark.parametrize("stage", list(_STUDY))
+def test_a_worker_killed_in_any_stage_leaves_one_correct_study(stage: str, tmp_path: Path) -> None:
+    setup = _setup(tmp_path, grace=2)
+    path = tmp_path / "w.db"
+    url = f"sqlite:///{path}"
+    log = tmp_path / "killed.log"
+    # Slow enough to be caught inside a unit: the range test is 20 steps of one batch each.
+    proc = _start(setup, url, log, delay=0.05 if stage == "range_test" else 0.01)
+    # Wait until the stage has a unit running (and, where it has several, one done already).
+    need_done = 0 if stage in ("range_test",) else 1
+    deadline = time.monotonic() + 180
+    try:
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"the worker ended before it was killed:\n{log.read_text()}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"the worker never reached {stage}:\n{log.read_text()}")
+            states = [s for (s,) in _rows(path, _STATES, _STUDY[stage])]
+            if (
+                "RUNNING" in states
+                and sum(s in ("COMPLETE", "PRUNED") for s in states) >= need_done
+            ):
+                time.sleep(random.uniform(0.0, 0.05))  # somewhere inside the unit
+                os.kill(proc.pid, signal.SIGKILL)
+                break
+            time.sleep(0.02)
+    finally:
+        if proc.poll() is None and proc.returncode is None:
+            proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    store = open_storage(url)
+    try:
+        before = load_stored("w", store=store)
+        killed_stage = {v: k for k, v in _STUDY.items()}[_STUDY[stage]]
+        done_before = {
+            unit_key(t): t.number
+            for t in before.trials(killed_stage)
+            if t.state in FINISHED and unit_key(t)
+        }
+        orphans = [t.number for t in before.trials(killed_stage) if t.state == TrialState.RUNNING]
+        assert orphans, "the kill left no unit running"
+    finally:
+        store.engine.dispose()
+
+    time.sleep(2.5)  # past the grace period: the orphan's heartbeat is stale
+    again = tmp_path / "again.log"
+    _wait([_start(setup, url, again)], [again], timeout=300)
+
+    store = open_storage(url)
+    try:
+        stored = load_stored("w", store=store)
+        check_one_study(stored, setup, duplicates=True)
+        trials = stored.trials(killed_stage)
+        # The orphan failed (its worker died) and its unit ran again, to an end.
+        for number in orphans:
+            orphan = next(t for t in trials if t.number == number)
+            assert orphan.state == TrialState.FAIL
+            key = unit_key(orphan)
+            assert key is not None
+            assert any(unit_key(t) == key and t.state in FINISHED for t in trials)
+        # Units finished before the kill were reused, not run again.
+        counts = _units_done(trials)
+        for key in done_before:
+            assert counts[key] == 1, key
+            assert first_done(trials, FINISHED)[key].number == done_before[key]
+        # No key is read twice: each has one finished trial, whatever ran.
+        if killed_stage != "search":
+            assert set(counts.values()) == {1}
+        runs = history(stored.search)
+        assert [r.finished() for r in runs] == [False, True]
+        assert runs[0].n_units >= len(done_before)
+    finally:
+        store.engine.dispose()
+
+
+# --- --fresh ----------------------------------------------------------------------------------
+
+
+def test_fresh_is_refused_while_a_worker_is_live(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    setup = _setup(tmp_path, grace=3)
+    path = tmp_path / "w.db"
+    url = f"sqlite:///{path}"
+    log = tmp_path / "live.log"
+    proc = _start(setup, url, log, delay=0.02)
+    monkeypatch.chdir(tmp_path)
+    try:
+        deadline = time.monotonic() + 120
+        while "RUNNING" not in [s for (s,) in _rows(path, _STATES, "w")]:
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        before = _rows(path, "SELECT trial_id, state FROM trials")
+        result = CliRunner().invoke(cli, ["run", "--study", "w", "--storage", url, "--fresh"])
+        assert result.exit_code == 2
+        message = result.stderr.strip()
+        assert "\n" not in message and "live worker" in message and "--fresh" in message
+        # Nothing was deleted or added: the live worker's trials are all there.
+        after = {tid for tid, _ in _rows(path, "SELECT trial_id, state FROM trials")}
+        assert {tid for tid, _ in before} <= after
+    finally:
+        proc.kill()
+        proc.wait()
+    # Once the killed worker's record is older than the grace period, --fresh starts over.
+    time.sleep(3.5)
+    result = CliRunner().invoke(cli, ["run", "--study", "w", "--storage", url, "--fresh"])
+    assert result.exit_code == 0, result.output
+    store = open_storage(url)
+    try:
+        stored = load_stored("w", store=store)
+        check_one_study(stored, setup)
+        assert len(history(stored.search)) == 1  # the killed run's record went with the study
+    finally:
+        store.engine.dispose()
