@@ -151,8 +151,8 @@ class StorageLock:
     lrsearch holds it for the few milliseconds it takes to look at a stage's queue, enqueue a
     missing unit and pop the next waiting one, so that two workers never claim one unit and
     never enqueue one unit twice. PostgreSQL: a session advisory lock; MySQL/MariaDB:
-    ``GET_LOCK``; SQLite: ``flock`` on a file beside the database (one machine by nature); an
-    in-memory SQLite database: a lock of this process.
+    ``GET_LOCK``; SQLite: ``flock`` on a file in ``.NAME.db.locks/`` beside the database (one
+    machine by nature); an in-memory SQLite database: a lock of this process.
 
     ``release()`` may be called more than once (the queue releases it from inside a trial).
 
@@ -201,7 +201,10 @@ class StorageLock:
                 self._close()
                 raise LrsearchError(f"storage lock {self._name!r} not free in {self._timeout} s")
         elif (path := self._sqlite_path()) is not None:
-            self._file = open(f"{path}.lock", "ab")  # noqa: SIM115 - held until release()
+            # One file per lock name, in a hidden folder beside the database.
+            folder = path.parent / f".{path.name}.locks"
+            folder.mkdir(exist_ok=True)
+            self._file = open(folder / f"{self._mysql_name}.lock", "ab")  # noqa: SIM115
             fcntl.flock(self._file, fcntl.LOCK_EX)
         else:
             self._local = self._LOCAL.setdefault(self._name, threading.Lock())
@@ -240,13 +243,13 @@ class StorageLock:
             self._file = None
         self._local = None
 
-    def _sqlite_path(self) -> str | None:
+    def _sqlite_path(self) -> Path | None:
         if self._backend != "sqlite":
             return None
         database = self._engine.url.database
         if database in (None, "", ":memory:"):
             return None
-        return os.path.abspath(database)
+        return Path(os.path.abspath(database))
 
     def __enter__(self) -> StorageLock:
         self.acquire()
