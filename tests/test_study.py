@@ -37,6 +37,7 @@ from lrsearch.exceptions import LrsearchError
 from lrsearch.pipeline.arms import ADAM_LR, constant_grid
 from lrsearch.schedules import KINDS
 from lrsearch.space import LRBounds
+from lrsearch.store import history, load_stored, timings
 from lrsearch.study import StudyResult, list_studies, load_result, run_study
 from lrsearch.tasks import Data
 
@@ -472,3 +473,65 @@ def test_a_search_without_baselines_never_reads_the_test_data(tmp_path: Path) ->
     assert result.comparison is None and result.constant_lr is None
     assert sorted(optuna.get_all_study_names(url)) == ["tiny", "tiny/range-test"]
     assert "comparison" not in optuna.load_study(study_name="tiny", storage=url).user_attrs
+
+
+# --- the study's record (timings and history accumulate, nothing is overwritten) ------------
+
+
+def _snapshot(url: str) -> dict[str, Any]:
+    """Every study's user and system attrs and every trial, as stored."""
+    out: dict[str, Any] = {}
+    storage = optuna.storages.get_storage(url)
+    for name in optuna.get_all_study_names(storage):
+        study = optuna.load_study(study_name=name, storage=storage)
+        out[name] = (
+            study.user_attrs,
+            storage.get_study_system_attrs(storage.get_study_id_from_name(name)),
+            [(t.number, t.state, t.params, t.values, t.user_attrs) for t in study.get_trials()],
+        )
+    return out
+
+
+def test_a_rerun_of_a_finished_study_adds_its_history_entry_and_nothing_else(
+    done: Done, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    copy = tmp_path / "copy.db"
+    shutil.copy(done.path, copy)
+    url = _url(copy)
+    before = _snapshot(url)
+    first = load_result("tiny", storage=url)
+    _no_training(monkeypatch)
+    again = run_study(done.config, storage=url)
+    after = _snapshot(url)
+    runs = history(optuna.load_study(study_name="tiny", storage=url))
+    assert len(runs) == 2
+    assert runs[0].status == runs[1].status == "finished"
+    assert runs[1].units == {} and runs[0].n_units > 0
+    # Only the new run's record was added; the timings are the units', unchanged.
+    search_attrs = dict(after["tiny"][0])
+    del search_attrs[runs[1].key]
+    assert search_attrs == before["tiny"][0]
+    assert {k: v for k, v in after.items() if k != "tiny"} == {
+        k: v for k, v in before.items() if k != "tiny"
+    }
+    assert after["tiny"][1:] == before["tiny"][1:]
+    assert again.timings == first.timings == done.result.timings
+    assert again.comparison == first.comparison
+
+
+def test_timings_are_the_units_whoever_ran_them(done: Done) -> None:
+    stored = load_stored("tiny", storage=done.url)
+    spent = timings(stored)
+    runs = history(stored.search)
+    assert spent.units == sum(r.n_units for r in runs)
+    for stage in ("range_test", "search", "constant_cv", "adam", "finalists", "final"):
+        assert spent.stages[stage].units == runs[0].units.get(stage, 0) > 0
+        assert spent.stages[stage].seconds > 0
+    assert spent.stages["search"].units == done.config.n_trials
+    assert 0 < spent.inside_training < spent.busy
+    assert spent.wall >= max(s.seconds for s in spent.stages.values())
+    assert done.result.timings == spent.to_dict()
+    record = runs[0]
+    assert record.host and record.pid > 0 and record.device == "cpu"
+    assert set(record.versions) == {"lrsearch", "optuna", "torch", "python"}
+    assert record.storage == done.url and record.ended is not None
