@@ -35,7 +35,7 @@ Per task (``digits``, ``mnist1d``: the packaged study configs, from ``./studies`
    target; one that never does counts as ">N" (as N+1 in the median). Goal: blind / seeded
    median >= 2. mnist1d runs ``--seeding-epochs`` (default 25, not 75) to stay affordable.
 5. **Overhead**: wall time of the part-1 study over the time spent inside training and
-   evaluation (``timings["total"] / timings["inside_training"]``). Goal: <= 1.05.
+   evaluation (``timings["wall"] / timings["inside_training"]``). Goal: <= 1.05.
 
 ``--quick`` shrinks everything (3 epochs, a handful of trials, 2 seeds) to check that the
 script works in a minute or two; its numbers mean nothing.
@@ -65,7 +65,7 @@ import optuna
 import torch
 from optuna.trial import TrialState
 
-import lrsearch.study
+import lrsearch.pipeline.search
 from lrsearch.config import StudyConfig, load_config
 from lrsearch.space import LRBounds, suggest_schedule
 from lrsearch.study import StudyResult, run_study
@@ -259,8 +259,8 @@ def blind_fallback() -> Iterator[None]:
         return suggest_schedule(*args, **(kwargs | {"bounds": BLIND_BOUNDS}))
 
     with (
-        mock.patch.object(lrsearch.study, "seed_params", return_value=[]),
-        mock.patch.object(lrsearch.study, "suggest_schedule", blind_suggest),
+        mock.patch.object(lrsearch.pipeline.search, "seed_params", return_value=[]),
+        mock.patch.object(lrsearch.pipeline.search, "suggest_schedule", blind_suggest),
     ):
         yield
 
@@ -271,7 +271,7 @@ def part_seeding(task: str, settings: Settings) -> dict[str, Any]:
     if not honoured:
         logger.warning(
             "run_study ignores search_bounds/enqueue_seeds: the blind runs patch "
-            "lrsearch.study.seed_params and suggest_schedule instead"
+            "lrsearch.pipeline.search.seed_params and suggest_schedule instead"
         )
     n_trials = settings.seeding_trials(task)
     epochs = settings.seeding_epochs_for(task)
@@ -430,16 +430,16 @@ def summarise(results: dict[str, dict[str, Any]]) -> dict[str, list[dict[str, st
             )
         timings = a["timings"]
         inside = timings.get("inside_training") or math.nan
-        overhead = timings.get("total", math.nan) / inside
+        overhead = timings.get("wall", math.nan) / inside
         a["overhead"] = overhead
         tables["5"].append(
             {
                 "task": task,
-                "total s": f"{timings.get('total', math.nan):.1f}",
+                "wall s": f"{timings.get('wall', math.nan):.1f}",
                 "inside training+eval s": f"{inside:.1f}",
                 **{
                     f"{k} s": f"{timings[k]:.1f}"
-                    for k in ("range_test", "search", "baselines", "compare")
+                    for k in ("range_test", "search", "constant_cv", "adam", "finalists", "final")
                     if k in timings
                 },
                 "ratio": _fmt(overhead, 3),
@@ -677,7 +677,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if results[t]["seeding"]["blind_via"] != "run_study kwargs":
                     print(
                         f"NOTE ({t}): run_study ignored search_bounds/enqueue_seeds; the blind "
-                        "runs patched lrsearch.study.seed_params (no seeds) and "
+                        "runs patched lrsearch.pipeline.search.seed_params (no seeds) and "
                         "suggest_schedule (bounds 1e-6..10) from this script instead."
                     )
                 for problem in results[t]["seeding"]["sanity"]:
