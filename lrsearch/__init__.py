@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from lrsearch.report import EXPORT_COLUMNS, export_frame, report_html
     from lrsearch.schedules import Schedule
     from lrsearch.space import LRBounds, seed_params, suggest_schedule
+    from lrsearch.store import load_stored
     from lrsearch.study import run_study
     from lrsearch.tasks import Task, load_task
 
@@ -39,6 +40,7 @@ _HOME: dict[str, str] = {
     "export_frame": "lrsearch.report",
     "load_config": "lrsearch.config",
     "load_result": "lrsearch.pipeline",
+    "load_stored": "lrsearch.store",
     "load_task": "lrsearch.tasks",
     "range_test": "lrsearch.range_test",
     "report_html": "lrsearch.report",
@@ -61,6 +63,7 @@ __all__ = [
     "export_frame",
     "load_config",
     "load_result",
+    "load_stored",
     "load_task",
     "range_test",
     "report_html",

@@ -97,7 +97,7 @@ def _stage(url: str, worker: Worker, ran: list[str], delay: float) -> tuple[Stag
         ran.append(key)
         return x
 
-    return Stage("toy", "toy", study, objective), StorageLock(store.engine, "study:q")
+    return Stage("toy", "toy", study, objective, store), StorageLock(store.engine, "study:q")
 
 
 def test_workers_in_threads_share_the_units_and_run_each_once(tmp_path: Path) -> None:
@@ -179,3 +179,48 @@ def test_progress_reports_the_stored_units(tmp_path: Path) -> None:
     plan = KeyedPlan([Unit("a"), Unit("b")])
     work(stage, plan, lock=lock, worker=Worker("w"), progress=lambda *a: seen.append(a), poll=0.05)
     assert seen[0] == ("toy", 0, 2) and seen[-1] == ("toy", 2, 2)
+
+
+def test_a_unit_whose_claimer_died_before_its_first_heartbeat_is_run_again(
+    tmp_path: Path,
+) -> None:
+    # Popped (RUNNING) but no heartbeat and no worker written: Optuna's staleness check never
+    # sees such a trial; holding the lock, the queue knows its claimer is gone.
+    url = f"sqlite:///{tmp_path}/q.db"
+    ran: list[str] = []
+    stage, lock = _stage(url, Worker("w"), ran, delay=0.0)
+    orphan = stage.study.ask()
+    orphan.set_user_attr(UNIT, "a")
+    work(
+        stage,
+        KeyedPlan([Unit("a", params={"x": 1.0})]),
+        lock=lock,
+        worker=Worker("w"),
+        progress=lambda *a: None,
+        poll=0.05,
+    )
+    assert ran == ["a"]
+    assert [t.state for t in stage.study.get_trials()] == [TrialState.FAIL, TrialState.COMPLETE]
+
+
+def test_a_claimed_unit_has_its_heartbeat_and_worker_before_it_runs(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/q.db"
+    seen: list[tuple[bool, str]] = []
+    stage, lock = _stage(url, Worker("w"), [], delay=0.0)
+    inner = stage.objective
+
+    def objective(trial: optuna.Trial) -> float:
+        # While it runs, other workers may look at the queue: the lock is free.
+        seen.append((lock.held, trial.user_attrs[WORKER]))
+        return inner(trial)
+
+    stage.objective = objective
+    work(
+        stage,
+        KeyedPlan([Unit("a", params={"x": 1.0})]),
+        lock=lock,
+        worker=Worker("me"),
+        progress=lambda *a: None,
+        poll=0.05,
+    )
+    assert seen == [(False, "me")]

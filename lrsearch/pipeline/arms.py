@@ -142,7 +142,7 @@ def ensure_constant_cv(ctx: Context, bounds: LRBounds) -> float:
 
     units = [Unit(grid_key(lr), params={"lr": lr}) for lr in grid]
     work(
-        Stage("constant_cv", "constant-cv", study, objective),
+        Stage("constant_cv", "constant-cv", study, objective, ctx.store),
         KeyedPlan(units, FINISHED),
         lock=ctx.lock,
         worker=ctx.worker,
@@ -177,7 +177,7 @@ def ensure_adam(ctx: Context) -> FrozenTrial:
         return result.final
 
     work(
-        Stage("adam", "adam-3e-4", study, objective),
+        Stage("adam", "adam-3e-4", study, objective, ctx.store),
         KeyedPlan([Unit(ADAM_KEY, params={"lr": ADAM_LR})], FINISHED),
         lock=ctx.lock,
         worker=ctx.worker,

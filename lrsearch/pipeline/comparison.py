@@ -304,7 +304,7 @@ def ensure(ctx: Context, arms: list[Arm]) -> dict[str, dict[str, Any]]:
         for key, (arm, seed) in by_key.items()
     ]
     work(
-        Stage("final", "final comparison", study, objective),
+        Stage("final", "final comparison", study, objective, ctx.store),
         KeyedPlan(units),
         lock=ctx.lock,
         worker=ctx.worker,

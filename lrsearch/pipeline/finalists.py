@@ -103,7 +103,7 @@ def ensure(ctx: Context) -> FrozenTrial:
 
     units = [Unit(finalist_key(t), user_attrs={"trial": t.number}) for t in top]
     work(
-        Stage("finalists", "finalists", study, objective),
+        Stage("finalists", "finalists", study, objective, ctx.store),
         KeyedPlan(units, FINISHED),
         lock=ctx.lock,
         worker=ctx.worker,

@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import optuna
+from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from lrsearch.exceptions import LrsearchError
@@ -127,6 +128,7 @@ class Stage:
         label: Its name on progress bars.
         study: The Optuna study its units live in.
         objective: Runs the unit a trial is (its key in ``trial.user_attrs["unit"]``).
+        storage: The study's storage (where heartbeats are recorded).
         sampler: The sampler for the trial with a given number (per-trial seeds: workers
             draw different values, and a resumed study does not replay its draws).
     """
@@ -135,6 +137,7 @@ class Stage:
     label: str
     study: optuna.Study
     objective: Callable[[optuna.Trial], float]
+    storage: RDBStorage
     sampler: Callable[[int], optuna.samplers.BaseSampler] | None = None
 
 
@@ -180,6 +183,7 @@ def work(
                 # Optuna calls its heartbeat API experimental; lrsearch relies on it on purpose.
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 optuna.storages.fail_stale_trials(study)
+            _fail_unclaimed(study)
             trials = study.get_trials(deepcopy=False)
             progress(stage.label, *plan.progress(trials))
             if plan.is_done(trials):
@@ -204,6 +208,20 @@ def work(
         time.sleep(poll)
 
 
+def _fail_unclaimed(study: optuna.Study) -> None:
+    """Fail the RUNNING units that no worker finished claiming (called holding the lock).
+
+    A claimer writes its heartbeat and its name before it releases the lock; so, with the lock
+    held, a RUNNING trial without a worker belongs to a process that died between Optuna's pop
+    and that write. Optuna's heartbeat cannot see it (no heartbeat was ever recorded), and it
+    would stay RUNNING forever; the plans enqueue its unit again.
+    """
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if WORKER not in trial.user_attrs:
+            _log.warning("unit %s was never claimed to the end: failed", unit_key(trial))
+            study.tell(trial.number, state=TrialState.FAIL)
+
+
 def _attrs(unit: Unit) -> dict[str, Any]:
     return {**unit.user_attrs, UNIT: unit.key}
 
@@ -212,8 +230,16 @@ def _run_next(stage: Stage, number: int, lock: StorageLock, worker: Worker) -> N
     """Pop the lowest waiting trial (number ``number``) through ``optimize`` and run it."""
 
     def objective(trial: optuna.Trial) -> float:
-        lock.release()  # popped: the training runs without the lock
+        # Claimed: record a heartbeat and who claims it *before* letting go of the lock. Optuna
+        # never declares stale a RUNNING trial that has no heartbeat yet; with this order a
+        # RUNNING unit without a worker can only be one whose claimer died holding the lock.
+        storage = stage.storage
+        trial_id = storage.get_trial_id_from_study_id_trial_number(
+            storage.get_study_id_from_name(stage.study.study_name), trial.number
+        )
+        storage.record_heartbeat(trial_id)
         trial.set_user_attr(WORKER, worker.id)
+        lock.release()  # the training runs without the lock
         with clock() as inside:
             try:
                 return stage.objective(trial)

@@ -84,7 +84,7 @@ def ensure(ctx: Context) -> RangeTestResult:
         trial.set_user_attr(RESULT, rt.to_dict())
         return rt.suggestion
 
-    stage = Stage("range_test", "range test", study, objective)
+    stage = Stage("range_test", "range test", study, objective, ctx.store)
     work(
         stage,
         KeyedPlan([Unit(KEY)]),

@@ -143,7 +143,7 @@ def ensure(ctx: Context, bounds: LRBounds, *, seeds: bool = True) -> list[Frozen
         trial.set_user_attr("epochs_run", result.epochs_run)
         return result.final
 
-    stage = Stage("search", "search", study, objective, lambda n: make_sampler(cfg, n))
+    stage = Stage("search", "search", study, objective, ctx.store, lambda n: make_sampler(cfg, n))
     deadline = None if cfg.timeout is None else time.monotonic() + cfg.timeout
     work(
         stage,
