@@ -201,7 +201,10 @@ def _print_result(result: Any) -> None:
         f"range test: LR bounds {rt.bounds.low:.3g} .. {rt.bounds.high:.3g}, "
         f"suggestion {rt.suggestion:.3g}"
     )
-    click.echo(f"search: {states}; best validation {result.metric} {result.best_value:.4f}")
+    click.echo(
+        f"search: {states}; tuned arm: trial #{result.tuned_trial}, validation "
+        f"{result.metric} {result.best_value:.4f}"
+    )
     click.echo(f"tuned schedule: {result.schedule_words}")
     if result.constant_lr is not None:
         click.echo(f"constant LR chosen by CV: {result.constant_lr:.3g}")

@@ -10,8 +10,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
@@ -39,40 +37,17 @@ from lrsearch.store import (
     top_trials,
 )
 
-PG_SERVER = "postgresql+psycopg2://postgres@127.0.0.1:5432"
-MYSQL_SERVER = "mysql+pymysql://root@127.0.0.1:3306"
-
-
-def _server_database(server: str, what: str) -> Iterator[str]:
-    admin = sqlalchemy.create_engine(server, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(sqlalchemy.text("SELECT 1"))
-    except sqlalchemy.exc.OperationalError as exc:
-        pytest.fail(f"the {what} server at {server} does not answer; this test needs it: {exc}")
-    name = f"lrsearch_test_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
-        conn.execute(sqlalchemy.text(f"CREATE DATABASE {name}"))
-    try:
-        yield name
-    finally:
-        drop = f"DROP DATABASE IF EXISTS {name}"
-        with admin.connect() as conn:
-            conn.execute(sqlalchemy.text(drop + (" WITH (FORCE)" if "postgres" in server else "")))
-        admin.dispose()
-
 
 @pytest.fixture(params=["sqlite", "postgresql", "mysql"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh database of each kind, as a bare URL (the driver is lrsearch's to pick)."""
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/s.db"
-    elif request.param == "postgresql":
-        for name in _server_database(f"{PG_SERVER}/test", "PostgreSQL"):
-            yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    else:
-        for name in _server_database(MYSQL_SERVER, "MariaDB"):
-            yield f"mysql://root@127.0.0.1:3306/{name}"
+        return f"sqlite:///{tmp_path}/s.db"
+    return str(
+        request.getfixturevalue(
+            "pg_database" if request.param == "postgresql" else "mysql_database"
+        )
+    )
 
 
 # --- URLs -------------------------------------------------------------------------------------

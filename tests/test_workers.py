@@ -20,14 +20,11 @@ import subprocess
 import sys
 import textwrap
 import time
-import uuid
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy
 from click.testing import CliRunner
 from optuna.trial import FrozenTrial, TrialState
 
@@ -50,8 +47,6 @@ from lrsearch.store import (
 
 TESTS = Path(__file__).resolve().parent
 LRSEARCH = str(Path(sys.executable).with_name("lrsearch"))
-PG_SERVER = "postgresql+psycopg2://postgres@127.0.0.1:5432"
-MYSQL_SERVER = "mysql+pymysql://root@127.0.0.1:3306"
 LIVE = (TrialState.RUNNING, TrialState.WAITING)
 
 # A task module in the worker's working directory, imported without PYTHONPATH. It sleeps on
@@ -141,39 +136,6 @@ def _table(log: Path) -> list[str]:
     start = next(i for i, line in enumerate(lines) if line.startswith("final comparison on"))
     end = next(i for i, line in enumerate(lines) if line.startswith("tuned ") and i > start)
     return lines[start : end + 1]
-
-
-def _server_database(server: str, what: str) -> Iterator[str]:
-    admin = sqlalchemy.create_engine(server, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(sqlalchemy.text("SELECT 1"))
-    except sqlalchemy.exc.OperationalError as exc:
-        pytest.fail(f"the {what} server at {server} does not answer; these tests need it: {exc}")
-    name = f"lrsearch_test_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
-        conn.execute(sqlalchemy.text(f"CREATE DATABASE {name}"))
-    try:
-        yield name
-    finally:
-        drop = f"DROP DATABASE IF EXISTS {name}"
-        with admin.connect() as conn:
-            conn.execute(sqlalchemy.text(drop + (" WITH (FORCE)" if "postgres" in server else "")))
-        admin.dispose()
-
-
-@pytest.fixture
-def pg_database() -> Iterator[str]:
-    """A fresh PostgreSQL database on the local server (trust auth), dropped afterwards."""
-    for name in _server_database(f"{PG_SERVER}/test", "PostgreSQL"):
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-
-
-@pytest.fixture
-def mysql_database() -> Iterator[str]:
-    """A fresh MariaDB/MySQL database on the local server (root, no password), dropped after."""
-    for name in _server_database(MYSQL_SERVER, "MariaDB"):
-        yield f"mysql://root@127.0.0.1:3306/{name}"
 
 
 # --- what one correct study looks like ------------------------------------------------------
