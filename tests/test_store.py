@@ -21,6 +21,7 @@ from lrsearch.exceptions import InvalidParameterError, LrsearchError
 from lrsearch.store import (
     TRAIN_SECONDS,
     UNIT,
+    WORKER,
     ArmResult,
     Finalist,
     FinalRun,
@@ -159,13 +160,11 @@ def test_records_round_trip_as_strict_json() -> None:
     fin = Finalist(3, {"lr": 0.1}, 0.9, [0.8, math.inf], None, "fold 1: diverged")
     data = json.loads(json.dumps(fin.to_dict(), allow_nan=False))
     assert Finalist.from_dict(data).diverged == "fold 1: diverged"
-    record = RunRecord("2026-01-01T00:00:00", "h", 7, {"optuna": "5"}, "cpu", "sqlite://", {})
+    record = RunRecord("2026-01-01T00:00:00", "h", 7, {"optuna": "5"}, "cpu", "sqlite://")
     assert RunRecord.from_dict(record.to_dict()) == record
-    assert (record.key, record.worker, record.finished()) == (
-        "run:2026-01-01T00:00:00:h:7",
-        "h:7",
-        False,
-    )
+    assert "units" not in record.to_dict()  # counted from the units on read
+    assert record.key == "run:2026-01-01T00:00:00:h:7"
+    assert (record.worker, record.finished()) == ("h:7@2026-01-01T00:00:00", False)
     arm = ArmResult(0.9, 0.0, [0.9], [0.9], [[0.9]], 1, 10, {}, "c", "task", [1], [None], 1.0)
     assert "target" not in arm.to_dict() and "tuned_minus_this" not in arm.to_dict()
     assert ArmResult.from_dict(arm.to_dict()) == arm
@@ -183,10 +182,15 @@ def test_study_names_and_their_owner() -> None:
 
 
 def _trial(
-    key: str | None, value: float, *, done_at: int, state: TrialState = TrialState.COMPLETE
+    key: str | None,
+    value: float,
+    *,
+    done_at: int,
+    state: TrialState = TrialState.COMPLETE,
+    worker: str = "w",
 ) -> optuna.trial.FrozenTrial:
     start = datetime.datetime(2026, 1, 1)
-    attrs = {TRAIN_SECONDS: 0.5} | ({UNIT: key} if key else {})
+    attrs = {TRAIN_SECONDS: 0.5, WORKER: worker} | ({UNIT: key} if key else {})
     trial = optuna.trial.create_trial(
         state=state,
         value=value if state == TrialState.COMPLETE else None,
@@ -209,16 +213,20 @@ def test_first_done_takes_the_first_to_finish_per_key() -> None:
 def test_history_timings_and_top_trials_from_a_stored_study(tmp_path: Path) -> None:
     store = open_storage(f"sqlite:///{tmp_path}/s.db")
     study = optuna.create_study(study_name="s", storage=store, direction="maximize")
-    for value, seconds in ((0.5, 2), (0.9, 3), (0.9, 1)):
-        study.add_trial(_trial(None, value, done_at=seconds))
-    dead = _trial(None, 0.0, done_at=30, state=TrialState.FAIL)
-    dead.user_attrs.pop(TRAIN_SECONDS)  # its worker was killed: not work done
-    study.add_trial(dead)
-    for pid, started in ((2, "2026-01-02"), (1, "2026-01-01")):
-        record = RunRecord(started, "h", pid, {}, "cpu", "x", {"search": 1})
+    two, one = (
+        RunRecord(started, "h", pid, {}, "cpu", "x") for pid, started in ((2, "b"), (1, "a"))
+    )
+    for record in (two, one):
         study.set_user_attr(record.key, record.to_dict())
+    # Run 1 ran trials 0 and 2, run 2 trial 1; run 2 was killed in trial 3: not work done.
+    for value, seconds, run in ((0.5, 2, one), (0.9, 3, two), (0.9, 1, one)):
+        study.add_trial(_trial(None, value, done_at=seconds, worker=run.worker))
+    dead = _trial(None, 0.0, done_at=30, state=TrialState.FAIL, worker=two.worker)
+    dead.user_attrs.pop(TRAIN_SECONDS)
+    study.add_trial(dead)
     stored = StoredStudy("s", "x", study, {"search": study})
-    assert [r.pid for r in history(study)] == [1, 2]
+    runs = history(stored)
+    assert [(r.pid, r.units) for r in runs] == [(1, {"search": 2}), (2, {"search": 1})]
     spent = timings(stored)
     assert spent.stages["search"].units == 3
     assert spent.stages["search"].seconds == pytest.approx(6.0)

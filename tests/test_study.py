@@ -503,7 +503,7 @@ def test_a_rerun_of_a_finished_study_adds_its_history_entry_and_nothing_else(
     _no_training(monkeypatch)
     again = run_study(done.config, storage=url)
     after = _snapshot(url)
-    runs = history(optuna.load_study(study_name="tiny", storage=url))
+    runs = history(load_stored("tiny", storage=url))
     assert len(runs) == 2
     assert runs[0].status == runs[1].status == "finished"
     assert runs[1].units == {} and runs[0].n_units > 0
@@ -522,7 +522,7 @@ def test_a_rerun_of_a_finished_study_adds_its_history_entry_and_nothing_else(
 def test_timings_are_the_units_whoever_ran_them(done: Done) -> None:
     stored = load_stored("tiny", storage=done.url)
     spent = timings(stored)
-    runs = history(stored.search)
+    runs = history(stored)
     assert spent.units == sum(r.n_units for r in runs)
     for stage in ("range_test", "search", "constant_cv", "adam", "finalists", "final"):
         assert spent.stages[stage].units == runs[0].units.get(stage, 0) > 0

@@ -93,13 +93,12 @@ class RunLog:
             versions=_versions(),
             device=device,
             storage=storage,
-            units={},
             last_seen=now,
         )
 
     @property
     def id(self) -> str:
-        """``host:pid``."""
+        """``host:pid@started``: stored as user attr ``worker`` on every unit this run ran."""
         return self.record.worker
 
     def start(self) -> None:
@@ -107,14 +106,6 @@ class RunLog:
         self._write()
         self._thread = threading.Thread(target=self._beat, name="lrsearch-runlog", daemon=True)
         self._thread.start()
-
-    def ran(self, stage: str) -> None:
-        """Count one unit of ``stage`` run by this process."""
-        with self._lock:
-            units = dict(self.record.units)
-            units[stage] = units.get(stage, 0) + 1
-            self.record = dataclasses.replace(self.record, units=units)
-        self._write()
 
     def end(self, error: str | None = None) -> None:
         """Mark the run finished (or failed with ``error``) and stop refreshing."""

@@ -142,12 +142,10 @@ class Stage:
 
 
 class Worker(Protocol):
-    """The process running units: its id (``host:pid``) and a count of what it ran."""
+    """The process running units: its id, stored as user attr ``worker`` on each unit."""
 
     @property
     def id(self) -> str: ...
-
-    def ran(self, stage: str) -> None: ...
 
 
 def work(
@@ -247,7 +245,6 @@ def _run_next(stage: Stage, number: int, lock: StorageLock, worker: Worker) -> N
                 # A unit that ran to an end in its worker (done, pruned or raised) carries its
                 # time; one whose worker was killed does not, and is not counted as work done.
                 trial.set_user_attr(TRAIN_SECONDS, inside.seconds)
-                worker.ran(stage.name)
 
     if stage.sampler is not None:
         stage.study.sampler = stage.sampler(number)

@@ -37,9 +37,9 @@ from lrsearch.store import (
     ATTR_TASK,
     DEFAULT_STORAGE,
     StudyNames,
-    history,
     mask_url,
     open_storage,
+    run_records,
 )
 from lrsearch.tasks import Task
 
@@ -234,7 +234,7 @@ def _live_workers(study: optuna.Study, grace_period: int) -> list[str]:
     """Workers whose run record is unfinished and was refreshed within the grace period."""
     now = datetime.datetime.now(datetime.UTC)
     live = []
-    for record in history(study):
+    for record in run_records(study):
         if record.finished() or not record.last_seen:
             continue
         seen = datetime.datetime.fromisoformat(record.last_seen)

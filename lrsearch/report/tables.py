@@ -77,7 +77,7 @@ def settings_table(stored: StoredStudy) -> pd.DataFrame:
 def history_table(stored: StoredStudy) -> pd.DataFrame:
     """Every ``lrsearch run`` on the study: when, where, which versions, what it ran."""
     rows = []
-    for run in history(stored.search):
+    for run in history(stored):
         units = ", ".join(f"{stage} {n}" for stage, n in run.units.items()) or "nothing left"
         status = run.status if run.finished() else "did not finish (killed, or still running)"
         rows.append(

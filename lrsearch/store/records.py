@@ -174,8 +174,11 @@ class ArmResult:
 class RunRecord:
     """One ``lrsearch run`` invocation on a study: who ran it, where, and what it did.
 
-    Stored as study user attr ``run:<started>:<host>:<pid>`` and updated only by the process
-    it describes, so workers never overwrite each other's records.
+    Stored as study user attr ``run:<started>:<host>:<pid>`` and written only by the process it
+    describes, so workers never overwrite each other's records. The units it ran are not
+    stored here: :func:`lrsearch.store.history` counts them from the units themselves (user
+    attr ``worker`` is the run's :attr:`worker`), so the history and the timings agree however
+    a run ended.
 
     Attributes:
         started: Start time (ISO 8601, UTC).
@@ -184,11 +187,12 @@ class RunRecord:
         versions: lrsearch, optuna, torch and Python versions.
         device: Where it trained (``cpu``, ``cuda``).
         storage: The storage URL, password masked.
-        units: Units of work it ran, per stage.
         status: ``running`` (or killed: see :meth:`finished`), ``finished`` or ``failed``.
-        last_seen: When it last wrote this record (ISO 8601, UTC).
+        last_seen: When it last wrote this record (ISO 8601, UTC); a live run refreshes it
+            every heartbeat interval.
         ended: When it ended, or ``None``.
         error: The one-line error of a failed run.
+        units: Units it ran to an end, per stage (filled in on read; not stored).
     """
 
     started: str
@@ -197,11 +201,11 @@ class RunRecord:
     versions: dict[str, str]
     device: str
     storage: str
-    units: dict[str, int]
     status: str = "running"
     last_seen: str = ""
     ended: str | None = None
     error: str | None = None
+    units: dict[str, int] = dataclasses.field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -210,8 +214,8 @@ class RunRecord:
 
     @property
     def worker(self) -> str:
-        """``host:pid``, as stored on the units it ran."""
-        return f"{self.host}:{self.pid}"
+        """``host:pid@started``, as stored on the units it ran (unique per invocation)."""
+        return f"{self.host}:{self.pid}@{self.started}"
 
     @property
     def n_units(self) -> int:
@@ -223,7 +227,9 @@ class RunRecord:
         return self.ended is not None
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        del out["units"]  # counted from the units on read
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunRecord:

@@ -28,6 +28,7 @@ from lrsearch.store.names import (
     RUN_PREFIX,
     TRAIN_SECONDS,
     UNIT,
+    WORKER,
     StudyNames,
 )
 from lrsearch.store.records import RunRecord, StageTime, Timings
@@ -41,6 +42,7 @@ __all__ = [
     "history",
     "list_studies",
     "load_stored",
+    "run_records",
     "same_params",
     "timings",
     "top_trials",
@@ -161,14 +163,36 @@ def load_stored(
     return StoredStudy(name, url, search, stages)
 
 
-def history(study: optuna.Study) -> list[RunRecord]:
-    """Every ``lrsearch run`` invocation recorded on study NAME, oldest first."""
+def run_records(study: optuna.Study) -> list[RunRecord]:
+    """Every ``lrsearch run`` invocation recorded on study NAME, oldest first, as stored."""
     records = [
         RunRecord.from_dict(value)
         for key, value in study.user_attrs.items()
         if key.startswith(RUN_PREFIX) and isinstance(value, Mapping)
     ]
     return sorted(records, key=lambda r: (r.started, r.host, r.pid))
+
+
+def _ran(trial: FrozenTrial) -> bool:
+    """Whether a unit ran to an end in its worker (done, pruned, or raised): it carries its
+    time. One whose worker was killed mid-unit does not; its "duration" would be the wait until
+    it was declared dead."""
+    return trial.state.is_finished() and TRAIN_SECONDS in trial.user_attrs
+
+
+def history(stored: StoredStudy) -> list[RunRecord]:
+    """Every ``lrsearch run`` on the study, oldest first, with the units each ran per stage
+    (counted from the units: a killed run's finished units count, its unit in flight not)."""
+    counts: dict[str, dict[str, int]] = {}
+    for stage in STAGES:
+        for trial in stored.trials(stage):
+            worker = trial.user_attrs.get(WORKER)
+            if isinstance(worker, str) and _ran(trial):
+                mine = counts.setdefault(worker, {})
+                mine[stage] = mine.get(stage, 0) + 1
+    return [
+        dataclasses.replace(r, units=counts.get(r.worker, {})) for r in run_records(stored.search)
+    ]
 
 
 def _iso(moment: datetime.datetime | None) -> str | None:
@@ -191,13 +215,7 @@ def timings(stored: StoredStudy) -> Timings:
     starts: list[datetime.datetime] = []
     ends: list[datetime.datetime] = []
     for stage in STAGES:
-        # Units that ran to an end in their worker; one failed because its worker died has no
-        # TRAIN_SECONDS, and its "duration" would be the wait until it was declared dead.
-        ran = [
-            t
-            for t in stored.trials(stage)
-            if t.state.is_finished() and TRAIN_SECONDS in t.user_attrs
-        ]
+        ran = [t for t in stored.trials(stage) if _ran(t)]
         seconds = sum(_seconds(t) for t in ran)
         train = sum(float(t.user_attrs.get(TRAIN_SECONDS, 0.0)) for t in ran)
         first = min((t.datetime_start for t in ran), default=None)  # type: ignore[type-var]
@@ -251,7 +269,7 @@ def _summary_row(stored: StoredStudy, summary: optuna.study.StudySummary) -> dic
     def done(stage: str) -> int:
         return len(first_done(stored.trials(stage), FINISHED))
 
-    runs = history(stored.search)
+    runs = run_records(stored.search)
     seen = [r.ended or r.last_seen or r.started for r in runs]
     best = summary.best_trial
     return {
