@@ -1308,3 +1308,19 @@ def test_bad_replays_are_rejected(kwargs: Fields, field: str, value: object) -> 
         with invalid(field, value):
             Schedule(kind, **fields).lrs(10, **kwargs)
     assert len(plateau(patience=0).lrs(10, metrics=[1.0] * 3, steps_per_epoch=4)) == 10
+
+
+@pytest.mark.parametrize("kind", ["cosine", "wsd", "inverse_sqrt", "plateau"])
+def test_the_newer_kinds_drive_tensor_learning_rates(kind: str) -> None:
+    # Fused and capturable optimizers keep each group's LR as a tensor, updated in place.
+    fields, steps = ONE_PER_KIND[kind]
+    schedule = make(kind, fields)
+    run = Run("adam", GROUP_LRS)
+    for group in run.optimizer.param_groups:
+        group["lr"] = torch.tensor(group["lr"], dtype=torch.float64)
+        group["foreach"] = False  # torch takes a tensor LR on the CPU only without foreach
+    seen = run.follow(schedule.build(run.optimizer, steps), steps)
+    assert all(isinstance(g["lr"], torch.Tensor) for g in run.optimizer.param_groups)
+    np.testing.assert_allclose(seen[:, 0], lrs_of(schedule, steps), rtol=1e-12, atol=0)
+    ratios = np.asarray(GROUP_LRS) / GROUP_LRS[0]
+    np.testing.assert_allclose(seen / seen[:, :1], np.broadcast_to(ratios, seen.shape), rtol=1e-9)
