@@ -25,6 +25,13 @@ def check_positive_int(name: str, value: object) -> int:
     return int(value)
 
 
+def check_non_negative_int(name: str, value: object) -> int:
+    """``value`` as an int >= 0, or an error naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise InvalidParameterError(f"{name} must be a non-negative integer; got {value!r}")
+    return int(value)
+
+
 def check_seed(name: str, value: object) -> int | None:
     """``value`` as an int >= 0 (or ``None``), or an error naming ``name``."""
     if value is None:

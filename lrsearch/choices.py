@@ -10,7 +10,16 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["ARMS", "DEVICES", "KINDS", "MIN_ITER", "PRUNERS", "SAMPLERS"]
+__all__ = [
+    "ARMS",
+    "DEVICES",
+    "KINDS",
+    "MIN_ITER",
+    "PER_EPOCH_KINDS",
+    "PER_STEP_KINDS",
+    "PRUNERS",
+    "SAMPLERS",
+]
 
 #: Schedule kinds (see :class:`lrsearch.Schedule`).
 KINDS: Final[tuple[str, ...]] = (
@@ -22,7 +31,20 @@ KINDS: Final[tuple[str, ...]] = (
     "exp_range",
     "sgdr",
     "onecycle",
+    "cosine",
+    "wsd",
+    "inverse_sqrt",
+    "plateau",
 )
+
+#: Kinds whose scheduler is stepped once per epoch with the validation metric
+#: (``scheduler.step(value)``), not once per optimizer step.
+PER_EPOCH_KINDS: Final[tuple[str, ...]] = ("plateau",)
+
+#: Kinds whose scheduler is stepped once per optimizer step (``scheduler.step()``): all the
+#: others. What :func:`lrsearch.suggest_schedule` offers unless told otherwise, because an
+#: objective's own loop steps its scheduler that way.
+PER_STEP_KINDS: Final[tuple[str, ...]] = tuple(k for k in KINDS if k not in PER_EPOCH_KINDS)
 
 #: Where training runs: ``auto`` is CUDA when torch sees a device, else the CPU.
 DEVICES: Final[tuple[str, ...]] = ("auto", "cpu", "cuda")

@@ -44,7 +44,7 @@ KEYS: dict[str, tuple[str, str]] = {
     "sampler": ("`tpe` (multivariate, grouped) or `random`", "`tpe`"),
     "pruner": ("`median`, `hyperband` or `none`", "`median`"),
     "warmup_epochs": ("epochs before the pruner may stop a trial", "epochs // 4"),
-    "kinds": ("schedule kinds to search", "all eight"),
+    "kinds": ("schedule kinds to search", "all twelve"),
     "epochs": ("epochs of every training run (overrides the task's)", "the task's"),
     "batch_size": ("training batch size (overrides the task's)", "the task's"),
     "validation_fraction": ("share of `train` held out to score search trials", "0.2"),

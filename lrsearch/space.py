@@ -13,8 +13,19 @@ The ranges, from the range test's ``LRBounds(low, high)``:
   a 1cycle start or an SGDR floor sits up to a decade under it.
 - ``step_size``: integer epochs on ``[2, 10]`` (Smith 2017: a half-cycle of 2-10 epochs),
   clipped to half the run so one whole cycle fits (``[1, 1]`` for runs under 4 epochs).
-- ``decay``: uniform on ``[0.1, 1]`` (per step-size, per cycle, or per restart).
+- ``decay``: uniform on ``[0.1, 1]`` (per step-size, per cycle, per restart, or per plateau).
 - ``cycle_mult``: ``sgdr`` only, 1 or 2 (Loshchilov & Hutter's T_mult).
+- ``warmup``: integer epochs on ``[0, epochs // 5]`` (up to a fifth of the run; none for runs
+  under 5 epochs), for ``cosine``, ``wsd`` and ``inverse_sqrt``.
+- ``cooldown``: ``wsd`` only, uniform on ``[0.05, 0.5]`` (the fraction of the run in the final
+  decay; Hägele et al. 2024 find 10-20% enough).
+- ``patience``: ``plateau`` only, integer epochs on ``[0, min(10, epochs // 4)]`` (torch's
+  default is 10; a quarter of the run leaves room for the LR to drop more than once).
+
+By default a search offers every kind but ``plateau`` (:data:`lrsearch.choices.PER_STEP_KINDS`):
+``plateau`` is stepped once per epoch with the validation metric, which an objective's own loop
+does not do unless it is written for it; ``kinds=KINDS`` asks for it (lrsearch's own training
+loop, :func:`lrsearch.training.fit`, steps it right).
 """
 
 from __future__ import annotations
@@ -33,8 +44,9 @@ from optuna.distributions import (
 )
 
 from lrsearch._validation import check_positive_int, check_real
+from lrsearch.choices import PER_STEP_KINDS
 from lrsearch.exceptions import InvalidParameterError
-from lrsearch.schedules import KINDS, USES, Schedule
+from lrsearch.schedules import KINDS, SEARCH_FIELDS, USES, Schedule
 
 __all__ = ["LRBounds", "search_space", "seed_params", "suggest_schedule"]
 
@@ -43,9 +55,14 @@ STEP_SIZE_EPOCHS: Final = (2, 10)
 DECAY_RANGE: Final = (0.1, 1.0)
 CYCLE_MULTS: Final = (1, 2)
 ONECYCLE_DIV: Final = 25.0  # torch's and fastai's default max_lr / start ratio
+WARMUP_SHARE: Final = 5  # warm-up of at most a fifth of the run
+COOLDOWN_RANGE: Final = (0.05, 0.5)
+PATIENCE_EPOCHS: Final = (0, 10)
+WSD_COOLDOWN: Final = 0.2  # the seed's cooldown (Hägele et al. 2024: 20% matches cosine)
+COSINE_FLOOR: Final = 0.1  # the seed's floor, a tenth of the peak (nanoGPT's min_lr)
 
 # The order a trial suggests them in; `schedule` comes first because it decides the rest.
-_PARAMS: Final = ("max_lr", "base_lr", "step_size", "decay", "cycle_mult")
+_PARAMS: Final = ("max_lr", *SEARCH_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -108,11 +125,33 @@ def step_size_range(epochs: int) -> tuple[int, int]:
     return lo, max(lo, min(STEP_SIZE_EPOCHS[1], epochs // 2))
 
 
+def warmup_range(epochs: int) -> tuple[int, int]:
+    """The searched ``warmup`` range in epochs: none up to a fifth of the run.
+
+    Example:
+        >>> warmup_range(20), warmup_range(7), warmup_range(4)
+        ((0, 4), (0, 1), (0, 0))
+    """
+    epochs = check_positive_int("epochs", epochs)
+    return 0, epochs // WARMUP_SHARE
+
+
+def patience_range(epochs: int) -> tuple[int, int]:
+    """The searched ``patience`` range in epochs: 0 up to a quarter of the run, at most 10.
+
+    Example:
+        >>> patience_range(100), patience_range(20), patience_range(3)
+        ((0, 10), (0, 5), (0, 0))
+    """
+    epochs = check_positive_int("epochs", epochs)
+    return PATIENCE_EPOCHS[0], min(PATIENCE_EPOCHS[1], epochs // 4)
+
+
 def search_space(
     bounds: LRBounds | Sequence[float],
     *,
     epochs: int,
-    kinds: Sequence[str] = KINDS,
+    kinds: Sequence[str] = PER_STEP_KINDS,
     prefix: str = "",
 ) -> dict[str, BaseDistribution]:
     """The Optuna distribution of every parameter :func:`suggest_schedule` may suggest.
@@ -121,8 +160,10 @@ def search_space(
 
     Args:
         bounds: The LR range (an :class:`LRBounds` or ``(low, high)``).
-        epochs: The run's length in epochs (it caps ``step_size``).
-        kinds: The schedule kinds to choose among, a non-empty subset of :data:`KINDS`.
+        epochs: The run's length in epochs (it caps ``step_size``, ``warmup`` and
+            ``patience``).
+        kinds: The schedule kinds to choose among, a non-empty subset of :data:`KINDS`
+            (default: all but ``plateau``, see the module's notes).
         prefix: Prepended to every parameter name.
 
     Returns:
@@ -142,6 +183,9 @@ def search_space(
         "step_size": IntDistribution(lo_step, hi_step),
         "decay": FloatDistribution(*DECAY_RANGE),
         "cycle_mult": IntDistribution(*CYCLE_MULTS),
+        "warmup": IntDistribution(*warmup_range(epochs)),
+        "cooldown": FloatDistribution(*COOLDOWN_RANGE),
+        "patience": IntDistribution(*patience_range(epochs)),
     }
     space: dict[str, BaseDistribution] = {prefix + "schedule": CategoricalDistribution(kinds)}
     space.update({prefix + name: every[name] for name in _PARAMS if name in used})
@@ -154,22 +198,25 @@ def suggest_schedule(
     bounds: LRBounds | Sequence[float],
     steps_per_epoch: int,
     epochs: int,
-    kinds: Sequence[str] = KINDS,
+    kinds: Sequence[str] = PER_STEP_KINDS,
     prefix: str = "",
 ) -> Schedule:
     """Suggest a learning-rate schedule in an Optuna trial.
 
     Suggests ``schedule`` (the kind), then only what that kind reads among ``max_lr``,
-    ``base_lr``, ``step_size`` (in epochs), ``decay`` and ``cycle_mult``; see
-    :func:`search_space` for the ranges. ``base_lr < max_lr`` always holds.
+    ``base_lr``, ``step_size`` (in epochs), ``decay``, ``cycle_mult``, ``warmup`` (in
+    epochs), ``cooldown`` and ``patience`` (in epochs); see :func:`search_space` for the
+    ranges. ``base_lr < max_lr`` always holds.
 
     Args:
         trial: An Optuna trial (or ``FixedTrial``).
         bounds: The LR range, usually ``range_test(...).bounds``.
         steps_per_epoch: Optimizer steps per epoch, to turn ``step_size`` into steps.
         epochs: The run's length in epochs.
-        kinds: The kinds to choose among (default: all of :data:`KINDS`). Keep it the same
-            for every trial of a study.
+        kinds: The kinds to choose among (default: every kind stepped once per optimizer
+            step, all of :data:`KINDS` but ``plateau``; pass ``kinds=KINDS`` for it too, and
+            step a ``plateau`` scheduler once per epoch with the validation metric). Keep it
+            the same for every trial of a study.
         prefix: Prepended to every parameter name, for several schedules in one objective
             or to stay clear of the objective's own parameter names.
 
@@ -183,7 +230,7 @@ def suggest_schedule(
     Example:
         >>> trial = optuna.trial.FixedTrial({"schedule": "constant", "max_lr": 0.05})
         >>> suggest_schedule(trial, bounds=(1e-3, 1.0), steps_per_epoch=10, epochs=5)
-        Schedule(kind='constant', max_lr=0.05, base_lr=None, step_size=None, decay=None, cycle_mult=1, pct_start=0.3, final_div_factor=10000.0)
+        Schedule(kind='constant', max_lr=0.05, base_lr=None, step_size=None, decay=None, cycle_mult=1, pct_start=0.3, final_div_factor=10000.0, warmup=0, cooldown=None, patience=None)
     """  # noqa: E501
     spe = check_positive_int("steps_per_epoch", steps_per_epoch)
     space = search_space(bounds, epochs=epochs, kinds=kinds, prefix=prefix)
@@ -211,6 +258,13 @@ def seed_params(
       (kept within the ``base_lr`` range).
     - SGDR (Loshchilov & Hutter 2017): ``sgdr`` from ``high`` to a floor a decade under
       ``low``, equal cycles that end with the run.
+    - Warm-up and cosine (nanoGPT, HuggingFace's ``get_cosine_schedule_with_warmup``):
+      ``cosine`` from ``high`` down to a tenth of it (kept within the ``base_lr`` range, so
+      at most ``low``), after a warm-up of one epoch (none for runs under 5 epochs, whose
+      ``warmup`` range is 0).
+    - Warmup-stable-decay (Hägele et al. 2024): ``wsd`` at ``high`` with a 20% 1-sqrt
+      cooldown to the lowest floor of the space (a decade under ``low``; they cool to 0),
+      after the same warm-up.
 
     Only those whose kind is in ``kinds`` are returned; every value lies inside
     :func:`search_space`, so Optuna takes them as they are.
@@ -232,10 +286,11 @@ def seed_params(
     spe = check_positive_int("steps_per_epoch", steps_per_epoch)
     space = search_space(bounds, epochs=epochs, kinds=KINDS)
     base, top = space["base_lr"], space["max_lr"]
-    steps = space["step_size"]
+    steps, warmup = space["step_size"], space["warmup"]
     assert isinstance(base, FloatDistribution) and isinstance(top, FloatDistribution)
-    assert isinstance(steps, IntDistribution)
+    assert isinstance(steps, IntDistribution) and isinstance(warmup, IntDistribution)
     step_range = range(steps.low, steps.high + 1)
+    warmup_steps = min(1, warmup.high) * spe
     seeds = [
         Schedule(
             "triangular2",
@@ -254,6 +309,19 @@ def seed_params(
             base_lr=base.low,
             step_size=_whole_cycles(epochs, step_range, epochs_per_cycle=1) * spe,
             decay=1.0,
+        ),
+        Schedule(
+            "cosine",
+            max_lr=top.high,
+            base_lr=min(max(top.high * COSINE_FLOOR, base.low), base.high),
+            warmup=warmup_steps,
+        ),
+        Schedule(
+            "wsd",
+            max_lr=top.high,
+            base_lr=base.low,
+            warmup=warmup_steps,
+            cooldown=WSD_COOLDOWN,
         ),
     ]
     wanted = _check_kinds(kinds)

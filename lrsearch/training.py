@@ -5,6 +5,9 @@ the evaluation metric after every epoch and raises :class:`optuna.TrialPruned` w
 says so or when training diverges (a NaN/inf loss, or the epoch's mean loss far above where it
 started), recording why in the trial's ``pruned_reason`` user attr.
 
+A ``plateau`` schedule (torch's ``ReduceLROnPlateau``) is the exception to "once per optimizer
+step": it is stepped once per epoch with that epoch's metric, in the metric's direction.
+
 In-memory ``(x, y)`` tensors are batched by indexing a permutation (no per-sample
 ``DataLoader`` overhead); a ``Dataset`` goes through a ``DataLoader``, and a ready-made
 ``DataLoader`` is used as it is.
@@ -29,10 +32,11 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from lrsearch._validation import check_positive_int, check_real
-from lrsearch.choices import DEVICES
+from lrsearch.choices import DEVICES, PER_EPOCH_KINDS
 from lrsearch.exceptions import InvalidParameterError
 from lrsearch.schedules import Schedule
-from lrsearch.tasks import Data, Task
+from lrsearch.store.names import EPOCH_LRS, EPOCHS_RUN, PRUNED_REASON
+from lrsearch.tasks import METRICS, Data, Task
 from lrsearch.tasks import steps_per_epoch as _steps_per_epoch
 
 __all__ = [
@@ -51,6 +55,9 @@ _log = logging.getLogger(__name__)
 
 _EVAL_BATCH = 1024
 
+#: The trial user attr where :func:`fit` leaves a pruned trial's :attr:`FitResult.lrs` (a
+#: pruned run returns no :class:`FitResult`).
+
 
 @dataclasses.dataclass(frozen=True)
 class FitResult:
@@ -63,6 +70,10 @@ class FitResult:
         steps: Optimizer steps taken.
         seconds: Wall time of training plus evaluation.
         stop_reason: ``None`` for a full run, else why it stopped early.
+        lrs: The realised learning rate of each epoch run: the first param group's LR at the
+            epoch's start (in force for its first optimizer step). For a ``plateau`` schedule
+            that is the LR of the whole epoch; for the others it is
+            ``schedule.lrs(total_steps)[epoch * steps_per_epoch]``.
     """
 
     values: list[float]
@@ -71,6 +82,7 @@ class FitResult:
     steps: int
     seconds: float
     stop_reason: str | None = None
+    lrs: list[float] = dataclasses.field(default_factory=list)
 
     @property
     def final(self) -> float:
@@ -299,8 +311,15 @@ def fit(
     device: torch.device | None = None,
     diverge_factor: float = 4.0,
     on_epoch: Callable[[int, float], None] | None = None,
+    maximize: bool | None = None,
+    plateau_data: Data | DataLoader[Any] | None = None,
 ) -> FitResult:
     """Train ``model`` for ``epochs``, stepping ``schedule`` once per optimizer step.
+
+    A ``plateau`` schedule is stepped once per epoch instead, after the evaluation, with the
+    metric on ``plateau_data`` (default: ``eval_data``), ``scheduler.step(value)``, in
+    ``mode="max"`` when ``maximize`` else ``"min"``; not after the last epoch, as the other
+    kinds are not stepped after the last optimizer step.
 
     Args:
         model: The model, already on ``device``.
@@ -322,14 +341,23 @@ def fit(
         diverge_factor: An epoch whose mean training loss exceeds this many times the first
             batch's loss counts as diverged (only for a positive first loss).
         on_epoch: Called as ``on_epoch(epoch, value)`` after each evaluated epoch.
+        maximize: Whether a larger ``metric`` is better (a ``plateau`` schedule's mode);
+            ``None`` infers it for ``"accuracy"`` (larger) and ``"loss"`` (smaller), and a
+            ``plateau`` schedule with a metric function needs it.
+        plateau_data: The data a ``plateau`` schedule's metric is computed on, when it is not
+            ``eval_data``: pass a slice held out of the training data when ``eval_data`` is
+            the test set, so the test never steers training.
 
     Returns:
         A :class:`FitResult`. Without a ``trial``, a diverged run stops early and says why in
         ``stop_reason``; its last value is the diverged model's metric.
 
     Raises:
-        optuna.TrialPruned: With a ``trial``, when pruned or diverged.
-        InvalidParameterError: Bad arguments.
+        optuna.TrialPruned: With a ``trial``, when pruned or diverged; its user attrs
+            ``pruned_reason``, ``epochs_run`` and ``epoch_lrs`` (:data:`EPOCH_LRS`, the
+            :attr:`FitResult.lrs` of the epochs run) say what happened.
+        InvalidParameterError: Bad arguments, e.g. a ``plateau`` schedule without data to
+            compute its metric on, or without a direction for a metric function.
 
     Example:
         >>> import torch
@@ -342,16 +370,30 @@ def fit(
         ...         eval_data=(x, y))
         >>> r.epochs_run, r.steps, len(r.values), opt.param_groups[0]["lr"]
         (3, 12, 3, 0.025)
+        >>> r.lrs
+        [0.1, 0.05, 0.025]
     """
     epochs = check_positive_int("epochs", epochs)
     batch_size = check_positive_int("batch_size", batch_size)
     diverge_factor = check_real("diverge_factor", diverge_factor)
     if device is None:
         device = next(model.parameters()).device
+    per_epoch = schedule is not None and schedule.kind in PER_EPOCH_KINDS
+    if plateau_data is None:
+        plateau_data = eval_data
+    if per_epoch and plateau_data is None:
+        assert schedule is not None
+        raise InvalidParameterError(
+            f"schedule kind {schedule.kind!r} is stepped with the metric after every epoch, so "
+            "fit needs eval_data or plateau_data to compute it on; got neither"
+        )
+    maximize = _check_maximize(maximize, metric, needed=per_epoch)
     generator = torch.Generator().manual_seed(seed)
     batches = _Batches(train, batch_size, device, generator)
     total = epochs * batches.steps
-    scheduler = schedule.build(optimizer, total) if schedule is not None else None
+    scheduler = (
+        schedule.build(optimizer, total, maximize=maximize) if schedule is not None else None
+    )
 
     start = time.perf_counter()
     storage_seconds = 0.0  # Optuna's report/should_prune: bookkeeping, not training
@@ -362,11 +404,13 @@ def fit(
 
     values: list[float] = []
     losses: list[float] = []
+    lrs: list[float] = []
     first_loss: float | None = None
     steps = 0
     stop: str | None = None
     model.train()
     for epoch in range(1, epochs + 1):
+        lrs.append(float(optimizer.param_groups[0]["lr"]))
         total_loss = torch.zeros((), device=device)
         n_batches = 0
         for xb, yb in batches.epoch():
@@ -380,7 +424,7 @@ def fit(
             batch_loss.backward()
             optimizer.step()
             steps += 1
-            if scheduler is not None and steps < total:
+            if scheduler is not None and not per_epoch and steps < total:
                 scheduler.step()
             total_loss += batch_loss.detach()
             n_batches += 1
@@ -411,25 +455,58 @@ def fit(
                 storage_seconds += time.perf_counter() - asked
                 if prune:
                     charge()
-                    trial.set_user_attr("pruned_reason", f"pruner: stopped after epoch {epoch}")
-                    trial.set_user_attr("epochs_run", epoch)
+                    trial.set_user_attr(PRUNED_REASON, f"pruner: stopped after epoch {epoch}")
+                    trial.set_user_attr(EPOCHS_RUN, epoch)
+                    trial.set_user_attr(EPOCH_LRS, lrs)
                     raise optuna.TrialPruned(f"pruned after epoch {epoch}")
         if stop is not None:
             break
+        if per_epoch and epoch < epochs:
+            assert isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+            if plateau_data is eval_data:
+                scheduler.step(values[-1])
+            else:
+                assert plateau_data is not None
+                watched = evaluate(model, plateau_data, metric=metric, loss=loss, device=device)
+                if not math.isfinite(watched):
+                    stop = f"non-finite plateau metric in epoch {epoch}"
+                    break
+                scheduler.step(watched)
 
     epochs_run = len(losses)
+    del lrs[epochs_run:]  # an epoch that stopped at its first step was not run
     if stop is not None:
         _log.info("training stopped: %s", stop)
         if trial is not None:
             charge()
-            trial.set_user_attr("pruned_reason", stop)
-            trial.set_user_attr("epochs_run", epochs_run)
+            trial.set_user_attr(PRUNED_REASON, stop)
+            trial.set_user_attr(EPOCHS_RUN, epochs_run)
+            trial.set_user_attr(EPOCH_LRS, lrs)
             raise optuna.TrialPruned(stop)
         if eval_data is not None and len(values) < max(1, epochs_run):
             values.append(evaluate(model, eval_data, metric=metric, loss=loss, device=device))
     charge()
     seconds = time.perf_counter() - start - storage_seconds
-    return FitResult(values, losses, epochs_run, steps, seconds, stop)
+    return FitResult(values, losses, epochs_run, steps, seconds, stop, lrs)
+
+
+def _check_maximize(
+    maximize: bool | None, metric: str | Callable[..., float], *, needed: bool
+) -> bool:
+    """``maximize`` as given, else the direction of a named metric; ``needed``: it must be
+    known (a ``plateau`` schedule's mode)."""
+    if maximize is not None:
+        if not isinstance(maximize, bool):
+            raise InvalidParameterError(f"maximize must be True, False or None; got {maximize!r}")
+        return maximize
+    if isinstance(metric, str) and metric in METRICS:
+        return METRICS[metric] == "maximize"
+    if needed:
+        raise InvalidParameterError(
+            "a plateau schedule needs the metric's direction: pass maximize=True or False "
+            f"with metric {metric!r}"
+        )
+    return False
 
 
 def train_task(
@@ -444,11 +521,14 @@ def train_task(
     optimizer_factory: Callable[..., torch.optim.Optimizer] | None = None,
     lr: float | None = None,
     on_epoch: Callable[[int, float], None] | None = None,
+    plateau_data: Data | None = None,
 ) -> FitResult:
     """Train a fresh model of ``task`` (initialised from ``seed``) on ``train``.
 
     The schedule sets the LR; without one, ``lr`` is the constant LR. ``optimizer_factory``
-    replaces the task's (the Adam baseline uses it).
+    replaces the task's (the Adam baseline uses it). A ``plateau`` schedule is stepped in the
+    task's direction (``task.maximize``) with the metric on ``plateau_data`` (default:
+    ``eval_data``; see :func:`fit`).
     """
     torch.manual_seed(seed)
     model = task.make_model().to(device)
@@ -471,4 +551,6 @@ def train_task(
         trial=trial,
         device=device,
         on_epoch=on_epoch,
+        maximize=task.maximize,
+        plateau_data=plateau_data,
     )

@@ -211,3 +211,48 @@ def test_a_diverged_arm_keeps_its_curve_length_and_reason() -> None:
     assert all(reason for reason in broken["stop_reasons"])
     assert all(len(curve) == 3 for curve in broken["test_curve_per_seed"])
     assert out["tuned"]["stop_reasons"] == [None, None]
+
+
+def test_a_plateau_arm_watches_a_slice_of_train_never_the_test_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import lrsearch.pipeline.comparison as comparison
+    from lrsearch.exceptions import InvalidParameterError
+    from lrsearch.pipeline.comparison import run_arm
+    from lrsearch.splits import holdout
+
+    task = tiny_task.task(epochs=3)
+    test = tiny_task.data(tiny_task.N_TEST, seed=1)
+    plateau = Arm(
+        "tuned",
+        Schedule("plateau", max_lr=0.1, base_lr=0.001, decay=0.5, patience=0),
+        {"schedule": "plateau"},
+    )
+    with pytest.raises(InvalidParameterError, match="holdout"):
+        run_arm(plateau, 0, task, test, device=CPU)
+    calls: list[dict[str, object]] = []
+
+    def spy(*args: object, **kwargs: object) -> object:
+        calls.append({"train": len(args[1][0]), **kwargs})  # type: ignore[index]
+        return train_task(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(comparison, "train_task", spy)
+    fit, val = holdout(task, 0.2, seed=0)
+    run = run_arm(plateau, 0, task, test, device=CPU, holdout=(fit, val))
+    (call,) = calls
+    watched = call["plateau_data"]
+    assert call["train"] == len(fit) and call["eval_data"] is test
+    assert isinstance(watched, tuple) and len(watched[0]) == len(val) < len(test[0]) + 1
+    assert watched[0] is not test[0]
+    assert len(run.curve) == 3
+    # Every other arm trains on all of train and watches nothing.
+    calls.clear()
+    run_arm(
+        Arm("constant-cv", Schedule("constant", max_lr=0.1), {"lr": 0.1}),
+        0,
+        task,
+        test,
+        device=CPU,
+        holdout=(fit, val),
+    )
+    assert calls[0]["train"] == task.n_train and calls[0]["plateau_data"] is None

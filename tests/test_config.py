@@ -215,7 +215,7 @@ def test_defaults_match_the_documented_ones() -> None:
     assert cfg.range_num_iter == int(documented["range_test.num_iter"])
     assert cfg.range_repeats == int(documented["range_test.repeats"])
     assert documented["task"] == "required"
-    assert len(cfg.kinds) == 8  # "all eight"
+    assert len(cfg.kinds) == 12  # "all twelve"
 
 
 # -- validation -------------------------------------------------------------------------------

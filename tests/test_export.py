@@ -35,7 +35,16 @@ from lrsearch.study import run_study
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 
 SOURCES = {"tiny": "search", "tiny/constant-cv": "constant-cv", "tiny/adam-3e-4": "adam-3e-4"}
-SCHEDULE_PARAMS = ("max_lr", "base_lr", "step_size", "decay", "cycle_mult")
+SCHEDULE_PARAMS = (
+    "max_lr",
+    "base_lr",
+    "step_size",
+    "decay",
+    "cycle_mult",
+    "warmup",
+    "cooldown",
+    "patience",
+)
 BAD_LR = 1e3  # a constant LR the tiny task's SGD diverges at
 
 

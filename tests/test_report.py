@@ -404,3 +404,18 @@ def test_dashboard_bad_input_is_one_line(url: str, tmp_path: Path) -> None:
     assert taken.exit_code == 2
     assert taken.stderr.startswith(f"lrsearch: error: cannot listen on 127.0.0.1:{port}: ")
     assert len(taken.stderr.splitlines()) == 1
+
+
+def test_a_plateau_trial_is_drawn_as_it_trained(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/p.db"
+    run_study(
+        tiny_task.config("p", kinds=["plateau"], n_trials=2, epochs=3),
+        storage=url,
+        skip_baselines=True,
+    )
+    study = load_stored("p", storage=url).search
+    fig = schedules_figure(study)
+    spe = search_steps_per_epoch(study)
+    for trial, trace in zip(top_trials(study, 5), fig.data, strict=False):
+        expected = np.repeat(trial.user_attrs["epoch_lrs"], spe)
+        assert list(trace.y) == pytest.approx(list(expected))

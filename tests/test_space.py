@@ -16,8 +16,9 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import FixedTrial, TrialState
 
 from lrsearch import KINDS, LRBounds, LrsearchError, Schedule, seed_params, suggest_schedule
+from lrsearch.choices import PER_STEP_KINDS
 from lrsearch.schedules import USES
-from lrsearch.space import search_space, step_size_range
+from lrsearch.space import patience_range, search_space, step_size_range, warmup_range
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -76,9 +77,37 @@ def test_step_size_range_fits_whole_cycles_in_the_run(
     assert step_size_range(epochs) == expected
 
 
+@pytest.mark.parametrize(
+    ("epochs", "warmup", "patience"),
+    [
+        (1, (0, 0), (0, 0)),
+        (4, (0, 0), (0, 1)),
+        (5, (0, 1), (0, 1)),
+        (20, (0, 4), (0, 5)),
+        (43, (0, 8), (0, 10)),
+        (200, (0, 40), (0, 10)),
+    ],
+)
+def test_warmup_and_patience_ranges_grow_with_the_run(
+    epochs: int, warmup: tuple[int, int], patience: tuple[int, int]
+) -> None:
+    assert warmup_range(epochs) == warmup  # up to a fifth of the run
+    assert patience_range(epochs) == patience  # up to a quarter of it, at most 10
+
+
 def test_search_space_ranges_follow_the_bounds() -> None:
-    space = search_space(BOUNDS, epochs=EPOCHS)
-    assert list(space) == ["schedule", "max_lr", "base_lr", "step_size", "decay", "cycle_mult"]
+    space = search_space(BOUNDS, epochs=EPOCHS, kinds=KINDS)
+    assert list(space) == [
+        "schedule",
+        "max_lr",
+        "base_lr",
+        "step_size",
+        "decay",
+        "cycle_mult",
+        "warmup",
+        "cooldown",
+        "patience",
+    ]
     assert space["schedule"] == CategoricalDistribution(KINDS)
     max_lr, base_lr = space["max_lr"], space["base_lr"]
     assert isinstance(max_lr, FloatDistribution) and isinstance(base_lr, FloatDistribution)
@@ -91,6 +120,25 @@ def test_search_space_ranges_follow_the_bounds() -> None:
     assert space["step_size"] == IntDistribution(2, 10)
     assert space["decay"] == FloatDistribution(0.1, 1.0)
     assert space["cycle_mult"] == IntDistribution(1, 2)
+    assert space["warmup"] == IntDistribution(0, 4)  # epochs: a fifth of 20
+    assert space["cooldown"] == FloatDistribution(0.05, 0.5)
+    assert space["patience"] == IntDistribution(0, 5)  # epochs: a quarter of 20
+
+
+def test_the_default_kinds_are_those_stepped_once_per_optimizer_step() -> None:
+    # An objective's own loop calls scheduler.step() after every optimizer step; plateau wants
+    # scheduler.step(metric) once per epoch, so a search offers it only when asked.
+    space = search_space(BOUNDS, epochs=EPOCHS)
+    assert space["schedule"] == CategoricalDistribution(PER_STEP_KINDS)
+    assert set(KINDS) - set(PER_STEP_KINDS) == {"plateau"}
+    assert "patience" not in space  # only plateau reads it
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(
+        lambda t: suggest_schedule(t, bounds=BOUNDS, steps_per_epoch=SPE, epochs=EPOCHS).max_lr,
+        n_trials=60,
+    )
+    kinds = {t.params["schedule"] for t in study.trials}
+    assert kinds == set(PER_STEP_KINDS)  # every one of them, and never plateau
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -107,7 +155,7 @@ def test_search_space_holds_only_what_the_kinds_read(kind: str) -> None:
     [
         ([], "kinds must be a non-empty sequence"),
         ("step", "kinds must be a non-empty sequence of schedule kinds; got 'step'"),
-        (["step", "cosine"], "got unknown 'cosine'"),
+        (["step", "linear"], "got unknown 'linear'"),
         (["step", "step"], r"kinds must not repeat a kind; got \['step', 'step'\]"),
     ],
 )
@@ -168,6 +216,22 @@ FIXED: dict[str, tuple[dict[str, Any], Schedule]] = {
         {"max_lr": 0.3, "base_lr": 1e-3},
         Schedule("onecycle", 0.3, base_lr=1e-3),
     ),
+    "cosine": (
+        {"max_lr": 0.1, "base_lr": 1e-3, "warmup": 2},
+        Schedule("cosine", 0.1, base_lr=1e-3, warmup=2 * SPE),
+    ),
+    "wsd": (
+        {"max_lr": 0.2, "base_lr": 1e-4, "warmup": 0, "cooldown": 0.15},
+        Schedule("wsd", 0.2, base_lr=1e-4, cooldown=0.15),
+    ),
+    "inverse_sqrt": (
+        {"max_lr": 0.05, "warmup": 4},
+        Schedule("inverse_sqrt", 0.05, warmup=4 * SPE),
+    ),
+    "plateau": (
+        {"max_lr": 0.1, "base_lr": 5e-4, "decay": 0.3, "patience": 3},
+        Schedule("plateau", 0.1, base_lr=5e-4, decay=0.3, patience=3),
+    ),
 }
 
 
@@ -179,10 +243,15 @@ def test_fixed_trial_gives_the_expected_schedule(kind: str) -> None:
     if kind == "constant":
         params["base_lr"] = 1e-3
     schedule = suggest_schedule(
-        FixedTrial(params), bounds=BOUNDS, steps_per_epoch=SPE, epochs=EPOCHS
+        FixedTrial(params), bounds=BOUNDS, steps_per_epoch=SPE, epochs=EPOCHS, kinds=KINDS
     )
     assert schedule == expected
     assert schedule.to_params(steps_per_epoch=SPE) == {"schedule": kind, **values}
+    # FixedTrial gives the same schedule every time: the suggestion is deterministic.
+    again = suggest_schedule(
+        FixedTrial(params), bounds=BOUNDS, steps_per_epoch=SPE, epochs=EPOCHS, kinds=KINDS
+    )
+    assert again == schedule
 
 
 def test_fixed_trial_missing_a_parameter_fails() -> None:
@@ -214,6 +283,8 @@ def test_prefix_keeps_two_schedules_apart() -> None:
 
 # -- suggest_schedule in real studies ---------------------------------------------------------
 
+N_SAMPLED = 40
+
 SAMPLERS: dict[str, Callable[[], optuna.samplers.BaseSampler]] = {
     "tpe": lambda: optuna.samplers.TPESampler(seed=0, multivariate=True, group=True),
     "random": lambda: optuna.samplers.RandomSampler(seed=0),
@@ -225,7 +296,9 @@ SAMPLERS: dict[str, Callable[[], optuna.samplers.BaseSampler]] = {
 
 
 def _objective(trial: optuna.Trial) -> float:
-    schedule = suggest_schedule(trial, bounds=BOUNDS, steps_per_epoch=SPE, epochs=EPOCHS)
+    schedule = suggest_schedule(
+        trial, bounds=BOUNDS, steps_per_epoch=SPE, epochs=EPOCHS, kinds=KINDS
+    )
     trial.set_user_attr("schedule", schedule.to_dict())
     lrs = schedule.lrs(SPE * EPOCHS)
     # A smooth target with an optimum inside the space, so model-based samplers have a signal.
@@ -240,15 +313,15 @@ def test_every_sampler_searches_the_space(
     url = None if storage == "memory" else f"sqlite:///{tmp_path / 'study.db'}"
     warnings.simplefilter("ignore")  # samplers warn that conditional params fall back
     study = optuna.create_study(storage=url, study_name="s", sampler=SAMPLERS[sampler]())
-    study.optimize(_objective, n_trials=30)
+    study.optimize(_objective, n_trials=N_SAMPLED)
 
     if url is not None:  # read back through a fresh connection: what the dashboard sees
         study = optuna.load_study(study_name="s", storage=url)
     trials = study.get_trials()
-    assert len(trials) == 30
+    assert len(trials) == N_SAMPLED
     assert all(t.state == TrialState.COMPLETE for t in trials)
     assert len({t.params["schedule"] for t in trials}) >= 3  # more than one kind explored
-    space = search_space(BOUNDS, epochs=EPOCHS)
+    space = search_space(BOUNDS, epochs=EPOCHS, kinds=KINDS)
     for t in trials:
         schedule = Schedule.from_params(t.params, steps_per_epoch=SPE, epochs=EPOCHS)
         assert schedule.to_dict() == t.user_attrs["schedule"]
@@ -262,6 +335,14 @@ def test_every_sampler_searches_the_space(
         assert np.all(np.isfinite(lrs))
         assert np.all(lrs > 0)
         assert np.all(lrs <= schedule.max_lr * (1 + 1e-12))
+        # The newer fields, where the kind has them, lie in their ranges (in epochs).
+        assert 0 <= schedule.warmup <= 4 * SPE and schedule.warmup % SPE == 0
+        if schedule.cooldown is not None:
+            assert 0.05 <= schedule.cooldown <= 0.5
+        if schedule.patience is not None:
+            assert 0 <= schedule.patience <= 5
+    # Across the study, the new kinds were drawn too (the space offers every kind).
+    assert len({t.params["schedule"] for t in trials}) >= 6
 
 
 # -- seed_params -----------------------------------------------------------------------------
@@ -269,7 +350,7 @@ def test_every_sampler_searches_the_space(
 
 def test_seeds_are_the_literature_recipes_and_end_with_whole_cycles() -> None:
     seeds = {p["schedule"]: p for p in seed_params(BOUNDS, steps_per_epoch=SPE, epochs=EPOCHS)}
-    assert set(seeds) == {"triangular2", "onecycle", "sgdr"}
+    assert list(seeds) == ["triangular2", "onecycle", "sgdr", "cosine", "wsd"]
     clr = Schedule.from_params(seeds["triangular2"], steps_per_epoch=SPE, epochs=EPOCHS)
     assert (clr.base_lr, clr.max_lr) == (BOUNDS.low, BOUNDS.high)
     assert seeds["triangular2"]["step_size"] == 5  # two whole 10-epoch cycles in 20 epochs
@@ -283,6 +364,52 @@ def test_seeds_are_the_literature_recipes_and_end_with_whole_cycles() -> None:
     for schedule in (clr, sgdr):
         lrs = schedule.lrs(SPE * EPOCHS)
         assert lrs[-1] < lrs.max() / 5
+
+
+def test_modern_seeds_warm_up_then_cosine_or_wsd_from_the_high_bound() -> None:
+    seeds = {p["schedule"]: p for p in seed_params(BOUNDS, steps_per_epoch=SPE, epochs=EPOCHS)}
+    # nanoGPT: warm-up, then a cosine from the peak to a tenth of it. A tenth of 0.3 lies above
+    # the base_lr range [1e-4, 1e-3], so the floor is the range's top, the low bound.
+    assert seeds["cosine"] == {"schedule": "cosine", "max_lr": 0.3, "base_lr": 1e-3, "warmup": 1}
+    # Hägele et al.: warm-up, hold the peak, 20% 1-sqrt cooldown to the lowest floor.
+    assert seeds["wsd"] == {
+        "schedule": "wsd",
+        "max_lr": 0.3,
+        "base_lr": pytest.approx(1e-4, rel=1e-12),
+        "warmup": 1,
+        "cooldown": 0.2,
+    }
+    total = SPE * EPOCHS
+    wsd = Schedule.from_params(seeds["wsd"], steps_per_epoch=SPE, epochs=EPOCHS).lrs(total)
+    held = np.flatnonzero(np.isclose(wsd, 0.3, rtol=1e-12, atol=0))
+    assert held[0] == SPE - 1 and held[-1] == total - round(0.2 * total)  # warm-up, hold, cool
+    cosine = Schedule.from_params(seeds["cosine"], steps_per_epoch=SPE, epochs=EPOCHS)
+    lrs = cosine.lrs(total)
+    assert lrs[0] == pytest.approx(0.3 / SPE) and lrs[SPE] == pytest.approx(0.3)
+    assert 1e-3 < lrs[-1] < 1.05e-3  # the cosine ends one step short of its floor
+
+
+@pytest.mark.parametrize(
+    ("bounds", "floor"),
+    [
+        (LRBounds(0.02, 0.1), 0.01),  # within a decade: exactly a tenth of the peak
+        (LRBounds(1e-3, 1.0), 1e-3),  # a tenth is above low: clipped to low
+    ],
+)
+def test_cosine_seed_ends_at_a_tenth_of_the_peak_within_the_base_range(
+    bounds: LRBounds, floor: float
+) -> None:
+    (seed,) = seed_params(bounds, steps_per_epoch=SPE, epochs=EPOCHS, kinds=["cosine"])
+    assert seed["base_lr"] == pytest.approx(floor, rel=1e-12)
+
+
+@pytest.mark.parametrize(("epochs", "warmup"), [(1, 0), (4, 0), (5, 1), (50, 1)])
+def test_modern_seeds_warm_up_one_epoch_where_the_space_allows(epochs: int, warmup: int) -> None:
+    seeds = seed_params(BOUNDS, steps_per_epoch=SPE, epochs=epochs, kinds=["cosine", "wsd"])
+    assert [s["warmup"] for s in seeds] == [warmup, warmup]
+    for seed in seeds:  # and the seed runs over the whole run
+        schedule = Schedule.from_params(seed, steps_per_epoch=SPE, epochs=epochs)
+        assert len(schedule.lrs(SPE * epochs)) == SPE * epochs
 
 
 @pytest.mark.parametrize(
@@ -348,13 +475,14 @@ def _sampled_schedules(draw: st.DrawFn) -> tuple[Schedule, int]:
     bounds = LRBounds(low, low * 10 ** draw(st.floats(0.05, 3)))
     epochs = draw(st.integers(1, 30))
     spe = draw(st.integers(1, 40))
-    space = search_space(bounds, epochs=epochs)
+    space = search_space(bounds, epochs=epochs, kinds=KINDS)
     kind = draw(st.sampled_from(KINDS))
     params = {"schedule": kind}
     params.update({n: draw(_value_in(d)) for n, d in space.items() if n != "schedule"})
     schedule = suggest_schedule(
-        FixedTrial(params), bounds=bounds, steps_per_epoch=spe, epochs=epochs
+        FixedTrial(params), bounds=bounds, steps_per_epoch=spe, epochs=epochs, kinds=KINDS
     )
+    assert Schedule.from_params(params, steps_per_epoch=spe, epochs=epochs) == schedule
     return schedule, epochs * spe
 
 

@@ -535,3 +535,30 @@ def test_timings_are_the_units_whoever_ran_them(done: Done) -> None:
     assert record.host and record.pid > 0 and record.device == "cpu"
     assert set(record.versions) == {"lrsearch", "optuna", "torch", "python"}
     assert record.storage == done.url and record.ended is not None
+
+
+def test_a_plateau_study_stores_the_lrs_it_trained_with(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = _url(tmp_path / "plateau.db")
+    cfg = tiny_task.config(kinds=["plateau"], n_trials=3, epochs=3)
+    watched: list[int] = []
+    real = lrsearch.pipeline.comparison.train_task
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        if kwargs["schedule"].kind == "plateau":
+            watched.append(len(kwargs["plateau_data"][0]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(lrsearch.pipeline.comparison, "train_task", spy)
+    result = run_study(cfg, storage=url)
+    for t in _trials(url):
+        lrs = t.user_attrs["epoch_lrs"]
+        assert len(lrs) == t.user_attrs["epochs_run"] and lrs[0] == t.params["max_lr"]
+        assert t.user_attrs["lr_peak"] == max(lrs)
+        assert t.user_attrs["lr_mean"] == pytest.approx(float(np.mean(lrs)))
+    assert result.comparison is not None
+    assert result.comparison["tuned"]["schedule"].startswith("plateau")
+    # The tuned plateau arm watched the validation split in each of its final runs.
+    n_val = tiny_task.N_TRAIN - int(tiny_task.N_TRAIN * (1 - cfg.validation_fraction))
+    assert watched == [n_val] * cfg.final_seeds

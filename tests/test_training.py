@@ -21,6 +21,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
 from lrsearch import Schedule
+from lrsearch.store import EPOCH_LRS
 from lrsearch.tasks import Task, sgd
 from lrsearch.training import (
     FitResult,
@@ -117,6 +118,9 @@ SCHEDULES = [
     Schedule("exp_range", base_lr=0.01, max_lr=0.1, step_size=2, decay=0.8),
     Schedule("sgdr", base_lr=0.0, max_lr=0.1, step_size=5, decay=0.7, cycle_mult=2),
     Schedule("onecycle", base_lr=0.004, max_lr=0.1, pct_start=0.25),
+    Schedule("cosine", base_lr=0.001, max_lr=0.1, warmup=3),
+    Schedule("wsd", base_lr=0.0, max_lr=0.1, warmup=3, cooldown=0.3),
+    Schedule("inverse_sqrt", max_lr=0.1, warmup=3),
 ]
 
 
@@ -138,10 +142,14 @@ def test_schedule_is_stepped_once_per_optimizer_step(
         schedule=schedule,
         diverge_factor=1e9,
     )
-    total = epochs * math.ceil(n / batch_size)
+    spe = math.ceil(n / batch_size)
+    total = epochs * spe
     assert result.steps == total == len(seen)
     assert result.stop_reason is None and result.epochs_run == epochs
     np.testing.assert_allclose(seen, schedule.lrs(total), rtol=1e-12, atol=0)
+    # The realised LR of each epoch: the one in force for its first step.
+    np.testing.assert_allclose(result.lrs, schedule.lrs(total)[::spe], rtol=1e-12, atol=0)
+    assert len(result.lrs) == epochs
 
 
 def test_without_a_schedule_the_optimizer_lr_stays() -> None:
@@ -151,6 +159,7 @@ def test_without_a_schedule_the_optimizer_lr_stays() -> None:
     result = fit(model, opt, nn.CrossEntropyLoss(), make_data(20), epochs=2, batch_size=6)
     assert result.steps == 2 * 4 == len(seen)
     assert seen == [0.03] * 8 and opt.param_groups[0]["lr"] == 0.03
+    assert result.lrs == [0.03, 0.03]
 
 
 def test_a_dataloader_sets_its_own_batches() -> None:
@@ -290,6 +299,219 @@ def test_bad_training_data() -> None:
         fit(model, opt, nn.CrossEntropyLoss(), empty, epochs=1)
 
 
+# -- plateau: stepped once per epoch with the metric ------------------------------------------
+
+
+class Story:
+    """A metric function that tells a given story: the next value at every evaluation,
+    whatever the model does, so flat and improving epochs are certain."""
+
+    def __init__(self, values: list[float]) -> None:
+        self.values = values
+        self.calls = 0
+
+    def __call__(self, outputs: torch.Tensor, targets: torch.Tensor) -> float:
+        self.calls += 1
+        return self.values[self.calls - 1]
+
+
+PLATEAU = Schedule("plateau", max_lr=0.08, base_lr=0.015, decay=0.5, patience=1)
+
+# An accuracy-like story (larger is better): improves for 3 epochs, stalls for 4, improves once,
+# then stalls to the end. The same story as a loss (smaller is better) is 1 - value.
+RISING = [0.2, 0.4, 0.6, 0.6, 0.6, 0.6, 0.6, 0.7, 0.7, 0.7, 0.7, 0.7]
+# patience 1: the 2nd flat epoch after the best (epoch index 4) lowers the LR of epoch 5; the
+# next two flat epochs (5, 6) lower epoch 7's; epoch 7 improves; 8 and 9 lower epoch 10's, and
+# 10 and 11 would lower a 13th. The floor 0.015 stops the last halving (0.02 -> 0.015).
+RISING_LRS = [0.08] * 5 + [0.04] * 2 + [0.02] * 3 + [0.015] * 2
+
+
+def fit_plateau(
+    story: list[float], *, maximize: bool | None, schedule: Schedule = PLATEAU, **kwargs: Any
+) -> tuple[FitResult, list[float]]:
+    """Train 12 epochs of 4 steps under ``schedule`` with ``story`` as the metric; the result
+    and the LR of every optimizer step."""
+    model = make_model()
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    seen = record_lrs(opt)
+    kwargs.setdefault("eval_data", make_data(10, seed=1))
+    result = fit(
+        model,
+        opt,
+        nn.CrossEntropyLoss(),
+        make_data(20),
+        epochs=len(story),
+        batch_size=5,
+        schedule=schedule,
+        metric=Story(story),
+        maximize=maximize,
+        diverge_factor=1e9,
+        **kwargs,
+    )
+    return result, seen
+
+
+@pytest.mark.parametrize("maximize", [True, False])
+def test_plateau_drops_after_patience_flat_epochs_in_the_metrics_direction(
+    maximize: bool,
+) -> None:
+    story = RISING if maximize else [1 - v for v in RISING]
+    result, seen = fit_plateau(story, maximize=maximize)
+    assert result.values == story and result.epochs_run == 12 and result.steps == 48
+    assert result.lrs == pytest.approx(RISING_LRS, rel=1e-12)
+    # Constant within each epoch: the scheduler moves once per epoch, not per step.
+    np.testing.assert_allclose(seen, np.repeat(RISING_LRS, 4), rtol=1e-12)
+    # lrs() replays the same scheduler over the values the run saw.
+    replay = PLATEAU.lrs(48, metrics=result.values, steps_per_epoch=4, maximize=maximize)
+    np.testing.assert_array_equal(seen, replay)
+
+
+@pytest.mark.parametrize("maximize", [True, False])
+def test_plateau_does_not_drop_while_the_metric_improves(maximize: bool) -> None:
+    story = [0.1 * (e + 1) for e in range(8)]  # better and better: an accuracy rising...
+    if not maximize:
+        story = [1 / v for v in story]  # ...or a loss falling
+    result, seen = fit_plateau(story, maximize=maximize)
+    assert result.lrs == [0.08] * 8
+    assert seen == [0.08] * 32
+
+
+def test_plateau_read_in_the_wrong_direction_drops_while_the_metric_improves() -> None:
+    # The direction matters: the rising accuracy of the previous test, read as a loss, is
+    # worse every epoch, and the LR halves every other epoch down to the floor.
+    result, _ = fit_plateau([0.1 * (e + 1) for e in range(8)], maximize=False)
+    assert result.lrs == pytest.approx([0.08] * 3 + [0.04] * 2 + [0.02] * 2 + [0.015])
+
+
+@pytest.mark.parametrize(("metric", "drops"), [("accuracy", False), ("loss", True)])
+def test_plateau_infers_the_direction_of_a_named_metric(metric: str, drops: bool) -> None:
+    # An improving run read as "accuracy" (larger is better) or as "loss" (smaller is better):
+    # the evaluation data is the training data, so the loss falls and the accuracy cannot fall.
+    model = make_model()
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    data = make_data(40)
+    schedule = Schedule("plateau", max_lr=0.5, base_lr=0.0, decay=0.5, patience=0)
+    result = fit(
+        model,
+        opt,
+        nn.CrossEntropyLoss(),
+        data,
+        epochs=6,
+        batch_size=8,
+        schedule=schedule,
+        eval_data=data,
+        metric=metric,
+    )
+    replay = schedule.lrs(30, metrics=result.values, steps_per_epoch=5, maximize=not drops)
+    assert result.lrs == pytest.approx(replay[::5].tolist(), rel=1e-12)
+    if metric == "loss":  # the loss falls every epoch: never lowered
+        assert all(b < a for a, b in itertools.pairwise(result.values))
+        assert result.lrs == [0.5] * 6
+
+
+def test_plateau_floor_holds() -> None:
+    schedule = Schedule("plateau", max_lr=0.08, base_lr=0.03, decay=0.1, patience=0)
+    result, _ = fit_plateau([0.5] * 6, maximize=True, schedule=schedule)
+    assert result.lrs == pytest.approx([0.08, 0.08, 0.03, 0.03, 0.03, 0.03], rel=1e-12)
+
+
+def test_plateau_steps_on_plateau_data_and_reports_eval_data() -> None:
+    # eval_data (10 examples) scores flat, plateau_data (12 examples) scores rising: the LR
+    # follows plateau_data (never lowered), while the values reported are eval_data's.
+    flat, rising = iter([0.5] * 12), iter(RISING)
+
+    def metric(outputs: torch.Tensor, targets: torch.Tensor) -> float:
+        return next(flat) if len(targets) == 10 else next(rising)
+
+    model = make_model()
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    result = fit(
+        model,
+        opt,
+        nn.CrossEntropyLoss(),
+        make_data(20),
+        epochs=4,
+        batch_size=5,
+        schedule=PLATEAU,
+        eval_data=make_data(10, seed=1),
+        plateau_data=make_data(12, seed=2),
+        metric=metric,
+        maximize=True,
+    )
+    assert result.values == [0.5] * 4
+    assert result.lrs == [0.08] * 4  # RISING improves for its first 3 epochs
+    assert next(rising) == 0.6  # evaluated after epochs 1-3, not after the last
+
+
+def test_plateau_data_alone_is_enough() -> None:
+    result, _ = fit_plateau(RISING, maximize=True, eval_data=None, plateau_data=make_data(6))
+    assert result.values == [] and result.lrs == pytest.approx(RISING_LRS, rel=1e-12)
+
+
+def test_a_non_finite_plateau_metric_stops_the_run() -> None:
+    result, _ = fit_plateau(
+        [0.3, 0.4, math.nan, 0.5], maximize=True, eval_data=None, plateau_data=make_data(6)
+    )
+    assert result.stop_reason == "non-finite plateau metric in epoch 3"
+    assert result.epochs_run == 3 and result.lrs == [0.08] * 3
+
+
+def test_plateau_needs_data_for_its_metric() -> None:
+    with invalid("eval_data"):
+        fit_plateau([0.5] * 3, maximize=True, eval_data=None)
+
+
+def test_plateau_with_a_metric_function_needs_a_direction() -> None:
+    with invalid("maximize"):
+        fit_plateau([0.5] * 3, maximize=None)
+    # The other kinds do not need one.
+    result, _ = fit_plateau([0.5] * 3, maximize=None, schedule=SCHEDULES[1])
+    assert result.epochs_run == 3
+
+
+def test_maximize_must_be_a_bool() -> None:
+    with invalid("maximize", "max"):
+        fit_plateau([0.5] * 3, maximize="max")  # type: ignore[arg-type]
+
+
+# A rising value over the task's 3 epochs: never lowered when larger is better; lowered after
+# epoch 2 (the first not to beat epoch 1, patience 0) when smaller is.
+@pytest.mark.parametrize(
+    ("direction", "lrs"), [("maximize", [0.08] * 3), ("minimize", [0.08, 0.08, 0.04])]
+)
+def test_train_task_steps_plateau_in_the_tasks_direction(direction: str, lrs: list[float]) -> None:
+    task = tiny_task(metric=Story([0.2, 0.4, 0.6]), direction=direction)
+    result = train_task(
+        task,
+        task.train,
+        schedule=Schedule("plateau", max_lr=0.08, base_lr=0.0, decay=0.5, patience=0),
+        eval_data=make_data(10, seed=4),
+        seed=0,
+        device=torch.device("cpu"),
+    )
+    assert result.lrs == lrs
+
+
+def test_train_task_passes_plateau_data() -> None:
+    sizes: list[int] = []
+
+    def metric(outputs: torch.Tensor, targets: torch.Tensor) -> float:
+        sizes.append(len(targets))
+        return 0.5
+
+    task = tiny_task(metric=metric, direction="maximize")
+    train_task(
+        task,
+        task.train,
+        schedule=PLATEAU,
+        eval_data=make_data(10, seed=4),
+        plateau_data=make_data(7, seed=5),
+        seed=0,
+        device=torch.device("cpu"),
+    )
+    assert sizes == [10, 7, 10, 7, 10]  # 3 epochs: no plateau step after the last
+
+
 # -- divergence --------------------------------------------------------------------------------
 
 
@@ -321,6 +543,7 @@ def test_a_huge_lr_prunes_the_trial_and_the_study_goes_on() -> None:
     reason = diverged.user_attrs["pruned_reason"]
     assert reason.startswith(("diverged in epoch 1", "non-finite"))
     assert diverged.user_attrs["epochs_run"] == 1
+    assert diverged.user_attrs[EPOCH_LRS] == [1e6]
     assert diverged.intermediate_values == {}  # a diverged epoch is never reported
     assert 0 not in results  # fit raised instead of returning
     assert healthy.state == TrialState.COMPLETE
@@ -353,6 +576,7 @@ def test_a_nan_loss_at_step_0_prunes_a_trial() -> None:
     assert trial.state == TrialState.PRUNED
     assert trial.user_attrs["pruned_reason"].endswith("at step 0")
     assert trial.user_attrs["epochs_run"] == 0
+    assert trial.user_attrs[EPOCH_LRS] == []  # no epoch was run
 
 
 def test_a_non_finite_metric_stops_the_run() -> None:
@@ -428,6 +652,7 @@ def test_the_median_pruner_prunes_a_bad_trial_through_fit() -> None:
     assert bad.user_attrs["pruned_reason"].startswith("pruner")
     assert bad.user_attrs["pruned_reason"] == "pruner: stopped after epoch 1"
     assert bad.user_attrs["epochs_run"] == 1
+    assert bad.user_attrs[EPOCH_LRS] == [0.1]  # a pruned run returns no FitResult
     assert bad.intermediate_values == {1: 0.0}
 
 

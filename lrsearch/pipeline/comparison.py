@@ -28,14 +28,16 @@ import torch
 from optuna.trial import FrozenTrial
 from scipy import stats
 
-from lrsearch.choices import ARMS
+from lrsearch.choices import ARMS, PER_EPOCH_KINDS
+from lrsearch.exceptions import InvalidParameterError
 from lrsearch.pipeline.arms import ADAM_LR, adam
 from lrsearch.pipeline.context import Context
 from lrsearch.pipeline.queue import KeyedPlan, Stage, Unit, work
 from lrsearch.schedules import Schedule
+from lrsearch.splits import holdout
 from lrsearch.store import ATTR_COMPARISON, ArmResult, FinalRun, first_done
 from lrsearch.tasks import Data, OptimizerFactory, Task, steps_per_epoch
-from lrsearch.training import train_task
+from lrsearch.training import subset, train_task
 
 __all__ = [
     "ARMS",
@@ -164,15 +166,40 @@ def paired_interval(a: list[float], b: list[float], level: float = 0.95) -> dict
     }
 
 
-def run_arm(arm: Arm, seed: int, task: Task, test: Data, *, device: torch.device) -> FinalRun:
+def run_arm(
+    arm: Arm,
+    seed: int,
+    task: Task,
+    test: Data,
+    *,
+    device: torch.device,
+    holdout: tuple[np.ndarray, np.ndarray] | None = None,
+) -> FinalRun:
     """Train ``arm`` on all of ``task.train`` from model seed ``seed``; score ``test`` after
-    every epoch. A run that diverged stays where it died (its curve padded to the epochs)."""
+    every epoch. A run that diverged stays where it died (its curve padded to the epochs).
+
+    A ``plateau`` arm needs a metric to watch that is not the test set: it trains on the first
+    part of ``holdout`` (indices into ``task.train``: the study's search-train split) and
+    steps its plateau on the second (the validation split); the test set is only scored.
+
+    Raises:
+        InvalidParameterError: A ``plateau`` arm without ``holdout``.
+    """
     spe = steps_per_epoch(task.n_train, task.batch_size)
+    train, watched = task.train, None
+    if arm.schedule.kind in PER_EPOCH_KINDS:
+        if holdout is None:
+            raise InvalidParameterError(
+                f"arm {arm.name!r} has a {arm.schedule.kind} schedule, which steps on a "
+                "validation metric: give holdout=(fit, validation) indices into train"
+            )
+        train, watched = subset(task.train, holdout[0]), subset(task.train, holdout[1])
     result = train_task(
         task,
-        task.train,
+        train,
         schedule=arm.schedule,
         eval_data=test,
+        plateau_data=watched,
         seed=seed,
         device=device,
         optimizer_factory=arm.optimizer_factory,
@@ -244,18 +271,22 @@ def compare(
     seed: int,
     device: torch.device,
     on_run: Callable[[str, int], None] | None = None,
+    validation_fraction: float = 0.2,
 ) -> dict[str, dict[str, Any]]:
     """Run the whole comparison in this process, storing nothing (the study runs the same
-    :func:`run_arm` units through the queue).
+    :func:`run_arm` units through the queue). A ``plateau`` arm watches the hold-out split of
+    ``validation_fraction`` of ``train`` (seeded by ``seed``), as in a study.
 
     Returns:
         ``{arm name: ARM}`` (see :class:`~lrsearch.store.ArmResult`).
     """
     test = task.load_test()
+    split = holdout(task, validation_fraction, seed)
     runs: dict[str, list[FinalRun]] = {}
     for arm in arms:
         for s in final_seeds(seed, seeds):
-            runs.setdefault(arm.name, []).append(run_arm(arm, s, task, test, device=device))
+            run = run_arm(arm, s, task, test, device=device, holdout=split)
+            runs.setdefault(arm.name, []).append(run)
             if on_run is not None:
                 on_run(arm.name, s)
     return {k: v.to_dict() for k, v in summarize(runs, maximize=task.maximize).items()}
@@ -287,6 +318,7 @@ def ensure(ctx: Context, arms: list[Arm]) -> dict[str, dict[str, Any]]:
     seeds = final_seeds(ctx.cfg.seed, ctx.cfg.final_seeds)
     by_key = {arm_key(a, s): (a, s) for a in arms for s in seeds}
     test: list[Data] = []  # loaded once per process, when the first run needs it
+    split = (ctx.fit_idx, ctx.val_idx)  # what a plateau arm trains on and watches
 
     def objective(trial: optuna.Trial) -> float:
         key = trial.user_attrs["unit"]
@@ -295,7 +327,7 @@ def ensure(ctx: Context, arms: list[Arm]) -> dict[str, dict[str, Any]]:
         arm, seed = by_key[key]
         if not test:
             test.append(task.load_test())
-        run = run_arm(arm, seed, task, test[0], device=ctx.device)
+        run = run_arm(arm, seed, task, test[0], device=ctx.device, holdout=split)
         trial.set_user_attr(_RUN, run.to_dict())
         return run.final if math.isfinite(run.final) else _worst(task.maximize)
 

@@ -22,12 +22,13 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from lrsearch.choices import PER_EPOCH_KINDS
 from lrsearch.config import StudyConfig
 from lrsearch.exceptions import LrsearchError
 from lrsearch.pipeline.context import Context
 from lrsearch.pipeline.queue import MAX_FAILURES, Stage, Unit, work
 from lrsearch.space import LRBounds, seed_params, suggest_schedule
-from lrsearch.store import FINISHED, SEEDED, unit_key
+from lrsearch.store import EPOCH_LRS, EPOCHS_RUN, FINISHED, SEEDED, unit_key
 from lrsearch.training import train_task
 
 __all__ = ["BudgetPlan", "ensure", "make_pruner", "make_sampler"]
@@ -91,6 +92,11 @@ class BudgetPlan:
         return Unit(f"sample/{len(trials)}")
 
 
+def _summarise_lrs(trial: optuna.Trial, lrs: Sequence[float]) -> None:
+    trial.set_user_attr("lr_peak", float(max(lrs)))
+    trial.set_user_attr("lr_mean", float(np.mean(lrs)))
+
+
 def _finished(trials: Sequence[FrozenTrial]) -> int:
     return sum(t.state in FINISHED for t in trials)
 
@@ -127,10 +133,8 @@ def ensure(ctx: Context, bounds: LRBounds, *, seeds: bool = True) -> list[Frozen
         )
         trial.set_user_attr("schedule", schedule.describe(ctx.spe_search))
         # optuna-dashboard sorts numeric attrs only: the schedule's peak and mean LR are the
-        # sortable summary of the words.
-        lrs = schedule.lrs(ctx.spe_search * task.epochs)
-        trial.set_user_attr("lr_peak", float(lrs.max()))
-        trial.set_user_attr("lr_mean", float(lrs.mean()))
+        # sortable summary of the words (a plateau schedule's, once it has run, as it ran).
+        _summarise_lrs(trial, schedule.lrs(ctx.spe_search * task.epochs).tolist())
         result = train_task(
             task,
             search_train,
@@ -140,7 +144,10 @@ def ensure(ctx: Context, bounds: LRBounds, *, seeds: bool = True) -> list[Frozen
             device=ctx.device,
             trial=trial,
         )
-        trial.set_user_attr("epochs_run", result.epochs_run)
+        trial.set_user_attr(EPOCHS_RUN, result.epochs_run)
+        trial.set_user_attr(EPOCH_LRS, result.lrs)
+        if schedule.kind in PER_EPOCH_KINDS:
+            _summarise_lrs(trial, result.lrs)
         return result.final
 
     stage = Stage("search", "search", study, objective, ctx.store, lambda n: make_sampler(cfg, n))

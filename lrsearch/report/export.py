@@ -40,6 +40,9 @@ EXPORT_COLUMNS: tuple[str, ...] = (
     "step_size",
     "decay",
     "cycle_mult",
+    "warmup",
+    "cooldown",
+    "patience",
     "optimizer",
     "schedule_words",
     "epochs_run",
@@ -52,7 +55,16 @@ EXPORT_COLUMNS: tuple[str, ...] = (
 
 # The schedule's own parameters, each a column; a baseline's single param ``lr`` is the max_lr
 # of its constant schedule.
-_SCHEDULE_PARAMS = ("max_lr", "base_lr", "step_size", "decay", "cycle_mult")
+_SCHEDULE_PARAMS = (
+    "max_lr",
+    "base_lr",
+    "step_size",
+    "decay",
+    "cycle_mult",
+    "warmup",
+    "cooldown",
+    "patience",
+)
 _LR_ALIAS = {"lr": "max_lr"}
 
 _STRINGS = (
@@ -99,10 +111,11 @@ def export_frame(name: str, *, storage: str | None = None) -> pd.DataFrame:
       ``validation``, ``cv mean`` or ``test``.
     - ``metric``: the task's metric name (e.g. ``accuracy``).
     - ``schedule``: the schedule kind (``constant`` for the baselines and their arms).
-    - ``max_lr``, ``base_lr``, ``step_size``, ``decay``, ``cycle_mult``: the schedule's
-      parameters as searched (``step_size`` in epochs), NaN where a kind has no such
-      parameter. A constant baseline's one parameter ``lr`` is its ``max_lr`` (a constant
-      schedule's LR is its max LR).
+    - ``max_lr``, ``base_lr``, ``step_size``, ``decay``, ``cycle_mult``, ``warmup``,
+      ``cooldown``, ``patience``: the schedule's parameters as searched (``step_size``,
+      ``warmup`` and ``patience`` in epochs), NaN where a kind has no such parameter. A
+      constant baseline's one parameter ``lr`` is its ``max_lr`` (a constant schedule's LR is
+      its max LR).
     - ``optimizer``: ``Adam`` for the Adam baseline, else ``task`` (the task's own optimizer).
     - ``schedule_words``: the schedule in words.
     - ``epochs_run``: epochs trained where recorded (search trials; final runs that did not

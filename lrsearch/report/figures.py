@@ -15,7 +15,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 from scipy import stats
 
-from lrsearch.choices import ARMS
+from lrsearch.choices import ARMS, PER_EPOCH_KINDS
 from lrsearch.range_test import RangeTestResult
 from lrsearch.report.reading import (
     constant_lr,
@@ -26,7 +26,7 @@ from lrsearch.report.reading import (
     tuned_trial,
 )
 from lrsearch.schedules import Schedule
-from lrsearch.store import top_trials
+from lrsearch.store import EPOCH_LRS, top_trials
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -83,18 +83,18 @@ def schedules_figure(study: optuna.Study, *, top: int = 5) -> go.Figure:
     shown: list[float] = []
     for i, trial in enumerate(top_trials(study, top)):
         schedule = Schedule.from_params(trial.params, steps_per_epoch=spe, epochs=n_epochs)
-        lrs = schedule.lrs(steps)
+        lrs = _as_trained(trial, schedule, spe, steps)
         shown += [float(lrs.min()), float(lrs.max())]
         chosen = trial.number == tuned
         label = f"#{trial.number} {trial.params['schedule']}" + (" (tuned arm)" if chosen else "")
         fig.add_trace(
             go.Scatter(
-                x=x,
+                x=x[: len(lrs)],
                 y=lrs,
                 mode="lines",
                 name=label,
                 line={"color": _PALETTE[i % len(_PALETTE)], "width": 3 if chosen else 1.5},
-                customdata=x / spe,
+                customdata=x[: len(lrs)] / spe,
                 hovertemplate=(
                     f"trial {trial.number}: {html.escape(schedule.describe(spe))}<br>"
                     "step %{x} (epoch %{customdata:.2f})<br>LR %{y:.3g}<extra></extra>"
@@ -125,6 +125,15 @@ def schedules_figure(study: optuna.Study, *, top: int = 5) -> go.Figure:
         legend={"orientation": "h", "y": -0.2},
     )
     return fig
+
+
+def _as_trained(trial: FrozenTrial, schedule: Schedule, spe: int, steps: int) -> np.ndarray:
+    """The LR of every step as the trial trained it: a metric-driven schedule (``plateau``)
+    from the LRs it stored per epoch, any other from its formula."""
+    stored = trial.user_attrs.get(EPOCH_LRS)
+    if schedule.kind in PER_EPOCH_KINDS and stored:
+        return np.repeat(np.asarray(stored, dtype=float), spe)[:steps]
+    return schedule.lrs(steps)
 
 
 def learning_curves_figure(study: optuna.Study) -> go.Figure:

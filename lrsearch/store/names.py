@@ -22,6 +22,9 @@ __all__ = [
     "ATTR_RANGE_TEST",
     "ATTR_STEPS_PER_EPOCH",
     "ATTR_TASK",
+    "EPOCHS_RUN",
+    "EPOCH_LRS",
+    "PRUNED_REASON",
     "RUN_PREFIX",
     "SEEDED",
     "TRAIN_SECONDS",
@@ -63,6 +66,14 @@ WORKER: Final = "worker"
 TRAIN_SECONDS: Final = "train_seconds"
 #: Search trials enqueued from the literature's recipes.
 SEEDED: Final = "seeded"
+
+# --- user attrs the training loop writes on a trial (lrsearch.training.fit) ------------------
+#: Why a run was pruned or stopped (the pruner, a NaN, a divergence).
+PRUNED_REASON: Final = "pruned_reason"
+#: Epochs it trained.
+EPOCHS_RUN: Final = "epochs_run"
+#: The learning rate of every epoch as trained (what a ``plateau`` schedule really did).
+EPOCH_LRS: Final = "epoch_lrs"
 
 
 @dataclasses.dataclass(frozen=True)

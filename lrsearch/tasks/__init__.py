@@ -17,6 +17,7 @@ import torch
 
 __all__ = [
     "BUILTIN_TASKS",
+    "METRICS",
     "Data",
     "OptimizerFactory",
     "Split",
@@ -54,6 +55,7 @@ class Split(NamedTuple):
 from lrsearch.tasks import digits, mnist1d  # noqa: E402
 from lrsearch.tasks._task import (  # noqa: E402
     BUILTIN_TASKS,
+    METRICS,
     Data,
     OptimizerFactory,
     Task,
