@@ -462,3 +462,18 @@ def test_to_dict_round_trips_through_load_config(tmp_path: Path) -> None:
     assert again == cfg
     rebuilt = StudyConfig(name=cfg.name, task="other").replace(**data)
     assert dataclasses.replace(rebuilt, source=cfg.source) == cfg
+
+
+def test_reading_a_config_imports_no_torch() -> None:
+    # A config is checked before anything heavy is loaded: `lrsearch` and its config module
+    # stay torch-free until a name that needs torch is used.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, lrsearch, lrsearch.config as c; "
+        "cfg = c.load_config('digits', overrides={'n_trials': 3}); "
+        "assert cfg.n_trials == 3 and 'torch' not in sys.modules, sorted(sys.modules); "
+        "lrsearch.Schedule; assert 'torch' in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
