@@ -157,6 +157,7 @@ def test_search_rows_match_the_stored_trials(done: Done) -> None:
         assert set(trial.params) <= {"schedule", *SCHEDULE_PARAMS}
         attrs = trial.user_attrs
         assert row["schedule_words"] == attrs["schedule"]
+        assert (row["worker"], row["train_s"]) == (attrs["worker"], attrs["train_seconds"])
         assert _cells(pd.Series([row["epochs_run"]])) == [attrs.get("epochs_run")]
         assert _cells(pd.Series([row["pruned_reason"]])) == [attrs.get("pruned_reason")]
         assert row["seeded"] == bool(attrs.get("seeded", False))
@@ -233,8 +234,11 @@ def test_final_rows_are_the_comparisons_per_seed_test_metrics(done: Done) -> Non
         assert set(rows["schedule_words"]) == {arm["schedule"]}
         assert set(rows["optimizer"]) == {arm["optimizer"]}
         assert list(rows["epochs_run"]) == [arm["epochs"]] * len(rows)
-        assert rows["trial"].isna().all() and rows["duration_s"].isna().all()
-        assert rows["datetime_start"].isna().all() and rows["pruned_reason"].isna().all()
+        assert rows["trial"].isna().all() and rows["pruned_reason"].isna().all()
+        # Each run's own unit: its wall time, its seconds inside training, who ran it.
+        assert (rows["duration_s"] > 0).all() and (rows["train_s"] > 0).all()
+        assert (rows["train_s"] <= rows["duration_s"]).all()
+        assert rows["worker"].str.contains(":").all() and rows["datetime_start"].notna().all()
         params = arm["params"]
         if name == "tuned":
             assert set(rows["schedule"]) == {params["schedule"]}

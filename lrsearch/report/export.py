@@ -17,7 +17,7 @@ import optuna
 import pandas as pd
 
 from lrsearch.schedules import Schedule
-from lrsearch.store import load_stored
+from lrsearch.store import ATTR_COMPARISON, TRAIN_SECONDS, WORKER, first_done, load_stored
 
 __all__ = ["EXPORT_COLUMNS", "export_frame"]
 
@@ -50,6 +50,8 @@ EXPORT_COLUMNS: tuple[str, ...] = (
     "seeded",
     "fold_scores",
     "duration_s",
+    "train_s",
+    "worker",
     "datetime_start",
 )
 
@@ -79,11 +81,12 @@ _STRINGS = (
     "schedule_words",
     "pruned_reason",
     "fold_scores",
+    "worker",
 )
 _DTYPES: dict[str, str] = (
     dict.fromkeys(_STRINGS, "string")
     | dict.fromkeys(("trial", "seed", "epochs_run"), "Int64")
-    | dict.fromkeys(("value", *_SCHEDULE_PARAMS, "duration_s"), "float64")
+    | dict.fromkeys(("value", *_SCHEDULE_PARAMS, "duration_s", "train_s"), "float64")
     | {"seeded": "boolean", "datetime_start": "datetime64[us]"}
 )
 
@@ -124,7 +127,11 @@ def export_frame(name: str, *, storage: str | None = None) -> pd.DataFrame:
     - ``seeded``: search trials: whether it is one of the literature's enqueued seeds (NA for
       other rows).
     - ``fold_scores``: constant-cv trials: the per-fold metrics as a JSON list (else NA).
-    - ``duration_s``: the trial's wall time in seconds (NA for final runs).
+    - ``duration_s``: the trial's wall time in seconds (final runs: their unit's).
+    - ``train_s``: of that, seconds inside training and evaluation (NA where a trial's worker
+      was killed before it finished).
+    - ``worker``: the ``lrsearch run`` that ran it (``host:pid@start``; NA for a trial stored
+      by an earlier lrsearch).
     - ``datetime_start``: when the trial started (Optuna's local time; NaT for final runs).
 
     A search trial param outside these columns (none is expected) is not dropped: it is
@@ -162,7 +169,8 @@ def export_frame(name: str, *, storage: str | None = None) -> pd.DataFrame:
     ):
         if baseline is not None:
             parts.append(_trial_rows(baseline, source=source, value_on=value_on, metric=metric))
-    parts.append(_final_rows(name, study.user_attrs.get("comparison"), metric))
+    units = _final_units(stored.trials("final"))
+    parts.append(_final_rows(name, study.user_attrs.get(ATTR_COMPARISON), metric, units))
     frame = _assemble([p for p in parts if len(p)])
     _log.debug("exported %d rows of study %r from %s", len(frame), name, stored.storage)
     return frame
@@ -219,6 +227,8 @@ def _trial_rows(
             else None,
             "fold_scores": _column(df, "user_attrs_fold_scores").map(_json_list),
             "duration_s": pd.to_timedelta(df["duration"]).dt.total_seconds(),
+            "train_s": _column(df, f"user_attrs_{TRAIN_SECONDS}"),
+            "worker": _column(df, f"user_attrs_{WORKER}"),
             "datetime_start": pd.to_datetime(df["datetime_start"]),
         },
         index=df.index,
@@ -226,8 +236,27 @@ def _trial_rows(
     return _with_extras(out, params, study.study_name)
 
 
+def _final_units(trials: list[optuna.trial.FrozenTrial]) -> dict[str, dict[str, Any]]:
+    """Per final run (arm, seed, params), the unit that ran it: its worker and its seconds."""
+    out: dict[str, dict[str, Any]] = {}
+    for unit in first_done(trials).values():
+        run = unit.user_attrs.get("run", {})
+        key = json.dumps([run.get("arm"), run.get("seed"), run.get("params")], sort_keys=True)
+        start, end = unit.datetime_start, unit.datetime_complete
+        out[key] = {
+            "duration_s": (end - start).total_seconds() if start and end else None,
+            "train_s": unit.user_attrs.get(TRAIN_SECONDS),
+            "worker": unit.user_attrs.get(WORKER),
+            "datetime_start": start,
+        }
+    return out
+
+
 def _final_rows(
-    name: str, comparison: Mapping[str, Any] | None, metric: str | None
+    name: str,
+    comparison: Mapping[str, Any] | None,
+    metric: str | None,
+    units: Mapping[str, Mapping[str, Any]],
 ) -> pd.DataFrame:
     """One row per (arm, seed) of the stored final comparison."""
     rows: list[dict[str, Any]] = []
@@ -260,6 +289,9 @@ def _final_rows(
                     "schedule_words": arm.get("schedule"),
                     "epochs_run": arm.get("epochs") if reason is None else None,
                     "pruned_reason": reason,
+                    **units.get(
+                        json.dumps([arm_name, seed, arm.get("params")], sort_keys=True), {}
+                    ),
                 }
             )
             for key, param in params.items():
