@@ -86,7 +86,7 @@ class Database:
         self.kind = kind
         self.name = f"lrsearch_bench_{uuid.uuid4().hex[:10]}"
         if kind == "sqlite":
-            self.url = f"sqlite:///{folder / (self.name + '.db')}"
+            self.url = f"sqlite:///{(folder / (self.name + '.db')).resolve()}"
             self._admin = None
         else:
             self._admin = sqlalchemy.create_engine(
