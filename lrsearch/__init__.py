@@ -8,6 +8,8 @@ on first use (PEP 562), so ``import lrsearch`` and reading a study config do not
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -81,3 +83,27 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted([*globals(), *_HOME])
+
+
+#: Public functions that share their name with the subpackage they live in.
+_SHADOWED = frozenset({"range_test"})
+
+
+class _Package(types.ModuleType):
+    """This package's module type: ``lrsearch.range_test`` stays the function.
+
+    Loading a subpackage binds it to the parent's attribute of the same name (after the
+    subpackage's own code has run), which would replace the public function ``range_test``
+    with the ``lrsearch.range_test`` package as soon as anything imports from it. Here the
+    function it exports under that name is bound instead; ``from lrsearch.range_test import
+    ...`` still finds the package in ``sys.modules`` (``import lrsearch.range_test as m`` gives
+    the function: use ``from lrsearch import range_test as ...`` or the names it exports).
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _SHADOWED and isinstance(value, types.ModuleType):
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -354,9 +354,9 @@ def current_rule(lrs: np.ndarray, raw: np.ndarray) -> float:
 
     Useful as the baseline row when comparing candidates with :func:`evaluate_rule`.
     """
-    from lrsearch.range_test import _read_curve
+    from lrsearch.range_test import read_curve
 
-    return float(_read_curve(np.asarray(lrs), np.asarray(raw), "completed", 0.0).suggestion)
+    return float(read_curve(np.asarray(lrs), np.asarray(raw), "completed", 0.0).suggestion)
 
 
 # -- running the tools -----------------------------------------------------------------------

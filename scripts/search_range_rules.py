@@ -47,7 +47,8 @@ import numpy as np
 import pandas as pd
 from bench_range_test import _spread, grid_regrets
 
-from lrsearch.range_test import _WATCH_WINDOW, _read_curve
+from lrsearch.range_test import read_curve
+from lrsearch.range_test.curve import WATCH_WINDOW
 
 FALLS = (0.25, 0.5, 0.75, 0.9)
 RISES = (0.1, 0.25)
@@ -66,12 +67,12 @@ def _crossing(x: np.ndarray, s: np.ndarray, level: float, lo: int, hi: int) -> f
 
 def features(lrs: np.ndarray, raw: np.ndarray) -> dict[str, float] | None:
     """The features of one stored curve; ``None`` when the range test found no valley."""
-    sweep = _read_curve(lrs, raw, "completed", 0.0)
+    sweep = read_curve(lrs, raw, "completed", 0.0)
     if sweep.no_valley:
         return None
     x, s = np.log10(sweep.lrs), sweep.losses
     i_min = int(np.argmin(s))
-    start = float(np.median(raw[: max(_WATCH_WINDOW, len(raw) // 10)]))  # as _read_curve
+    start = float(np.median(raw[: max(WATCH_WINDOW, len(raw) // 10)]))  # as _read_curve
     top = max(start, float(s[: i_min + 1].max()))
     fall = top - float(s[i_min])
     out = {f"fall{round(q * 100)}": _crossing(x, s, top - q * fall, 0, i_min) for q in FALLS}

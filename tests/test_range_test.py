@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import importlib
 import json
 import math
 import random
+import subprocess
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -1189,7 +1192,7 @@ def test_a_buffer_reassigned_in_forward_is_restored() -> None:
 
 
 def test_refinement_candidates_span_two_thirds_decades_below_the_edge() -> None:
-    from lrsearch.range_test import _candidates
+    from lrsearch.range_test.sweep import _candidates
 
     assert _candidates(0.1, high=1.0, k=3) == pytest.approx([0.1 / 3, 0.1, 0.3])
     # Nothing above the edge: the span slides down under it.
@@ -1229,7 +1232,7 @@ def test_refinement_picks_the_candidate_that_trains_best_from_the_same_start() -
 
 
 def test_a_diverging_candidate_scores_inf_and_is_never_chosen() -> None:
-    from lrsearch.range_test import _refine
+    from lrsearch.range_test.sweep import _refine
 
     class Snap:
         restores = 0
@@ -1297,3 +1300,43 @@ def test_bad_refine_arguments_are_rejected(kwargs: dict[str, Any], name: str) ->
     model = linear()
     with pytest.raises(LrsearchError, match=f"^{name} must be"):
         range_test(model, sgd(model), mse, batches(3), **kwargs)
+
+
+# -- the package -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "first",
+    [
+        "import lrsearch",
+        "import lrsearch.range_test.curve",
+        "from lrsearch.range_test import Sweep",
+        "import lrsearch.report",
+    ],
+)
+def test_lrsearch_range_test_is_the_function_whatever_was_imported_first(first: str) -> None:
+    """The subpackage shares the function's name; the function must win either way."""
+    code = (
+        f"{first}\n"
+        "import inspect, lrsearch\n"
+        "from lrsearch import range_test\n"
+        "from lrsearch.range_test import range_test as direct\n"
+        "assert inspect.isfunction(lrsearch.range_test), lrsearch.range_test\n"
+        "assert range_test is direct is lrsearch.range_test\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_package_exports_its_public_names_and_nothing_private() -> None:
+    package = importlib.import_module("lrsearch.range_test")
+
+    assert set(package.__all__) == {
+        "RangeTestResult",
+        "Refinement",
+        "Sweep",
+        "range_test",
+        "read_curve",
+    }
+    for name in package.__all__:
+        assert getattr(package, name).__module__.startswith("lrsearch.range_test.")
