@@ -946,6 +946,26 @@ def test_diverge_threshold_applies_to_a_noisy_curve() -> None:
     assert math.log10(result.lrs[-1]) < -1.2
 
 
+def heavy_tailed_plateau_then_blowup(n: int = 100, blowup: int = 80, seed: int = 0) -> list[float]:
+    """Per-batch losses like a small regression's: a plateau at 1 with heavy-tailed noise
+    (Student t, 1.5 degrees of freedom, scale 0.1), then from step ``blowup`` a doubling per
+    step."""
+    rng = np.random.default_rng(seed)
+    plateau = 1 + 0.1 * rng.standard_t(1.5, size=n)
+    return [float(v) if i < blowup else 2.0 ** (i - blowup + 1) for i, v in enumerate(plateau)]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_heavy_tailed_noise_on_a_plateau_does_not_stop_the_watch(seed: int) -> None:
+    from lrsearch.range_test.sweep import DivergenceWatch
+
+    losses = heavy_tailed_plateau_then_blowup(seed=seed)
+    watch = DivergenceWatch(threshold=0.5, min_steps=10)
+    stop = next(i for i, v in enumerate(losses) if watch.diverged(v))
+    # Not on the plateau; within the three steps a median of 5 needs to see the blow-up.
+    assert 80 <= stop <= 83
+
+
 def test_a_flat_loss_has_no_valley_and_says_so() -> None:
     model = linear()
 

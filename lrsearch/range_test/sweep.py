@@ -24,7 +24,7 @@ from lrsearch.range_test.result import RangeTestResult, Refinement, Sweep
 from lrsearch.range_test.snapshot import Snapshot, generators_of, tensors_of
 from lrsearch.space import LRBounds
 
-__all__ = ["range_test"]
+__all__ = ["DivergenceWatch", "range_test"]
 
 logger = logging.getLogger(__name__)
 
@@ -294,7 +294,7 @@ def _sweep(
     diverge_threshold: float,
 ) -> tuple[np.ndarray, np.ndarray, str]:
     batches = _cycle(loader)
-    watch = _DivergenceWatch(diverge_threshold, min_steps=max(WATCH_WINDOW, len(ladder) // 10))
+    watch = DivergenceWatch(diverge_threshold, min_steps=max(WATCH_WINDOW, len(ladder) // 10))
     amp = scaler is not None and scaler.is_enabled()
     if not model.training:
         # A model handed over in eval mode is trained as a whole; one in train mode is left
@@ -347,44 +347,54 @@ def _sweep(
     return ladder[: len(losses)].copy(), np.asarray(losses, dtype=np.float64), reason
 
 
-class _DivergenceWatch:
+class DivergenceWatch:
     """Sign- and scale-free divergence, judged on the running median of the last 5 raw losses.
 
     The sweep has diverged once that median rises above its best by more than
     ``threshold`` times the fall so far (start minus best), and by more than 8 times its own
-    noise. The noise is estimated at the start, where the learning rate is tiny, from the
-    step-to-step differences of the raw loss (robust to a slow drift), so batch-to-batch noise
-    never ends a sweep and a loss that never fell stops only on a clear rise.
+    noise. The noise is estimated from the step-to-step differences of the raw loss over
+    every step so far (robust to a slow drift, and to a handful of lucky batches at the start,
+    which a fixed early window is not: with heavy-tailed batch losses it underestimated the
+    noise four-fold and stopped sweeps on a plateau), so batch-to-batch noise never ends a
+    sweep and a loss that never fell stops only on a clear rise. No verdict before
+    ``min_steps`` losses.
+
+    Example:
+        >>> watch = DivergenceWatch(threshold=0.5, min_steps=5)
+        >>> [watch.diverged(v) for v in [3.0, 3.1, 2.9, 3.0, 2.0, 1.0, 1.0, 1.1, 0.9, 1.0]]
+        [False, False, False, False, False, False, False, False, False, False]
+        >>> [watch.diverged(v) for v in [4.0, 9.0, 9.0]]
+        [False, False, True]
     """
 
     def __init__(self, threshold: float, min_steps: int) -> None:
         self.threshold = threshold
         self.min_steps = min_steps
         self.recent: deque[float] = deque(maxlen=WATCH_WINDOW)
-        self.early: list[float] = []
+        self.jumps: list[float] = []  # |difference| of consecutive raw losses
         self.start = math.nan
         self.best = math.inf
-        self.noise = math.nan
 
     def diverged(self, loss: float) -> bool:
+        """Take the next raw loss; whether the sweep has now diverged."""
+        if self.recent:
+            self.jumps.append(abs(loss - self.recent[-1]))
         self.recent.append(loss)
-        if len(self.early) < self.min_steps:
-            self.early.append(loss)
         if len(self.recent) < WATCH_WINDOW:
             return False
         level = sorted(self.recent)[WATCH_WINDOW // 2]  # np.median costs 100x more here
         if math.isnan(self.start):
             self.start = level
         self.best = min(self.best, level)
-        if len(self.early) < self.min_steps:
+        if len(self.jumps) < self.min_steps - 1:
             return False
-        if math.isnan(self.noise):
-            steps = np.abs(np.diff(self.early))
-            sigma = float(np.median(steps)) / (0.6745 * math.sqrt(2))  # of one raw loss
-            # The median of 5 draws scatters about 0.56 times as much as one draw.
-            self.noise = max(0.56 * sigma, 1e-9 * abs(self.start), 1e-30)
-        fall = self.start - self.best
-        return level - self.best > max(self.threshold * fall, 8 * self.noise)
+        rise, fall = level - self.best, self.start - self.best
+        if not rise > self.threshold * fall:  # the cheap test first: most steps end here
+            return False
+        sigma = float(np.median(self.jumps)) / (0.6745 * math.sqrt(2))  # of one raw loss
+        # The median of 5 draws scatters about 0.56 times as much as one draw.
+        noise = max(0.56 * sigma, 1e-9 * abs(self.start), 1e-30)
+        return rise > 8 * noise
 
 
 # -- batches ---------------------------------------------------------------------------------
