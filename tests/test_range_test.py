@@ -29,6 +29,8 @@ from torch.optim import Optimizer
 from torch.utils.data import DataLoader, TensorDataset
 
 from lrsearch import LrsearchError, RangeTestResult, range_test
+from lrsearch.range_test import Sweep, read_curve
+from lrsearch.range_test.curve import SUGGESTION_RULE, Rule
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -854,14 +856,15 @@ def test_the_reading_of_a_noise_free_quadratic_does_not_ring() -> None:
     assert result.losses.min() >= result.losses_raw.min()
     assert result.suggestion < limit  # a constant LR that converges
     # Past 2/L the error grows by |1 - lr * L| per step, barely above 1 at first, so a
-    # noise-free loss climbs back only a few rungs later: high lies past the limit, not far.
-    assert limit < result.bounds.high < 5 * limit
+    # noise-free loss climbs back half of its fall (the edge) only several rungs later: high,
+    # the last rung before that, lies past the limit, within a decade.
+    assert limit < result.bounds.high < 10 * limit
 
 
 def valley(x: float) -> float:
     """A loss against x = log10(LR): 1 up to 1e-4, a half cosine down to 0.1 at 1e-2 (steepest
-    at 1e-3, 5% of the fall done at 10**VALLEY_LOW), then a parabola up again, back up by 10%
-    of the fall at 10**VALLEY_EDGE."""
+    at 1e-3, 5% of the fall done at 10**VALLEY_LOW), then a parabola up again, back up by half
+    of the fall at 10**VALLEY_HALF_CLIMB."""
     if x < -4:
         return 1.0
     if x < -2:
@@ -870,7 +873,7 @@ def valley(x: float) -> float:
 
 
 VALLEY_LOW = -4 + 2 * math.acos(0.9) / math.pi  # 0.1 + 0.45 * (1 + 0.9) = 1 - 0.05 * 0.9
-VALLEY_EDGE = -2 + math.sqrt(0.045)  # 0.1 + 2 * 0.045 = 0.1 + 0.1 * 0.9
+VALLEY_HALF_CLIMB = -2 + math.sqrt(0.225)  # 0.1 + 2 * 0.225 = 0.1 + 0.5 * 0.9
 
 
 class Scripted:
@@ -919,11 +922,15 @@ def test_bounds_and_suggestion_of_a_known_curve(noise: float) -> None:
     # A centred mean pulls the minimum of this lopsided valley (gentle cosine on the left, steep
     # parabola on the right) towards the gentle side, by up to 3 rungs (0.15 decade).
     assert -2 - 3 * RUNG <= math.log10(sweep.minimum) <= -2 + RUNG
-    assert math.log10(sweep.high) == pytest.approx(VALLEY_EDGE, abs=2 * RUNG)
+    # The edge: the parabola has climbed back half of the fall (0.45) at -2 + sqrt(0.225);
+    # high is the rung before it.
+    assert math.log10(sweep.edge) == pytest.approx(VALLEY_HALF_CLIMB, abs=2 * RUNG)
+    assert sweep.high < sweep.edge and math.log10(sweep.high) > VALLEY_HALF_CLIMB - 3 * RUNG
     assert math.log10(sweep.low) == pytest.approx(VALLEY_LOW, abs=2 * RUNG)
     assert math.log10(sweep.steepest) == pytest.approx(-3, abs=4 * RUNG)
-    # The geometric mean of steepest (1e-3) and minimum / 10 (1e-3).
-    assert math.log10(result.suggestion) == pytest.approx(-3, abs=3 * RUNG)
+    assert math.log10(sweep.midway) == pytest.approx(-3, abs=2 * RUNG)
+    assert result.suggestion == SUGGESTION_RULE.suggest(sweep)
+    assert result.bounds.low <= result.suggestion <= result.bounds.high
 
 
 @pytest.mark.parametrize("threshold", [0.1, 0.25, 0.5, 1.0])
@@ -981,6 +988,154 @@ def test_a_flat_loss_has_no_valley_and_says_so() -> None:
     assert any("never clearly fell" in line for line in result.advice)
     assert 0 < result.bounds.low < result.bounds.high
     assert math.isfinite(result.suggestion) and result.suggestion > 0
+
+
+# -- reading the curve -------------------------------------------------------------------------
+
+
+def ladder(n: int = 100, start: float = 1e-7, end: float = 1.0) -> np.ndarray:
+    return np.geomspace(start, end, n)
+
+
+def fall_then_wall(x: np.ndarray, wall: float = -2.0) -> np.ndarray:
+    """A loss that falls linearly in log-LR from 1 at 1e-6 to 0.1 at 10**wall, then blows up
+    (to 5) at once: a sharp valley right before the blow-up, as SGD's often is."""
+    falling = np.clip(1 - 0.9 * (x + 6) / (wall + 6), 0.1, 1.0)
+    return np.where(x <= wall, falling, 5.0)
+
+
+def test_a_sharp_valley_before_the_blow_up_is_not_filled_in() -> None:
+    lrs = ladder()
+    x = np.log10(lrs)
+    rung = float(x[1] - x[0])
+    stop = int(np.searchsorted(x, -2.0)) + 4  # the sweep stops a few rungs past the wall
+    sweep = read_curve(lrs[:stop], fall_then_wall(x[:stop]))
+    # A centred window across the wall would lift the last 6 rungs before it and put the
+    # minimum half a window early (0.4 decade); cut at the blow-up, it stays at the wall.
+    assert math.log10(sweep.minimum) >= -2.0 - 2 * rung
+    assert math.log10(sweep.edge) == pytest.approx(-2.0, abs=2 * rung)
+    assert sweep.high < sweep.edge
+    assert math.log10(sweep.high) >= -2.0 - 2 * rung
+    # Half of the fall (from 1 to 0.1) is done half way along the linear fall, at 10**-4: read
+    # up to 2 rungs early, as a centred mean rounds the bottom of a curve still falling at the
+    # cut (its smoothed minimum is 0.15, not 0.1).
+    assert math.log10(sweep.midway) == pytest.approx(-4.0, abs=2 * rung)
+    # The smoothed curve never leaves the data's range, and shows the blow-up itself.
+    assert sweep.losses.min() >= sweep.losses_raw.min()
+    assert sweep.losses[-1] == pytest.approx(1.0)  # back up to where losses are clipped
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.05])
+def test_midway_and_edge_of_a_known_curve_are_read_between_rungs(noise: float) -> None:
+    lrs = ladder(120, 1e-6, 1.0)
+    x = np.log10(lrs)
+    rng = np.random.default_rng(0)
+    losses = np.array([valley(v) for v in x]) + noise * rng.uniform(-1, 1, len(x))
+    stop = int(np.searchsorted(x, -1.0))  # 0.1 + 2 * 1 = 2.1: blown up well past the start
+    sweep = read_curve(lrs[:stop], losses[:stop], stop_reason="diverged")
+    rung = float(x[1] - x[0])
+    # Half of the fall (0.55) is the cosine's midpoint, 1e-3; the running median climbs back
+    # half of the fall where the parabola reaches 0.55: -2 + sqrt(0.45 / 2).
+    assert math.log10(sweep.midway) == pytest.approx(-3.0, abs=2 * rung)
+    assert math.log10(sweep.edge) == pytest.approx(-2 + math.sqrt(0.225), abs=2 * rung)
+    assert sweep.low < sweep.midway < sweep.minimum <= sweep.high < sweep.edge
+
+
+def known_sweep() -> Sweep:
+    lrs = ladder(120, 1e-6, 1.0)
+    x = np.log10(lrs)
+    stop = int(np.searchsorted(x, -1.0))
+    return read_curve(lrs[:stop], np.array([valley(v) for v in x[:stop]]))
+
+
+def test_the_suggestion_is_the_rules_reading_of_the_curve() -> None:
+    sweep = known_sweep()
+    rule = SUGGESTION_RULE
+    anchor = {"midway": sweep.midway, "steepest": sweep.steepest, "minimum": sweep.minimum}
+    expected = min(
+        math.log10(sweep.edge) + rule.cap, math.log10(anchor[rule.anchor]) + rule.offset
+    )
+    expected = min(max(10**expected, sweep.low), sweep.high)
+    assert sweep.suggestion == pytest.approx(expected, rel=1e-12)
+    assert sweep.low <= sweep.suggestion <= sweep.high
+
+
+@pytest.mark.parametrize("steps", [10, 100, 1000, 10_000, 100_000])
+def test_total_steps_moves_the_suggestion_by_the_rules_slope(steps: int) -> None:
+    lrs = ladder(120, 1e-6, 1.0)
+    x = np.log10(lrs)
+    stop = int(np.searchsorted(x, -1.0))
+    losses = np.array([valley(v) for v in x[:stop]])
+    rule = Rule(anchor="midway", offset=0.0, slope=-0.5, cap=0.0, reference_steps=1000)
+    base = read_curve(lrs[:stop], losses, rule=rule)
+    sweep = read_curve(lrs[:stop], losses, rule=rule, total_steps=steps)
+    # midway (1e-3) * (steps / 1000) ** -0.5, inside [low, high], capped at the edge.
+    expected = min(max(base.midway * (steps / 1000) ** -0.5, base.low), base.high, base.edge)
+    assert sweep.suggestion == pytest.approx(expected, rel=1e-9)
+    assert base.suggestion == pytest.approx(base.midway, rel=1e-9)  # no total_steps: 1000
+    # The bounds and the reading do not depend on the run's length.
+    assert (sweep.low, sweep.high, sweep.midway, sweep.edge) == (
+        base.low,
+        base.high,
+        base.midway,
+        base.edge,
+    )
+
+
+def test_longer_runs_get_smaller_suggestions_with_the_default_rule() -> None:
+    sweep = known_sweep()
+    got = [SUGGESTION_RULE.suggest(sweep, total_steps=t) for t in (50, 500, 5000, 50_000)]
+    assert got == sorted(got, reverse=True)
+    assert got[0] > got[-1]
+
+
+def test_range_test_passes_total_steps_on_and_stores_it() -> None:
+    data = quadratic()[0]
+    short = quadratic_sweep(data, total_steps=10)
+    long = quadratic_sweep(data, total_steps=100_000)
+    plain = quadratic_sweep(data)
+    assert (short.total_steps, long.total_steps, plain.total_steps) == (10, 100_000, None)
+    np.testing.assert_array_equal(short.losses_raw, long.losses_raw)  # the same sweep
+    assert short.bounds == long.bounds == plain.bounds
+    assert long.suggestion < plain.suggestion <= short.suggestion
+    back = RangeTestResult.from_dict(json.loads(json.dumps(long.to_dict(), allow_nan=False)))
+    assert back.total_steps == 100_000
+    assert back.suggestion == long.suggestion
+
+
+@pytest.mark.parametrize("bad", [0, -5, 2.5, "100", True])
+def test_a_bad_total_steps_is_rejected(bad: Any) -> None:
+    model = zero_linear()
+    with pytest.raises(ValueError, match="total_steps") as info:
+        range_test(model, sgd(model), Criterion(), quadratic()[0], total_steps=bad)
+    assert isinstance(info.value, LrsearchError)
+
+
+@pytest.mark.parametrize(
+    ("changes", "name"),
+    [
+        ({"anchor": "edge"}, "anchor"),
+        ({"offset": math.nan}, "offset"),
+        ({"slope": math.inf}, "slope"),
+        ({"reference_steps": 0}, "reference_steps"),
+    ],
+)
+def test_a_bad_rule_is_rejected(changes: dict[str, Any], name: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        dataclasses.replace(SUGGESTION_RULE, **changes)
+
+
+def test_a_result_stored_before_total_steps_midway_and_edge_still_loads() -> None:
+    stored = quadratic_sweep(num_iter=40).to_dict()
+    del stored["total_steps"]
+    for sweep in stored["sweeps"]:
+        del sweep["midway"], sweep["edge"]
+    back = RangeTestResult.from_dict(stored)
+    assert back.total_steps is None
+    assert math.isnan(back.sweeps[0].midway) and math.isnan(back.sweeps[0].edge)
+    assert back.suggestion == stored["suggestion"]
+    again = json.loads(json.dumps(back.to_dict(), allow_nan=False))  # NaN is stored as null
+    assert again["sweeps"][0]["edge"] is None
 
 
 # -- repeats and seeds -------------------------------------------------------------------------

@@ -23,6 +23,14 @@ if TYPE_CHECKING:
 __all__ = ["RangeTestResult", "Refinement", "Sweep"]
 
 
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def _float_or_nan(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
 @dataclass(frozen=True)
 class Sweep:
     """One sweep of the ladder and what was read off it.
@@ -40,6 +48,9 @@ class Sweep:
         minimum: Where the smoothed loss is lowest.
         no_valley: The loss never fell clearly more than its noise: nothing to read.
         seconds: Wall time of the sweep.
+        midway: Where the smoothed loss has done half of its fall (read between rungs).
+        edge: Where the loss blew up: past its minimum, it had climbed back half its fall
+            (NaN in results stored before this field existed).
     """
 
     lrs: np.ndarray
@@ -53,6 +64,8 @@ class Sweep:
     minimum: float
     no_valley: bool
     seconds: float
+    midway: float = math.nan
+    edge: float = math.nan
 
     @property
     def diverged(self) -> bool:
@@ -73,6 +86,8 @@ class Sweep:
             "minimum": self.minimum,
             "no_valley": self.no_valley,
             "seconds": self.seconds,
+            "midway": _finite_or_none(self.midway),
+            "edge": _finite_or_none(self.edge),
         }
 
     @classmethod
@@ -90,6 +105,8 @@ class Sweep:
             minimum=float(data["minimum"]),
             no_valley=bool(data["no_valley"]),
             seconds=float(data["seconds"]),
+            midway=_float_or_nan(data.get("midway")),
+            edge=_float_or_nan(data.get("edge")),
         )
 
 
@@ -150,6 +167,8 @@ class RangeTestResult:
         mode: ``"exp"`` or ``"linear"``.
         refinement: The confirmation runs when ``refine`` was asked for (``suggestion`` is
             then their winner), else ``None``.
+        total_steps: The planned run's optimizer steps the suggestion was read for, or
+            ``None``: then it is for a run of the rule's reference length (500 steps).
     """
 
     suggestion: float
@@ -160,6 +179,7 @@ class RangeTestResult:
     num_iter: int
     mode: str
     refinement: Refinement | None = None
+    total_steps: int | None = None
 
     @property
     def lrs(self) -> np.ndarray:
@@ -261,6 +281,7 @@ class RangeTestResult:
             "spread_decades": self.spread_decades,
             "sweeps": [s.to_dict() for s in self.sweeps],
             "refinement": None if self.refinement is None else self.refinement.to_dict(),
+            "total_steps": self.total_steps,
         }
 
     @classmethod
@@ -277,6 +298,9 @@ class RangeTestResult:
                 mode=str(data["mode"]),
                 refinement=(
                     Refinement.from_dict(data["refinement"]) if data.get("refinement") else None
+                ),
+                total_steps=(
+                    None if data.get("total_steps") is None else int(data["total_steps"])
                 ),
             )
         except (KeyError, TypeError) as exc:

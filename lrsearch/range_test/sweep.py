@@ -50,6 +50,7 @@ def range_test(
     seed: int | None = None,
     refine: int = 0,
     refine_steps: int | None = None,
+    total_steps: int | None = None,
 ) -> RangeTestResult:
     """Run an LR range test and put the model, optimizer and RNGs back as they were.
 
@@ -88,6 +89,12 @@ def range_test(
             the lowest loss over its last quarter becomes ``suggestion``
             (:class:`Refinement`). Costs ``k * refine_steps`` more steps.
         refine_steps: Steps per confirmation run (default ``num_iter``).
+        total_steps: The optimizer steps of the run the suggestion is for (epochs times
+            batches per epoch), if known. The best constant LR depends on how long it is used:
+            a longer run can afford a smaller step, and a smaller step ends nearer the
+            minimum. With it, the suggestion is the LR for a constant-LR run of that length;
+            without it, for a run of 500 steps (the rule's reference length, see
+            :class:`~lrsearch.range_test.curve.Rule`). The bounds do not depend on it.
 
     Returns:
         A :class:`RangeTestResult`.
@@ -133,6 +140,8 @@ def range_test(
     seed = check_seed("seed", seed)
     if isinstance(refine, bool) or not isinstance(refine, int) or refine < 0:
         raise InvalidParameterError(f"refine must be a non-negative integer; got {refine!r}")
+    if total_steps is not None:
+        total_steps = check_positive_int("total_steps", total_steps)
     refine_steps = check_positive_int(
         "refine_steps", num_iter if refine_steps is None else refine_steps
     )
@@ -185,7 +194,15 @@ def range_test(
                     generator.manual_seed(sweep_seed)
             began = time.perf_counter()
             lrs, losses, reason = run(ladder)
-            sweeps.append(read_curve(lrs, losses, reason, time.perf_counter() - began))
+            sweeps.append(
+                read_curve(
+                    lrs,
+                    losses,
+                    stop_reason=reason,
+                    seconds=time.perf_counter() - began,
+                    total_steps=total_steps,
+                )
+            )
             logger.info(
                 "range test sweep %d/%d: %d steps, %s, suggestion %.3g, bounds %.3g-%.3g",
                 r + 1,
@@ -223,6 +240,7 @@ def range_test(
         num_iter=num_iter,
         mode=mode,
         refinement=refinement,
+        total_steps=total_steps,
     )
     for line in result.advice:
         logger.warning("range test: %s", line)
