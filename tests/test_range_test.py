@@ -1103,6 +1103,22 @@ def test_range_test_passes_total_steps_on_and_stores_it() -> None:
     assert back.suggestion == long.suggestion
 
 
+def test_without_a_valley_the_suggestion_is_the_cap_below_where_the_loss_climbs() -> None:
+    lrs = ladder(100, 1e-6, 1.0)
+    x = np.log10(lrs)
+    rng = np.random.default_rng(0)
+    # Flat at 2 with noise (the model learns nothing in 100 steps), then up from 10**-1.5.
+    losses = 2 + 0.01 * rng.standard_normal(100) + np.where(x > -1.5, 5 * (x + 1.5), 0.0)
+    stop = int(np.searchsorted(x, -1.0))
+    rule = Rule(anchor="midway", offset=5.0, slope=-1.0, cap=-1.3, reference_steps=100)
+    sweep = read_curve(lrs[:stop], losses[:stop], rule=rule, total_steps=10**6)
+    assert sweep.no_valley
+    assert math.log10(sweep.edge) == pytest.approx(-1.5, abs=3 * (x[1] - x[0]))
+    # Neither the anchor's offset nor the run's length plays a part: only the cap.
+    assert sweep.suggestion == pytest.approx(sweep.edge * 10**-1.3, rel=1e-9)
+    assert sweep.low <= sweep.suggestion <= sweep.high
+
+
 @pytest.mark.parametrize("bad", [0, -5, 2.5, "100", True])
 def test_a_bad_total_steps_is_rejected(bad: Any) -> None:
     model = zero_linear()

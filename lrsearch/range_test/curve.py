@@ -104,8 +104,8 @@ class Rule:
     def suggest(self, sweep: Sweep, *, total_steps: int | None = None) -> float:
         """The rule's suggestion for a sweep read by :func:`read_curve`, inside its bounds.
 
-        A sweep with no valley has nothing to anchor on: its suggestion is a decade below
-        where the loss began to climb (its ``minimum``), whatever the rule.
+        A sweep with no valley has nothing to anchor on: its suggestion is the cap alone,
+        ``edge * 10**cap`` (its edge is where the loss began to climb).
 
         Args:
             sweep: A read sweep (its ``midway``, ``steepest``, ``minimum``, ``edge`` and
@@ -115,16 +115,16 @@ class Rule:
         Returns:
             The suggested learning rate.
         """
-        if sweep.no_valley:
-            return max(sweep.minimum / 10, float(sweep.lrs[0]))
-        steps = total_steps if total_steps is not None else self.reference_steps
-        anchor = {"midway": sweep.midway, "steepest": sweep.steepest, "minimum": sweep.minimum}
-        log_lr = min(
-            math.log10(sweep.edge) + self.cap,
-            math.log10(anchor[self.anchor])
-            + self.offset
-            + self.slope * math.log10(steps / self.reference_steps),
-        )
+        log_lr = math.log10(sweep.edge) + self.cap
+        if not sweep.no_valley:
+            steps = total_steps if total_steps is not None else self.reference_steps
+            anchor = {"midway": sweep.midway, "steepest": sweep.steepest, "minimum": sweep.minimum}
+            log_lr = min(
+                log_lr,
+                math.log10(anchor[self.anchor])
+                + self.offset
+                + self.slope * math.log10(steps / self.reference_steps),
+            )
         return min(max(10.0**log_lr, sweep.low), sweep.high)
 
 
@@ -214,13 +214,12 @@ def read_curve(
     if no_valley:
         # No fall to read (the model learns too slowly for one step per rung, say), but where
         # the loss starts to climb above its starting level still marks the onset of
-        # instability: the edge is the last LR before that, the suggestion a decade below it,
-        # the bounds two decades under the edge.
+        # instability: that is the edge, high the rung before it, low two decades under it,
+        # and the suggestion the rule's cap below the edge.
         climbed = np.nonzero(shown > start + 2 * noise)[0]  # 2 sigma of one raw loss
         i_high = max(int(climbed[0]) - 1, 0) if len(climbed) else n - 1
         minimum = steepest = midway = float(lrs[i_high])
         edge = float(lrs[min(i_high + 1, n - 1)])
-        suggestion = max(minimum / 10, float(lrs[0]))
         i_low = int(np.searchsorted(lrs, max(minimum / 100, float(lrs[0]))))
         i_low = min(i_low, max(i_high - 1, 0))
     else:
@@ -232,13 +231,12 @@ def read_curve(
         i_steep = i_low + int(np.argmin(slope[i_low : i_min + 1]))
         minimum, steepest = float(lrs[i_min]), float(lrs[i_steep])
         midway = 10 ** _crossing(x, smooth, top - 0.5 * fall, i_top, i_min)
-        suggestion = math.nan  # the rule's, below
     sweep = Sweep(
         lrs=lrs,
         losses_raw=raw,
         losses=shown,
         stop_reason=stop_reason,
-        suggestion=suggestion,
+        suggestion=math.nan,  # the rule's, below
         low=float(lrs[i_low]),
         high=float(lrs[i_high]),
         steepest=steepest,
@@ -248,8 +246,6 @@ def read_curve(
         midway=midway,
         edge=edge,
     )
-    if no_valley:
-        return sweep
     return dataclasses.replace(sweep, suggestion=rule.suggest(sweep, total_steps=total_steps))
 
 
