@@ -1119,6 +1119,22 @@ def test_without_a_valley_the_suggestion_is_the_cap_below_where_the_loss_climbs(
     assert sweep.low <= sweep.suggestion <= sweep.high
 
 
+@pytest.mark.parametrize("seed", range(20))
+def test_a_flat_curves_wobble_is_not_read_as_a_blow_up(seed: int) -> None:
+    # A GRU that learns nothing in 100 steps: cross-entropy at ln 10 with batch noise, until
+    # the LR passes 10**-0.5 and the loss climbs.
+    lrs = ladder(100, 1e-7, 10.0)
+    x = np.log10(lrs)
+    rng = np.random.default_rng(seed)
+    losses = 2.303 + 0.008 * rng.standard_normal(100) + np.where(x > -0.5, 0.3 * (x + 0.5), 0)
+    stop = int(np.searchsorted(x, 0.5))
+    sweep = read_curve(lrs[:stop], losses[:stop])
+    assert sweep.no_valley
+    # Where the climb is seen depends on the noise (a centred window here is a decade wide),
+    # but never 6 decades early, where a cut at a wobble of the running median put it.
+    assert -1.0 <= math.log10(sweep.edge) <= math.log10(sweep.lrs[-1])
+
+
 @pytest.mark.parametrize("bad", [0, -5, 2.5, "100", True])
 def test_a_bad_total_steps_is_rejected(bad: Any) -> None:
     model = zero_linear()

@@ -67,7 +67,7 @@ logger = logging.getLogger("range_test_heldout")
 TOOLS = ("lrsearch", *peers.PEERS)
 SCORED_SEEDS = range(suite.GRID_SEEDS)  # sweep seed s is trained from init seed s
 OFFSETS = np.round(np.arange(-2.0, 1.501, 0.1), 2)
-SLOPES = (0.0, -0.25, -0.5, -0.75, -1.0)
+SLOPES = (0.0, -0.25, -0.5, -0.75, -1.0, -1.25, -1.5)
 CAPS = np.round(np.arange(-2.5, 0.001, 0.1), 2)
 
 

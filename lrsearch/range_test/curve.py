@@ -186,7 +186,7 @@ def read_curve(
     spread = 1.4826 * float(np.median(np.abs(raw[:head] - start)))
     clipped = np.minimum(raw, start + 3 * spread)
     rough = median_filter(clipped, size=WATCH_WINDOW, mode="nearest")
-    i_cut = _blowup(clipped, rough, start)
+    i_cut = _blowup(clipped, rough, start, spread)
     window = max(WATCH_WINDOW, 2 * (n // 16) + 1)
     # Pad as the sweep would have continued: before it, the loss sits at its starting level;
     # past the cut, at its last level before the blow-up. Symmetric padding would fold the
@@ -249,16 +249,18 @@ def read_curve(
     return dataclasses.replace(sweep, suggestion=rule.suggest(sweep, total_steps=total_steps))
 
 
-def _blowup(clipped: np.ndarray, rough: np.ndarray, start: float) -> int:
+def _blowup(clipped: np.ndarray, rough: np.ndarray, start: float, spread: float) -> int:
     """Where the blow-up begins: the length of the curve before it.
 
     Past the running median's minimum, the first index where it has climbed back
     ``_EDGE_CLIMB`` of its fall from ``start``; then back over the raw losses already that
-    high (the median lags a wall by two rungs). The whole length when it never climbs back.
+    high (the median lags a wall by two rungs). The whole length when it never climbs back,
+    or when the fall is no more than twice ``spread`` (a raw loss's noise at the start): a
+    flat curve's wobble is not a valley to cut.
     """
     i_min = int(np.argmin(rough))
     fall = start - float(rough[i_min])
-    if not fall > 0:
+    if not fall > 2 * spread:
         return len(rough)
     level = float(rough[i_min]) + _EDGE_CLIMB * fall
     climbed = np.nonzero(rough[i_min:] > level)[0]
