@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
+import importlib
 import itertools
 import json
 import logging
@@ -57,7 +58,6 @@ import suite
 import torch
 from problems import FAMILIES, PROBLEMS, Problem
 
-import lrsearch.range_test
 from lrsearch.range_test import Sweep, read_curve
 from lrsearch.range_test.curve import ANCHORS, SUGGESTION_RULE, Rule
 from lrsearch.range_test.sweep import DivergenceWatch
@@ -211,7 +211,8 @@ def spread(lrs: Sequence[float]) -> float:
 
 
 def _code_hash() -> str:
-    root = Path(lrsearch.range_test.__file__).parent
+    # lrsearch.range_test is the function; the package is in sys.modules under that name.
+    root = Path(importlib.import_module("lrsearch.range_test").__file__ or "").parent
     digest = hashlib.sha256()
     for path in sorted(root.glob("*.py")):
         digest.update(path.read_bytes())
@@ -352,9 +353,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-timing", action="store_true", help="skip the speed column")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    logging.getLogger("lrsearch").setLevel(logging.ERROR)
+    suite.setup(args.threads)
     began = time.perf_counter()
     cases = [load_case(PROBLEMS[name], args.out) for name in args.problems]
     rules = heldout_rules(cases)

@@ -47,7 +47,7 @@ import time
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -240,13 +240,34 @@ def quiet() -> Iterator[None]:
         yield
 
 
+class Start(NamedTuple):
+    """What a range test starts from: seed ``seed``'s model (and a copy of its state), the
+    optimizer at ``START_LR``, the seeded loader and the loss."""
+
+    model: nn.Module
+    reference: dict[str, torch.Tensor]
+    optimizer: torch.optim.Optimizer
+    batches: DataLoader[tuple[torch.Tensor, ...]]
+    criterion: nn.Module
+
+    @classmethod
+    def of(cls, problem: Problem, data: Data, seed: int) -> Start:
+        model = fresh_model(problem, seed)
+        reference = {k: v.clone() for k, v in model.state_dict().items()}
+        optimizer = problem.optimizer(model, START_LR)
+        return cls(model, reference, optimizer, loader(problem, data, seed), problem.make_loss())
+
+    def restored(self) -> bool:
+        """The model's state and the optimizer's LR are as they were."""
+        return (
+            _same_state(self.model, self.reference)
+            and self.optimizer.param_groups[0]["lr"] == START_LR
+        )
+
+
 def run_ours(problem: Problem, data: Data, seed: int, **kwargs: Any) -> dict[str, Any]:
     """One lrsearch range test from seed ``seed``'s model and data order, timed."""
-    model = fresh_model(problem, seed)
-    reference = {k: v.clone() for k, v in model.state_dict().items()}
-    optimizer = problem.optimizer(model, START_LR)
-    batches = loader(problem, data, seed)
-    criterion = problem.make_loss()
+    model, _, optimizer, batches, criterion = start = Start.of(problem, data, seed)
     with quiet():
         began = time.perf_counter()
         result = range_test(
@@ -267,7 +288,7 @@ def run_ours(problem: Problem, data: Data, seed: int, **kwargs: Any) -> dict[str
         "low": result.bounds.low,
         "high": result.bounds.high,
         "stop_reason": result.sweeps[0].stop_reason,
-        "restored": _same_state(model, reference) and optimizer.param_groups[0]["lr"] == START_LR,
+        "restored": start.restored(),
         "lrs": result.lrs.tolist(),
         "losses_raw": result.losses_raw.tolist(),
     }
@@ -277,11 +298,7 @@ def run_tlf(problem: Problem, data: Data, seed: int) -> dict[str, Any]:
     """One torch-lr-finder range test (constructor + range_test + reset), timed."""
     from torch_lr_finder import LRFinder
 
-    model = fresh_model(problem, seed)
-    reference = {k: v.clone() for k, v in model.state_dict().items()}
-    optimizer = problem.optimizer(model, START_LR)
-    batches = loader(problem, data, seed)
-    criterion = problem.make_loss()
+    model, _, optimizer, batches, criterion = start = Start.of(problem, data, seed)
     with quiet():
         began = time.perf_counter()
         finder = LRFinder(model, optimizer, criterion)
@@ -291,7 +308,7 @@ def run_tlf(problem: Problem, data: Data, seed: int) -> dict[str, Any]:
     return {
         "seconds": seconds,
         "iters": len(finder.history["lr"]),
-        "restored": _same_state(model, reference) and optimizer.param_groups[0]["lr"] == START_LR,
+        "restored": start.restored(),
         "lrs": [float(v) for v in finder.history["lr"]],
         "losses": [float(v) for v in finder.history["loss"]],
     }
@@ -379,6 +396,13 @@ def grid_of(problem: Problem, cache: Cache) -> dict[str, Any]:
     }
 
 
+def setup(threads: int) -> None:
+    """Torch threads, and progress logged to stderr (lrsearch's own advice silenced)."""
+    torch.set_num_threads(threads)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("lrsearch").setLevel(logging.ERROR)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Compute (or find cached) every problem's sweeps and grid."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
@@ -386,9 +410,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    logging.getLogger("lrsearch").setLevel(logging.ERROR)
+    setup(args.threads)
     began = time.perf_counter()
     for name in args.problems:
         t0 = time.perf_counter()
