@@ -926,7 +926,9 @@ def test_bounds_and_suggestion_of_a_known_curve(noise: float) -> None:
     # high is the rung before it.
     assert math.log10(sweep.edge) == pytest.approx(VALLEY_HALF_CLIMB, abs=2 * RUNG)
     assert sweep.high < sweep.edge and math.log10(sweep.high) > VALLEY_HALF_CLIMB - 3 * RUNG
-    assert math.log10(sweep.low) == pytest.approx(VALLEY_LOW, abs=2 * RUNG)
+    # 5% of the fall, reaching down by the sweep's length over the run's (500 steps unsaid).
+    longer = math.log10(len(sweep.lrs) / SUGGESTION_RULE.reference_steps)
+    assert math.log10(sweep.low) == pytest.approx(VALLEY_LOW + longer, abs=2 * RUNG)
     assert math.log10(sweep.steepest) == pytest.approx(-3, abs=4 * RUNG)
     assert math.log10(sweep.midway) == pytest.approx(-3, abs=2 * RUNG)
     assert result.suggestion == SUGGESTION_RULE.suggest(sweep)
@@ -1073,13 +1075,11 @@ def test_total_steps_moves_the_suggestion_by_the_rules_slope(steps: int) -> None
     expected = min(max(base.midway * (steps / 1000) ** -0.5, base.low), base.high, base.edge)
     assert sweep.suggestion == pytest.approx(expected, rel=1e-9)
     assert base.suggestion == pytest.approx(base.midway, rel=1e-9)  # no total_steps: 1000
-    # The bounds and the reading do not depend on the run's length.
-    assert (sweep.low, sweep.high, sweep.midway, sweep.edge) == (
-        base.low,
-        base.high,
-        base.midway,
-        base.edge,
-    )
+    # The reading and high do not depend on the run's length; low reaches down by the sweep's
+    # length over the run's, when the run is the longer.
+    assert (sweep.high, sweep.midway, sweep.edge) == (base.high, base.midway, base.edge)
+    n = len(sweep.lrs)
+    assert sweep.low == pytest.approx(base.low * 1000 / n * min(1, n / steps), rel=1e-12)
 
 
 def test_longer_runs_get_smaller_suggestions_with_the_default_rule() -> None:
@@ -1096,7 +1096,8 @@ def test_range_test_passes_total_steps_on_and_stores_it() -> None:
     plain = quadratic_sweep(data)
     assert (short.total_steps, long.total_steps, plain.total_steps) == (10, 100_000, None)
     np.testing.assert_array_equal(short.losses_raw, long.losses_raw)  # the same sweep
-    assert short.bounds == long.bounds == plain.bounds
+    assert short.bounds.high == long.bounds.high == plain.bounds.high
+    assert long.bounds.low < plain.bounds.low <= short.bounds.low
     assert long.suggestion < plain.suggestion <= short.suggestion
     back = RangeTestResult.from_dict(json.loads(json.dumps(long.to_dict(), allow_nan=False)))
     assert back.total_steps == 100_000

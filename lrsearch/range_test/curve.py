@@ -15,8 +15,9 @@
    LRs the way a causal moving average (other range tests') shifts it, and neither overshoots.
 3. **Read it** (slopes against log10(LR), the axis the ladder is uniform on): ``minimum``,
    ``steepest`` (fastest fall per decade, between ``low`` and ``minimum``), ``midway``
-   (half of the fall done, read between rungs), ``low`` (5% of the fall done) and ``high``
-   (the last rung before the edge).
+   (half of the fall done, read between rungs), ``low`` (5% of the fall done, times the
+   sweep's length over the run's when the run is longer: a long run learns at LRs where a
+   short sweep barely moves) and ``high`` (the last rung before the edge).
 4. **Suggest** with a :class:`Rule`: ``min(edge * 10**cap, anchor * 10**offset *
    (total_steps / reference_steps) ** slope)``, kept inside ``[low, high]``. The default
    rule, :data:`SUGGESTION_RULE`, was calibrated on the range-test benchmark suite
@@ -152,7 +153,8 @@ def read_curve(
         stop_reason: Why the sweep stopped (stored on the result).
         seconds: The sweep's wall time (stored on the result).
         total_steps: Optimizer steps of the run the suggestion is for; ``None``: the rule's
-            ``reference_steps``.
+            ``reference_steps``. It moves the suggestion (by the rule's slope) and ``low``
+            (times the sweep's length over the run's, when the run is longer).
         rule: How the suggestion is read (see :class:`Rule`).
 
     Returns:
@@ -237,7 +239,9 @@ def read_curve(
         losses=shown,
         stop_reason=stop_reason,
         suggestion=math.nan,  # the rule's, below
-        low=float(lrs[i_low]),
+        # A run longer than the sweep learns at LRs where the sweep had barely begun to: the
+        # lower bound reaches down by the ratio of their lengths.
+        low=float(lrs[i_low]) * min(1.0, n / (total_steps or rule.reference_steps)),
         high=float(lrs[i_high]),
         steepest=steepest,
         minimum=minimum,

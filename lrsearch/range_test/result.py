@@ -234,9 +234,9 @@ class RangeTestResult:
             )
         if self.no_valley:
             out.append(
-                "the loss never clearly fell, so the suggestion is only a decade below where it "
-                "began to climb: raise num_iter (or start_lr, to spend the steps where the "
-                "model learns), or check the model and data"
+                "the loss never clearly fell, so the suggestion is only a fixed distance below "
+                "where it began to climb: raise num_iter (or start_lr, to spend the steps where "
+                "the model learns), or check the model and data"
             )
         return out
 

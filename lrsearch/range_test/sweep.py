@@ -94,7 +94,9 @@ def range_test(
             a longer run can afford a smaller step, and a smaller step ends nearer the
             minimum. With it, the suggestion is the LR for a constant-LR run of that length;
             without it, for a run of 500 steps (the rule's reference length, see
-            :class:`~lrsearch.range_test.curve.Rule`). The bounds do not depend on it.
+            :class:`~lrsearch.range_test.curve.Rule`). ``bounds.low`` reaches down by the
+            sweep's length over the run's (a long run learns at LRs where the sweep had barely
+            begun to); ``bounds.high`` does not depend on it.
 
     Returns:
         A :class:`RangeTestResult`.
