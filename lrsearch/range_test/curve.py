@@ -16,8 +16,9 @@
 3. **Read it** (slopes against log10(LR), the axis the ladder is uniform on): ``minimum``,
    ``steepest`` (fastest fall per decade, between ``low`` and ``minimum``), ``midway``
    (half of the fall done, read between rungs), ``low`` (5% of the fall done, times the
-   sweep's length over the run's when the run is longer: a long run learns at LRs where a
-   short sweep barely moves) and ``high`` (the last rung before the edge).
+   sweep's length over the run's when ``total_steps`` says the run is longer: a long run
+   learns at LRs where a short sweep barely moves) and ``high`` (two rungs before the loss
+   has climbed back 10% of its fall past its minimum; never past the edge).
 4. **Suggest** with a :class:`Rule`: ``min(edge * 10**cap, anchor * 10**offset *
    (total_steps / reference_steps) ** slope)``, kept inside ``[low, high]``. The default
    rule, :data:`SUGGESTION_RULE`, was calibrated on the range-test benchmark suite
@@ -43,6 +44,8 @@ __all__ = ["ANCHORS", "SUGGESTION_RULE", "WATCH_WINDOW", "Rule", "read_curve"]
 WATCH_WINDOW: Final = 5  # divergence is judged on the median of the last 5 raw losses
 _FALL_STARTED: Final = 0.05  # bounds.low: the loss has done 5% of its fall
 _EDGE_CLIMB: Final = 0.5  # edge: past the minimum, the loss has climbed back half its fall
+_HIGH_CLIMB: Final = 0.1  # bounds.high: before the loss has climbed back 10% of its fall,
+_HIGH_BACKOFF: Final = 2  # and this many rungs before that
 
 Anchor = Literal["midway", "steepest", "minimum"]
 #: The curve features a :class:`Rule` may be anchored on.
@@ -154,7 +157,8 @@ def read_curve(
         seconds: The sweep's wall time (stored on the result).
         total_steps: Optimizer steps of the run the suggestion is for; ``None``: the rule's
             ``reference_steps``. It moves the suggestion (by the rule's slope) and ``low``
-            (times the sweep's length over the run's, when the run is longer).
+            (times the sweep's length over the run's, when the run is longer; without it,
+            ``low`` is the sweep's own).
         rule: How the suggestion is read (see :class:`Rule`).
 
     Returns:
@@ -228,7 +232,17 @@ def read_curve(
         i_low = i_top + int(
             np.nonzero(smooth[i_top : i_min + 1] <= top - _FALL_STARTED * fall)[0][0]
         )
-        i_high = max(min(i_cut, n) - 1, i_min)
+        # One step per rung cannot show an instability that takes a few steps to grow: the
+        # last rung that still helped is past what a whole run can take, by more the coarser
+        # the ladder. high backs off two rungs from it (a whole run at the LR where one step
+        # still helped diverged on a 20-rung ladder).
+        # Without a climb there is nothing to back off from: high is the last rung run.
+        risen = np.nonzero(shown[i_min:] > smooth[i_min] + _HIGH_CLIMB * fall)[0]
+        if len(risen):
+            i_rise = min(i_min + int(risen[0]), i_cut)
+            i_high = min(max(i_rise - 1 - _HIGH_BACKOFF, i_low + 1), n - 1)
+        else:
+            i_high = n - 1
         slope = np.gradient(smooth, x[:i_cut]) if i_cut > 1 else np.zeros(i_cut)
         i_steep = i_low + int(np.argmin(slope[i_low : i_min + 1]))
         minimum, steepest = float(lrs[i_min]), float(lrs[i_steep])
@@ -241,7 +255,7 @@ def read_curve(
         suggestion=math.nan,  # the rule's, below
         # A run longer than the sweep learns at LRs where the sweep had barely begun to: the
         # lower bound reaches down by the ratio of their lengths.
-        low=float(lrs[i_low]) * min(1.0, n / (total_steps or rule.reference_steps)),
+        low=float(lrs[i_low]) * (1.0 if total_steps is None else min(1.0, n / total_steps)),
         high=float(lrs[i_high]),
         steepest=steepest,
         minimum=minimum,
