@@ -374,11 +374,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     for line in bars(table):
         print(line)
-    restored = [c.cache.sweeps[s]["ours"]["restored"] for c in cases for s in c.cache.sweeps]
-    print(
-        f"lrsearch restored the model and optimizer exactly after {sum(restored)} of "
-        f"{len(restored)} stored sweeps"
-    )
+    stored = [c.cache.sweeps[s]["ours"]["restored"] for c in cases for s in c.cache.sweeps]
+    line = f"lrsearch restored the model and the LR exactly after {sum(stored)} of {len(stored)}"
+    print(line + " stored sweeps", end="")
+    if not args.no_timing:
+        print(
+            f", and on every timed sweep of {int(table['restored'].sum())} of {len(table)} "
+            "problems with this code",
+            end="",
+        )
+    print()
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     machine = platform.processor() or platform.machine()
     print(

@@ -21,8 +21,9 @@
    has climbed back 10% of its fall past its minimum; never past the edge).
 4. **Suggest** with a :class:`Rule`: ``min(edge * 10**cap, anchor * 10**offset *
    (total_steps / reference_steps) ** slope)``, kept inside ``[low, high]``. The default
-   rule, :data:`SUGGESTION_RULE`, was calibrated on the range-test benchmark suite
-   (``benchmarks/range_test/``) and scored only on model families it was not fitted on.
+   rule, :data:`SUGGESTION_RULE`, was fitted on the range-test benchmark suite
+   (``benchmarks/range_test/``); the fitting was scored leave-one-family-out there (each
+   family with the rule fitted without it), and the README has those held-out numbers.
 """
 
 from __future__ import annotations
