@@ -4,13 +4,14 @@
 rates from ``start_lr`` to ``end_lr``, records the loss of every step, and stops early once
 the loss diverges. Then it puts back everything the sweep touched and reads the curve:
 
-- the curve is smoothed with a running median and a centred moving average (zero lag): a
-  causal moving average, as other range tests use, drags the curve to the right, towards
-  larger LRs;
+- the part before the blow-up is smoothed with a running median and a centred moving
+  average (zero lag): a causal moving average, as other range tests use, drags the curve to
+  the right, towards larger LRs, and a window across the blow-up fills the valley before it;
 - slopes are taken against log10(LR), the axis the ladder is uniform on;
-- ``bounds.low`` is where the loss has started to fall, ``bounds.high`` the edge just past its
-  minimum, before it climbs back;
-- ``suggestion`` is one learning rate for a constant-LR run (see :func:`read_curve`).
+- ``bounds.low`` is where the loss has started to fall, ``bounds.high`` a little before it
+  climbs back past its minimum;
+- ``suggestion`` is one learning rate for a constant-LR run, of ``total_steps`` steps when
+  that is given (see :func:`read_curve` and :class:`~lrsearch.range_test.curve.Rule`).
 
 What it restores, in a ``finally`` (so also after an exception mid-sweep): every parameter and
 buffer of the model (BatchNorm statistics included, non-persistent buffers too), their

@@ -38,12 +38,14 @@ class Sweep:
     Attributes:
         lrs: The learning rate of each step run (of the first param group).
         losses_raw: The loss of each step run (finite values only).
-        losses: ``losses_raw`` smoothed with zero lag.
+        losses: ``losses_raw`` smoothed with zero lag up to the blow-up, and by a running
+            median of 5 past it.
         stop_reason: ``"completed"``, ``"diverged"`` (the loss rose far above its best),
             ``"non-finite"`` (a NaN or inf loss) or ``"amp-skips"`` (the scaler kept skipping).
         suggestion: One learning rate for a constant-LR run.
-        low: Where the loss has started to fall.
-        high: The edge just past the smoothed loss's minimum, before it climbs back.
+        low: Where the loss has started to fall (lower for a run longer than the sweep).
+        high: Two rungs before the loss climbs back 10% of its fall past its minimum (the
+            last rung of the sweep when it never does).
         steepest: Where the smoothed loss falls fastest per decade of LR.
         minimum: Where the smoothed loss is lowest.
         no_valley: The loss never fell clearly more than its noise: nothing to read.
@@ -160,8 +162,8 @@ class RangeTestResult:
 
     Attributes:
         suggestion: One learning rate for a constant-LR run.
-        bounds: ``LRBounds(low, high)``: where the loss starts to fall, and the edge just past
-            its minimum.
+        bounds: ``LRBounds(low, high)``: where the loss starts to fall, and a little before it
+            climbs back past its minimum (see :class:`Sweep`).
         sweeps: Every sweep, in order.
         start_lr: The ladder's first rung. end_lr: its last. num_iter: rungs asked for.
         mode: ``"exp"`` or ``"linear"``.
