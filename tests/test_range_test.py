@@ -974,6 +974,20 @@ def test_heavy_tailed_noise_on_a_plateau_does_not_stop_the_watch(seed: int) -> N
     assert 80 <= stop <= 83
 
 
+def test_a_noisy_start_gets_a_fifth_of_the_ladder_before_any_verdict() -> None:
+    from lrsearch.range_test.sweep import DivergenceWatch
+
+    # The first ten losses of a small transformer's sweep (Adam, MNIST-1D patches), then the
+    # same level: a dip and a rise of 0.1 among nine step-to-step differences of about 0.02.
+    start = [2.473, 2.417, 2.424, 2.36, 2.359, 2.366, 2.476, 2.476, 2.46, 2.435]
+    losses = start + [2.43 + 0.03 * (-1) ** i for i in range(30)]
+    early = DivergenceWatch(0.5, min_steps=10)
+    assert any(early.diverged(v) for v in losses[:10])  # a verdict after a tenth: too soon
+    watch = DivergenceWatch.for_ladder(100, 0.5)
+    assert watch.min_steps == 20
+    assert not any(watch.diverged(v) for v in losses)
+
+
 def test_a_flat_loss_has_no_valley_and_says_so() -> None:
     model = linear()
 

@@ -99,7 +99,7 @@ class Case:
 
 def replay_stop(raw: Sequence[float]) -> tuple[int, str]:
     """Where lrsearch's sweep would have stopped on these raw losses, and why."""
-    watch = DivergenceWatch(0.5, min_steps=max(5, suite.NUM_ITER // 10))
+    watch = DivergenceWatch.for_ladder(suite.NUM_ITER, 0.5)
     for i, value in enumerate(raw):
         if not math.isfinite(value):
             return i, "non-finite"

@@ -314,7 +314,7 @@ def _sweep(
     diverge_threshold: float,
 ) -> tuple[np.ndarray, np.ndarray, str]:
     batches = _cycle(loader)
-    watch = DivergenceWatch(diverge_threshold, min_steps=max(WATCH_WINDOW, len(ladder) // 10))
+    watch = DivergenceWatch.for_ladder(len(ladder), diverge_threshold)
     amp = scaler is not None and scaler.is_enabled()
     if not model.training:
         # A model handed over in eval mode is trained as a whole; one in train mode is left
@@ -386,6 +386,13 @@ class DivergenceWatch:
         >>> [watch.diverged(v) for v in [4.0, 9.0, 9.0]]
         [False, False, True]
     """
+
+    @classmethod
+    def for_ladder(cls, rungs: int, threshold: float) -> DivergenceWatch:
+        """The watch :func:`range_test` uses on a ladder of ``rungs`` rungs: no verdict in
+        its first fifth (a tenth let nine batches of a transformer's noisy start stop a sweep).
+        """
+        return cls(threshold, min_steps=max(WATCH_WINDOW, rungs // 5))
 
     def __init__(self, threshold: float, min_steps: int) -> None:
         self.threshold = threshold
