@@ -75,20 +75,6 @@ __all__ = [
 __version__ = "0.1.0"
 
 
-class _Package(types.ModuleType):
-    """The package module: importing a submodule must not hide the public name it shares
-    (``lrsearch.range_test`` is the function; its module is ``sys.modules["lrsearch.range_test"]``,
-    as it was when every name was imported eagerly)."""
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in _HOME and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
-
-
 def __getattr__(name: str) -> Any:
     home = _HOME.get(name)
     if home is None:
@@ -100,3 +86,27 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted([*globals(), *_HOME])
+
+
+#: Public functions that share their name with the subpackage they live in.
+_SHADOWED = frozenset({"range_test"})
+
+
+class _Package(types.ModuleType):
+    """This package's module type: ``lrsearch.range_test`` stays the function.
+
+    Loading a subpackage binds it to the parent's attribute of the same name (after the
+    subpackage's own code has run), which would replace the public function ``range_test``
+    with the ``lrsearch.range_test`` package as soon as anything imports from it. Here the
+    function it exports under that name is bound instead; ``from lrsearch.range_test import
+    ...`` still finds the package in ``sys.modules`` (``import lrsearch.range_test as m`` gives
+    the function: use ``from lrsearch import range_test as ...`` or the names it exports).
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _SHADOWED and isinstance(value, types.ModuleType):
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

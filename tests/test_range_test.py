@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import importlib
 import json
 import math
 import random
+import subprocess
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -26,6 +29,8 @@ from torch.optim import Optimizer
 from torch.utils.data import DataLoader, TensorDataset
 
 from lrsearch import LrsearchError, RangeTestResult, range_test
+from lrsearch.range_test import Sweep, read_curve
+from lrsearch.range_test.curve import SUGGESTION_RULE, Rule
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -851,14 +856,15 @@ def test_the_reading_of_a_noise_free_quadratic_does_not_ring() -> None:
     assert result.losses.min() >= result.losses_raw.min()
     assert result.suggestion < limit  # a constant LR that converges
     # Past 2/L the error grows by |1 - lr * L| per step, barely above 1 at first, so a
-    # noise-free loss climbs back only a few rungs later: high lies past the limit, not far.
-    assert limit < result.bounds.high < 5 * limit
+    # noise-free loss climbs back half of its fall (the edge) only several rungs later: high,
+    # the last rung before that, lies past the limit, within a decade.
+    assert limit < result.bounds.high < 10 * limit
 
 
 def valley(x: float) -> float:
     """A loss against x = log10(LR): 1 up to 1e-4, a half cosine down to 0.1 at 1e-2 (steepest
-    at 1e-3, 5% of the fall done at 10**VALLEY_LOW), then a parabola up again, back up by 10%
-    of the fall at 10**VALLEY_EDGE."""
+    at 1e-3, 5% of the fall done at 10**VALLEY_LOW), then a parabola up again, back up by half
+    of the fall at 10**VALLEY_HALF_CLIMB."""
     if x < -4:
         return 1.0
     if x < -2:
@@ -867,7 +873,8 @@ def valley(x: float) -> float:
 
 
 VALLEY_LOW = -4 + 2 * math.acos(0.9) / math.pi  # 0.1 + 0.45 * (1 + 0.9) = 1 - 0.05 * 0.9
-VALLEY_EDGE = -2 + math.sqrt(0.045)  # 0.1 + 2 * 0.045 = 0.1 + 0.1 * 0.9
+VALLEY_HALF_CLIMB = -2 + math.sqrt(0.225)  # 0.1 + 2 * 0.225 = 0.1 + 0.5 * 0.9
+VALLEY_TENTH_CLIMB = -2 + math.sqrt(0.045)  # 0.1 + 2 * 0.045 = 0.1 + 0.1 * 0.9
 
 
 class Scripted:
@@ -916,11 +923,15 @@ def test_bounds_and_suggestion_of_a_known_curve(noise: float) -> None:
     # A centred mean pulls the minimum of this lopsided valley (gentle cosine on the left, steep
     # parabola on the right) towards the gentle side, by up to 3 rungs (0.15 decade).
     assert -2 - 3 * RUNG <= math.log10(sweep.minimum) <= -2 + RUNG
-    assert math.log10(sweep.high) == pytest.approx(VALLEY_EDGE, abs=2 * RUNG)
+    # The edge: the parabola has climbed back half of the fall (0.45) at -2 + sqrt(0.225);
+    # high is two rungs before the rung before it has climbed back 10% (-2 + sqrt(0.045)).
+    assert math.log10(sweep.edge) == pytest.approx(VALLEY_HALF_CLIMB, abs=2 * RUNG)
+    assert math.log10(sweep.high) == pytest.approx(VALLEY_TENTH_CLIMB - 3 * RUNG, abs=2 * RUNG)
     assert math.log10(sweep.low) == pytest.approx(VALLEY_LOW, abs=2 * RUNG)
     assert math.log10(sweep.steepest) == pytest.approx(-3, abs=4 * RUNG)
-    # The geometric mean of steepest (1e-3) and minimum / 10 (1e-3).
-    assert math.log10(result.suggestion) == pytest.approx(-3, abs=3 * RUNG)
+    assert math.log10(sweep.midway) == pytest.approx(-3, abs=2 * RUNG)
+    assert result.suggestion == SUGGESTION_RULE.suggest(sweep)
+    assert result.bounds.low <= result.suggestion <= result.bounds.high
 
 
 @pytest.mark.parametrize("threshold", [0.1, 0.25, 0.5, 1.0])
@@ -943,6 +954,40 @@ def test_diverge_threshold_applies_to_a_noisy_curve() -> None:
     assert math.log10(result.lrs[-1]) < -1.2
 
 
+def heavy_tailed_plateau_then_blowup(n: int = 100, blowup: int = 80, seed: int = 0) -> list[float]:
+    """Per-batch losses like a small regression's: a plateau at 1 with heavy-tailed noise
+    (Student t, 1.5 degrees of freedom, scale 0.1), then from step ``blowup`` a doubling per
+    step."""
+    rng = np.random.default_rng(seed)
+    plateau = 1 + 0.1 * rng.standard_t(1.5, size=n)
+    return [float(v) if i < blowup else 2.0 ** (i - blowup + 1) for i, v in enumerate(plateau)]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_heavy_tailed_noise_on_a_plateau_does_not_stop_the_watch(seed: int) -> None:
+    from lrsearch.range_test.sweep import DivergenceWatch
+
+    losses = heavy_tailed_plateau_then_blowup(seed=seed)
+    watch = DivergenceWatch(threshold=0.5, min_steps=10)
+    stop = next(i for i, v in enumerate(losses) if watch.diverged(v))
+    # Not on the plateau; within the three steps a median of 5 needs to see the blow-up.
+    assert 80 <= stop <= 83
+
+
+def test_a_noisy_start_gets_a_fifth_of_the_ladder_before_any_verdict() -> None:
+    from lrsearch.range_test.sweep import DivergenceWatch
+
+    # The first ten losses of a small transformer's sweep (Adam, MNIST-1D patches), then the
+    # same level: a dip and a rise of 0.1 among nine step-to-step differences of about 0.02.
+    start = [2.473, 2.417, 2.424, 2.36, 2.359, 2.366, 2.476, 2.476, 2.46, 2.435]
+    losses = start + [2.43 + 0.03 * (-1) ** i for i in range(30)]
+    early = DivergenceWatch(0.5, min_steps=10)
+    assert any(early.diverged(v) for v in losses[:10])  # a verdict after a tenth: too soon
+    watch = DivergenceWatch.for_ladder(100, 0.5)
+    assert watch.min_steps == 20
+    assert not any(watch.diverged(v) for v in losses)
+
+
 def test_a_flat_loss_has_no_valley_and_says_so() -> None:
     model = linear()
 
@@ -958,6 +1003,187 @@ def test_a_flat_loss_has_no_valley_and_says_so() -> None:
     assert any("never clearly fell" in line for line in result.advice)
     assert 0 < result.bounds.low < result.bounds.high
     assert math.isfinite(result.suggestion) and result.suggestion > 0
+
+
+# -- reading the curve -------------------------------------------------------------------------
+
+
+def ladder(n: int = 100, start: float = 1e-7, end: float = 1.0) -> np.ndarray:
+    return np.geomspace(start, end, n)
+
+
+def fall_then_wall(x: np.ndarray, wall: float = -2.0) -> np.ndarray:
+    """A loss that falls linearly in log-LR from 1 at 1e-6 to 0.1 at 10**wall, then blows up
+    (to 5) at once: a sharp valley right before the blow-up, as SGD's often is."""
+    falling = np.clip(1 - 0.9 * (x + 6) / (wall + 6), 0.1, 1.0)
+    return np.where(x <= wall, falling, 5.0)
+
+
+def test_a_sharp_valley_before_the_blow_up_is_not_filled_in() -> None:
+    lrs = ladder()
+    x = np.log10(lrs)
+    rung = float(x[1] - x[0])
+    stop = int(np.searchsorted(x, -2.0)) + 4  # the sweep stops a few rungs past the wall
+    sweep = read_curve(lrs[:stop], fall_then_wall(x[:stop]))
+    # A centred window across the wall would lift the last 6 rungs before it and put the
+    # minimum half a window early (0.4 decade); cut at the blow-up, it stays at the wall.
+    assert math.log10(sweep.minimum) >= -2.0 - 2 * rung
+    assert math.log10(sweep.edge) == pytest.approx(-2.0, abs=2 * rung)
+    # high: two rungs before the last rung before the climb (one step per rung cannot show an
+    # instability that takes a few steps to grow).
+    assert sweep.high < sweep.edge
+    assert math.log10(sweep.high) >= -2.0 - 4 * rung
+    # Half of the fall (from 1 to 0.1) is done half way along the linear fall, at 10**-4: read
+    # up to 2 rungs early, as a centred mean rounds the bottom of a curve still falling at the
+    # cut (its smoothed minimum is 0.15, not 0.1).
+    assert math.log10(sweep.midway) == pytest.approx(-4.0, abs=2 * rung)
+    # The smoothed curve never leaves the data's range, and shows the blow-up itself.
+    assert sweep.losses.min() >= sweep.losses_raw.min()
+    assert sweep.losses[-1] == pytest.approx(1.0)  # back up to where losses are clipped
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.05])
+def test_midway_and_edge_of_a_known_curve_are_read_between_rungs(noise: float) -> None:
+    lrs = ladder(120, 1e-6, 1.0)
+    x = np.log10(lrs)
+    rng = np.random.default_rng(0)
+    losses = np.array([valley(v) for v in x]) + noise * rng.uniform(-1, 1, len(x))
+    stop = int(np.searchsorted(x, -1.0))  # 0.1 + 2 * 1 = 2.1: blown up well past the start
+    sweep = read_curve(lrs[:stop], losses[:stop], stop_reason="diverged")
+    rung = float(x[1] - x[0])
+    # Half of the fall (0.55) is the cosine's midpoint, 1e-3; the running median climbs back
+    # half of the fall where the parabola reaches 0.55: -2 + sqrt(0.45 / 2).
+    assert math.log10(sweep.midway) == pytest.approx(-3.0, abs=2 * rung)
+    assert math.log10(sweep.edge) == pytest.approx(-2 + math.sqrt(0.225), abs=2 * rung)
+    assert sweep.low < sweep.midway < sweep.minimum <= sweep.high < sweep.edge
+
+
+def known_sweep() -> Sweep:
+    lrs = ladder(120, 1e-6, 1.0)
+    x = np.log10(lrs)
+    stop = int(np.searchsorted(x, -1.0))
+    return read_curve(lrs[:stop], np.array([valley(v) for v in x[:stop]]))
+
+
+def test_the_suggestion_is_the_rules_reading_of_the_curve() -> None:
+    sweep = known_sweep()
+    rule = SUGGESTION_RULE
+    anchor = {"midway": sweep.midway, "steepest": sweep.steepest, "minimum": sweep.minimum}
+    expected = min(
+        math.log10(sweep.edge) + rule.cap, math.log10(anchor[rule.anchor]) + rule.offset
+    )
+    expected = min(max(10**expected, sweep.low), sweep.high)
+    assert sweep.suggestion == pytest.approx(expected, rel=1e-12)
+    assert sweep.low <= sweep.suggestion <= sweep.high
+
+
+@pytest.mark.parametrize("steps", [10, 100, 1000, 10_000, 100_000])
+def test_total_steps_moves_the_suggestion_by_the_rules_slope(steps: int) -> None:
+    lrs = ladder(120, 1e-6, 1.0)
+    x = np.log10(lrs)
+    stop = int(np.searchsorted(x, -1.0))
+    losses = np.array([valley(v) for v in x[:stop]])
+    rule = Rule(anchor="midway", offset=0.0, slope=-0.5, cap=0.0, reference_steps=1000)
+    base = read_curve(lrs[:stop], losses, rule=rule)
+    sweep = read_curve(lrs[:stop], losses, rule=rule, total_steps=steps)
+    # midway (1e-3) * (steps / 1000) ** -0.5, inside [low, high], capped at the edge.
+    expected = min(max(base.midway * (steps / 1000) ** -0.5, sweep.low), base.high, base.edge)
+    assert sweep.suggestion == pytest.approx(expected, rel=1e-9)
+    assert base.suggestion == pytest.approx(base.midway, rel=1e-9)  # no total_steps: 1000
+    # The reading and high do not depend on the run's length; low reaches down by the sweep's
+    # length over the run's, when the run is the longer (without it, low is the sweep's own).
+    assert (sweep.high, sweep.midway, sweep.edge) == (base.high, base.midway, base.edge)
+    n = len(sweep.lrs)
+    assert sweep.low == pytest.approx(base.low * min(1, n / steps), rel=1e-12)
+
+
+def test_longer_runs_get_smaller_suggestions_with_the_default_rule() -> None:
+    sweep = known_sweep()
+    got = [SUGGESTION_RULE.suggest(sweep, total_steps=t) for t in (50, 500, 5000, 50_000)]
+    assert got == sorted(got, reverse=True)
+    assert got[0] > got[-1]
+
+
+def test_range_test_passes_total_steps_on_and_stores_it() -> None:
+    data = quadratic()[0]
+    short = quadratic_sweep(data, total_steps=10)
+    long = quadratic_sweep(data, total_steps=100_000)
+    plain = quadratic_sweep(data)
+    assert (short.total_steps, long.total_steps, plain.total_steps) == (10, 100_000, None)
+    np.testing.assert_array_equal(short.losses_raw, long.losses_raw)  # the same sweep
+    assert short.bounds.high == long.bounds.high == plain.bounds.high
+    assert long.bounds.low < plain.bounds.low <= short.bounds.low
+    assert long.suggestion < plain.suggestion <= short.suggestion
+    back = RangeTestResult.from_dict(json.loads(json.dumps(long.to_dict(), allow_nan=False)))
+    assert back.total_steps == 100_000
+    assert back.suggestion == long.suggestion
+
+
+def test_without_a_valley_the_suggestion_is_the_cap_below_where_the_loss_climbs() -> None:
+    lrs = ladder(100, 1e-6, 1.0)
+    x = np.log10(lrs)
+    rng = np.random.default_rng(0)
+    # Flat at 2 with noise (the model learns nothing in 100 steps), then up from 10**-1.5.
+    losses = 2 + 0.01 * rng.standard_normal(100) + np.where(x > -1.5, 5 * (x + 1.5), 0.0)
+    stop = int(np.searchsorted(x, -1.0))
+    rule = Rule(anchor="midway", offset=5.0, slope=-1.0, cap=-1.3, reference_steps=100)
+    sweep = read_curve(lrs[:stop], losses[:stop], rule=rule, total_steps=10**6)
+    assert sweep.no_valley
+    assert math.log10(sweep.edge) == pytest.approx(-1.5, abs=3 * (x[1] - x[0]))
+    # Neither the anchor's offset nor the run's length plays a part: only the cap.
+    assert sweep.suggestion == pytest.approx(sweep.edge * 10**-1.3, rel=1e-9)
+    assert sweep.low <= sweep.suggestion <= sweep.high
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_a_flat_curves_wobble_is_not_read_as_a_blow_up(seed: int) -> None:
+    # A GRU that learns nothing in 100 steps: cross-entropy at ln 10 with batch noise, until
+    # the LR passes 10**-0.5 and the loss climbs.
+    lrs = ladder(100, 1e-7, 10.0)
+    x = np.log10(lrs)
+    rng = np.random.default_rng(seed)
+    losses = 2.303 + 0.008 * rng.standard_normal(100) + np.where(x > -0.5, 0.3 * (x + 0.5), 0)
+    stop = int(np.searchsorted(x, 0.5))
+    sweep = read_curve(lrs[:stop], losses[:stop])
+    assert sweep.no_valley
+    # Where the climb is seen depends on the noise (a centred window here is a decade wide),
+    # but never 6 decades early, where a cut at a wobble of the running median put it.
+    assert -1.0 <= math.log10(sweep.edge) <= math.log10(sweep.lrs[-1])
+
+
+@pytest.mark.parametrize("bad", [0, -5, 2.5, "100", True])
+def test_a_bad_total_steps_is_rejected(bad: Any) -> None:
+    model = zero_linear()
+    with pytest.raises(ValueError, match="total_steps") as info:
+        range_test(model, sgd(model), Criterion(), quadratic()[0], total_steps=bad)
+    assert isinstance(info.value, LrsearchError)
+
+
+@pytest.mark.parametrize(
+    ("changes", "name"),
+    [
+        ({"anchor": "edge"}, "anchor"),
+        ({"offset": math.nan}, "offset"),
+        ({"slope": math.inf}, "slope"),
+        ({"reference_steps": 0}, "reference_steps"),
+    ],
+)
+def test_a_bad_rule_is_rejected(changes: dict[str, Any], name: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        dataclasses.replace(SUGGESTION_RULE, **changes)
+
+
+def test_a_result_stored_before_total_steps_midway_and_edge_still_loads() -> None:
+    stored = quadratic_sweep(num_iter=40).to_dict()
+    del stored["total_steps"]
+    for sweep in stored["sweeps"]:
+        del sweep["midway"], sweep["edge"]
+    back = RangeTestResult.from_dict(stored)
+    assert back.total_steps is None
+    assert math.isnan(back.sweeps[0].midway) and math.isnan(back.sweeps[0].edge)
+    assert back.suggestion == stored["suggestion"]
+    again = json.loads(json.dumps(back.to_dict(), allow_nan=False))  # NaN is stored as null
+    assert again["sweeps"][0]["edge"] is None
 
 
 # -- repeats and seeds -------------------------------------------------------------------------
@@ -1189,7 +1415,7 @@ def test_a_buffer_reassigned_in_forward_is_restored() -> None:
 
 
 def test_refinement_candidates_span_two_thirds_decades_below_the_edge() -> None:
-    from lrsearch.range_test import _candidates
+    from lrsearch.range_test.sweep import _candidates
 
     assert _candidates(0.1, high=1.0, k=3) == pytest.approx([0.1 / 3, 0.1, 0.3])
     # Nothing above the edge: the span slides down under it.
@@ -1229,7 +1455,7 @@ def test_refinement_picks_the_candidate_that_trains_best_from_the_same_start() -
 
 
 def test_a_diverging_candidate_scores_inf_and_is_never_chosen() -> None:
-    from lrsearch.range_test import _refine
+    from lrsearch.range_test.sweep import _refine
 
     class Snap:
         restores = 0
@@ -1297,3 +1523,43 @@ def test_bad_refine_arguments_are_rejected(kwargs: dict[str, Any], name: str) ->
     model = linear()
     with pytest.raises(LrsearchError, match=f"^{name} must be"):
         range_test(model, sgd(model), mse, batches(3), **kwargs)
+
+
+# -- the package -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "first",
+    [
+        "import lrsearch",
+        "import lrsearch.range_test.curve",
+        "from lrsearch.range_test import Sweep",
+        "import lrsearch.report",
+    ],
+)
+def test_lrsearch_range_test_is_the_function_whatever_was_imported_first(first: str) -> None:
+    """The subpackage shares the function's name; the function must win either way."""
+    code = (
+        f"{first}\n"
+        "import inspect, lrsearch\n"
+        "from lrsearch import range_test\n"
+        "from lrsearch.range_test import range_test as direct\n"
+        "assert inspect.isfunction(lrsearch.range_test), lrsearch.range_test\n"
+        "assert range_test is direct is lrsearch.range_test\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_package_exports_its_public_names_and_nothing_private() -> None:
+    package = importlib.import_module("lrsearch.range_test")
+
+    assert set(package.__all__) == {
+        "RangeTestResult",
+        "Refinement",
+        "Sweep",
+        "range_test",
+        "read_curve",
+    }
+    for name in package.__all__:
+        assert getattr(package, name).__module__.startswith("lrsearch.range_test.")

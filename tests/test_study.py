@@ -149,6 +149,8 @@ def test_range_test_is_stored_as_json(done: Done) -> None:
     assert rt["suggestion"] > 0
     bounds = done.result.range_test.bounds
     assert (rt["low"], rt["high"]) == (bounds.low, bounds.high)
+    # The suggestion is for a run as long as a search trial.
+    assert rt["total_steps"] == attrs["steps_per_epoch"]["search"] * done.config.epochs
 
 
 def test_constant_cv_study_contract(done: Done) -> None:

@@ -22,7 +22,7 @@ from lrsearch.pipeline.queue import KeyedPlan, Stage, Unit, work
 from lrsearch.range_test import RangeTestResult, range_test
 from lrsearch.splits import holdout
 from lrsearch.store import ATTR_RANGE_TEST, StoredStudy, first_done
-from lrsearch.tasks import Data, Task
+from lrsearch.tasks import Data, Task, steps_per_epoch
 from lrsearch.training import subset
 
 __all__ = ["KEY", "RESULT", "ensure", "load", "preview", "study_range_test"]
@@ -44,7 +44,8 @@ def study_range_test(
     cfg: StudyConfig, task: Task, train: Data, device: torch.device
 ) -> RangeTestResult:
     """The range test of a study: a fresh model seeded ``cfg.seed``, the task's optimizer,
-    batches of ``train`` (the search-train split) in a seeded order."""
+    batches of ``train`` (the search-train split) in a seeded order; the suggestion is for a
+    run as long as a search trial (``total_steps``: the task's epochs over ``train``)."""
     torch.manual_seed(cfg.seed)
     model = task.make_model().to(device)
     optimizer = task.make_optimizer(model.parameters(), cfg.range_start_lr)
@@ -58,7 +59,12 @@ def study_range_test(
         num_iter=cfg.range_num_iter,
         repeats=cfg.range_repeats,
         seed=cfg.seed,
+        total_steps=task.epochs * steps_per_epoch(_length(train), task.batch_size),
     )
+
+
+def _length(data: Data) -> int:
+    return len(data[0]) if isinstance(data, tuple) else len(data)  # type: ignore[arg-type]
 
 
 def preview(
