@@ -175,6 +175,7 @@ def test_progress_reports_the_stored_units(tmp_path: Path) -> None:
     assert seen[0] == ("toy", 0, 2) and seen[-1] == ("toy", 2, 2)
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used")
 def test_a_unit_whose_claimer_died_before_its_first_heartbeat_is_run_again(
     tmp_path: Path,
 ) -> None:
@@ -218,3 +219,29 @@ def test_a_claimed_unit_has_its_heartbeat_and_worker_before_it_runs(tmp_path: Pa
         poll=0.05,
     )
     assert seen == [(False, "me")]
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used")
+def test_without_waiting_a_worker_runs_what_is_free_and_leaves_the_rest_to_others(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path}/q.db"
+    ran: list[str] = []
+    stage, lock = _stage(url, Worker("me"), ran, delay=0.0)
+    # Unit "a" is another (live) worker's: claimed, named, RUNNING.
+    theirs = stage.study.ask()
+    theirs.set_user_attr(UNIT, "a")
+    theirs.set_user_attr(WORKER, "someone else")
+    plan = KeyedPlan([Unit("a", params={"x": 1.0}), Unit("b", params={"x": 2.0})])
+    work(
+        stage,
+        plan,
+        lock=lock,
+        worker=Worker("me"),
+        progress=lambda *a: None,
+        poll=0.05,
+        wait=False,
+    )
+    assert ran == ["b"]  # it ran what was free and returned, "a" still running elsewhere
+    states = {unit_key(t): t.state for t in stage.study.get_trials()}
+    assert states == {"a": TrialState.RUNNING, "b": TrialState.COMPLETE}

@@ -21,7 +21,7 @@ from torch import nn
 
 from lrsearch.exceptions import LrsearchError
 from lrsearch.pipeline.context import Context
-from lrsearch.pipeline.queue import KeyedPlan, Stage, Unit, work
+from lrsearch.pipeline.queue import KeyedPlan, Stage, Unit
 from lrsearch.schedules import Schedule
 from lrsearch.space import LRBounds
 from lrsearch.splits import cv_folds
@@ -39,6 +39,8 @@ __all__ = [
     "ensure_adam",
     "ensure_constant_cv",
     "grid_key",
+    "help_adam",
+    "help_constant_cv",
 ]
 
 _log = logging.getLogger(__name__)
@@ -116,12 +118,10 @@ def chosen_lr(trials: Sequence[FrozenTrial], grid: Sequence[float], *, maximize:
     return max(scored, key=lambda item: (sign * item[1], -item[0]))[0]
 
 
-def ensure_constant_cv(ctx: Context, bounds: LRBounds) -> float:
-    """Make sure every LR of the grid over ``bounds`` is cross-validated; return the chosen LR.
-
-    Each grid LR is one unit (param ``lr``); its value is the mean fold metric, the fold
-    scores are in user attr ``fold_scores``. A fold whose training diverges prunes the unit.
-    """
+def _constant_cv(ctx: Context, bounds: LRBounds) -> tuple[Stage, KeyedPlan, list[float]]:
+    """The constant-LR CV stage: one unit per LR of the grid over ``bounds`` (param ``lr``);
+    its value is the mean fold metric, the fold scores are in user attr ``fold_scores``. A
+    fold whose training diverges prunes the unit."""
     cfg, task = ctx.cfg, ctx.task
     study = ctx.study("constant_cv")
     grid = constant_grid(bounds, cfg.cv_grid)
@@ -141,22 +141,30 @@ def ensure_constant_cv(ctx: Context, bounds: LRBounds) -> float:
         return float(np.mean(scores))
 
     units = [Unit(grid_key(lr), params={"lr": lr}) for lr in grid]
-    work(
-        Stage("constant_cv", "constant-cv", study, objective, ctx.store),
-        KeyedPlan(units, FINISHED),
-        lock=ctx.lock,
-        worker=ctx.worker,
-        progress=ctx.progress,
-        poll=ctx.poll,
-    )
-    lr = chosen_lr(study.get_trials(deepcopy=False), grid, maximize=task.maximize)
+    stage = Stage("constant_cv", "constant-cv", study, objective, ctx.store)
+    return stage, KeyedPlan(units, FINISHED), grid
+
+
+def help_constant_cv(ctx: Context, bounds: LRBounds) -> None:
+    """Run the CV units nobody has claimed yet, without waiting for the ones others run."""
+    stage, plan, _ = _constant_cv(ctx, bounds)
+    ctx.work(stage, plan, wait=False)
+
+
+def ensure_constant_cv(ctx: Context, bounds: LRBounds) -> float:
+    """Make sure every LR of the grid over ``bounds`` is cross-validated; return the chosen LR
+    (the best CV mean, recomputed from the units)."""
+    stage, plan, grid = _constant_cv(ctx, bounds)
+    ctx.work(stage, plan)
+    study = stage.study
+    lr = chosen_lr(study.get_trials(deepcopy=False), grid, maximize=ctx.task.maximize)
     ctx.derive(study, ATTR_GRID, grid)
     ctx.derive(study, ATTR_CHOSEN_LR, lr)
     return lr
 
 
-def ensure_adam(ctx: Context) -> FrozenTrial:
-    """Make sure Adam at lr=3e-4 (constant) has been scored on the validation split."""
+def _adam(ctx: Context) -> tuple[Stage, KeyedPlan]:
+    """The Adam lr=3e-4 stage: one unit, scored on the search's validation split."""
     task = ctx.task
     study = ctx.study("adam")
 
@@ -176,12 +184,17 @@ def ensure_adam(ctx: Context) -> FrozenTrial:
         )
         return result.final
 
-    work(
-        Stage("adam", "adam-3e-4", study, objective, ctx.store),
-        KeyedPlan([Unit(ADAM_KEY, params={"lr": ADAM_LR})], FINISHED),
-        lock=ctx.lock,
-        worker=ctx.worker,
-        progress=ctx.progress,
-        poll=ctx.poll,
-    )
-    return first_done(study.get_trials(deepcopy=False), FINISHED)[ADAM_KEY]
+    plan = KeyedPlan([Unit(ADAM_KEY, params={"lr": ADAM_LR})], FINISHED)
+    return Stage("adam", "adam-3e-4", study, objective, ctx.store), plan
+
+
+def help_adam(ctx: Context) -> None:
+    """Run Adam's unit if nobody has claimed it, without waiting for another worker's."""
+    ctx.work(*_adam(ctx), wait=False)
+
+
+def ensure_adam(ctx: Context) -> FrozenTrial:
+    """Make sure Adam at lr=3e-4 (constant) has been scored on the validation split."""
+    stage, plan = _adam(ctx)
+    ctx.work(stage, plan)
+    return first_done(stage.study.get_trials(deepcopy=False), FINISHED)[ADAM_KEY]

@@ -32,7 +32,7 @@ from lrsearch.choices import ARMS, PER_EPOCH_KINDS
 from lrsearch.exceptions import InvalidParameterError
 from lrsearch.pipeline.arms import ADAM_LR, adam
 from lrsearch.pipeline.context import Context
-from lrsearch.pipeline.queue import KeyedPlan, Stage, Unit, work
+from lrsearch.pipeline.queue import KeyedPlan, Stage, Unit
 from lrsearch.schedules import Schedule
 from lrsearch.splits import holdout
 from lrsearch.store import ATTR_COMPARISON, ArmResult, FinalRun, first_done
@@ -335,14 +335,7 @@ def ensure(ctx: Context, arms: list[Arm]) -> dict[str, dict[str, Any]]:
         Unit(key, user_attrs={"arm": arm.name, "seed": seed})
         for key, (arm, seed) in by_key.items()
     ]
-    work(
-        Stage("final", "final comparison", study, objective, ctx.store),
-        KeyedPlan(units),
-        lock=ctx.lock,
-        worker=ctx.worker,
-        progress=ctx.progress,
-        poll=ctx.poll,
-    )
+    ctx.work(Stage("final", "final comparison", study, objective, ctx.store), KeyedPlan(units))
     runs = collect(study.get_trials(deepcopy=False), arms, seeds)
     assert runs is not None  # the stage is done
     comparison = {k: v.to_dict() for k, v in summarize(runs, maximize=task.maximize).items()}

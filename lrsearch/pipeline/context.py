@@ -25,6 +25,7 @@ from optuna.storages import RDBStorage
 
 from lrsearch.config import StudyConfig, check_study_name, load_config
 from lrsearch.exceptions import InvalidParameterError
+from lrsearch.pipeline.queue import Plan, Stage, work
 from lrsearch.splits import holdout
 from lrsearch.store import RunRecord, StorageLock, StudyNames
 from lrsearch.tasks import Data, Task, load_task, steps_per_epoch
@@ -189,6 +190,21 @@ class Context:
         if study.user_attrs.get(key) != value:
             study.set_user_attr(key, value)
             self.changed = True
+
+    def work(
+        self, stage: Stage, plan: Plan, *, deadline: float | None = None, wait: bool = True
+    ) -> None:
+        """Run ``stage``'s units as this worker (see :func:`lrsearch.pipeline.queue.work`)."""
+        work(
+            stage,
+            plan,
+            lock=self.lock,
+            worker=self.worker,
+            progress=self.progress,
+            poll=self.poll,
+            deadline=deadline,
+            wait=wait,
+        )
 
     @property
     def direction(self) -> Literal["maximize", "minimize"]:

@@ -18,13 +18,13 @@ from optuna.trial import FrozenTrial
 
 from lrsearch.pipeline.arms import cv_scores
 from lrsearch.pipeline.context import Context
-from lrsearch.pipeline.queue import KeyedPlan, Stage, Unit, work
+from lrsearch.pipeline.queue import KeyedPlan, Stage, Unit
 from lrsearch.schedules import Schedule
 from lrsearch.splits import cv_folds
 from lrsearch.store import ATTR_FINALISTS, FINISHED, Finalist, first_done, top_trials
 from lrsearch.tasks import steps_per_epoch
 
-__all__ = ["ensure", "finalist_key", "pick"]
+__all__ = ["ensure", "finalist_key", "help_finalists", "pick"]
 
 _log = logging.getLogger(__name__)
 
@@ -68,14 +68,10 @@ def pick(
     return next(t for t in top if t.number == best.trial), finalists
 
 
-def ensure(ctx: Context) -> FrozenTrial:
-    """Make sure the top search trials are cross-validated; return the tuned arm's trial."""
+def _stage(ctx: Context, top: Sequence[FrozenTrial]) -> tuple[Stage, KeyedPlan]:
+    """The finalists stage: one unit per top search trial, scored on the CV folds."""
     cfg, task = ctx.cfg, ctx.task
     search = ctx.study("search")
-    top = top_trials(search, cfg.finalists)
-    if len(top) <= 1:
-        ctx.derive(search, ATTR_FINALISTS, [])
-        return top[0]
     study = ctx.study("finalists")
     by_number = {t.number: t for t in top}
     splits = cv_folds(task, cfg.cv_folds, cfg.seed)
@@ -102,14 +98,26 @@ def ensure(ctx: Context) -> FrozenTrial:
         return float(record.cv_mean)  # type: ignore[arg-type]
 
     units = [Unit(finalist_key(t), user_attrs={"trial": t.number}) for t in top]
-    work(
-        Stage("finalists", "finalists", study, objective, ctx.store),
-        KeyedPlan(units, FINISHED),
-        lock=ctx.lock,
-        worker=ctx.worker,
-        progress=ctx.progress,
-        poll=ctx.poll,
-    )
-    tuned, finalists = pick(top, study.get_trials(deepcopy=False), maximize=task.maximize)
+    return Stage("finalists", "finalists", study, objective, ctx.store), KeyedPlan(units, FINISHED)
+
+
+def help_finalists(ctx: Context) -> None:
+    """Run the finalists nobody has claimed yet, without waiting for the ones others run."""
+    top = top_trials(ctx.study("search"), ctx.cfg.finalists)
+    if len(top) > 1:
+        ctx.work(*_stage(ctx, top), wait=False)
+
+
+def ensure(ctx: Context) -> FrozenTrial:
+    """Make sure the top search trials are cross-validated; return the tuned arm's trial."""
+    search = ctx.study("search")
+    top = top_trials(search, ctx.cfg.finalists)
+    if len(top) <= 1:
+        ctx.derive(search, ATTR_FINALISTS, [])
+        return top[0]
+    stage, plan = _stage(ctx, top)
+    ctx.work(stage, plan)
+    units = stage.study.get_trials(deepcopy=False)
+    tuned, finalists = pick(top, units, maximize=ctx.task.maximize)
     ctx.derive(search, ATTR_FINALISTS, [f.to_dict() for f in finalists])
     return tuned

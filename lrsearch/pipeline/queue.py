@@ -157,6 +157,7 @@ def work(
     progress: Progress,
     poll: float,
     deadline: float | None = None,
+    wait: bool = True,
 ) -> None:
     """Run units of ``stage`` until ``plan`` says it is done.
 
@@ -169,6 +170,9 @@ def work(
         poll: Seconds between looks at the queue while other workers run the last units.
         deadline: ``time.monotonic()`` after which this worker claims nothing more; the stage
             then ends for it as soon as none of its units is running.
+        wait: ``False``: return as soon as there is nothing left to claim, without waiting for
+            the units other workers are running (to help with a stage, then go on to another
+            that does not depend on it).
 
     Raises:
         LrsearchError: A unit failed too often.
@@ -196,6 +200,8 @@ def work(
             if open_for_work and waiting:
                 _run_next(stage, min(t.number for t in waiting), lock, worker)
                 continue
+            if not wait:
+                return
             running = [t for t in trials if t.state == TrialState.RUNNING]
             if not running:
                 if not open_for_work:

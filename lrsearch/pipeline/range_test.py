@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from lrsearch.config import StudyConfig
 from lrsearch.pipeline.context import Context, prepare
-from lrsearch.pipeline.queue import KeyedPlan, Stage, Unit, work
+from lrsearch.pipeline.queue import KeyedPlan, Stage, Unit
 from lrsearch.range_test import RangeTestResult, range_test
 from lrsearch.splits import holdout
 from lrsearch.store import ATTR_RANGE_TEST, StoredStudy, first_done
@@ -91,14 +91,7 @@ def ensure(ctx: Context) -> RangeTestResult:
         return rt.suggestion
 
     stage = Stage("range_test", "range test", study, objective, ctx.store)
-    work(
-        stage,
-        KeyedPlan([Unit(KEY)]),
-        lock=ctx.lock,
-        worker=ctx.worker,
-        progress=ctx.progress,
-        poll=ctx.poll,
-    )
+    ctx.work(stage, KeyedPlan([Unit(KEY)]))
     rt = _from_trials(study.get_trials(deepcopy=False))
     assert rt is not None  # the stage is done
     ctx.derive(search, ATTR_RANGE_TEST, rt.to_dict())

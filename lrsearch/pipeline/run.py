@@ -155,6 +155,12 @@ def _stages(
     _search.ensure(ctx, search_bounds or rt.bounds, seeds=enqueue_seeds)
     if skip_baselines:
         return
+    # The CV grid, Adam and the finalists depend on the search only: help with each first
+    # (claim what is free, wait for nothing), so workers do not idle at one stage's end
+    # while another has units to run; then make sure of each.
+    _arms.help_constant_cv(ctx, rt.bounds)
+    _arms.help_adam(ctx)
+    _finalists.help_finalists(ctx)
     constant_lr = _arms.ensure_constant_cv(ctx, rt.bounds)
     _arms.ensure_adam(ctx)
     tuned = _finalists.ensure(ctx)

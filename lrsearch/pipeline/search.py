@@ -26,7 +26,7 @@ from lrsearch.choices import PER_EPOCH_KINDS
 from lrsearch.config import StudyConfig
 from lrsearch.exceptions import LrsearchError
 from lrsearch.pipeline.context import Context
-from lrsearch.pipeline.queue import MAX_FAILURES, Stage, Unit, work
+from lrsearch.pipeline.queue import MAX_FAILURES, Stage, Unit
 from lrsearch.space import LRBounds, seed_params, suggest_schedule
 from lrsearch.store import EPOCH_LRS, EPOCHS_RUN, FINISHED, SEEDED, unit_key
 from lrsearch.training import train_task
@@ -152,15 +152,7 @@ def ensure(ctx: Context, bounds: LRBounds, *, seeds: bool = True) -> list[Frozen
 
     stage = Stage("search", "search", study, objective, ctx.store, lambda n: make_sampler(cfg, n))
     deadline = None if cfg.timeout is None else time.monotonic() + cfg.timeout
-    work(
-        stage,
-        BudgetPlan(cfg.n_trials, recipes),
-        lock=ctx.lock,
-        worker=ctx.worker,
-        progress=ctx.progress,
-        poll=ctx.poll,
-        deadline=deadline,
-    )
+    ctx.work(stage, BudgetPlan(cfg.n_trials, recipes), deadline=deadline)
     trials = study.get_trials(deepcopy=False, states=FINISHED)
     if not any(t.state == TrialState.COMPLETE for t in trials):
         raise LrsearchError(
