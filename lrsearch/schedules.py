@@ -50,7 +50,7 @@ from lrsearch.exceptions import InvalidParameterError
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
-__all__ = ["KINDS", "Schedule"]
+__all__ = ["KINDS", "SEARCH_FIELDS", "Schedule"]
 
 
 # The optional fields each kind reads; `max_lr` is read by all of them.

@@ -43,16 +43,8 @@ from lrsearch.config import load_config
 from lrsearch.pipeline import run_study
 from lrsearch.store import FINISHED, top_trials
 
-CLASSIC = (
-    "constant",
-    "step",
-    "exponential",
-    "triangular",
-    "triangular2",
-    "exp_range",
-    "sgdr",
-    "onecycle",
-)
+#: The 2015-2018 family lrsearch started with (KINDS without the four added after it).
+CLASSIC = tuple(k for k in KINDS if k not in ("cosine", "wsd", "inverse_sqrt", "plateau"))
 FAMILIES = {"classic": CLASSIC, "all": KINDS}
 
 

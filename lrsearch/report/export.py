@@ -16,7 +16,7 @@ from typing import Any
 import optuna
 import pandas as pd
 
-from lrsearch.schedules import Schedule
+from lrsearch.schedules import SEARCH_FIELDS, Schedule
 from lrsearch.store import ATTR_COMPARISON, TRAIN_SECONDS, WORKER, first_done, load_stored
 
 __all__ = ["EXPORT_COLUMNS", "export_frame"]
@@ -57,16 +57,7 @@ EXPORT_COLUMNS: tuple[str, ...] = (
 
 # The schedule's own parameters, each a column; a baseline's single param ``lr`` is the max_lr
 # of its constant schedule.
-_SCHEDULE_PARAMS = (
-    "max_lr",
-    "base_lr",
-    "step_size",
-    "decay",
-    "cycle_mult",
-    "warmup",
-    "cooldown",
-    "patience",
-)
+_SCHEDULE_PARAMS = ("max_lr", *SEARCH_FIELDS)
 _LR_ALIAS = {"lr": "max_lr"}
 
 _STRINGS = (
