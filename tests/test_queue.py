@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
@@ -81,6 +82,15 @@ def test_the_budget_plan_runs_the_seeds_first_then_samples_up_to_the_budget() ->
 # --- work() on a real storage, several workers at once ---------------------------------------
 
 
+def _work(
+    stage: Stage, plan: KeyedPlan, lock: StorageLock, worker: Worker, **options: Any
+) -> None:
+    """``work`` with no progress to show and a quick poll unless ``options`` say otherwise."""
+    work(
+        stage, plan, lock=lock, worker=worker, progress=lambda *a: None, **{"poll": 0.05} | options
+    )
+
+
 def _stage(url: str, worker: Worker, ran: list[str], delay: float) -> tuple[Stage, StorageLock]:
     store = open_storage(url, heartbeat_interval=1, grace_period=30)
     study = optuna.create_study(study_name="q", storage=store, load_if_exists=True)
@@ -105,14 +115,7 @@ def test_workers_in_threads_share_the_units_and_run_each_once(tmp_path: Path) ->
     def run(worker: Worker) -> None:
         try:
             stage, lock = _stage(url, worker, ran, delay=0.02)
-            work(
-                stage,
-                KeyedPlan(units),
-                lock=lock,
-                worker=worker,
-                progress=lambda *a: None,
-                poll=0.05,
-            )
+            _work(stage, KeyedPlan(units), lock, worker)
         except BaseException as exc:
             errors.append(exc)
 
@@ -138,13 +141,11 @@ def test_a_waiting_retry_of_a_dead_workers_unit_is_run_first(tmp_path: Path) -> 
     stage, lock = _stage(url, Worker("w"), ran, delay=0.0)
     # What RetryHeartbeatStaleTrialCallback leaves: a WAITING copy with the unit's key.
     stage.study.enqueue_trial({"x": 5.0}, user_attrs={UNIT: "b"})
-    work(
+    _work(
         stage,
         KeyedPlan([Unit("a", params={"x": 1.0}), Unit("b", params={"x": 2.0})]),
-        lock=lock,
-        worker=Worker("w"),
-        progress=lambda *a: None,
-        poll=0.05,
+        lock,
+        Worker("w"),
     )
     assert ran == ["b", "a"]
     assert [t.params["x"] for t in stage.study.get_trials()] == [5.0, 1.0]
@@ -154,15 +155,7 @@ def test_past_its_deadline_a_worker_claims_nothing_and_returns(tmp_path: Path) -
     url = f"sqlite:///{tmp_path}/q.db"
     ran: list[str] = []
     stage, lock = _stage(url, Worker("w"), ran, delay=0.0)
-    work(
-        stage,
-        KeyedPlan([Unit("a")]),
-        lock=lock,
-        worker=Worker("w"),
-        progress=lambda *a: None,
-        poll=0.05,
-        deadline=time.monotonic() - 1,
-    )
+    _work(stage, KeyedPlan([Unit("a")]), lock, Worker("w"), deadline=time.monotonic() - 1)
     assert ran == [] and stage.study.get_trials() == []
 
 
@@ -186,14 +179,7 @@ def test_a_unit_whose_claimer_died_before_its_first_heartbeat_is_run_again(
     stage, lock = _stage(url, Worker("w"), ran, delay=0.0)
     orphan = stage.study.ask()
     orphan.set_user_attr(UNIT, "a")
-    work(
-        stage,
-        KeyedPlan([Unit("a", params={"x": 1.0})]),
-        lock=lock,
-        worker=Worker("w"),
-        progress=lambda *a: None,
-        poll=0.05,
-    )
+    _work(stage, KeyedPlan([Unit("a", params={"x": 1.0})]), lock, Worker("w"))
     assert ran == ["a"]
     assert [t.state for t in stage.study.get_trials()] == [TrialState.FAIL, TrialState.COMPLETE]
 
@@ -210,14 +196,7 @@ def test_a_claimed_unit_has_its_heartbeat_and_worker_before_it_runs(tmp_path: Pa
         return inner(trial)
 
     stage.objective = objective
-    work(
-        stage,
-        KeyedPlan([Unit("a", params={"x": 1.0})]),
-        lock=lock,
-        worker=Worker("me"),
-        progress=lambda *a: None,
-        poll=0.05,
-    )
+    _work(stage, KeyedPlan([Unit("a", params={"x": 1.0})]), lock, Worker("me"))
     assert seen == [(False, "me")]
 
 
@@ -233,15 +212,7 @@ def test_without_waiting_a_worker_runs_what_is_free_and_leaves_the_rest_to_other
     theirs.set_user_attr(UNIT, "a")
     theirs.set_user_attr(WORKER, "someone else")
     plan = KeyedPlan([Unit("a", params={"x": 1.0}), Unit("b", params={"x": 2.0})])
-    work(
-        stage,
-        plan,
-        lock=lock,
-        worker=Worker("me"),
-        progress=lambda *a: None,
-        poll=0.05,
-        wait=False,
-    )
+    _work(stage, plan, lock, Worker("me"), wait=False)
     assert ran == ["b"]  # it ran what was free and returned, "a" still running elsewhere
     states = {unit_key(t): t.state for t in stage.study.get_trials()}
     assert states == {"a": TrialState.RUNNING, "b": TrialState.COMPLETE}
@@ -267,15 +238,7 @@ def test_a_waiting_worker_looks_without_the_lock_and_takes_it_only_now_and_then(
     finisher = threading.Timer(1.0, lambda: stage.study.tell(theirs, 1.0))
     finisher.start()
     began = time.monotonic()
-    work(
-        stage,
-        KeyedPlan([Unit("a")]),
-        lock=lock,
-        worker=Worker("me"),
-        progress=lambda *a: None,
-        poll=0.02,
-        stale_check=0.4,
-    )
+    _work(stage, KeyedPlan([Unit("a")]), lock, Worker("me"), poll=0.02, stale_check=0.4)
     finisher.join()
     assert time.monotonic() - began >= 1.0  # it waited for the other worker's unit
     # About fifty polls; the lock only for the first look and one stale check per 0.4 s.

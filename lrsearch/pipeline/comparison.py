@@ -35,7 +35,7 @@ from lrsearch.pipeline.context import Context
 from lrsearch.pipeline.queue import KeyedPlan, Stage, Unit
 from lrsearch.schedules import Schedule
 from lrsearch.splits import holdout
-from lrsearch.store import ATTR_COMPARISON, ArmResult, FinalRun, first_done
+from lrsearch.store import ATTR_COMPARISON, UNIT_FINAL_RUN, ArmResult, FinalRun, first_done
 from lrsearch.tasks import Data, OptimizerFactory, Task, steps_per_epoch
 from lrsearch.training import subset, train_task
 
@@ -57,8 +57,6 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
-
-_RUN = "run"
 
 #: Optimizers an arm may use besides the task's own, by the name stored with the arm.
 _OPTIMIZERS: Mapping[str, OptimizerFactory] = {"Adam": adam}
@@ -307,7 +305,9 @@ def collect(
             unit = done.get(arm_key(arm, s))
             if unit is None:
                 return None
-            runs.setdefault(arm.name, []).append(FinalRun.from_dict(unit.user_attrs[_RUN]))
+            runs.setdefault(arm.name, []).append(
+                FinalRun.from_dict(unit.user_attrs[UNIT_FINAL_RUN])
+            )
     return runs
 
 
@@ -328,7 +328,7 @@ def ensure(ctx: Context, arms: list[Arm]) -> dict[str, dict[str, Any]]:
         if not test:
             test.append(task.load_test())
         run = run_arm(arm, seed, task, test[0], device=ctx.device, holdout=split)
-        trial.set_user_attr(_RUN, run.to_dict())
+        trial.set_user_attr(UNIT_FINAL_RUN, run.to_dict())
         return run.final if math.isfinite(run.final) else _worst(task.maximize)
 
     units = [

@@ -21,14 +21,19 @@ from lrsearch.pipeline.context import Context
 from lrsearch.pipeline.queue import KeyedPlan, Stage, Unit
 from lrsearch.schedules import Schedule
 from lrsearch.splits import cv_folds
-from lrsearch.store import ATTR_FINALISTS, FINISHED, Finalist, first_done, top_trials
+from lrsearch.store import (
+    ATTR_FINALISTS,
+    FINISHED,
+    UNIT_FINALIST,
+    Finalist,
+    first_done,
+    top_trials,
+)
 from lrsearch.tasks import steps_per_epoch
 
 __all__ = ["ensure", "finalist_key", "help_finalists", "pick"]
 
 _log = logging.getLogger(__name__)
-
-_RECORD = "finalist"
 
 
 def finalist_key(trial: FrozenTrial) -> str:
@@ -56,7 +61,7 @@ def pick(
         return top[0], []
     done = first_done(units, FINISHED)
     finalists = [
-        Finalist.from_dict(done[finalist_key(t)].user_attrs[_RECORD])
+        Finalist.from_dict(done[finalist_key(t)].user_attrs[UNIT_FINALIST])
         for t in top
         if finalist_key(t) in done
     ]
@@ -90,7 +95,7 @@ def _stage(ctx: Context, top: Sequence[FrozenTrial]) -> tuple[Stage, KeyedPlan]:
             cv_mean=None if reason else float(np.mean(scores)),
             diverged=reason,
         )
-        trial.set_user_attr(_RECORD, record.to_dict())
+        trial.set_user_attr(UNIT_FINALIST, record.to_dict())
         trial.set_user_attr("fold_scores", record.to_dict()["fold_scores"])
         if reason is not None:
             trial.set_user_attr("pruned_reason", reason)

@@ -21,17 +21,16 @@ from lrsearch.pipeline.context import Context, prepare
 from lrsearch.pipeline.queue import KeyedPlan, Stage, Unit
 from lrsearch.range_test import RangeTestResult, range_test
 from lrsearch.splits import holdout
-from lrsearch.store import ATTR_RANGE_TEST, StoredStudy, first_done
+from lrsearch.store import ATTR_RANGE_TEST, UNIT_RANGE_TEST, StoredStudy, first_done
 from lrsearch.tasks import Data, Task, steps_per_epoch
 from lrsearch.training import subset
 
-__all__ = ["KEY", "RESULT", "ensure", "load", "preview", "study_range_test"]
+__all__ = ["KEY", "ensure", "load", "preview", "study_range_test"]
 
 _log = logging.getLogger(__name__)
 
-#: The unit's key, and the user attr holding its ``RangeTestResult.to_dict()``.
+#: The unit's key (its result is in user attr ``UNIT_RANGE_TEST``).
 KEY = "range-test"
-RESULT = "range_test"
 
 
 def _loader(data: Data, batch_size: int, seed: int) -> DataLoader[Any]:
@@ -41,11 +40,11 @@ def _loader(data: Data, batch_size: int, seed: int) -> DataLoader[Any]:
 
 
 def study_range_test(
-    cfg: StudyConfig, task: Task, train: Data, device: torch.device
+    cfg: StudyConfig, task: Task, train: Data, device: torch.device, *, total_steps: int
 ) -> RangeTestResult:
     """The range test of a study: a fresh model seeded ``cfg.seed``, the task's optimizer,
     batches of ``train`` (the search-train split) in a seeded order; the suggestion is for a
-    run as long as a search trial (``total_steps``: the task's epochs over ``train``)."""
+    run of ``total_steps`` (a search trial's: the task's epochs over ``train``)."""
     torch.manual_seed(cfg.seed)
     model = task.make_model().to(device)
     optimizer = task.make_optimizer(model.parameters(), cfg.range_start_lr)
@@ -59,12 +58,8 @@ def study_range_test(
         num_iter=cfg.range_num_iter,
         repeats=cfg.range_repeats,
         seed=cfg.seed,
-        total_steps=task.epochs * steps_per_epoch(_length(train), task.batch_size),
+        total_steps=total_steps,
     )
-
-
-def _length(data: Data) -> int:
-    return len(data[0]) if isinstance(data, tuple) else len(data)  # type: ignore[arg-type]
 
 
 def preview(
@@ -73,7 +68,8 @@ def preview(
     """The range test study NAME would run (same model seed, split and batches); stores nothing."""
     cfg, task, device = prepare(config, overrides=overrides)
     fit_idx, _ = holdout(task, cfg.validation_fraction, cfg.seed)
-    return study_range_test(cfg, task, subset(task.train, fit_idx), device)
+    steps = task.epochs * steps_per_epoch(len(fit_idx), task.batch_size)
+    return study_range_test(cfg, task, subset(task.train, fit_idx), device, total_steps=steps)
 
 
 def ensure(ctx: Context) -> RangeTestResult:
@@ -86,8 +82,9 @@ def ensure(ctx: Context) -> RangeTestResult:
     study = ctx.study("range_test")
 
     def objective(trial: optuna.Trial) -> float:
-        rt = study_range_test(ctx.cfg, ctx.task, ctx.search_train, ctx.device)
-        trial.set_user_attr(RESULT, rt.to_dict())
+        steps = ctx.task.epochs * ctx.spe_search
+        rt = study_range_test(ctx.cfg, ctx.task, ctx.search_train, ctx.device, total_steps=steps)
+        trial.set_user_attr(UNIT_RANGE_TEST, rt.to_dict())
         return rt.suggestion
 
     stage = Stage("range_test", "range test", study, objective, ctx.store)
@@ -104,7 +101,7 @@ def _study_names(ctx: Context) -> list[str]:
 
 def _from_trials(trials: list[optuna.trial.FrozenTrial]) -> RangeTestResult | None:
     unit = first_done(trials).get(KEY)
-    return None if unit is None else RangeTestResult.from_dict(unit.user_attrs[RESULT])
+    return None if unit is None else RangeTestResult.from_dict(unit.user_attrs[UNIT_RANGE_TEST])
 
 
 def load(stored: StoredStudy) -> RangeTestResult | None:

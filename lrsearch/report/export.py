@@ -17,7 +17,14 @@ import optuna
 import pandas as pd
 
 from lrsearch.schedules import SEARCH_FIELDS, Schedule
-from lrsearch.store import ATTR_COMPARISON, TRAIN_SECONDS, WORKER, first_done, load_stored
+from lrsearch.store import (
+    ATTR_COMPARISON,
+    TRAIN_SECONDS,
+    UNIT_FINAL_RUN,
+    WORKER,
+    first_done,
+    load_stored,
+)
 
 __all__ = ["EXPORT_COLUMNS", "export_frame"]
 
@@ -231,7 +238,7 @@ def _final_units(trials: list[optuna.trial.FrozenTrial]) -> dict[str, dict[str, 
     """Per final run (arm, seed, params), the unit that ran it: its worker and its seconds."""
     out: dict[str, dict[str, Any]] = {}
     for unit in first_done(trials).values():
-        run = unit.user_attrs.get("run", {})
+        run = unit.user_attrs.get(UNIT_FINAL_RUN, {})
         key = json.dumps([run.get("arm"), run.get("seed"), run.get("params")], sort_keys=True)
         start, end = unit.datetime_start, unit.datetime_complete
         out[key] = {

@@ -29,6 +29,9 @@ __all__ = [
     "SEEDED",
     "TRAIN_SECONDS",
     "UNIT",
+    "UNIT_FINALIST",
+    "UNIT_FINAL_RUN",
+    "UNIT_RANGE_TEST",
     "WORKER",
     "StudyNames",
 ]
@@ -66,6 +69,14 @@ WORKER: Final = "worker"
 TRAIN_SECONDS: Final = "train_seconds"
 #: Search trials enqueued from the literature's recipes.
 SEEDED: Final = "seeded"
+
+# --- user attrs holding a unit's record, one per stage that has one -------------------------
+#: The range-test unit's ``RangeTestResult.to_dict()``.
+UNIT_RANGE_TEST: Final = "range_test"
+#: A finalist unit's ``Finalist.to_dict()``.
+UNIT_FINALIST: Final = "finalist"
+#: A final-comparison unit's ``FinalRun.to_dict()``.
+UNIT_FINAL_RUN: Final = "run"
 
 # --- user attrs the training loop writes on a trial (lrsearch.training.fit) ------------------
 #: Why a run was pruned or stopped (the pruner, a NaN, a divergence).
