@@ -110,13 +110,7 @@ def run_study(
     # Everything above validates; only now is anything written.
     store = open_storage(storage, heartbeat_interval=heartbeat_interval, grace_period=grace_period)
     url = mask_url(storage or DEFAULT_STORAGE)
-    names = StudyNames(cfg.name)
     cfg_dict = cfg.to_dict() | {"epochs": task.epochs, "batch_size": task.batch_size}
-    direction = task.direction or "maximize"
-    if fresh:
-        _delete(store, names, url, grace_period)
-    else:
-        _check_existing(store, names, url, cfg_dict, direction)
     ctx = Context(
         cfg,
         task,
@@ -127,6 +121,10 @@ def run_study(
         heartbeat_interval,
         grace_period,
     )
+    if fresh:
+        _delete(store, ctx.names, url, grace_period)
+    else:
+        _check_existing(store, ctx.names, url, cfg_dict, ctx.direction)
     search = ctx.study("search")
     _describe(ctx, search, cfg_dict)
     ctx.log = RunLog(search, device=device.type, storage=url, interval=heartbeat_interval)
