@@ -18,7 +18,8 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from lrsearch import InvalidParameterError
-from lrsearch.tasks import Split, Task, digits, load_task, mnist1d, sgd
+from lrsearch.schedules import Schedule
+from lrsearch.tasks import Split, Task, adamw, digits, load_task, mnist1d, sgd
 
 TASKS: dict[str, tuple[Callable[[], Split], Callable[[], nn.Module]]] = {
     "digits": (digits.load_data, digits.make_model),
@@ -331,6 +332,29 @@ def test_sgd_factory_sets_momentum_and_weight_decay() -> None:
     group = opt.param_groups[0]
     assert (group["lr"], group["momentum"], group["weight_decay"]) == (0.3, 0.5, 1e-4)
     assert "momentum=0.5" in sgd(momentum=0.5).__qualname__
+
+
+def test_adamw_factory_decays_only_matrices() -> None:
+    model = nn.Sequential(nn.Embedding(5, 4), nn.LayerNorm(4), nn.Linear(4, 3))
+    opt = adamw(weight_decay=0.2, betas=(0.8, 0.9))(model.parameters(), 0.01)
+    assert isinstance(opt, torch.optim.AdamW)
+    decayed, plain = opt.param_groups
+    assert [tuple(p.shape) for p in decayed["params"]] == [(5, 4), (3, 4)]
+    assert [tuple(p.shape) for p in plain["params"]] == [(4,), (4,), (3,)]
+    assert (decayed["weight_decay"], plain["weight_decay"]) == (0.2, 0.0)
+    assert decayed["betas"] == plain["betas"] == (0.8, 0.9)
+    assert "weight_decay=0.2" in adamw(weight_decay=0.2).__qualname__
+    # A schedule moves both groups together.
+    scheduler = Schedule("cosine", max_lr=0.01, base_lr=0.001, warmup=2).build(opt, 10)
+    for _ in range(5):
+        opt.step()
+        scheduler.step()
+    assert decayed["lr"] == plain["lr"] < 0.01
+
+
+def test_adamw_factory_keeps_one_group_when_there_are_no_vectors() -> None:
+    opt = adamw()(nn.Linear(3, 2, bias=False).parameters(), 0.1)
+    assert len(opt.param_groups) == 1 and opt.param_groups[0]["weight_decay"] == 0.1
 
 
 # -- load_task ----------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Tasks: what lrsearch tunes a schedule for (:class:`Task`), and the built-in ones.
 
 A :class:`Task` bundles a model factory, train and test data, a loss, a metric with its
-direction, an optimizer factory, a batch size and epochs. :func:`load_task` finds one by name:
+direction, an optimizer factory (:func:`sgd`, :func:`adamw` or your own), a batch size and
+epochs. :func:`load_task` finds one by name:
 a built-in (``"digits"``, ``"mnist1d"``: no download) or ``"package.module:function"``.
 
 Each built-in module (:mod:`lrsearch.tasks.digits`, :mod:`lrsearch.tasks.mnist1d`) has a
@@ -22,6 +23,7 @@ __all__ = [
     "OptimizerFactory",
     "Split",
     "Task",
+    "adamw",
     "digits",
     "load_task",
     "mnist1d",
@@ -59,6 +61,7 @@ from lrsearch.tasks._task import (  # noqa: E402
     Data,
     OptimizerFactory,
     Task,
+    adamw,
     load_task,
     sgd,
     steps_per_epoch,
