@@ -378,6 +378,17 @@ def test_load_task_builtin_mnist1d() -> None:
     )
 
 
+def test_load_task_builtin_charlm() -> None:
+    task = load_task("charlm", epochs=2)
+    assert (task.name, task.n_train, task.epochs, task.direction, task.metric_name) == (
+        "charlm",
+        1536,
+        2,
+        "minimize",
+        "loss",
+    )
+
+
 def test_load_task_returns_a_task_object_as_is() -> None:
     task = make_task()
     assert load_task(task) is task
@@ -467,7 +478,7 @@ def test_load_task_reports_an_unimportable_module() -> None:
 def test_load_task_rejects_unknown_names(spec: str) -> None:
     with invalid("task", spec) as info:
         load_task(spec)
-    assert "digits" in str(info.value) and "mnist1d" in str(info.value)
+    assert all(name in str(info.value) for name in ("charlm", "digits", "mnist1d"))
 
 
 @pytest.mark.parametrize("spec", ["", ":task", "mod:", "mod:1x", "mod:a.b", "a:b:c", 3, None])

@@ -29,7 +29,7 @@ Metric = Callable[[torch.Tensor, torch.Tensor], float]
 #: Metric names lrsearch computes itself, with their direction.
 METRICS: dict[str, Literal["maximize", "minimize"]] = {"accuracy": "maximize", "loss": "minimize"}
 
-BUILTIN_TASKS = ("digits", "mnist1d")
+BUILTIN_TASKS = ("charlm", "digits", "mnist1d")
 
 
 def sgd(momentum: float = 0.9, weight_decay: float = 0.0) -> OptimizerFactory:
@@ -236,8 +236,9 @@ def load_task(spec: str | Task, **overrides: Any) -> Task:
     """Find a task: a built-in name or ``"package.module:function"`` returning a :class:`Task`.
 
     Args:
-        spec: ``"digits"``, ``"mnist1d"``, ``"package.module:function"`` (called with no
-            arguments; it may also name a ``Task`` object), or a ``Task`` (returned as is).
+        spec: ``"charlm"``, ``"digits"``, ``"mnist1d"``, ``"package.module:function"``
+            (called with no arguments; it may also name a ``Task`` object), or a ``Task``
+            (returned as is).
         **overrides: Task fields to replace, e.g. ``epochs=5`` or ``batch_size=64``.
 
     Returns:
