@@ -1,9 +1,9 @@
 """Study configs: ``studies/NAME.toml``, validated into a frozen :class:`StudyConfig`.
 
 A config is looked up as ``./studies/NAME.toml`` first (the working directory), then among the
-configs packaged with lrsearch (``digits``, ``mnist1d``). Every key is optional except ``task``;
-:data:`KEYS` lists them with their meaning, and the README's table is generated from the same
-text. Unknown keys, wrong types and out-of-range values raise
+configs packaged with lrsearch (``charlm``, ``digits``, ``mnist1d``). Every key is optional
+except ``task``; :data:`KEYS` lists them with their meaning, and the README's table is generated
+from the same text. Unknown keys, wrong types and out-of-range values raise
 :class:`~lrsearch.exceptions.InvalidParameterError` naming the key and the value, before
 anything is written.
 """
@@ -37,7 +37,10 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 #: Every config key: (meaning, default shown in the docs).
 KEYS: dict[str, tuple[str, str]] = {
-    "task": ('`"digits"`, `"mnist1d"` or `"package.module:function"` giving a `Task`', "required"),
+    "task": (
+        '`"charlm"`, `"digits"`, `"mnist1d"` or `"package.module:function"` giving a `Task`',
+        "required",
+    ),
     "n_trials": ("search trials in total (a resumed study runs only the missing ones)", "40"),
     "timeout": ("seconds after which the search starts no new trial", "none"),
     "seed": ("seeds the sampler, the splits, the range test and model inits", "0"),
@@ -244,7 +247,7 @@ def load_config(
         if found is None:
             raise InvalidParameterError(
                 f"no config for study {name!r}: looked for ./studies/{name}.toml and the "
-                "packaged configs (digits, mnist1d)"
+                "packaged configs (charlm, digits, mnist1d)"
             )
         path = found
     path = Path(path)

@@ -13,7 +13,7 @@ from assertions import invalid
 from lrsearch import KINDS, InvalidParameterError, LrsearchError
 from lrsearch.config import KEYS, StudyConfig, check_study_name, find_config, load_config
 
-PACKAGED = ("digits", "mnist1d")
+PACKAGED = ("charlm", "digits", "mnist1d")
 
 # A valid value for every key in KEYS (none of them a default, so each one visibly lands).
 VALID: dict[str, Any] = {
@@ -88,6 +88,9 @@ def test_packaged_configs_differ_where_the_tasks_do() -> None:
     digits, mnist1d = load_config("digits"), load_config("mnist1d")
     assert (digits.n_trials, digits.cv_folds, digits.warmup_epochs) == (60, 5, 5)
     assert (mnist1d.n_trials, mnist1d.cv_folds, mnist1d.warmup_epochs) == (40, 3, 15)
+    charlm = load_config("charlm")
+    assert (charlm.n_trials, charlm.cv_folds, charlm.warmup_epochs) == (14, 3, 3)
+    assert (charlm.cv_grid, charlm.finalists, charlm.final_seeds) == (4, 2, 3)
 
 
 def test_local_studies_file_wins_over_the_packaged_one(

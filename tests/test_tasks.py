@@ -18,7 +18,8 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from lrsearch import InvalidParameterError
-from lrsearch.tasks import Split, Task, digits, load_task, mnist1d, sgd
+from lrsearch.schedules import Schedule
+from lrsearch.tasks import Split, Task, adamw, digits, load_task, mnist1d, sgd
 
 TASKS: dict[str, tuple[Callable[[], Split], Callable[[], nn.Module]]] = {
     "digits": (digits.load_data, digits.make_model),
@@ -333,6 +334,29 @@ def test_sgd_factory_sets_momentum_and_weight_decay() -> None:
     assert "momentum=0.5" in sgd(momentum=0.5).__qualname__
 
 
+def test_adamw_factory_decays_only_matrices() -> None:
+    model = nn.Sequential(nn.Embedding(5, 4), nn.LayerNorm(4), nn.Linear(4, 3))
+    opt = adamw(weight_decay=0.2, betas=(0.8, 0.9))(model.parameters(), 0.01)
+    assert isinstance(opt, torch.optim.AdamW)
+    decayed, plain = opt.param_groups
+    assert [tuple(p.shape) for p in decayed["params"]] == [(5, 4), (3, 4)]
+    assert [tuple(p.shape) for p in plain["params"]] == [(4,), (4,), (3,)]
+    assert (decayed["weight_decay"], plain["weight_decay"]) == (0.2, 0.0)
+    assert decayed["betas"] == plain["betas"] == (0.8, 0.9)
+    assert "weight_decay=0.2" in adamw(weight_decay=0.2).__qualname__
+    # A schedule moves both groups together.
+    scheduler = Schedule("cosine", max_lr=0.01, base_lr=0.001, warmup=2).build(opt, 10)
+    for _ in range(5):
+        opt.step()
+        scheduler.step()
+    assert decayed["lr"] == plain["lr"] < 0.01
+
+
+def test_adamw_factory_keeps_one_group_when_there_are_no_vectors() -> None:
+    opt = adamw()(nn.Linear(3, 2, bias=False).parameters(), 0.1)
+    assert len(opt.param_groups) == 1 and opt.param_groups[0]["weight_decay"] == 0.1
+
+
 # -- load_task ----------------------------------------------------------------------------------
 
 
@@ -351,6 +375,17 @@ def test_load_task_builtin_mnist1d() -> None:
         4000,
         2,
         "maximize",
+    )
+
+
+def test_load_task_builtin_charlm() -> None:
+    task = load_task("charlm", epochs=2)
+    assert (task.name, task.n_train, task.epochs, task.direction, task.metric_name) == (
+        "charlm",
+        1536,
+        2,
+        "minimize",
+        "loss",
     )
 
 
@@ -443,7 +478,7 @@ def test_load_task_reports_an_unimportable_module() -> None:
 def test_load_task_rejects_unknown_names(spec: str) -> None:
     with invalid("task", spec) as info:
         load_task(spec)
-    assert "digits" in str(info.value) and "mnist1d" in str(info.value)
+    assert all(name in str(info.value) for name in ("charlm", "digits", "mnist1d"))
 
 
 @pytest.mark.parametrize("spec", ["", ":task", "mod:", "mod:1x", "mod:a.b", "a:b:c", 3, None])

@@ -1,12 +1,16 @@
 """Tasks: what lrsearch tunes a schedule for (:class:`Task`), and the built-in ones.
 
 A :class:`Task` bundles a model factory, train and test data, a loss, a metric with its
-direction, an optimizer factory, a batch size and epochs. :func:`load_task` finds one by name:
-a built-in (``"digits"``, ``"mnist1d"``: no download) or ``"package.module:function"``.
+direction, an optimizer factory (:func:`sgd`, :func:`adamw` or your own), a batch size and
+epochs. :func:`load_task` finds one by name: a built-in (``"charlm"``, ``"digits"``,
+``"mnist1d"``: no download) or ``"package.module:function"``.
 
-Each built-in module (:mod:`lrsearch.tasks.digits`, :mod:`lrsearch.tasks.mnist1d`) has a
-``load_data()`` that returns a :class:`Split` of in-memory tensors, a ``make_model()`` that
-returns a freshly initialised ``torch.nn.Module`` producing logits, and ``task()``.
+Each built-in module (:mod:`lrsearch.tasks.charlm`, :mod:`lrsearch.tasks.digits`,
+:mod:`lrsearch.tasks.mnist1d`) has a ``load_data()`` that returns a :class:`Split` of in-memory
+tensors, a ``make_model()`` that returns a freshly initialised ``torch.nn.Module`` producing
+logits, and ``task()``. ``digits`` and ``mnist1d`` classify (accuracy, SGD with momentum);
+``charlm`` predicts the next character at every position of a window (its labels are 2-D, its
+metric is the test loss in nats per character, its optimizer AdamW).
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ __all__ = [
     "OptimizerFactory",
     "Split",
     "Task",
+    "adamw",
+    "charlm",
     "digits",
     "load_task",
     "mnist1d",
@@ -33,9 +39,10 @@ __all__ = [
 class Split(NamedTuple):
     """A task's data as in-memory tensors: a training part and a held-out test part.
 
-    Features are float32 and labels int64 (class indices, ready for ``CrossEntropyLoss``). The
-    test part is for the final comparison only; validation data are carved from the training
-    part.
+    Labels are int64 class indices, ready for ``CrossEntropyLoss``: one per example for the
+    classification tasks (float32 features), one per position for ``charlm`` (whose features
+    are int64 character ids too). The test part is for the final comparison only; validation
+    data are carved from the training part.
 
     Example:
         >>> import torch
@@ -52,13 +59,14 @@ class Split(NamedTuple):
 
 
 # Imported after Split is defined: the task modules import Split from this package.
-from lrsearch.tasks import digits, mnist1d  # noqa: E402
+from lrsearch.tasks import charlm, digits, mnist1d  # noqa: E402
 from lrsearch.tasks._task import (  # noqa: E402
     BUILTIN_TASKS,
     METRICS,
     Data,
     OptimizerFactory,
     Task,
+    adamw,
     load_task,
     sgd,
     steps_per_epoch,

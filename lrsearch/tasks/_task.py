@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 from lrsearch._validation import check_positive_int
 from lrsearch.exceptions import InvalidParameterError
 
-__all__ = ["BUILTIN_TASKS", "Data", "Task", "load_task", "sgd"]
+__all__ = ["BUILTIN_TASKS", "Data", "Task", "adamw", "load_task", "sgd"]
 
 #: Data a task can hold: in-memory ``(features, labels)`` tensors (batched by indexing, the fast
 #: path) or any map-style ``torch.utils.data.Dataset`` yielding ``(input, target)`` pairs.
@@ -29,7 +29,7 @@ Metric = Callable[[torch.Tensor, torch.Tensor], float]
 #: Metric names lrsearch computes itself, with their direction.
 METRICS: dict[str, Literal["maximize", "minimize"]] = {"accuracy": "maximize", "loss": "minimize"}
 
-BUILTIN_TASKS = ("digits", "mnist1d")
+BUILTIN_TASKS = ("charlm", "digits", "mnist1d")
 
 
 def sgd(momentum: float = 0.9, weight_decay: float = 0.0) -> OptimizerFactory:
@@ -53,6 +53,39 @@ def sgd(momentum: float = 0.9, weight_decay: float = 0.0) -> OptimizerFactory:
         return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
 
     make.__qualname__ = f"sgd(momentum={momentum}, weight_decay={weight_decay})"
+    return make
+
+
+def adamw(weight_decay: float = 0.1, betas: tuple[float, float] = (0.9, 0.95)) -> OptimizerFactory:
+    """An optimizer factory for ``torch.optim.AdamW`` that decays only matrices (nanoGPT's way).
+
+    Weights of two or more dimensions (linear layers, embeddings) form a group with
+    ``weight_decay``; biases and normalisation gains a group without. Both groups start at the
+    same LR, so a schedule moves them together.
+
+    Args:
+        weight_decay: Decoupled weight decay of the matrices.
+        betas: Adam's ``(beta1, beta2)``.
+
+    Returns:
+        A function ``(params, lr) -> torch.optim.AdamW``.
+
+    Example:
+        >>> import torch
+        >>> opt = adamw()(torch.nn.Linear(2, 1).parameters(), 1e-3)
+        >>> [(len(g["params"]), g["weight_decay"], g["lr"]) for g in opt.param_groups]
+        [(1, 0.1, 0.001), (1, 0.0, 0.001)]
+    """
+
+    def make(params: Iterable[nn.Parameter], lr: float) -> torch.optim.Optimizer:
+        params = list(params)
+        groups = [
+            {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+        ]
+        return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, betas=betas)
+
+    make.__qualname__ = f"adamw(weight_decay={weight_decay}, betas={betas})"
     return make
 
 
@@ -203,8 +236,9 @@ def load_task(spec: str | Task, **overrides: Any) -> Task:
     """Find a task: a built-in name or ``"package.module:function"`` returning a :class:`Task`.
 
     Args:
-        spec: ``"digits"``, ``"mnist1d"``, ``"package.module:function"`` (called with no
-            arguments; it may also name a ``Task`` object), or a ``Task`` (returned as is).
+        spec: ``"charlm"``, ``"digits"``, ``"mnist1d"``, ``"package.module:function"``
+            (called with no arguments; it may also name a ``Task`` object), or a ``Task``
+            (returned as is).
         **overrides: Task fields to replace, e.g. ``epochs=5`` or ``batch_size=64``.
 
     Returns:
