@@ -4,7 +4,8 @@ Two families:
 
 - What a search may choose among (config key ``optimizers``, :data:`~lrsearch.choices.OPTIMIZERS`):
   ``task`` (the task's own factory), ``sgd`` (momentum 0.9), ``nesterov`` (momentum 0.9,
-  Nesterov), ``adamw`` (``torch.optim.AdamW``, whose ``weight_decay`` the search also draws).
+  Nesterov), ``adamw`` (:func:`lrsearch.tasks.adamw`: ``torch.optim.AdamW`` decaying only
+  matrices, nanoGPT's way, whose ``weight_decay`` the search also draws).
   :func:`search_optimizer` turns a name into a factory.
 - The fixed recipes of the final comparison's other arms: Adam at 3e-4 (:func:`adam`), and the
   learning-rate-free optimizers a user would pick instead of tuning, from their authors'
@@ -22,21 +23,20 @@ from torch import nn
 
 from lrsearch.choices import OPTIMIZERS
 from lrsearch.exceptions import InvalidParameterError
-from lrsearch.tasks import OptimizerFactory, sgd
+from lrsearch.tasks import OptimizerFactory, adamw, sgd
 
 __all__ = [
     "ADAMW_WEIGHT_DECAY",
     "OPTIMIZERS",
     "adam",
-    "adamw",
     "has_train_eval",
     "prodigy",
     "schedule_free_adamw",
     "search_optimizer",
 ]
 
-#: AdamW's weight decay where the search does not draw it (the range test, the seeds):
-#: nanoGPT's 0.1 (torch's default, 0.01, barely acts at the LRs AdamW trains with).
+#: AdamW's weight decay where the search does not draw it (the range test): nanoGPT's 0.1
+#: (torch's default, 0.01, barely acts at the LRs AdamW trains with).
 ADAMW_WEIGHT_DECAY = 0.1
 
 
@@ -48,22 +48,6 @@ def adam(params: Iterable[nn.Parameter], lr: float) -> torch.optim.Optimizer:
         0.0003
     """
     return torch.optim.Adam(params, lr=lr)
-
-
-def adamw(weight_decay: float = ADAMW_WEIGHT_DECAY) -> OptimizerFactory:
-    """A factory of ``torch.optim.AdamW`` (betas 0.9/0.999) with decoupled ``weight_decay``.
-
-    Example:
-        >>> opt = adamw(0.05)(torch.nn.Linear(2, 1).parameters(), 1e-3)
-        >>> opt.defaults["weight_decay"]
-        0.05
-    """
-
-    def make(params: Iterable[nn.Parameter], lr: float) -> torch.optim.Optimizer:
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-
-    make.__qualname__ = f"adamw(weight_decay={weight_decay})"
-    return make
 
 
 def _nesterov(params: Iterable[nn.Parameter], lr: float) -> torch.optim.Optimizer:
