@@ -12,6 +12,7 @@ from typing import Final
 
 __all__ = [
     "ARMS",
+    "CYCLICAL_KINDS",
     "DEVICES",
     "KINDS",
     "MIN_ITER",
@@ -36,6 +37,10 @@ KINDS: Final[tuple[str, ...]] = (
     "inverse_sqrt",
     "plateau",
 )
+
+#: Kinds that restart: their learning rate comes back down at the end of every cycle, so each
+#: cycle ends near a different minimum (:meth:`lrsearch.Schedule.cycle_ends`; snapshot ensembles).
+CYCLICAL_KINDS: Final[tuple[str, ...]] = ("triangular", "triangular2", "exp_range", "sgdr")
 
 #: Kinds whose scheduler is stepped once per epoch with the validation metric
 #: (``scheduler.step(value)``), not once per optimizer step.
