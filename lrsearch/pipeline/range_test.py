@@ -59,6 +59,7 @@ def study_range_test(
         repeats=cfg.range_repeats,
         seed=cfg.seed,
         total_steps=total_steps,
+        diagnostics=cfg.diagnostics,
     )
 
 

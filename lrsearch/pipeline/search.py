@@ -28,7 +28,15 @@ from lrsearch.exceptions import LrsearchError
 from lrsearch.pipeline.context import Context
 from lrsearch.pipeline.queue import MAX_FAILURES, Stage, Unit
 from lrsearch.space import LRBounds, seed_params, suggest_schedule
-from lrsearch.store import EPOCH_LRS, EPOCHS_RUN, FINISHED, SEEDED, unit_key
+from lrsearch.store import (
+    EPOCH_LRS,
+    EPOCHS_RUN,
+    FINISHED,
+    FLAGS,
+    SEEDED,
+    UPDATE_RATIOS,
+    unit_key,
+)
 from lrsearch.training import train_task
 
 __all__ = ["BudgetPlan", "ensure", "make_pruner", "make_sampler"]
@@ -143,9 +151,13 @@ def ensure(ctx: Context, bounds: LRBounds, *, seeds: bool = True) -> list[Frozen
             seed=cfg.seed,
             device=ctx.device,
             trial=trial,
+            diagnostics=cfg.diagnostics,
         )
         trial.set_user_attr(EPOCHS_RUN, result.epochs_run)
         trial.set_user_attr(EPOCH_LRS, result.lrs)
+        if result.update_ratios is not None:
+            trial.set_user_attr(UPDATE_RATIOS, result.update_ratios.to_dict())
+        trial.set_user_attr(FLAGS, result.flags)
         if schedule.kind in PER_EPOCH_KINDS:
             _summarise_lrs(trial, result.lrs)
         return result.final
