@@ -20,11 +20,13 @@ from lrsearch.report.figures import (
     parallel_figure,
     range_test_figure,
     schedules_figure,
+    update_ratio_figure,
 )
 from lrsearch.report.html import report_html
 from lrsearch.report.reading import search_steps_per_epoch
 from lrsearch.report.tables import (
     comparison_table,
+    diagnostics_table,
     history_table,
     settings_table,
     top_trials_table,
@@ -39,6 +41,7 @@ __all__ = [
     "attach_to_dashboard",
     "comparison_figure",
     "comparison_table",
+    "diagnostics_table",
     "export_frame",
     "history_table",
     "importance_figure",
@@ -51,5 +54,6 @@ __all__ = [
     "search_steps_per_epoch",
     "settings_table",
     "top_trials_table",
+    "update_ratio_figure",
     "verdict",
 ]

@@ -19,10 +19,12 @@ from lrsearch.report.figures import (
     parallel_figure,
     range_test_figure,
     schedules_figure,
+    update_ratio_figure,
 )
-from lrsearch.report.reading import has_complete, metric_name
+from lrsearch.report.reading import causes_in_words, has_complete, metric_name
 from lrsearch.report.tables import (
     comparison_table,
+    diagnostics_table,
     history_table,
     settings_table,
     top_trials_table,
@@ -152,11 +154,28 @@ def report_html(stored: StoredStudy) -> str:
         _table_html(top_trials_table(study)),
         "<h2>7. Settings</h2>",
         _table_html(settings_table(stored)),
-        "<h2>8. History: every <code>lrsearch run</code> on this study</h2>",
+        "<h2>8. Diagnostics: the update/weight ratio, and why runs stopped</h2>",
+        *_diagnostics_html(study),
+        "<h2>9. History: every <code>lrsearch run</code> on this study</h2>",
         _table_html(history_table(stored)),
         "</body></html>",
     ]
     return "\n".join(parts)
+
+
+def _diagnostics_html(study: optuna.Study) -> list[str]:
+    fig = update_ratio_figure(study)
+    parts = [
+        _figure_html(fig, "fig-update-ratio")
+        if fig is not None
+        else _missing("no update/weight ratios: the study ran with diagnostics = false"),
+        "<p>CS231n's rule of thumb: a step should change the weights by about 1e-3 of their "
+        "size. Far below, the learning rate barely moves them; far above, it overwrites them.</p>",
+    ]
+    frame = diagnostics_table(study)
+    if frame.empty:
+        return [*parts, _missing("no search trial stopped early or was flagged")]
+    return [*parts, _table_html(frame)]
 
 
 def _summary_html(
@@ -195,5 +214,8 @@ def _summary_html(
             items.append(("Adam 3e-4", f"validation {metric} {value:.4f}"))
     counts = sorted(trial_states(study).items())
     items.append(("Search trials", ", ".join(f"{n} {s.lower()}" for s, n in counts)))
+    causes = causes_in_words(study)
+    if causes:
+        items.append(("Why search trials stopped early", causes))
     body = "".join(f"<li><b>{html.escape(k)}:</b> {html.escape(v)}.</li>" for k, v in items)
     return f'<div class="summary"><ul>{body}</ul></div>'

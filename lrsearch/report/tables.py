@@ -9,7 +9,7 @@ import optuna
 import pandas as pd
 
 from lrsearch.pipeline.comparison import comparison_table, verdict
-from lrsearch.report.reading import metric_name, tuned_trial
+from lrsearch.report.reading import cause, diagnosed_trials, metric_name, tuned_trial
 from lrsearch.store import (
     ATTR_CONFIG,
     ATTR_FINALISTS,
@@ -21,7 +21,14 @@ from lrsearch.store import (
     top_trials,
 )
 
-__all__ = ["comparison_table", "history_table", "settings_table", "top_trials_table", "verdict"]
+__all__ = [
+    "comparison_table",
+    "diagnostics_table",
+    "history_table",
+    "settings_table",
+    "top_trials_table",
+    "verdict",
+]
 
 
 def top_trials_table(study: optuna.Study, n: int = 10) -> pd.DataFrame:
@@ -46,6 +53,23 @@ def top_trials_table(study: optuna.Study, n: int = 10) -> pd.DataFrame:
                 "seeded": "yes" if trial.user_attrs.get("seeded") else "",
             }
         )
+    return pd.DataFrame(rows)
+
+
+def diagnostics_table(study: optuna.Study) -> pd.DataFrame:
+    """The search trials the diagnostics have something to say about: why each stopped (its
+    ``pruned_reason``, and the cause in short) and its update/weight-ratio and loss flags."""
+    rows = [
+        {
+            "trial": trial.number,
+            "state": trial.state.name.lower(),
+            "schedule": trial.user_attrs.get("schedule", trial.params.get("schedule")),
+            "cause": cause(reason) if reason else "",
+            "why it stopped": reason or "",
+            "flags": "; ".join(flags),
+        }
+        for trial, reason, flags in diagnosed_trials(study)
+    ]
     return pd.DataFrame(rows)
 
 
