@@ -34,6 +34,7 @@ _HOME: dict[str, str] = {
     "LrsearchError": "lrsearch.exceptions",
     "RangeTestResult": "lrsearch.range_test",
     "Schedule": "lrsearch.schedules",
+    "Setup": "lrsearch.space",
     "StudyConfig": "lrsearch.config",
     "StudyResult": "lrsearch.pipeline",
     "Task": "lrsearch.tasks",
@@ -47,6 +48,7 @@ _HOME: dict[str, str] = {
     "run_study": "lrsearch.study",
     "seed_params": "lrsearch.space",
     "suggest_schedule": "lrsearch.space",
+    "suggest_setup": "lrsearch.space",
 }
 
 __all__ = [
@@ -57,6 +59,7 @@ __all__ = [
     "LrsearchError",
     "RangeTestResult",
     "Schedule",
+    "Setup",
     "StudyConfig",
     "StudyResult",
     "Task",
@@ -70,6 +73,7 @@ __all__ = [
     "run_study",
     "seed_params",
     "suggest_schedule",
+    "suggest_setup",
 ]
 
 __version__ = "0.1.0"

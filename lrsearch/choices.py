@@ -16,6 +16,7 @@ __all__ = [
     "DEVICES",
     "KINDS",
     "MIN_ITER",
+    "OPTIMIZERS",
     "PER_EPOCH_KINDS",
     "PER_STEP_KINDS",
     "PRUNERS",
@@ -64,4 +65,15 @@ PRUNERS: Final[tuple[str, ...]] = ("median", "hyperband", "none")
 MIN_ITER: Final = 5
 
 #: The arms of the final comparison, in the order tables list them (``tuned`` first).
-ARMS: Final[tuple[str, ...]] = ("tuned", "constant-cv", "adam-3e-4")
+ARMS: Final[tuple[str, ...]] = (
+    "tuned",
+    "constant-cv",
+    "adam-3e-4",
+    "prodigy",
+    "schedule-free-adamw",
+)
+
+#: Optimizers a search may choose among (see :mod:`lrsearch.optimizers`): ``task`` is the
+#: task's own; ``sgd`` (momentum 0.9), ``nesterov`` (the same with Nesterov momentum),
+#: ``adamw`` (torch's AdamW; its ``weight_decay`` is searched too).
+OPTIMIZERS: Final[tuple[str, ...]] = ("task", "sgd", "nesterov", "adamw")

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from lrsearch.choices import DEVICES, KINDS, MIN_ITER, PRUNERS, SAMPLERS
+from lrsearch.choices import ARMS, DEVICES, KINDS, MIN_ITER, OPTIMIZERS, PRUNERS, SAMPLERS
 from lrsearch.exceptions import InvalidParameterError
 
 __all__ = [
@@ -45,6 +45,13 @@ KEYS: dict[str, tuple[str, str]] = {
     "pruner": ("`median`, `hyperband` or `none`", "`median`"),
     "warmup_epochs": ("epochs before the pruner may stop a trial", "epochs // 4"),
     "kinds": ("schedule kinds to search", "all twelve"),
+    "optimizers": (
+        "optimizers the search chooses among: `task` (the task's own), `sgd` (momentum 0.9), "
+        "`nesterov`, `adamw` (its `weight_decay` searched too); with several, the range test "
+        "runs once per optimizer and each draws its LRs from its own bounds; the first is the "
+        "constant-cv arm's",
+        '`["task"]`',
+    ),
     "epochs": ("epochs of every training run (overrides the task's)", "the task's"),
     "batch_size": ("training batch size (overrides the task's)", "the task's"),
     "validation_fraction": ("share of `train` held out to score search trials", "0.2"),
@@ -56,6 +63,11 @@ KEYS: dict[str, tuple[str, str]] = {
         "5",
     ),
     "final_seeds": ("seeds per arm in the final comparison", "5"),
+    "arms": (
+        "arms of the final comparison: `tuned` and any of `constant-cv`, `adam-3e-4`, "
+        "`prodigy`, `schedule-free-adamw`",
+        "all five",
+    ),
     "device": ("`auto`, `cpu` or `cuda`", "`auto`"),
     "threads": ("torch CPU threads (0: one per core, at most 8)", "0"),
     "heartbeat_interval": ("seconds between a running unit's heartbeats in the storage", "10"),
@@ -96,6 +108,7 @@ class StudyConfig:
     pruner: str = "median"
     warmup_epochs: int | None = None
     kinds: tuple[str, ...] = KINDS
+    optimizers: tuple[str, ...] = ("task",)
     epochs: int | None = None
     batch_size: int | None = None
     validation_fraction: float = 0.2
@@ -103,6 +116,7 @@ class StudyConfig:
     cv_grid: int = 8
     finalists: int = 5
     final_seeds: int = 5
+    arms: tuple[str, ...] = ARMS
     device: str = "auto"
     threads: int = 0
     heartbeat_interval: int = 10
@@ -125,17 +139,13 @@ class StudyConfig:
         _want_choice("pruner", self.pruner, PRUNERS)
         if self.warmup_epochs is not None:
             _want_int("warmup_epochs", self.warmup_epochs, low=0)
-        if isinstance(self.kinds, str) or not isinstance(self.kinds, (list, tuple)):
+        for key, choices in (("kinds", KINDS), ("optimizers", OPTIMIZERS), ("arms", ARMS)):
+            object.__setattr__(self, key, _want_choices(key, getattr(self, key), choices))
+        if "tuned" not in self.arms:
             raise InvalidParameterError(
-                f"kinds must be a list of schedule kinds; got {self.kinds!r}"
+                "arms must include 'tuned' (the comparison is the tuned schedule against each "
+                f"other arm); got {list(self.arms)!r}"
             )
-        if not self.kinds:
-            raise InvalidParameterError("kinds must name at least one schedule kind; got []")
-        for kind in self.kinds:
-            _want_choice("kinds", kind, KINDS)
-        if len(set(self.kinds)) != len(self.kinds):
-            raise InvalidParameterError(f"kinds has a repeated kind; got {list(self.kinds)!r}")
-        object.__setattr__(self, "kinds", tuple(self.kinds))
         if self.epochs is not None:
             _want_int("epochs", self.epochs, low=1)
         if self.batch_size is not None:
@@ -280,10 +290,13 @@ def _to_fields(data: Mapping[str, Any]) -> dict[str, Any]:
                 raise _unknown(key)
             fields[f"range_{key.removeprefix('range_test.')}"] = value
         elif key in KEYS:
-            fields[key] = tuple(value) if key == "kinds" and isinstance(value, list) else value
+            fields[key] = tuple(value) if key in _LISTS and isinstance(value, list) else value
         else:
             raise _unknown(key)
     return fields
+
+
+_LISTS = ("kinds", "optimizers", "arms")
 
 
 def _unknown(key: str) -> InvalidParameterError:
@@ -313,6 +326,19 @@ def _want_real(key: str, value: object, *, positive: bool) -> None:
             number = float(value)
     if not math.isfinite(number) or (positive and number <= 0):
         raise InvalidParameterError(f"{key} must be a positive finite number; got {value!r}")
+
+
+def _want_choices(key: str, values: object, choices: tuple[str, ...]) -> tuple[str, ...]:
+    """``values`` as a tuple if it is a non-empty list of distinct ``choices``."""
+    if isinstance(values, str) or not isinstance(values, (list, tuple)):
+        raise InvalidParameterError(f"{key} must be a list of names; got {values!r}")
+    if not values:
+        raise InvalidParameterError(f"{key} must name at least one of {list(choices)}; got []")
+    for value in values:
+        _want_choice(key, value, choices)
+    if len(set(values)) != len(values):
+        raise InvalidParameterError(f"{key} has a repeated name; got {list(values)!r}")
+    return tuple(values)
 
 
 def _want_choice(key: str, value: object, choices: tuple[str, ...]) -> None:

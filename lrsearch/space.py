@@ -30,8 +30,9 @@ loop, :func:`lrsearch.training.fit`, steps it right).
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -44,11 +45,20 @@ from optuna.distributions import (
 )
 
 from lrsearch._validation import check_positive_int, check_real
-from lrsearch.choices import PER_STEP_KINDS
+from lrsearch.choices import OPTIMIZERS, PER_STEP_KINDS
 from lrsearch.exceptions import InvalidParameterError
 from lrsearch.schedules import KINDS, SEARCH_FIELDS, USES, Schedule
 
-__all__ = ["LRBounds", "search_space", "seed_params", "suggest_schedule"]
+__all__ = [
+    "LRBounds",
+    "Setup",
+    "search_space",
+    "seed_params",
+    "seed_setups",
+    "setup_from_params",
+    "suggest_schedule",
+    "suggest_setup",
+]
 
 BASE_LR_SPAN: Final = 10.0
 STEP_SIZE_EPOCHS: Final = (2, 10)
@@ -60,6 +70,9 @@ COOLDOWN_RANGE: Final = (0.05, 0.5)
 PATIENCE_EPOCHS: Final = (0, 10)
 WSD_COOLDOWN: Final = 0.2  # the seed's cooldown (Hägele et al. 2024: 20% matches cosine)
 COSINE_FLOOR: Final = 0.1  # the seed's floor, a tenth of the peak (nanoGPT's min_lr)
+WEIGHT_DECAY_RANGE: Final = (1e-4, 0.5)  # AdamW's decoupled decay, log-uniform
+SEED_WEIGHT_DECAY: Final = 0.1  # nanoGPT's, the seeds' AdamW decay
+OPTIMIZER_PARAM: Final = "optimizer"
 
 # The order a trial suggests them in; `schedule` comes first because it decides the rest.
 _PARAMS: Final = ("max_lr", *SEARCH_FIELDS)
@@ -341,11 +354,7 @@ def _check_kinds(kinds: Sequence[str]) -> tuple[str, ...]:
         raise InvalidParameterError(
             f"kinds must be a non-empty sequence of schedule kinds; got {kinds!r}"
         )
-    unknown = [k for k in kinds if k not in KINDS]
-    if unknown:
-        raise InvalidParameterError(
-            f"kinds must be among {', '.join(KINDS)}; got unknown {', '.join(map(repr, unknown))}"
-        )
+    _refuse_unknown("kinds", kinds, KINDS)
     if len(set(kinds)) != len(kinds):
         raise InvalidParameterError(f"kinds must not repeat a kind; got {list(kinds)!r}")
     return tuple(kinds)
@@ -358,3 +367,167 @@ def _suggest(trial: optuna.trial.BaseTrial, name: str, dist: BaseDistribution) -
         return trial.suggest_int(name, dist.low, dist.high, log=dist.log)
     assert isinstance(dist, FloatDistribution)
     return trial.suggest_float(name, dist.low, dist.high, log=dist.log)
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What a search trial trains with: an optimizer of the study's ``optimizers``
+    (:data:`lrsearch.choices.OPTIMIZERS`), AdamW's ``weight_decay`` and the schedule.
+
+    Example:
+        >>> Setup("adamw", Schedule("constant", max_lr=1e-3), weight_decay=0.1).describe()
+        'adamw (weight decay 0.1): constant 0.001'
+    """
+
+    optimizer: str
+    schedule: Schedule
+    weight_decay: float | None = None
+
+    def describe(self, steps_per_epoch: int | None = None) -> str:
+        """The optimizer and the schedule in words."""
+        what = self.schedule.describe(steps_per_epoch)
+        if self.optimizer == "task":
+            return what
+        decay = "" if self.weight_decay is None else f" (weight decay {self.weight_decay:.3g})"
+        return f"{self.optimizer}{decay}: {what}"
+
+
+def optimizer_prefix(optimizers: Sequence[str], name: str) -> str:
+    """The prefix of optimizer ``name``'s parameters: none when the study searches one
+    optimizer, else ``"NAME:"`` (each optimizer's LRs have their own names and ranges, so the
+    space stays fixed per name and every sampler can learn it).
+
+    Example:
+        >>> optimizer_prefix(["task"], "task"), optimizer_prefix(["sgd", "adamw"], "adamw")
+        ('', 'adamw:')
+    """
+    return "" if len(optimizers) == 1 else f"{name}:"
+
+
+def suggest_setup(
+    trial: optuna.trial.BaseTrial,
+    *,
+    bounds: Mapping[str, LRBounds | Sequence[float]],
+    steps_per_epoch: int,
+    epochs: int,
+    kinds: Sequence[str] = PER_STEP_KINDS,
+) -> Setup:
+    """Suggest an optimizer (categorical ``optimizer``, only when ``bounds`` names several),
+    its schedule over its own LR bounds (:func:`suggest_schedule` with
+    :func:`optimizer_prefix`), and for ``adamw`` its ``weight_decay`` (log-uniform on
+    ``[1e-4, 0.5]``).
+
+    Args:
+        trial: An Optuna trial (or ``FixedTrial``).
+        bounds: Each searched optimizer's LR range (its range test's bounds), in order.
+        steps_per_epoch: Optimizer steps per epoch.
+        epochs: The run's length in epochs.
+        kinds: The schedule kinds to choose among.
+
+    Returns:
+        The :class:`Setup`; :func:`setup_from_params` gives it back from ``trial.params``.
+
+    Example:
+        >>> trial = optuna.trial.FixedTrial({"optimizer": "sgd", "sgd:schedule": "constant",
+        ...                                  "sgd:max_lr": 0.05})
+        >>> suggest_setup(trial, bounds={"sgd": (1e-3, 1.0), "adamw": (1e-5, 1e-2)},
+        ...               steps_per_epoch=10, epochs=5).describe()
+        'sgd: constant 0.05'
+    """
+    optimizers = _check_optimizers(bounds)
+    name = (
+        optimizers[0]
+        if len(optimizers) == 1
+        else trial.suggest_categorical(OPTIMIZER_PARAM, optimizers)
+    )
+    prefix = optimizer_prefix(optimizers, str(name))
+    schedule = suggest_schedule(
+        trial,
+        bounds=bounds[name],
+        steps_per_epoch=steps_per_epoch,
+        epochs=epochs,
+        kinds=kinds,
+        prefix=prefix,
+    )
+    decay = None
+    if name == "adamw":
+        decay = trial.suggest_float(prefix + "weight_decay", *WEIGHT_DECAY_RANGE, log=True)
+    return Setup(str(name), schedule, decay)
+
+
+def setup_from_params(
+    params: Mapping[str, Any], *, optimizers: Sequence[str], steps_per_epoch: int, epochs: int
+) -> Setup:
+    """The :class:`Setup` a search trial's ``params`` describe (see :func:`suggest_setup`).
+
+    Example:
+        >>> setup_from_params({"schedule": "constant", "max_lr": 0.1}, optimizers=["task"],
+        ...                   steps_per_epoch=10, epochs=5).optimizer
+        'task'
+    """
+    optimizers = tuple(optimizers)
+    name = optimizers[0] if len(optimizers) == 1 else params.get(OPTIMIZER_PARAM)
+    if name not in optimizers:
+        raise InvalidParameterError(
+            f"params name optimizer {name!r}, not one of the study's {list(optimizers)}"
+        )
+    prefix = optimizer_prefix(optimizers, str(name))
+    schedule = Schedule.from_params(
+        dict(params), steps_per_epoch=steps_per_epoch, epochs=epochs, prefix=prefix
+    )
+    decay = params.get(prefix + "weight_decay") if name == "adamw" else None
+    return Setup(str(name), schedule, None if decay is None else float(decay))
+
+
+def seed_setups(
+    bounds: Mapping[str, LRBounds | Sequence[float]],
+    *,
+    steps_per_epoch: int,
+    epochs: int,
+    kinds: Sequence[str] = KINDS,
+) -> list[dict[str, Any]]:
+    """:func:`seed_params` for every searched optimizer over its own bounds, taking turns
+    (each optimizer's first recipe, then each one's second, ...) so that a budget shorter than
+    all of them still tries every optimizer; AdamW's seeds decay weights by 0.1 (nanoGPT).
+
+    Example:
+        >>> [p["optimizer"] for p in seed_setups({"sgd": (1e-3, 1.0), "adamw": (1e-5, 1e-2)},
+        ...  steps_per_epoch=10, epochs=20, kinds=["cosine", "wsd"])]
+        ['sgd', 'adamw', 'sgd', 'adamw']
+    """
+    optimizers = _check_optimizers(bounds)
+    per: list[list[dict[str, Any]]] = []
+    for name in optimizers:
+        prefix = optimizer_prefix(optimizers, name)
+        seeds = seed_params(
+            bounds[name],
+            steps_per_epoch=steps_per_epoch,
+            epochs=epochs,
+            kinds=kinds,
+            prefix=prefix,
+        )
+        for params in seeds:
+            if len(optimizers) > 1:
+                params[OPTIMIZER_PARAM] = name
+            if name == "adamw":
+                params[prefix + "weight_decay"] = SEED_WEIGHT_DECAY
+        per.append(seeds)
+    return [p for turn in itertools.zip_longest(*per) for p in turn if p is not None]
+
+
+def _check_optimizers(bounds: Mapping[str, Any]) -> tuple[str, ...]:
+    if not isinstance(bounds, Mapping) or not bounds:
+        raise InvalidParameterError(
+            f"bounds must map each searched optimizer to its LR range; got {bounds!r}"
+        )
+    _refuse_unknown("optimizers", list(bounds), OPTIMIZERS)
+    return tuple(bounds)
+
+
+def _refuse_unknown(what: str, names: Sequence[str], allowed: Sequence[str]) -> None:
+    unknown = [name for name in names if name not in allowed]
+    if unknown:
+        raise InvalidParameterError(
+            f"{what} must be among {', '.join(allowed)}; "
+            f"got unknown {', '.join(map(repr, unknown))}"
+        )

@@ -44,6 +44,7 @@ from lrsearch.diagnostics import (
     stall_reason,
 )
 from lrsearch.exceptions import InvalidParameterError
+from lrsearch.optimizers import has_train_eval
 from lrsearch.schedules import Schedule
 from lrsearch.store.names import EPOCH_LRS, EPOCHS_RUN, FLAGS, PRUNED_REASON, UPDATE_RATIOS
 from lrsearch.store.records import UpdateRatios
@@ -251,6 +252,19 @@ class _Batches:
         if self.steps == 0:
             raise InvalidParameterError("training data is empty")
 
+    def first(self, n: int) -> Iterator[tuple[Any, Any]]:
+        """The first ``n`` batches in the data's own order (the shuffling is left as it is)."""
+        if self._tensors is not None:
+            x, y = self._tensors
+            for start in range(0, min(len(x), n * self._batch_size), self._batch_size):
+                yield x[start : start + self._batch_size], y[start : start + self._batch_size]
+        else:
+            assert self._loader is not None
+            for i, batch in enumerate(self._loader):
+                if i >= n:
+                    break
+                yield _to_device(batch[0], self._device), _to_device(batch[1], self._device)
+
     def epoch(self) -> Iterator[tuple[Any, Any]]:
         if self._tensors is not None:
             x, y = self._tensors
@@ -263,6 +277,29 @@ class _Batches:
             for batch in self._loader:
                 inputs, targets = batch[0], batch[1]
                 yield _to_device(inputs, self._device), _to_device(targets, self._device)
+
+
+#: Training batches a Schedule-Free model's BatchNorm statistics are recomputed on before it is
+#: evaluated (the schedulefree README's recipe: 50).
+_BN_REFRESH_BATCHES = 50
+
+
+def _evaluation_weights(
+    optimizer: torch.optim.Optimizer, model: nn.Module, batches: _Batches
+) -> None:
+    """Switch a Schedule-Free optimizer's model to its averaged weights for evaluation, and
+    recompute BatchNorm statistics there (they were gathered at the training weights), as the
+    schedulefree README advises."""
+    optimizer.eval()  # type: ignore[attr-defined]
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    was_training = model.training
+    model.train()
+    with torch.no_grad():
+        for xb, _ in batches.first(_BN_REFRESH_BATCHES):
+            model(xb)
+    model.train(was_training)
 
 
 def _accuracy(outputs: torch.Tensor, targets: torch.Tensor) -> float:
@@ -585,8 +622,13 @@ def fit(
     first_loss: float | None = None
     steps = 0
     stop: str | None = None
+    # Schedule-Free keeps training weights and averaged ones: train on the first, evaluate
+    # (and end) on the second.
+    averaged = has_train_eval(optimizer)
     model.train()
     for epoch in range(1, epochs + 1):
+        if averaged:
+            optimizer.train()  # type: ignore[attr-defined]
         lrs.append(float(optimizer.param_groups[0]["lr"]))
         total_loss = torch.zeros((), device=device)
         n_batches = 0
@@ -611,6 +653,8 @@ def fit(
                 scheduler.step()
             total_loss += batch_loss.detach()
             n_batches += 1
+        if averaged:
+            _evaluation_weights(optimizer, model, batches)
         if stop is not None:
             break
         mean_loss = float(total_loss) / max(1, n_batches)

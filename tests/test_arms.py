@@ -1,8 +1,9 @@
-"""Tests for lrsearch/pipeline/arms.py: the CV-chosen constant LR and Adam at 3e-4, as stages
-of units."""
+"""Tests for lrsearch/pipeline/arms.py: the CV-chosen constant LR and the recipe arms (Adam at
+3e-4, Prodigy, Schedule-Free AdamW), as stages of units."""
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -16,14 +17,15 @@ from optuna.trial import TrialState
 
 import lrsearch.pipeline.arms
 from lrsearch.exceptions import LrsearchError
+from lrsearch.optimizers import adam
 from lrsearch.pipeline.arms import (
     ADAM_LR,
-    adam,
+    RECIPES,
     chosen_lr,
     constant_grid,
     cv_scores,
-    ensure_adam,
     ensure_constant_cv,
+    ensure_recipes,
     grid_key,
 )
 from lrsearch.schedules import Schedule
@@ -181,29 +183,61 @@ def test_every_grid_lr_diverging_is_an_lrsearch_error(tmp_path: Path) -> None:
         ensure_constant_cv(ctx, LRBounds(1e4, 1e5))
 
 
-def test_adam_runs_once_on_the_validation_split(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("name", list(RECIPES))
+def test_a_recipe_arm_runs_once_on_the_validation_split(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ctx = tiny_task.context(tmp_path / "b.db")
     task = ctx.task
-    trial = ensure_adam(ctx)
+    recipe = RECIPES[name]
+    trial = ensure_recipes(ctx)[name]
     assert trial.state == TrialState.COMPLETE
-    assert trial.params == {"lr": ADAM_LR}
-    assert trial.user_attrs["optimizer"] == "Adam"
+    assert trial.params == {"lr": recipe.lr}
+    assert trial.user_attrs["optimizer"] == recipe.optimizer
     assert len(trial.intermediate_values) == task.epochs
+    # Its own study, NAME/<arm>.
+    assert ctx.study(recipe.stage).study_name == f"{ctx.cfg.name}/{name}"
     fit, val = holdout(task, ctx.cfg.validation_fraction, seed=ctx.cfg.seed)
     alone = train_task(
         task,
         subset(task.train, fit),
-        schedule=None,
-        lr=ADAM_LR,
-        optimizer_factory=adam,
+        schedule=recipe.schedule(),
+        optimizer_factory=recipe.optimizer_factory(task.epochs * ctx.spe_search),
         eval_data=subset(task.train, val),
         seed=ctx.cfg.seed,
         device=CPU,
     )
     assert trial.value == alone.final
     monkeypatch.setattr(lrsearch.pipeline.arms, "train_task", _no_training)
-    again = ensure_adam(ctx)
+    again = ensure_recipes(ctx)[name]
     assert again.number == trial.number
-    assert len(ctx.study("adam").get_trials()) == 1
+    assert len(ctx.study(recipe.stage).get_trials()) == 1
+
+
+def test_adam_recipe_is_torch_adam_at_3e_4_constant() -> None:
+    recipe = RECIPES["adam-3e-4"]
+    opt = recipe.optimizer_factory(100)(torch.nn.Linear(2, 1).parameters(), recipe.lr)
+    assert type(opt) is torch.optim.Adam and opt.defaults["lr"] == ADAM_LR
+    assert recipe.schedule().kind == "constant" and recipe.params == {"lr": ADAM_LR}
+
+
+def test_prodigy_recipe_is_prodigyopt_at_lr_1_with_a_cosine_to_zero() -> None:
+    from prodigyopt import Prodigy
+
+    recipe = RECIPES["prodigy"]
+    opt = recipe.optimizer_factory(100)(torch.nn.Linear(2, 1).parameters(), recipe.lr)
+    assert isinstance(opt, Prodigy) and opt.defaults["lr"] == 1.0
+    lrs = recipe.schedule().lrs(100)
+    assert lrs[0] == pytest.approx(1.0) and lrs[-1] == pytest.approx(0.0, abs=1e-3)
+    assert all(a >= b for a, b in itertools.pairwise(lrs))
+
+
+def test_schedule_free_recipe_warms_up_over_five_percent_inside_the_optimizer() -> None:
+    from schedulefree import AdamWScheduleFree
+
+    recipe = RECIPES["schedule-free-adamw"]
+    opt = recipe.optimizer_factory(400)(torch.nn.Linear(2, 1).parameters(), recipe.lr)
+    assert isinstance(opt, AdamWScheduleFree)
+    assert opt.defaults["lr"] == 0.0025 and opt.defaults["warmup_steps"] == 20
+    assert recipe.schedule().kind == "constant"  # no LR schedule on top of its own
+    assert "warmup over the first 5%" in recipe.note

@@ -190,6 +190,23 @@ BAD_CONFIGS = {
         "task 'tiny_task:N_TRAIN' must give an lrsearch.tasks.Task; got int",
     ),
     "unknown built-in task": ('task = "cifar"\n', "unknown task 'cifar'"),
+    "unknown arm": (
+        'task = "tiny_task:task"\narms = ["tuned", "adam"]\n',
+        "bad.toml: arms must be one of ['tuned', 'constant-cv', 'adam-3e-4', 'prodigy', "
+        "'schedule-free-adamw']; got 'adam'",
+    ),
+    "arms without tuned": (
+        'task = "tiny_task:task"\narms = ["prodigy"]\n',
+        "bad.toml: arms must include 'tuned'",
+    ),
+    "unknown optimizer": (
+        'task = "tiny_task:task"\noptimizers = ["sgd", "lion"]\n',
+        "bad.toml: optimizers must be one of ['task', 'sgd', 'nesterov', 'adamw']; got 'lion'",
+    ),
+    "repeated optimizer": (
+        'task = "tiny_task:task"\noptimizers = ["adamw", "adamw"]\n',
+        "bad.toml: optimizers has a repeated name",
+    ),
 }
 
 

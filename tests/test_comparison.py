@@ -12,15 +12,16 @@ import torch
 from scipy import stats
 
 from lrsearch.choices import ARMS
-from lrsearch.pipeline.arms import ADAM_LR, adam
+from lrsearch.pipeline.arms import ADAM_LR
 from lrsearch.pipeline.comparison import (
     Arm,
     compare,
     epochs_to_target,
+    make_arms,
     paired_interval,
 )
 from lrsearch.schedules import Schedule
-from lrsearch.tasks import Data
+from lrsearch.tasks import Data, steps_per_epoch
 from lrsearch.training import train_task
 
 CPU = torch.device("cpu")
@@ -116,18 +117,11 @@ def test_epochs_to_target(
     assert epochs_to_target(curve, target, maximize=maximize) == expected
 
 
-def _arms() -> list[Arm]:
-    return [
-        Arm("tuned", Schedule("onecycle", max_lr=0.3, base_lr=0.01), {"schedule": "onecycle"}),
-        Arm("constant-cv", Schedule("constant", max_lr=0.1), {"lr": 0.1}),
-        Arm(
-            "adam-3e-4",
-            Schedule("constant", max_lr=ADAM_LR),
-            {"lr": ADAM_LR},
-            optimizer="Adam",
-            optimizer_factory=adam,
-        ),
-    ]
+def _arms(epochs: int = 3) -> list[Arm]:
+    """Every arm: a 1cycle tuned schedule, constant 0.1 for CV's, and the recipes."""
+    tuned = {"schedule": "onecycle", "max_lr": 0.3, "base_lr": 0.01}
+    spe = steps_per_epoch(tiny_task.N_TRAIN, tiny_task.task().batch_size)
+    return make_arms(tuned, 0.1, steps_per_epoch=spe, epochs=epochs)
 
 
 def test_compare_reads_the_test_data_once_and_fills_every_arm() -> None:
@@ -165,6 +159,11 @@ def test_compare_reads_the_test_data_once_and_fills_every_arm() -> None:
     assert out["constant-cv"]["epochs_to_target"] is not None
     assert out["adam-3e-4"]["optimizer"] == "Adam"
     assert out["adam-3e-4"]["params"] == {"lr": ADAM_LR}
+    assert out["prodigy"]["optimizer"] == "Prodigy"
+    assert out["prodigy"]["schedule"].startswith("cosine from 1 down to 0")
+    assert out["schedule-free-adamw"]["optimizer"] == "AdamWScheduleFree"
+    free = out["schedule-free-adamw"]["schedule"]
+    assert "warmup over the first 5% inside the optimizer" in free
     # The arm is trained on all of train from seed + 1000 + s and scored on the test data.
     again = train_task(
         task,

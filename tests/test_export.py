@@ -34,7 +34,13 @@ from lrsearch.study import run_study
 # lrsearch silences these at import; pytest resets warning filters for every test.
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 
-SOURCES = {"tiny": "search", "tiny/constant-cv": "constant-cv", "tiny/adam-3e-4": "adam-3e-4"}
+SOURCES = {
+    "tiny": "search",
+    "tiny/constant-cv": "constant-cv",
+    "tiny/adam-3e-4": "adam-3e-4",
+    "tiny/prodigy": "prodigy",
+    "tiny/schedule-free-adamw": "schedule-free-adamw",
+}
 SCHEDULE_PARAMS = (
     "max_lr",
     "base_lr",
@@ -127,9 +133,9 @@ def test_one_row_per_stored_trial_and_per_final_run(done: Done) -> None:
     assert len(final) == len(ARMS) * done.config.final_seeds
     assert len(final) == sum(len(arm["test_metric_per_seed"]) for arm in comparison.values())
     assert len(frame) == sum(len(_trials(done.url, n)) for n in SOURCES) + len(final)
-    # Sources come in order: search, constant-cv, adam-3e-4, final.
+    # Sources come in order: search, constant-cv, the recipes, final.
     order = list(dict.fromkeys(frame["source"]))
-    assert order == ["search", "constant-cv", "adam-3e-4", "final"]
+    assert order == [*SOURCES.values(), "final"]
 
 
 # --- trial rows against the storage ---------------------------------------------------------
@@ -212,10 +218,33 @@ def test_adam_rows_match_the_stored_trial(done: Done) -> None:
         "Adam",
     )
     assert row["max_lr"] == trial.params["lr"] == ADAM_LR
-    # The Adam study stores no words; the export says them the way the comparison does.
-    assert "schedule" not in trial.user_attrs
+    # The words the trial stored are those of the comparison.
     comparison = optuna.load_study(study_name="tiny", storage=done.url).user_attrs["comparison"]
     assert row["schedule_words"] == comparison["adam-3e-4"]["schedule"] == "constant 0.0003"
+    assert trial.user_attrs["schedule"] == row["schedule_words"]
+
+
+@pytest.mark.parametrize(
+    ("source", "kind", "optimizer", "lr"),
+    [
+        ("prodigy", "cosine", "Prodigy", 1.0),
+        ("schedule-free-adamw", "constant", "AdamWScheduleFree", 0.0025),
+    ],
+)
+def test_learning_rate_free_rows_match_their_stored_trial(
+    done: Done, source: str, kind: str, optimizer: str, lr: float
+) -> None:
+    (trial,) = _trials(done.url, f"tiny/{source}")
+    (_, row), *_ = _rows(done.frame, source).iterrows()
+    assert row["value"] == pytest.approx(trial.value)
+    assert (row["state"], row["value_on"], row["schedule"], row["optimizer"]) == (
+        "COMPLETE",
+        "validation",
+        kind,
+        optimizer,
+    )
+    assert row["max_lr"] == trial.params["lr"] == lr
+    assert row["schedule_words"] == trial.user_attrs["schedule"]
 
 
 # --- final rows -----------------------------------------------------------------------------
@@ -240,7 +269,7 @@ def test_final_rows_are_the_comparisons_per_seed_test_metrics(done: Done) -> Non
         assert (rows["train_s"] <= rows["duration_s"]).all()
         assert rows["worker"].str.contains(":").all() and rows["datetime_start"].notna().all()
         params = arm["params"]
-        if name == "tuned":
+        if "schedule" in params:  # the tuned arm, Prodigy's cosine
             assert set(rows["schedule"]) == {params["schedule"]}
             for key in SCHEDULE_PARAMS:
                 expected = params.get(key, math.nan)

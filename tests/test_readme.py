@@ -14,6 +14,7 @@ import optuna
 import pytest
 
 from lrsearch import StudyResult
+from lrsearch.choices import ARMS
 from lrsearch.config import KEYS
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -54,6 +55,6 @@ def test_readme_python_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         result = namespace.get("result")
         if isinstance(result, StudyResult):
             # The run_study example: the three arms were compared on the test data.
-            assert set(result.comparison or {}) == {"tuned", "constant-cv", "adam-3e-4"}
+            assert set(result.comparison or {}) == set(ARMS)
             assert (tmp_path / "blobs.db").is_file()
             assert "tuned" in out.getvalue()

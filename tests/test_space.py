@@ -17,8 +17,17 @@ from optuna.trial import FixedTrial, TrialState
 
 from lrsearch import KINDS, LRBounds, LrsearchError, Schedule, seed_params, suggest_schedule
 from lrsearch.choices import PER_STEP_KINDS
+from lrsearch.exceptions import InvalidParameterError
 from lrsearch.schedules import USES
-from lrsearch.space import patience_range, search_space, step_size_range, warmup_range
+from lrsearch.space import (
+    patience_range,
+    search_space,
+    seed_setups,
+    setup_from_params,
+    step_size_range,
+    suggest_setup,
+    warmup_range,
+)
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -502,3 +511,98 @@ def test_every_sampled_schedule_has_finite_positive_lrs_at_most_max_lr(
     assert np.all(lrs > 0)
     assert np.all(lrs <= schedule.max_lr * (1 + 1e-12))
     assert schedule.base_lr is None or schedule.base_lr < schedule.max_lr
+
+
+# -- several optimizers: suggest_setup / setup_from_params / seed_setups ----------------------
+
+MULTI = {
+    "sgd": LRBounds(1e-3, 1.0),
+    "nesterov": LRBounds(2e-3, 0.5),
+    "adamw": LRBounds(1e-5, 3e-2),
+}
+
+
+def _setup_objective(trial: optuna.Trial) -> float:
+    setup = suggest_setup(trial, bounds=MULTI, steps_per_epoch=SPE, epochs=EPOCHS, kinds=KINDS)
+    trial.set_user_attr("setup", [setup.optimizer, setup.schedule.to_dict(), setup.weight_decay])
+    target = {"sgd": 0.05, "nesterov": 0.02, "adamw": 1e-3}[setup.optimizer]
+    return float(abs(np.log10(setup.schedule.lrs(SPE * EPOCHS).mean()) - np.log10(target)))
+
+
+@pytest.mark.parametrize("sampler", list(SAMPLERS))
+def test_every_sampler_searches_several_optimizers_each_in_its_own_bounds(
+    sampler: str, tmp_path: Any, recwarn: pytest.WarningsRecorder
+) -> None:
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    warnings.simplefilter("ignore")
+    study = optuna.create_study(storage=url, study_name="s", sampler=SAMPLERS[sampler]())
+    for params in seed_setups(MULTI, steps_per_epoch=SPE, epochs=EPOCHS, kinds=KINDS):
+        study.enqueue_trial(params)
+    study.optimize(_setup_objective, n_trials=N_SAMPLED)
+    trials = optuna.load_study(study_name="s", storage=url).get_trials()
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    assert {t.params["optimizer"] for t in trials} == set(MULTI)
+    spaces = {
+        name: search_space(bounds, epochs=EPOCHS, kinds=KINDS, prefix=f"{name}:")
+        for name, bounds in MULTI.items()
+    }
+    for t in trials:
+        setup = setup_from_params(
+            t.params, optimizers=list(MULTI), steps_per_epoch=SPE, epochs=EPOCHS
+        )
+        # The params give back what the trial trained.
+        assert [setup.optimizer, setup.schedule.to_dict(), setup.weight_decay] == t.user_attrs[
+            "setup"
+        ]
+        bounds = MULTI[setup.optimizer]
+        assert bounds.low < setup.schedule.max_lr <= bounds.high
+        # Names and distributions are fixed per optimizer; nothing of another optimizer.
+        for name, dist in t.distributions.items():
+            if name == "optimizer":
+                assert dist == optuna.distributions.CategoricalDistribution(list(MULTI))
+            elif name == "adamw:weight_decay":
+                assert setup.optimizer == "adamw"
+                assert dist == optuna.distributions.FloatDistribution(1e-4, 0.5, log=True)
+            else:
+                assert dist == spaces[setup.optimizer][name]
+        assert (setup.weight_decay is not None) == (setup.optimizer == "adamw")
+
+
+def test_one_optimizer_keeps_the_plain_names() -> None:
+    trial = optuna.trial.FixedTrial({"schedule": "constant", "max_lr": 0.01, "weight_decay": 0.2})
+    setup = suggest_setup(trial, bounds={"adamw": (1e-4, 0.1)}, steps_per_epoch=SPE, epochs=EPOCHS)
+    assert setup.optimizer == "adamw" and setup.weight_decay == 0.2
+    plain = suggest_setup(
+        optuna.trial.FixedTrial({"schedule": "constant", "max_lr": 0.01}),
+        bounds={"task": (1e-4, 0.1)},
+        steps_per_epoch=SPE,
+        epochs=EPOCHS,
+    )
+    assert plain.optimizer == "task" and plain.weight_decay is None
+    assert plain.describe() == plain.schedule.describe()
+
+
+def test_seed_setups_take_turns_and_decay_adamw_like_nanogpt() -> None:
+    seeds = seed_setups(MULTI, steps_per_epoch=SPE, epochs=EPOCHS, kinds=["cosine", "sgdr"])
+    assert [p["optimizer"] for p in seeds] == ["sgd", "nesterov", "adamw"] * 2
+    for params in seeds:
+        name = params["optimizer"]
+        assert params[f"{name}:max_lr"] == MULTI[name].high
+        assert ("adamw:weight_decay" in params) == (name == "adamw")
+    assert seeds[2]["adamw:weight_decay"] == 0.1
+
+
+@pytest.mark.parametrize(
+    ("bounds", "match"),
+    [({}, "bounds must map"), ({"adam": (1e-3, 1.0)}, "optimizers must be among")],
+)
+def test_bad_optimizer_bounds_are_rejected(bounds: Any, match: str) -> None:
+    with pytest.raises(InvalidParameterError, match=match):
+        suggest_setup(optuna.trial.FixedTrial({}), bounds=bounds, steps_per_epoch=1, epochs=2)
+
+
+def test_params_of_another_optimizer_are_rejected() -> None:
+    with pytest.raises(InvalidParameterError, match="not one of the study's"):
+        setup_from_params(
+            {"optimizer": "adamw"}, optimizers=["sgd", "nesterov"], steps_per_epoch=1, epochs=2
+        )

@@ -48,6 +48,8 @@ NAMES = (
     "tiny/range-test",
     "tiny/constant-cv",
     "tiny/adam-3e-4",
+    "tiny/prodigy",
+    "tiny/schedule-free-adamw",
     "tiny/finalists",
     "tiny/final",
 )
@@ -119,7 +121,7 @@ def test_storage_holds_the_search_and_both_baselines(done: Done) -> None:
     assert list(frame["study"]) == ["tiny"]  # its stages' studies are folded into its row
     row = frame.set_index("study").loc["tiny"]
     assert (row["search"], row["range test"], row["comparison"]) == ("6/6", True, True)
-    assert (row["constant-cv"], row["final runs"], row["running"]) == (2, 3 * 2, 0)
+    assert (row["constant-cv"], row["final runs"], row["running"]) == (2, len(ARMS) * 2, 0)
     assert (row["workers"], row["unfinished"]) == (1, 0)
 
 

@@ -3,55 +3,59 @@
 (a) **Constant LR by cross-validation** (study ``NAME/constant-cv``): the task's own optimizer
 at one constant LR; one unit per LR of a log grid over the range-test bounds, scored by k-fold
 CV (fold scores in user attrs); the chosen LR is the best CV mean, recomputed from the units.
-(b) **Adam at 3e-4** (study ``NAME/adam-3e-4``): one unit, scored on the search's validation
-split.
+(b) **Recipes** (no tuning): Adam at 3e-4 (study ``NAME/adam-3e-4``), Prodigy (``NAME/prodigy``)
+and Schedule-Free AdamW (``NAME/schedule-free-adamw``), the learning-rate-free optimizers a user
+would pick instead of tuning; each one unit, scored on the search's validation split.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import optuna
 import torch
 from optuna.trial import FrozenTrial
-from torch import nn
 
+from lrsearch.choices import ARMS
 from lrsearch.exceptions import LrsearchError
+from lrsearch.optimizers import adam, prodigy, schedule_free_adamw, search_optimizer
 from lrsearch.pipeline.context import Context
 from lrsearch.pipeline.queue import KeyedPlan, Stage, Unit
 from lrsearch.schedules import Schedule
 from lrsearch.space import LRBounds
 from lrsearch.splits import cv_folds
 from lrsearch.store import ATTR_CHOSEN_LR, ATTR_GRID, FINISHED, first_done
-from lrsearch.tasks import Task
+from lrsearch.tasks import OptimizerFactory, Task
 from lrsearch.training import subset, train_task
 
 __all__ = [
     "ADAM_KEY",
     "ADAM_LR",
-    "adam",
+    "RECIPES",
+    "Recipe",
     "chosen_lr",
     "constant_grid",
     "cv_scores",
-    "ensure_adam",
     "ensure_constant_cv",
+    "ensure_recipes",
     "grid_key",
-    "help_adam",
     "help_constant_cv",
+    "help_recipes",
+    "recipe_arms",
 ]
 
 _log = logging.getLogger(__name__)
 
 ADAM_LR = 3e-4
 ADAM_KEY = "adam-3e-4"
-
-
-def adam(params: Iterable[nn.Parameter], lr: float) -> torch.optim.Optimizer:
-    """``torch.optim.Adam`` with its defaults (betas 0.9/0.999, no weight decay)."""
-    return torch.optim.Adam(params, lr=lr)
+#: schedulefree's documented default LR for AdamWScheduleFree, and the arm's warmup share.
+SCHEDULE_FREE_LR = 0.0025
+SCHEDULE_FREE_WARMUP = 0.05
 
 
 def constant_grid(bounds: LRBounds, n: int) -> list[float]:
@@ -81,8 +85,10 @@ def cv_scores(
     *,
     seed: int,
     device: torch.device,
+    optimizer_factory: OptimizerFactory | None = None,
 ) -> tuple[list[float], str | None]:
-    """The metric of ``schedule`` on each CV fold (fold k's model seeded ``seed + k``).
+    """The metric of ``schedule`` on each CV fold (fold k's model seeded ``seed + k``), with
+    ``optimizer_factory`` (default: the task's).
 
     Returns the fold scores and ``None``, or the scores so far and why a fold diverged (the
     folds after it are not run).
@@ -96,6 +102,7 @@ def cv_scores(
             eval_data=subset(task.train, score_idx),
             seed=seed + k,
             device=device,
+            optimizer_factory=optimizer_factory,
         )
         scores.append(result.final)
         if result.stop_reason is not None or not math.isfinite(result.final):
@@ -118,21 +125,32 @@ def chosen_lr(trials: Sequence[FrozenTrial], grid: Sequence[float], *, maximize:
     return max(scored, key=lambda item: (sign * item[1], -item[0]))[0]
 
 
+def constant_optimizer(ctx: Context) -> OptimizerFactory:
+    """The constant-cv arm's optimizer: the study's first searched optimizer (default: the
+    task's own)."""
+    return search_optimizer(ctx.cfg.optimizers[0], ctx.task.make_optimizer)
+
+
 def _constant_cv(ctx: Context, bounds: LRBounds) -> tuple[Stage, KeyedPlan, list[float]]:
-    """The constant-LR CV stage: one unit per LR of the grid over ``bounds`` (param ``lr``);
-    its value is the mean fold metric, the fold scores are in user attr ``fold_scores``. A
-    fold whose training diverges prunes the unit."""
+    """The constant-LR CV stage: one unit per LR of the grid over ``bounds`` (param ``lr``),
+    with the study's first optimizer; its value is the mean fold metric, the fold scores are
+    in user attr ``fold_scores``. A fold whose training diverges prunes the unit."""
     cfg, task = ctx.cfg, ctx.task
     study = ctx.study("constant_cv")
     grid = constant_grid(bounds, cfg.cv_grid)
     splits = cv_folds(task, cfg.cv_folds, cfg.seed)
     low, high = min(grid), max(grid)
+    make = constant_optimizer(ctx)
 
     def objective(trial: optuna.Trial) -> float:
         lr = trial.suggest_float("lr", low, high, log=True)
         schedule = Schedule("constant", max_lr=lr)
+        if cfg.optimizers[0] != "task":
+            trial.set_user_attr("optimizer", cfg.optimizers[0])
         trial.set_user_attr("schedule", schedule.describe())
-        scores, reason = cv_scores(task, schedule, splits, seed=cfg.seed, device=ctx.device)
+        scores, reason = cv_scores(
+            task, schedule, splits, seed=cfg.seed, device=ctx.device, optimizer_factory=make
+        )
         trial.set_user_attr("fold_scores", scores)
         trial.set_user_attr("fold_sizes", [len(s) for _, s in splits])
         if reason is not None:
@@ -163,20 +181,89 @@ def ensure_constant_cv(ctx: Context, bounds: LRBounds) -> float:
     return lr
 
 
-def _adam(ctx: Context) -> tuple[Stage, KeyedPlan]:
-    """The Adam lr=3e-4 stage: one unit, scored on the search's validation split."""
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """An arm trained by a fixed recipe, no tuning: an optimizer, an LR, a schedule shape.
+
+    Attributes:
+        name: The arm's name (:data:`~lrsearch.choices.ARMS`).
+        stage: The :class:`~lrsearch.store.StudyNames` attribute of its validation study.
+        optimizer: The optimizer's name as stored with the arm.
+        lr: The LR (the peak, for a schedule that anneals).
+        anneal: Cosine-anneal the LR to 0 over the run (else constant).
+        warmup_share: Share of the run the optimizer warms up over itself.
+    """
+
+    name: str
+    stage: str
+    optimizer: str
+    lr: float
+    anneal: bool = False
+    warmup_share: float = 0.0
+
+    def schedule(self) -> Schedule:
+        """The arm's LR schedule (the optimizer's own warmup is not part of it)."""
+        if self.anneal:
+            return Schedule("cosine", max_lr=self.lr, base_lr=0.0)
+        return Schedule("constant", max_lr=self.lr)
+
+    def optimizer_factory(self, total_steps: int) -> OptimizerFactory:
+        """The optimizer factory for a run of ``total_steps`` optimizer steps."""
+        if self.optimizer == "Prodigy":
+            return prodigy
+        if self.optimizer == "AdamWScheduleFree":
+            return schedule_free_adamw(round(self.warmup_share * total_steps))
+        return adam
+
+    @property
+    def note(self) -> str:
+        """What the schedule's words leave out: the optimizer's own warmup."""
+        if not self.warmup_share:
+            return ""
+        return f", warmup over the first {self.warmup_share:.0%} inside the optimizer"
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """What the arm trains, as stored with its runs: a constant schedule's one ``lr``, or
+        the annealed schedule's params (the optimizer and :attr:`note` name the rest)."""
+        if self.anneal:
+            return self.schedule().to_params(steps_per_epoch=1)
+        return {"lr": self.lr}
+
+
+#: The fixed-recipe arms, by name: Adam at 3e-4 (constant); Prodigy at lr=1 with a cosine to 0
+#: (its authors' advice); Schedule-Free AdamW at its documented defaults (lr 0.0025) with a
+#: warmup of 5% of the run inside the optimizer.
+RECIPES: dict[str, Recipe] = {
+    ADAM_KEY: Recipe(ADAM_KEY, "adam", "Adam", ADAM_LR),
+    "prodigy": Recipe("prodigy", "prodigy", "Prodigy", 1.0, anneal=True),
+    "schedule-free-adamw": Recipe(
+        "schedule-free-adamw",
+        "schedule_free_adamw",
+        "AdamWScheduleFree",
+        SCHEDULE_FREE_LR,
+        warmup_share=SCHEDULE_FREE_WARMUP,
+    ),
+}
+
+
+def _recipe_stage(ctx: Context, recipe: Recipe) -> tuple[Stage, KeyedPlan]:
+    """A recipe arm's validation stage: one unit (key: the arm's name), trained on the
+    search-train split and scored on the validation split like a search trial."""
     task = ctx.task
-    study = ctx.study("adam")
+    study = ctx.study(recipe.stage)
+    total = task.epochs * ctx.spe_search
 
     def objective(trial: optuna.Trial) -> float:
-        lr = trial.suggest_float("lr", ADAM_LR, ADAM_LR)
-        trial.set_user_attr("optimizer", "Adam")
+        lr = trial.suggest_float("lr", recipe.lr, recipe.lr)
+        trial.set_user_attr("optimizer", recipe.optimizer)
+        schedule = dataclasses.replace(recipe.schedule(), max_lr=lr)
+        trial.set_user_attr("schedule", schedule.describe(ctx.spe_search))
         result = train_task(
             task,
             ctx.search_train,
-            schedule=None,
-            lr=lr,
-            optimizer_factory=adam,
+            schedule=schedule,
+            optimizer_factory=recipe.optimizer_factory(total),
             eval_data=ctx.validation,
             seed=ctx.cfg.seed,
             device=ctx.device,
@@ -184,17 +271,29 @@ def _adam(ctx: Context) -> tuple[Stage, KeyedPlan]:
         )
         return result.final
 
-    plan = KeyedPlan([Unit(ADAM_KEY, params={"lr": ADAM_LR})], FINISHED)
-    return Stage("adam", "adam-3e-4", study, objective, ctx.store), plan
+    plan = KeyedPlan([Unit(recipe.name, params={"lr": recipe.lr})], FINISHED)
+    return Stage(recipe.stage, recipe.name, study, objective, ctx.store), plan
 
 
-def help_adam(ctx: Context) -> None:
-    """Run Adam's unit if nobody has claimed it, without waiting for another worker's."""
-    ctx.work(*_adam(ctx), wait=False)
+def recipe_arms(ctx: Context) -> list[Recipe]:
+    """The config's fixed-recipe arms, in :data:`~lrsearch.choices.ARMS` order."""
+    return [RECIPES[name] for name in ARMS if name in RECIPES and name in ctx.cfg.arms]
 
 
-def ensure_adam(ctx: Context) -> FrozenTrial:
-    """Make sure Adam at lr=3e-4 (constant) has been scored on the validation split."""
-    stage, plan = _adam(ctx)
-    ctx.work(stage, plan)
-    return first_done(stage.study.get_trials(deepcopy=False), FINISHED)[ADAM_KEY]
+def help_recipes(ctx: Context) -> None:
+    """Run the recipe arms' validation units nobody has claimed, without waiting for others'."""
+    for recipe in recipe_arms(ctx):
+        ctx.work(*_recipe_stage(ctx, recipe), wait=False)
+
+
+def ensure_recipes(ctx: Context) -> dict[str, FrozenTrial]:
+    """Make sure every recipe arm of the config has been scored on the validation split; its
+    unit by arm name."""
+    out = {}
+    for recipe in recipe_arms(ctx):
+        stage, plan = _recipe_stage(ctx, recipe)
+        ctx.work(stage, plan)
+        out[recipe.name] = first_done(stage.study.get_trials(deepcopy=False), FINISHED)[
+            recipe.name
+        ]
+    return out

@@ -30,10 +30,12 @@ from scipy import stats
 
 from lrsearch.choices import ARMS, PER_EPOCH_KINDS
 from lrsearch.exceptions import InvalidParameterError
-from lrsearch.pipeline.arms import ADAM_LR, adam
+from lrsearch.optimizers import search_optimizer
+from lrsearch.pipeline.arms import RECIPES
 from lrsearch.pipeline.context import Context
 from lrsearch.pipeline.queue import KeyedPlan, Stage, Unit
 from lrsearch.schedules import Schedule
+from lrsearch.space import setup_from_params
 from lrsearch.splits import holdout
 from lrsearch.store import ATTR_COMPARISON, UNIT_FINAL_RUN, ArmResult, FinalRun, first_done
 from lrsearch.tasks import Data, OptimizerFactory, Task, steps_per_epoch
@@ -58,42 +60,77 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-#: Optimizers an arm may use besides the task's own, by the name stored with the arm.
-_OPTIMIZERS: Mapping[str, OptimizerFactory] = {"Adam": adam}
-
 
 @dataclasses.dataclass(frozen=True)
 class Arm:
-    """One contender: a schedule (the LR) and, for Adam, another optimizer factory."""
+    """One contender: a schedule (the LR) and the optimizer it trains with (``task``: the
+    task's own; else its name, with its factory)."""
 
     name: str
     schedule: Schedule
     params: dict[str, Any]
     optimizer: str = "task"
     optimizer_factory: OptimizerFactory | None = None
+    note: str = ""  # what the schedule's words leave out (an optimizer's own warmup)
 
 
 def make_arms(
-    tuned: Mapping[str, Any], constant_lr: float, *, steps_per_epoch: int, epochs: int
+    tuned: Mapping[str, Any],
+    constant_lr: float | None,
+    *,
+    steps_per_epoch: int,
+    epochs: int,
+    optimizers: Sequence[str] = ("task",),
+    arms: Sequence[str] = ARMS,
 ) -> list[Arm]:
-    """The arms of the comparison: the tuned schedule (``tuned``: a search trial's params,
-    with ``steps_per_epoch`` of the full training set), the CV-chosen constant LR with the
-    task's optimizer, Adam at 3e-4."""
-    return [
+    """The arms of the comparison named in ``arms``, in :data:`ARMS` order: the tuned setup
+    (``tuned``: a search trial's params, with ``steps_per_epoch`` of the full training set; its
+    optimizer among the study's ``optimizers``), the CV-chosen constant LR with the study's
+    first optimizer, and the fixed recipes (Adam at 3e-4, Prodigy, Schedule-Free AdamW) for a
+    run of ``epochs``."""
+    setup = setup_from_params(
+        tuned, optimizers=optimizers, steps_per_epoch=steps_per_epoch, epochs=epochs
+    )
+    out = [
         Arm(
             "tuned",
-            Schedule.from_params(dict(tuned), steps_per_epoch=steps_per_epoch, epochs=epochs),
+            setup.schedule,
             dict(tuned),
-        ),
-        Arm("constant-cv", Schedule("constant", max_lr=constant_lr), {"lr": constant_lr}),
-        Arm(
-            "adam-3e-4",
-            Schedule("constant", max_lr=ADAM_LR),
-            {"lr": ADAM_LR},
-            optimizer="Adam",
-            optimizer_factory=_OPTIMIZERS["Adam"],
-        ),
+            optimizer=setup.optimizer,
+            optimizer_factory=_searched(setup.optimizer, setup.weight_decay),
+        )
     ]
+    if "constant-cv" in arms and constant_lr is not None:
+        out.append(
+            Arm(
+                "constant-cv",
+                Schedule("constant", max_lr=constant_lr),
+                {"lr": constant_lr},
+                optimizer=optimizers[0],
+                optimizer_factory=_searched(optimizers[0], None),
+            )
+        )
+    for name in ARMS:
+        recipe = RECIPES.get(name)
+        if recipe is not None and name in arms:
+            out.append(
+                Arm(
+                    name,
+                    recipe.schedule(),
+                    recipe.params,
+                    optimizer=recipe.optimizer,
+                    optimizer_factory=recipe.optimizer_factory(steps_per_epoch * epochs),
+                    note=recipe.note,
+                )
+            )
+    return out
+
+
+def _searched(name: str, weight_decay: float | None) -> OptimizerFactory | None:
+    """A searched optimizer's factory; ``None`` for the task's own (the run takes it)."""
+    if name == "task":
+        return None
+    return search_optimizer(name, None, weight_decay=weight_decay)
 
 
 def arm_key(arm: Arm, seed: int) -> str:
@@ -105,7 +142,10 @@ def arm_key(arm: Arm, seed: int) -> str:
         >>> arm_key(arm, 1000)
         'constant-cv/...'
     """
-    what = json.dumps({"params": arm.params, "optimizer": arm.optimizer}, sort_keys=True)
+    fields: dict[str, Any] = {"params": arm.params, "optimizer": arm.optimizer}
+    if arm.note:  # what the params leave out (an optimizer's own warmup) is part of the arm
+        fields["note"] = arm.note
+    what = json.dumps(fields, sort_keys=True)
     digest = hashlib.sha256(what.encode()).hexdigest()[:12]
     return f"{arm.name}/{digest}/{seed}"
 
@@ -209,7 +249,7 @@ def run_arm(
         seed=seed,
         params=dict(arm.params),
         optimizer=arm.optimizer,
-        schedule=arm.schedule.describe(spe),
+        schedule=arm.schedule.describe(spe) + arm.note,
         curve=curve,
         epochs=task.epochs,
         steps=task.epochs * spe,
@@ -343,6 +383,18 @@ def ensure(ctx: Context, arms: list[Arm]) -> dict[str, dict[str, Any]]:
     return comparison
 
 
+#: How the table names an arm's optimizer.
+_OPTIMIZER_WORDS = {
+    "task": "task's",
+    "sgd": "SGD",
+    "nesterov": "SGD Nesterov",
+    "adamw": "AdamW",
+    "Adam": "Adam",
+    "Prodigy": "Prodigy",
+    "AdamWScheduleFree": "Schedule-Free AdamW",
+}
+
+
 def comparison_table(comparison: Mapping[str, Any] | None, metric: str) -> pd.DataFrame:
     """The final comparison, one row per arm (empty without one): test metric mean ± std,
     tuned - arm with its 95% interval, whether that is significant, epochs to the target, the
@@ -358,6 +410,9 @@ def comparison_table(comparison: Mapping[str, Any] | None, metric: str) -> pd.Da
         rows.append(
             {
                 "arm": arm,
+                "optimizer": _OPTIMIZER_WORDS.get(
+                    data.get("optimizer", "task"), data.get("optimizer")
+                ),
                 f"test {metric}": f"{mean:.4f} ± {std:.4f}",
                 "tuned - arm [95% CI]": (
                     f"{diff['mean_diff']:+.4f} [{diff['ci_low']:+.4f}, {diff['ci_high']:+.4f}]"
@@ -377,7 +432,7 @@ def comparison_table(comparison: Mapping[str, Any] | None, metric: str) -> pd.Da
 
 
 def verdict(comparison: Mapping[str, Any] | None, direction: str) -> str:
-    """One sentence: whether the tuned schedule beat both baselines, significantly."""
+    """One sentence: whether the tuned schedule beat each other arm, significantly."""
     if not comparison:
         return "no final comparison (baselines skipped)"
     better = "higher" if direction == "maximize" else "lower"

@@ -19,7 +19,8 @@ from optuna.trial import FrozenTrial
 from lrsearch.pipeline.arms import cv_scores
 from lrsearch.pipeline.context import Context
 from lrsearch.pipeline.queue import KeyedPlan, Stage, Unit
-from lrsearch.schedules import Schedule
+from lrsearch.pipeline.search import optimizer_factory
+from lrsearch.space import setup_from_params
 from lrsearch.splits import cv_folds
 from lrsearch.store import (
     ATTR_FINALISTS,
@@ -85,8 +86,17 @@ def _stage(ctx: Context, top: Sequence[FrozenTrial]) -> tuple[Stage, KeyedPlan]:
     def objective(trial: optuna.Trial) -> float:
         number = int(trial.user_attrs["trial"])
         searched = by_number.get(number) or search.get_trials(deepcopy=False)[number]
-        schedule = Schedule.from_params(searched.params, steps_per_epoch=spe, epochs=task.epochs)
-        scores, reason = cv_scores(task, schedule, splits, seed=cfg.seed, device=ctx.device)
+        setup = setup_from_params(
+            searched.params, optimizers=cfg.optimizers, steps_per_epoch=spe, epochs=task.epochs
+        )
+        scores, reason = cv_scores(
+            task,
+            setup.schedule,
+            splits,
+            seed=cfg.seed,
+            device=ctx.device,
+            optimizer_factory=optimizer_factory(setup, task),
+        )
         record = Finalist(
             trial=number,
             params=dict(searched.params),

@@ -22,6 +22,7 @@ from lrsearch.pipeline import range_test as _range_test
 from lrsearch.pipeline.arms import chosen_lr, constant_grid
 from lrsearch.range_test import RangeTestResult
 from lrsearch.schedules import Schedule
+from lrsearch.space import setup_from_params
 from lrsearch.store import (
     ATTR_CHOSEN_LR,
     ATTR_COMPARISON,
@@ -58,7 +59,9 @@ class StudyResult:
         best_value: That trial's validation metric.
         tuned_trial: That trial's number.
         schedule: Its schedule (step size in steps of the full training set).
-        schedule_words: It in words.
+        schedule_words: It in words (with its optimizer when the study searched several).
+        optimizer: The tuned arm's optimizer (``task``: the task's own; see the config's
+            ``optimizers``).
         trial_states: How many search trials ended in each state.
         constant_lr: The CV-chosen constant LR (``None`` with baselines skipped).
         comparison: The final comparison ``{arm: ARM}`` (``None`` until every run is done).
@@ -76,6 +79,7 @@ class StudyResult:
     tuned_trial: int
     schedule: Schedule
     schedule_words: str
+    optimizer: str
     trial_states: dict[str, int]
     constant_lr: float | None
     comparison: dict[str, Any] | None
@@ -86,7 +90,7 @@ class StudyResult:
         return _comparison.comparison_table(self.comparison, self.metric)
 
     def verdict(self) -> str:
-        """One sentence: whether the tuned schedule beat both baselines, significantly."""
+        """One sentence: whether the tuned schedule beat each other arm, significantly."""
         return _comparison.verdict(self.comparison, self.direction)
 
 
@@ -105,12 +109,13 @@ def load_result(
     """
     stored = load_stored(name, storage=storage, store=store)
     study, url, attrs = stored.search, stored.storage, stored.attrs
-    rt = _range_test.load(stored)
+    cfg = attrs.get(ATTR_CONFIG, {})
+    optimizers = tuple(cfg.get("optimizers", ("task",)))
+    rt = _range_test.load(stored, optimizers)
     if rt is None:
         raise LrsearchError(f"study {name!r} in {url} has no range test yet")
     if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         raise LrsearchError(f"study {name!r} in {url} has no completed trial yet")
-    cfg = attrs.get(ATTR_CONFIG, {})
     direction = str(attrs.get(ATTR_DIRECTION, study.direction.name.lower()))
     maximize = direction == "maximize"
     epochs = int(cfg.get("epochs", 1))
@@ -122,7 +127,9 @@ def load_result(
         tuned, _ = _finalists.pick(top, stored.trials("finalists"), maximize=maximize)
     else:  # stored before the finalists were units (or none were needed)
         tuned = _legacy_pick(top, attrs.get(ATTR_FINALISTS) or [], maximize=maximize)
-    schedule = Schedule.from_params(tuned.params, steps_per_epoch=spe_full, epochs=epochs)
+    setup = setup_from_params(
+        tuned.params, optimizers=optimizers, steps_per_epoch=spe_full, epochs=epochs
+    )
     constant_lr = _constant_lr(stored, rt, cfg, maximize=maximize)
     comparison = _stored_comparison(stored, tuned.params, constant_lr, cfg, spe_full, maximize)
     return StudyResult(
@@ -134,8 +141,9 @@ def load_result(
         best_params=dict(tuned.params),
         best_value=float(tuned.value),  # type: ignore[arg-type]
         tuned_trial=tuned.number,
-        schedule=schedule,
-        schedule_words=schedule.describe(spe_full),
+        schedule=setup.schedule,
+        schedule_words=setup.describe(spe_full),
+        optimizer=setup.optimizer,
         trial_states=trial_states(study),
         constant_lr=constant_lr,
         comparison=comparison,
@@ -167,6 +175,10 @@ def _constant_lr(
         return None if legacy is None else float(legacy)
 
 
+#: The arms of a study stored before the config's ``arms`` key existed.
+_EARLIER_ARMS = ("tuned", "constant-cv", "adam-3e-4")
+
+
 def _stored_comparison(
     stored: StoredStudy,
     tuned: dict[str, Any],
@@ -178,10 +190,16 @@ def _stored_comparison(
     if "final" not in stored.stages:  # stored before final runs were units
         legacy = stored.attrs.get(ATTR_COMPARISON)
         return dict(legacy) if legacy else None
-    if constant_lr is None:
+    arms_wanted = tuple(cfg.get("arms", _EARLIER_ARMS))
+    if constant_lr is None and "constant-cv" in arms_wanted:
         return None
     arms = _comparison.make_arms(
-        tuned, constant_lr, steps_per_epoch=spe_full, epochs=int(cfg.get("epochs", 1))
+        tuned,
+        constant_lr,
+        steps_per_epoch=spe_full,
+        epochs=int(cfg.get("epochs", 1)),
+        optimizers=tuple(cfg.get("optimizers", ("task",))),
+        arms=arms_wanted,
     )
     seeds = _comparison.final_seeds(int(cfg.get("seed", 0)), int(cfg.get("final_seeds", 5)))
     runs = _comparison.collect(stored.trials("final"), arms, seeds)

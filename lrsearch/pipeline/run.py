@@ -1,8 +1,8 @@
 """``run_study``: the pipeline as a sequence of stages, each "make sure it is done, then load it".
 
-range test -> search -> constant-LR CV and Adam -> finalists -> final comparison. Any number of
-processes, on one machine or many, may run the same study at the same time or one after
-another: each stage's units go through Optuna's queue (:mod:`lrsearch.pipeline.queue`), a
+range test -> search -> constant-LR CV and the recipe arms -> finalists -> final comparison.
+Any number of processes, on one machine or many, may run the same study at the same time or one
+after another: each stage's units go through Optuna's queue (:mod:`lrsearch.pipeline.queue`), a
 stage waits for the previous one's units, and the result is :func:`load_result`, derived from
 the stored units, whichever process ran them.
 """
@@ -53,6 +53,7 @@ FIXED_KEYS = (
     "epochs",
     "batch_size",
     "kinds",
+    "optimizers",
     "seed",
     "validation_fraction",
     "range_test",
@@ -147,25 +148,34 @@ def _stages(
     enqueue_seeds: bool,
     on_stored: Callable[[optuna.Study], None] | None,
 ) -> None:
-    rt = _range_test.ensure(ctx)
+    tests = _range_test.ensure(ctx)
     if ctx.changed and on_stored is not None:
         on_stored(ctx.study("search"))  # the range test on the dashboard while the search runs
-    _search.ensure(ctx, search_bounds or rt.bounds, seeds=enqueue_seeds)
+    first = tests[ctx.cfg.optimizers[0]]
+    bounds = {name: search_bounds or rt.bounds for name, rt in tests.items()}
+    _search.ensure(ctx, bounds, seeds=enqueue_seeds)
     if skip_baselines:
         return
-    # The CV grid, Adam and the finalists depend on the search only: help with each first
-    # (claim what is free, wait for nothing), so workers do not idle at one stage's end
-    # while another has units to run; then make sure of each.
-    _arms.help_constant_cv(ctx, rt.bounds)
-    _arms.help_adam(ctx)
+    # The CV grid, the recipe arms and the finalists depend on the search only: help with
+    # each first (claim what is free, wait for nothing), so workers do not idle at one
+    # stage's end while another has units to run; then make sure of each.
+    arms = ctx.cfg.arms
+    if "constant-cv" in arms:
+        _arms.help_constant_cv(ctx, first.bounds)
+    _arms.help_recipes(ctx)
     _finalists.help_finalists(ctx)
-    constant_lr = _arms.ensure_constant_cv(ctx, rt.bounds)
-    _arms.ensure_adam(ctx)
+    constant_lr = _arms.ensure_constant_cv(ctx, first.bounds) if "constant-cv" in arms else None
+    _arms.ensure_recipes(ctx)
     tuned = _finalists.ensure(ctx)
-    arms = _comparison.make_arms(
-        tuned.params, constant_lr, steps_per_epoch=ctx.spe_full, epochs=ctx.task.epochs
+    contenders = _comparison.make_arms(
+        tuned.params,
+        constant_lr,
+        steps_per_epoch=ctx.spe_full,
+        epochs=ctx.task.epochs,
+        optimizers=ctx.cfg.optimizers,
+        arms=arms,
     )
-    _comparison.ensure(ctx, arms)
+    _comparison.ensure(ctx, contenders)
 
 
 def _describe(ctx: Context, search: optuna.Study, cfg_dict: dict[str, Any]) -> None:
@@ -184,11 +194,15 @@ def _describe(ctx: Context, search: optuna.Study, cfg_dict: dict[str, Any]) -> N
             search.set_metric_names(metric_names)
 
 
+#: What a study stored before a fixed key existed had, in effect.
+_EARLIER = {"optimizers": ["task"]}
+
+
 def _config_conflicts(stored: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
     return [
-        f"{key}: {stored.get(key)!r} -> {current.get(key)!r}"
+        f"{key}: {stored.get(key, _EARLIER.get(key))!r} -> {current.get(key)!r}"
         for key in FIXED_KEYS
-        if stored.get(key) != current.get(key)
+        if stored.get(key, _EARLIER.get(key)) != current.get(key)
     ]
 
 

@@ -15,7 +15,7 @@ import dataclasses
 import logging
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -25,9 +25,10 @@ from optuna.trial import FrozenTrial, TrialState
 from lrsearch.choices import PER_EPOCH_KINDS
 from lrsearch.config import StudyConfig
 from lrsearch.exceptions import LrsearchError
+from lrsearch.optimizers import search_optimizer
 from lrsearch.pipeline.context import Context
 from lrsearch.pipeline.queue import MAX_FAILURES, Stage, Unit
-from lrsearch.space import LRBounds, seed_params, suggest_schedule
+from lrsearch.space import LRBounds, Setup, seed_setups, suggest_setup
 from lrsearch.store import (
     EPOCH_LRS,
     EPOCHS_RUN,
@@ -37,9 +38,10 @@ from lrsearch.store import (
     UPDATE_RATIOS,
     unit_key,
 )
+from lrsearch.tasks import OptimizerFactory, Task
 from lrsearch.training import train_task
 
-__all__ = ["BudgetPlan", "ensure", "make_pruner", "make_sampler"]
+__all__ = ["BudgetPlan", "ensure", "make_pruner", "make_sampler", "optimizer_factory"]
 
 _log = logging.getLogger(__name__)
 
@@ -109,13 +111,21 @@ def _finished(trials: Sequence[FrozenTrial]) -> int:
     return sum(t.state in FINISHED for t in trials)
 
 
-def ensure(ctx: Context, bounds: LRBounds, *, seeds: bool = True) -> list[FrozenTrial]:
+def optimizer_factory(setup: Setup, task: Task) -> OptimizerFactory:
+    """The optimizer factory a search trial's :class:`~lrsearch.space.Setup` trains with."""
+    return search_optimizer(setup.optimizer, task.make_optimizer, weight_decay=setup.weight_decay)
+
+
+def ensure(
+    ctx: Context, bounds: Mapping[str, LRBounds], *, seeds: bool = True
+) -> list[FrozenTrial]:
     """Make sure the search has run its budget (with every worker), then return its finished
     trials.
 
     Args:
         ctx: The study's context.
-        bounds: The LR range the search draws ``max_lr`` / ``base_lr`` from.
+        bounds: Each searched optimizer's LR range (its ``max_lr`` / ``base_lr`` are drawn
+            from it), in the config's order.
         seeds: Enqueue the literature's schedules first (``False`` for ablations).
 
     Raises:
@@ -125,21 +135,24 @@ def ensure(ctx: Context, bounds: LRBounds, *, seeds: bool = True) -> list[Frozen
     study = ctx.study("search")
     study.pruner = make_pruner(cfg, task.epochs)
     recipes = (
-        seed_params(bounds, steps_per_epoch=ctx.spe_search, epochs=task.epochs, kinds=cfg.kinds)
+        seed_setups(bounds, steps_per_epoch=ctx.spe_search, epochs=task.epochs, kinds=cfg.kinds)
         if seeds
         else []
     )
     search_train, validation = ctx.search_train, ctx.validation
 
     def objective(trial: optuna.Trial) -> float:
-        schedule = suggest_schedule(
+        setup = suggest_setup(
             trial,
             bounds=bounds,
             steps_per_epoch=ctx.spe_search,
             epochs=task.epochs,
             kinds=cfg.kinds,
         )
-        trial.set_user_attr("schedule", schedule.describe(ctx.spe_search))
+        schedule = setup.schedule
+        trial.set_user_attr("schedule", setup.describe(ctx.spe_search))
+        if setup.optimizer != "task":
+            trial.set_user_attr("optimizer", setup.optimizer)
         # optuna-dashboard sorts numeric attrs only: the schedule's peak and mean LR are the
         # sortable summary of the words (a plateau schedule's, once it has run, as it ran).
         _summarise_lrs(trial, schedule.lrs(ctx.spe_search * task.epochs).tolist())
@@ -151,6 +164,7 @@ def ensure(ctx: Context, bounds: LRBounds, *, seeds: bool = True) -> list[Frozen
             seed=cfg.seed,
             device=ctx.device,
             trial=trial,
+            optimizer_factory=optimizer_factory(setup, task),
             diagnostics=cfg.diagnostics,
         )
         trial.set_user_attr(EPOCHS_RUN, result.epochs_run)

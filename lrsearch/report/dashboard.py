@@ -9,7 +9,7 @@ import optuna
 from lrsearch.pipeline.comparison import comparison_table, verdict
 from lrsearch.report.figures import COMPARISON_PANELS, comparison_figure, range_test_figure
 from lrsearch.report.reading import causes_in_words, has_complete, metric_name, tuned_trial
-from lrsearch.store import FLAGS, trial_states
+from lrsearch.store import ATTR_RANGE_TEST, ATTR_RANGE_TESTS, FLAGS, trial_states
 
 __all__ = ["DASHBOARD_GRAPHS", "attach_to_dashboard", "note_markdown"]
 
@@ -29,12 +29,17 @@ def note_markdown(study: optuna.Study) -> str:
     comparison = attrs.get("comparison")
     states = {"COMPLETE": 0, "PRUNED": 0} | trial_states(study)
     lines = [f"## lrsearch: study `{study.study_name}`", ""]
-    rt = attrs.get("range_test")
+    rt = attrs.get(ATTR_RANGE_TEST)
     if rt is not None:
         lines.append(
             f"**Range test:** LR bounds {rt['low']:.3g} to {rt['high']:.3g}, "
             f"suggestion {rt['suggestion']:.3g}."
         )
+        for name, each in attrs.get(ATTR_RANGE_TESTS, {}).items():  # one per optimizer
+            lines.append(
+                f"- {name}: bounds {each['low']:.3g} to {each['high']:.3g}, "
+                f"suggestion {each['suggestion']:.3g}"
+            )
         lines.append("")
     counts = ", ".join(f"{n} {s.lower()}" for s, n in states.items() if n)
     lines.append(f"**Search:** {counts} trials.")

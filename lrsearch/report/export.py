@@ -91,33 +91,47 @@ _DTYPES: dict[str, str] = (
 _TRIAL_ATTRS = ("number", "value", "datetime_start", "duration", "params", "user_attrs", "state")
 
 
+#: The studies of the arms scored inside ``train``: (stage, source, what their value is).
+_BASELINES = (
+    ("constant_cv", "constant-cv", "cv mean"),
+    ("adam", "adam-3e-4", "validation"),
+    ("prodigy", "prodigy", "validation"),
+    ("schedule_free_adamw", "schedule-free-adamw", "validation"),
+)
+
+
 def export_frame(name: str, *, storage: str | None = None) -> pd.DataFrame:
     """Everything study ``name`` stored, one row per trial or final run, as a DataFrame.
 
     Rows come in this order: the search trials of study ``NAME``, the trials of
-    ``NAME/constant-cv`` and ``NAME/adam-3e-4`` (where those studies exist), then one row per
-    (arm, seed) of the final comparison (study user attr ``comparison``, where stored). Save it
-    with ``frame.to_csv(path, index=False)``. The columns, in this order:
+    ``NAME/constant-cv``, ``NAME/adam-3e-4``, ``NAME/prodigy`` and
+    ``NAME/schedule-free-adamw`` (where those studies exist), then one row per (arm, seed) of
+    the final comparison (study user attr ``comparison``, where stored). Save it with
+    ``frame.to_csv(path, index=False)``. The columns, in this order:
 
     - ``study``: the storage study the row comes from (``NAME``, ``NAME/constant-cv``,
-      ``NAME/adam-3e-4``; final runs: ``NAME``).
-    - ``source``: ``search``, ``constant-cv``, ``adam-3e-4`` or ``final``.
+      ``NAME/adam-3e-4``, ...; final runs: ``NAME``).
+    - ``source``: ``search``, ``constant-cv``, ``adam-3e-4``, ``prodigy``,
+      ``schedule-free-adamw`` or ``final``.
     - ``trial``: the trial number (NA for final runs).
-    - ``arm``: final runs: ``tuned``, ``constant-cv`` or ``adam-3e-4`` (NA for trials).
+    - ``arm``: final runs: the arm (``tuned``, ``constant-cv``, ``adam-3e-4``, ``prodigy``,
+      ``schedule-free-adamw``; NA for trials).
     - ``seed``: final runs: the model seed (NA for trials).
     - ``state``: the trial state (``COMPLETE``, ``PRUNED``, ``FAIL``, ``RUNNING``,
       ``WAITING``); final runs: ``COMPLETE``, or ``DIVERGED`` where training stopped early.
-    - ``value``: search and Adam trials: the validation metric; constant-cv trials: the mean
+    - ``value``: search and recipe trials: the validation metric; constant-cv trials: the mean
       cross-validation metric; final runs: the test metric. ``value_on`` says which:
       ``validation``, ``cv mean`` or ``test``.
     - ``metric``: the task's metric name (e.g. ``accuracy``).
-    - ``schedule``: the schedule kind (``constant`` for the baselines and their arms).
+    - ``schedule``: the schedule kind (``constant`` for constant-cv, Adam and Schedule-Free
+      AdamW, whose warmup is the optimizer's own; ``cosine`` for Prodigy).
     - ``max_lr``, ``base_lr``, ``step_size``, ``decay``, ``cycle_mult``, ``warmup``,
       ``cooldown``, ``patience``: the schedule's parameters as searched (``step_size``,
       ``warmup`` and ``patience`` in epochs), NaN where a kind has no such parameter. A
       constant baseline's one parameter ``lr`` is its ``max_lr`` (a constant schedule's LR is
       its max LR).
-    - ``optimizer``: ``Adam`` for the Adam baseline, else ``task`` (the task's own optimizer).
+    - ``optimizer``: ``task`` (the task's own), a searched optimizer (``sgd``, ``nesterov``,
+      ``adamw``) or a recipe's (``Adam``, ``Prodigy``, ``AdamWScheduleFree``).
     - ``schedule_words``: the schedule in words.
     - ``epochs_run``: epochs trained where recorded (search trials; final runs that did not
       stop early), else NA.
@@ -161,10 +175,8 @@ def export_frame(name: str, *, storage: str | None = None) -> pd.DataFrame:
     study = stored.search
     metric = study.user_attrs.get("metric")
     parts = [_trial_rows(study, source="search", value_on="validation", metric=metric)]
-    for baseline, source, value_on in (
-        (stored.constant_cv, "constant-cv", "cv mean"),
-        (stored.adam, "adam-3e-4", "validation"),
-    ):
+    for stage, source, value_on in _BASELINES:
+        baseline = stored.stages.get(stage)
         if baseline is not None:
             parts.append(_trial_rows(baseline, source=source, value_on=value_on, metric=metric))
     units = _final_units(stored.trials("final"))
@@ -194,11 +206,13 @@ def _trial_rows(
     search = source == "search"
     if not search:
         params = {_LR_ALIAS.get(k, k): v for k, v in params.items()}
-    schedule = params.pop("schedule", None) if search else "constant"
     words = _column(df, "user_attrs_schedule")
     if not search and "max_lr" in params:
-        # The Adam baseline stores no words: a constant schedule says them itself.
+        # A constant-cv trial (and an Adam one stored before recipes had words) stores no
+        # words: a constant schedule says them itself.
         words = words.where(words.notna(), params["max_lr"].map(_constant_words))
+    # A recipe's schedule words start with its kind (Prodigy's cosine; constant otherwise).
+    schedule = params.pop("schedule", None) if search else words.str.split().str[0]
     out = pd.DataFrame(
         {
             "study": study.study_name,
@@ -210,12 +224,8 @@ def _trial_rows(
             "metric": metric,
             "schedule": schedule,
             **{k: params.pop(k) for k in _SCHEDULE_PARAMS if k in params},
-            "optimizer": (
-                _column(df, "user_attrs_optimizer").map(
-                    lambda v: v if isinstance(v, str) else "Adam"
-                )
-                if source == "adam-3e-4"
-                else "task"
+            "optimizer": _column(df, "user_attrs_optimizer").map(
+                lambda v: v if isinstance(v, str) else _EARLIER_OPTIMIZER.get(source, "task")
             ),
             "schedule_words": words,
             "epochs_run": _column(df, "user_attrs_epochs_run"),
@@ -232,6 +242,10 @@ def _trial_rows(
         index=df.index,
     )
     return _with_extras(out, params, study.study_name)
+
+
+#: The optimizer of a trial stored before trials named theirs.
+_EARLIER_OPTIMIZER = {"adam-3e-4": "Adam"}
 
 
 def _final_units(trials: list[optuna.trial.FrozenTrial]) -> dict[str, dict[str, Any]]:

@@ -36,6 +36,8 @@ from lrsearch.store import (
     ATTR_CONFIG,
     ATTR_GRID,
     ATTR_RANGE_TEST,
+    FINISHED,
+    PRUNED_REASON,
     StoredStudy,
     trial_states,
 )
@@ -97,7 +99,6 @@ def report_html(stored: StoredStudy) -> str:
     from lrsearch import __version__
 
     study, storage = stored.search, stored.storage
-    constant_cv, adam = stored.constant_cv, stored.adam
     if ATTR_RANGE_TEST not in study.user_attrs:
         raise LrsearchError(f"study {stored.name!r} in {storage} has no range test yet")
     name = study.study_name
@@ -117,7 +118,7 @@ def report_html(stored: StoredStudy) -> str:
             f"{html.escape(__version__)} · metric: {html.escape(metric)} "
             f"({html.escape(study.direction.name.lower())})</p>"
         ),
-        _summary_html(study, constant_cv, adam),
+        _summary_html(stored),
         "<h2>1. LR range test</h2>",
         _figure_html(range_test_figure(study), "fig-range-test"),
     ]
@@ -178,9 +179,16 @@ def _diagnostics_html(study: optuna.Study) -> list[str]:
     return [*parts, _table_html(frame)]
 
 
-def _summary_html(
-    study: optuna.Study, constant_cv: optuna.Study | None, adam: optuna.Study | None
-) -> str:
+#: The recipe arms' validation studies (the stage naming each) and how the summary names them.
+_RECIPES = (
+    ("adam", "Adam 3e-4"),
+    ("prodigy", "Prodigy (lr 1, cosine to 0)"),
+    ("schedule_free_adamw", "Schedule-Free AdamW (defaults, 5% warmup)"),
+)
+
+
+def _summary_html(stored: StoredStudy) -> str:
+    study, constant_cv = stored.search, stored.constant_cv
     attrs = study.user_attrs
     metric = metric_name(study)
     comparison = attrs.get(ATTR_COMPARISON)
@@ -207,11 +215,17 @@ def _summary_html(
                 f"{chosen:.3g} (from a grid of {len(grid)})",
             )
         )
-    if adam is not None:
-        done = adam.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    for stage, label in _RECIPES:
+        recipe = stored.stages.get(stage)
+        done = [] if recipe is None else recipe.get_trials(deepcopy=False, states=FINISHED)
         if done:
-            value = float(done[0].value)  # type: ignore[arg-type]
-            items.append(("Adam 3e-4", f"validation {metric} {value:.4f}"))
+            trial = done[0]
+            said = (
+                f"validation {metric} {float(trial.value):.4f}"  # type: ignore[arg-type]
+                if trial.state == TrialState.COMPLETE
+                else f"stopped: {trial.user_attrs.get(PRUNED_REASON, 'pruned')}"
+            )
+            items.append((label, said))
     counts = sorted(trial_states(study).items())
     items.append(("Search trials", ", ".join(f"{n} {s.lower()}" for s, n in counts)))
     causes = causes_in_words(study)

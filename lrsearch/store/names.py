@@ -20,6 +20,7 @@ __all__ = [
     "ATTR_GRID",
     "ATTR_METRIC",
     "ATTR_RANGE_TEST",
+    "ATTR_RANGE_TESTS",
     "ATTR_STEPS_PER_EPOCH",
     "ATTR_TASK",
     "EPOCHS_RUN",
@@ -41,6 +42,9 @@ __all__ = [
 # --- user attrs of study NAME (the search) ---------------------------------------------------
 #: The range test (``RangeTestResult.to_dict()``), copied from the range-test unit.
 ATTR_RANGE_TEST: Final = "range_test"
+#: With several searched optimizers: ``{optimizer: RangeTestResult.to_dict()}`` (the first
+#: optimizer's is also :data:`ATTR_RANGE_TEST`).
+ATTR_RANGE_TESTS: Final = "range_tests"
 #: The final comparison ``{arm: ARM}``, summarised from the final-run units.
 ATTR_COMPARISON: Final = "comparison"
 #: The finalists' cross-validated scores, from the finalist units (a list, best trial first).
@@ -127,6 +131,16 @@ class StudyNames:
         return f"{self.name}/adam-3e-4"
 
     @property
+    def prodigy(self) -> str:
+        """The Prodigy arm's validation run."""
+        return f"{self.name}/prodigy"
+
+    @property
+    def schedule_free_adamw(self) -> str:
+        """The Schedule-Free AdamW arm's validation run."""
+        return f"{self.name}/schedule-free-adamw"
+
+    @property
     def finalists(self) -> str:
         """The top search trials re-scored on the CV folds."""
         return f"{self.name}/finalists"
@@ -143,6 +157,8 @@ class StudyNames:
             self.range_test,
             self.constant_cv,
             self.adam,
+            self.prodigy,
+            self.schedule_free_adamw,
             self.finalists,
             self.final,
         )
@@ -156,4 +172,12 @@ class StudyNames:
         return study_name
 
 
-_STAGE_SUFFIXES = ("range-test", "constant-cv", "adam-3e-4", "finalists", "final")
+_STAGE_SUFFIXES = (
+    "range-test",
+    "constant-cv",
+    "adam-3e-4",
+    "prodigy",
+    "schedule-free-adamw",
+    "finalists",
+    "final",
+)

@@ -54,7 +54,16 @@ __all__ = [
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 #: The pipeline's stages in order, by the attribute of :class:`StudyNames` naming their study.
-STAGES = ("range_test", "search", "constant_cv", "adam", "finalists", "final")
+STAGES = (
+    "range_test",
+    "search",
+    "constant_cv",
+    "adam",
+    "prodigy",
+    "schedule_free_adamw",
+    "finalists",
+    "final",
+)
 
 
 def unit_key(trial: FrozenTrial) -> str | None:

@@ -1,0 +1,107 @@
+"""A study that searches the optimizer too (config key ``optimizers``): one range test per
+optimizer, reused on resume; each trial's LRs inside its optimizer's bounds; the tuned arm
+trains with the optimizer it won with, and the table says which. Also a study with only some
+arms (config key ``arms``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+import tiny_task
+from optuna.trial import TrialState
+
+import lrsearch.pipeline.range_test
+from lrsearch.pipeline import run_study
+from lrsearch.pipeline.range_test import unit_key
+from lrsearch.store import ATTR_RANGE_TEST, ATTR_RANGE_TESTS, UNIT, UNIT_RANGE_TEST
+
+pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+
+OPTIMIZERS = ("sgd", "adamw")
+
+
+def _url(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+def _boom(*args: Any, **kwargs: Any) -> Any:
+    raise AssertionError("ran a range test again")
+
+
+@pytest.fixture(scope="module")
+def multi(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Any]:
+    url = _url(tmp_path_factory.mktemp("multi") / "lrsearch.db")
+    cfg = tiny_task.config(optimizers=OPTIMIZERS, n_trials=8, arms=("tuned", "constant-cv"))
+    return url, run_study(cfg, storage=url)
+
+
+def test_one_range_test_per_optimizer_each_with_its_optimizer(multi: tuple[str, Any]) -> None:
+    url, _ = multi
+    units = optuna.load_study(study_name="tiny/range-test", storage=url).get_trials()
+    assert sorted(t.user_attrs[UNIT] for t in units) == sorted(unit_key(o) for o in OPTIMIZERS)
+    assert all(t.state == TrialState.COMPLETE for t in units)
+    attrs = optuna.load_study(study_name="tiny", storage=url).user_attrs
+    by_unit = {t.user_attrs[UNIT]: t.user_attrs[UNIT_RANGE_TEST] for t in units}
+    assert attrs[ATTR_RANGE_TESTS] == {o: by_unit[unit_key(o)] for o in OPTIMIZERS}
+    assert attrs[ATTR_RANGE_TEST] == by_unit[unit_key("sgd")]  # the first optimizer's
+    # Different optimizers, different curves: the sweeps really used each one.
+    assert by_unit["range-test/sgd"]["losses"] != by_unit["range-test/adamw"]["losses"]
+
+
+def test_each_trial_draws_from_its_own_optimizers_bounds(multi: tuple[str, Any]) -> None:
+    url, _ = multi
+    study = optuna.load_study(study_name="tiny", storage=url)
+    tests = study.user_attrs[ATTR_RANGE_TESTS]
+    trials = study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
+    assert len(trials) == 8
+    assert {t.params["optimizer"] for t in trials} == set(OPTIMIZERS)
+    for t in trials:
+        name = t.params["optimizer"]
+        low, high = tests[name]["low"], tests[name]["high"]
+        assert low <= t.params[f"{name}:max_lr"] <= high * (1 + 1e-9)
+        assert not any(k.startswith(f"{o}:") for o in OPTIMIZERS if o != name for k in t.params)
+        assert t.user_attrs["optimizer"] == name
+        assert t.user_attrs["schedule"].startswith(name)
+        assert ("adamw:weight_decay" in t.params) == (name == "adamw")
+    # The seeds go first and take turns between the optimizers.
+    seeded = [t.params["optimizer"] for t in trials if t.user_attrs.get("seeded")]
+    assert seeded[:2] == list(OPTIMIZERS)
+
+
+def test_the_tuned_arm_trains_with_the_optimizer_it_won_with(multi: tuple[str, Any]) -> None:
+    _, result = multi
+    assert result.optimizer in OPTIMIZERS
+    assert result.optimizer == result.best_params["optimizer"]
+    tuned = result.comparison["tuned"]
+    assert tuned["optimizer"] == result.optimizer
+    assert result.comparison["constant-cv"]["optimizer"] == "sgd"  # the first optimizer
+    table = result.table()
+    assert list(table["arm"]) == ["tuned", "constant-cv"]  # only the configured arms
+    words = {"sgd": "SGD", "adamw": "AdamW"}
+    assert list(table["optimizer"]) == [words[result.optimizer], "SGD"]
+
+
+def test_a_resumed_study_reuses_each_optimizers_range_test(
+    multi: tuple[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, first = multi
+    path = Path(url.removeprefix("sqlite:///"))
+    copy = tmp_path / "copy.db"
+    copy.write_bytes(path.read_bytes())
+    monkeypatch.setattr(lrsearch.pipeline.range_test, "study_range_test", _boom)
+    cfg = tiny_task.config(optimizers=OPTIMIZERS, n_trials=10, arms=("tuned", "constant-cv"))
+    again = run_study(cfg, storage=_url(copy))
+    search = optuna.load_study(study_name="tiny", storage=_url(copy))
+    assert len(search.get_trials()) == 10
+    assert again.range_test.to_dict() == first.range_test.to_dict()
+
+
+def test_another_optimizers_list_is_refused_on_resume(multi: tuple[str, Any]) -> None:
+    url, _ = multi
+    from lrsearch.exceptions import LrsearchError
+
+    with pytest.raises(LrsearchError, match=r"optimizers: \['sgd', 'adamw'\] -> \['adamw'\]"):
+        run_study(tiny_task.config(optimizers=("adamw",), n_trials=8), storage=url)
