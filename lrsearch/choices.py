@@ -12,6 +12,7 @@ from typing import Final
 
 __all__ = [
     "ARMS",
+    "ARM_ORDER",
     "CYCLICAL_KINDS",
     "DEVICES",
     "KINDS",
@@ -21,6 +22,7 @@ __all__ = [
     "PER_STEP_KINDS",
     "PRUNERS",
     "SAMPLERS",
+    "SNAPSHOT_ARM",
 ]
 
 #: Schedule kinds (see :class:`lrsearch.Schedule`).
@@ -72,6 +74,13 @@ ARMS: Final[tuple[str, ...]] = (
     "prodigy",
     "schedule-free-adamw",
 )
+
+#: The tuned runs' own snapshot ensemble: an arm of the comparison without training of its own
+#: (no units; not in :data:`ARMS`), there when the tuned schedule has two cycles or more.
+SNAPSHOT_ARM: Final = "tuned-snapshots"
+
+#: The order tables and figures list the arms in: ``tuned``, its snapshot ensemble, the rest.
+ARM_ORDER: Final[tuple[str, ...]] = (ARMS[0], SNAPSHOT_ARM, *ARMS[1:])
 
 #: Optimizers a search may choose among (see :mod:`lrsearch.optimizers`): ``task`` is the
 #: task's own; ``sgd`` (momentum 0.9), ``nesterov`` (the same with Nesterov momentum),

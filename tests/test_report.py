@@ -485,3 +485,29 @@ def test_the_report_has_the_diagnostics_section(full: StoredStudy) -> None:
     page = report_html(full)
     assert "8. Diagnostics: the update/weight ratio, and why runs stopped" in page
     assert 'id="fig-update-ratio"' in page
+
+
+def test_the_report_shows_single_model_against_ensemble_per_seed() -> None:
+    from lrsearch.choices import SNAPSHOT_ARM
+    from lrsearch.pipeline.comparison import paired_interval
+    from lrsearch.report import snapshot_sentence, snapshots_table
+
+    ensemble, last = [0.91, 0.93, 0.92], [0.9, 0.9, 0.91]
+    comparison = {
+        "tuned": {"test_metric_per_seed": [0.9, 0.9, 0.91]},
+        SNAPSHOT_ARM: {
+            "seeds": [1000, 1001, 1002],
+            "test_metric_per_seed": ensemble,
+            "last_snapshot_per_seed": last,
+            "ensemble_minus_last_snapshot": paired_interval(ensemble, last),
+        },
+    }
+    frame = snapshots_table(comparison, "accuracy")
+    assert frame["seed"].tolist() == [1000, 1001, 1002]
+    assert frame["tuned: final model (accuracy)"].tolist() == [0.9, 0.9, 0.91]
+    assert frame["ensemble"].tolist() == ensemble
+    assert frame["ensemble - last snapshot"].tolist() == ["+0.0100", "+0.0300", "+0.0100"]
+    assert snapshot_sentence(comparison).startswith(
+        "snapshot ensemble - its last snapshot: +0.0167"
+    )
+    assert snapshots_table({"tuned": {}}, "accuracy").empty and snapshot_sentence(None) == ""

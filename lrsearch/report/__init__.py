@@ -29,6 +29,8 @@ from lrsearch.report.tables import (
     diagnostics_table,
     history_table,
     settings_table,
+    snapshot_sentence,
+    snapshots_table,
     top_trials_table,
     verdict,
 )
@@ -53,6 +55,8 @@ __all__ = [
     "schedules_figure",
     "search_steps_per_epoch",
     "settings_table",
+    "snapshot_sentence",
+    "snapshots_table",
     "top_trials_table",
     "update_ratio_figure",
     "verdict",

@@ -9,6 +9,7 @@ import optuna
 from lrsearch.pipeline.comparison import comparison_table, verdict
 from lrsearch.report.figures import COMPARISON_PANELS, comparison_figure, range_test_figure
 from lrsearch.report.reading import causes_in_words, has_complete, metric_name, tuned_trial
+from lrsearch.report.tables import snapshot_sentence
 from lrsearch.store import ATTR_RANGE_TEST, ATTR_RANGE_TESTS, FLAGS, trial_states
 
 __all__ = ["DASHBOARD_GRAPHS", "attach_to_dashboard", "note_markdown"]
@@ -57,6 +58,9 @@ def note_markdown(study: optuna.Study) -> str:
             "",
             comparison_table(comparison, metric).to_markdown(index=False),
         ]
+        snapshots = snapshot_sentence(comparison)
+        if snapshots:
+            lines += ["", f"**Snapshot ensemble:** {snapshots}."]
     elif has_complete(study):
         best = study.best_trial
         lines += [

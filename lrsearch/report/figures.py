@@ -15,7 +15,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 from scipy import stats
 
-from lrsearch.choices import ARMS, PER_EPOCH_KINDS
+from lrsearch.choices import ARM_ORDER, PER_EPOCH_KINDS, SNAPSHOT_ARM
 from lrsearch.range_test import RangeTestResult
 from lrsearch.report.reading import (
     constant_lr,
@@ -49,6 +49,7 @@ ARM_COLORS: Mapping[str, str] = {
     "tuned": "#1f77b4",
     "constant-cv": "#ff7f0e",
     "adam-3e-4": "#2ca02c",
+    SNAPSHOT_ARM: "#17becf",
 }
 _PALETTE = ("#1f77b4", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
 _LEVEL = 0.95
@@ -314,7 +315,7 @@ def comparison_figure(
 
     if not panels or any(p not in COMPARISON_PANELS for p in panels):
         raise ValueError(f"panels must be some of {COMPARISON_PANELS}; got {panels!r}")
-    arms = [a for a in ARMS if a in comparison]
+    arms = [a for a in ARM_ORDER if a in comparison]
     titles = {
         "seeds": f"final test {metric}: seeds, mean, {_LEVEL:.0%} interval",
         "curves": f"test {metric} per epoch (mean over seeds)",

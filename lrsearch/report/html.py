@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime
 import html
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import optuna
 import pandas as pd
@@ -27,6 +27,8 @@ from lrsearch.report.tables import (
     diagnostics_table,
     history_table,
     settings_table,
+    snapshot_sentence,
+    snapshots_table,
     top_trials_table,
     verdict,
 )
@@ -135,6 +137,7 @@ def report_html(stored: StoredStudy) -> str:
         parts += [
             _figure_html(comparison_figure(comparison, metric=metric), "fig-comparison"),
             _table_html(comparison_table(comparison, metric)),
+            *_snapshots_html(comparison, metric),
             f"<p>{html.escape(verdict(comparison, study.direction.name.lower()))}.</p>",
         ]
     else:
@@ -162,6 +165,18 @@ def report_html(stored: StoredStudy) -> str:
         "</body></html>",
     ]
     return "\n".join(parts)
+
+
+def _snapshots_html(comparison: dict[str, Any], metric: str) -> list[str]:
+    """The snapshot ensemble against the single model, seed by seed (nothing without it)."""
+    frame = snapshots_table(comparison, metric)
+    if frame.empty:
+        return []
+    return [
+        "<h3>Snapshot ensemble: the tuned runs' models at their last cycle ends, averaged</h3>",
+        _table_html(frame),
+        f"<p>{html.escape(snapshot_sentence(comparison))}.</p>",
+    ]
 
 
 def _diagnostics_html(study: optuna.Study) -> list[str]:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import optuna
 import pandas as pd
 
+from lrsearch.choices import SNAPSHOT_ARM
 from lrsearch.pipeline.comparison import comparison_table, verdict
 from lrsearch.report.reading import cause, diagnosed_trials, metric_name, tuned_trial
 from lrsearch.store import (
@@ -26,6 +28,8 @@ __all__ = [
     "diagnostics_table",
     "history_table",
     "settings_table",
+    "snapshot_sentence",
+    "snapshots_table",
     "top_trials_table",
     "verdict",
 ]
@@ -54,6 +58,46 @@ def top_trials_table(study: optuna.Study, n: int = 10) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+def snapshots_table(comparison: Mapping[str, Any] | None, metric: str) -> pd.DataFrame:
+    """Single model against snapshot ensemble, seed by seed (empty without the
+    ``tuned-snapshots`` arm): the tuned run's final model, its last snapshot, the ensemble."""
+    data = (comparison or {}).get(SNAPSHOT_ARM)
+    if not data:
+        return pd.DataFrame()
+    tuned = comparison["tuned"]  # type: ignore[index]
+    rows = [
+        {
+            "seed": seed,
+            f"tuned: final model ({metric})": round(final, 4),
+            "last snapshot": round(last, 4),
+            "ensemble": round(ensemble, 4),
+            "ensemble - last snapshot": f"{ensemble - last:+.4f}",
+        }
+        for seed, final, last, ensemble in zip(
+            data["seeds"],
+            tuned["test_metric_per_seed"],
+            data["last_snapshot_per_seed"],
+            data["test_metric_per_seed"],
+            strict=True,
+        )
+    ]
+    return pd.DataFrame(rows)
+
+
+def snapshot_sentence(comparison: Mapping[str, Any] | None) -> str:
+    """The snapshot ensemble's gain over its last snapshot, with the paired 95% interval
+    (``""`` without the ``tuned-snapshots`` arm)."""
+    data = (comparison or {}).get(SNAPSHOT_ARM)
+    if not data or "ensemble_minus_last_snapshot" not in data:
+        return ""
+    d = data["ensemble_minus_last_snapshot"]
+    sig = "significant" if d["significant"] else "not significant"
+    return (
+        f"snapshot ensemble - its last snapshot: {d['mean_diff']:+.4f} "
+        f"[{d['ci_low']:+.4f}, {d['ci_high']:+.4f}] over {d['n']} seeds ({sig})"
+    )
 
 
 def diagnostics_table(study: optuna.Study) -> pd.DataFrame:

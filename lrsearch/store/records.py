@@ -59,6 +59,10 @@ class FinalRun:
         steps: Optimizer steps of the whole run.
         stop_reason: ``None`` for a full run, else why it stopped (diverged).
         train_seconds: Seconds inside training and evaluation.
+        snapshot_steps: The steps of the snapshots ensembled at the end (a tuned run whose
+            schedule has cycles; empty otherwise).
+        ensemble_final: The test metric of the ensemble of those snapshots, else ``None``.
+        snapshot_final: The test metric of the last of them alone, else ``None``.
 
     Example:
         >>> run = FinalRun("tuned", 1000, {"lr": 0.1}, "task", "constant 0.1", [0.5, 0.75], 2, 20)
@@ -76,6 +80,9 @@ class FinalRun:
     steps: int
     stop_reason: str | None = None
     train_seconds: float = 0.0
+    snapshot_steps: list[int] = dataclasses.field(default_factory=list)
+    ensemble_final: float | None = None
+    snapshot_final: float | None = None
 
     @property
     def final(self) -> float:
@@ -85,12 +92,17 @@ class FinalRun:
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["curve"] = [_num(v) for v in self.curve]
+        for name in ("ensemble_final", "snapshot_final"):
+            out[name] = _num(out[name])
         return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FinalRun:
         fields = dict(data)
         fields["curve"] = [_float(v) for v in fields["curve"]]
+        if fields.get("snapshot_steps"):  # a stored null is a NaN score, not a missing one
+            for name in ("ensemble_final", "snapshot_final"):
+                fields[name] = _float(fields.get(name))
         return cls(**fields)
 
 
@@ -152,6 +164,10 @@ class ArmResult:
         tuned_minus_this: For arms other than ``tuned``: the paired interval of
             tuned - this over seeds (``mean_diff``, ``ci_low``, ``ci_high``, ``level``,
             ``p_value``, ``significant``, ``n``).
+        last_snapshot_per_seed: ``tuned-snapshots`` only: the last snapshot's test metric per
+            seed (the single model the ensemble is measured against).
+        ensemble_minus_last_snapshot: ``tuned-snapshots`` only: the paired interval of the
+            ensemble - its last snapshot over seeds (the ensemble's own gain).
     """
 
     test_metric_mean: float
@@ -170,13 +186,16 @@ class ArmResult:
     target: float | None = None
     epochs_to_target: int | None = None
     tuned_minus_this: dict[str, Any] | None = None
+    last_snapshot_per_seed: list[float] | None = None
+    ensemble_minus_last_snapshot: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         if self.target is None:  # no constant-cv arm: no target to reach
             del out["target"], out["epochs_to_target"]
-        if self.tuned_minus_this is None:
-            del out["tuned_minus_this"]
+        for name in ("tuned_minus_this", "last_snapshot_per_seed", "ensemble_minus_last_snapshot"):
+            if out[name] is None:
+                del out[name]
         return out
 
     @classmethod
