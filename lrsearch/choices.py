@@ -12,6 +12,8 @@ from typing import Final
 
 __all__ = [
     "ARMS",
+    "ARM_ORDER",
+    "CYCLICAL_KINDS",
     "DEVICES",
     "KINDS",
     "MIN_ITER",
@@ -20,6 +22,7 @@ __all__ = [
     "PER_STEP_KINDS",
     "PRUNERS",
     "SAMPLERS",
+    "SNAPSHOT_ARM",
 ]
 
 #: Schedule kinds (see :class:`lrsearch.Schedule`).
@@ -37,6 +40,10 @@ KINDS: Final[tuple[str, ...]] = (
     "inverse_sqrt",
     "plateau",
 )
+
+#: Kinds that restart: their learning rate comes back down at the end of every cycle, so each
+#: cycle ends near a different minimum (:meth:`lrsearch.Schedule.cycle_ends`; snapshot ensembles).
+CYCLICAL_KINDS: Final[tuple[str, ...]] = ("triangular", "triangular2", "exp_range", "sgdr")
 
 #: Kinds whose scheduler is stepped once per epoch with the validation metric
 #: (``scheduler.step(value)``), not once per optimizer step.
@@ -67,6 +74,13 @@ ARMS: Final[tuple[str, ...]] = (
     "prodigy",
     "schedule-free-adamw",
 )
+
+#: The tuned runs' own snapshot ensemble: an arm of the comparison without training of its own
+#: (no units; not in :data:`ARMS`), there when the tuned schedule has two cycles or more.
+SNAPSHOT_ARM: Final = "tuned-snapshots"
+
+#: The order tables and figures list the arms in: ``tuned``, its snapshot ensemble, the rest.
+ARM_ORDER: Final[tuple[str, ...]] = (ARMS[0], SNAPSHOT_ARM, *ARMS[1:])
 
 #: Optimizers a search may choose among (see :mod:`lrsearch.optimizers`): ``task`` is the
 #: task's own; ``sgd`` (momentum 0.9), ``nesterov`` (the same with Nesterov momentum),

@@ -79,6 +79,12 @@ KEYS: dict[str, tuple[str, str]] = {
         "(more than `heartbeat_interval`)",
         "30",
     ),
+    "diagnostics": (
+        "measure the update/weight ratio per param group in the range test and the search "
+        "trials, stored and flagged when far from 1e-3 (`false`: off; why a run failed is "
+        "said either way)",
+        "`true`",
+    ),
     "range_test.start_lr": ("first LR of the range test", "1e-7"),
     "range_test.end_lr": ("last LR of the range test", "10.0"),
     "range_test.num_iter": ("steps of the range test", "100"),
@@ -118,6 +124,7 @@ class StudyConfig:
     threads: int = 0
     heartbeat_interval: int = 10
     grace_period: int = 30
+    diagnostics: bool = True
     range_start_lr: float = 1e-7
     range_end_lr: float = 10.0
     range_num_iter: int = 100
@@ -164,6 +171,7 @@ class StudyConfig:
                 "grace_period must be longer than heartbeat_interval; got "
                 f"{self.grace_period!r} <= {self.heartbeat_interval!r}"
             )
+        _want_bool("diagnostics", self.diagnostics)
         _want_real("range_test.start_lr", self.range_start_lr, positive=True)
         _want_real("range_test.end_lr", self.range_end_lr, positive=True)
         if not self.range_start_lr < self.range_end_lr:
@@ -301,6 +309,11 @@ def _unknown(key: str) -> InvalidParameterError:
 def _want_str(key: str, value: object) -> None:
     if not isinstance(value, str) or not value:
         raise InvalidParameterError(f"{key} must be a non-empty string; got {value!r}")
+
+
+def _want_bool(key: str, value: object) -> None:
+    if not isinstance(value, bool):
+        raise InvalidParameterError(f"{key} must be true or false; got {value!r}")
 
 
 def _want_int(key: str, value: object, *, low: int) -> None:

@@ -44,7 +44,7 @@ from torch.optim import Optimizer, lr_scheduler
 
 from lrsearch._optim import lr_ratios, set_lrs
 from lrsearch._validation import check_non_negative_int, check_positive_int, check_real
-from lrsearch.choices import KINDS
+from lrsearch.choices import CYCLICAL_KINDS, KINDS
 from lrsearch.exceptions import InvalidParameterError
 
 if TYPE_CHECKING:
@@ -315,6 +315,54 @@ class Schedule:
                 scheduler.step(values[t // spe - 1])
             out[t] = float(group["lr"])
         return out
+
+    def cycle_ends(self, total_steps: int) -> list[int]:
+        """Where the cycles of a run of ``total_steps`` end, in optimizer steps taken.
+
+        ``n`` is in the list when the weights after ``n`` optimizer steps finish a cycle: the
+        learning rate has come back down, and step ``n`` (from 0) starts the next cycle. These
+        are the points where a snapshot ensemble (Huang et al. 2017) keeps the model. From the
+        kinds' own formulas (``s`` = ``step_size``, ``m`` = ``cycle_mult``):
+
+        - ``triangular``, ``triangular2``, ``exp_range``: a cycle is ``2s`` steps, so
+          ``2s, 4s, 6s, ...``;
+        - ``sgdr``: restart cycle ``k`` is ``s * m**k`` steps, so ``s, s + s*m,
+          s + s*m + s*m**2, ...``.
+
+        Only whole cycles count: a run that stops mid-cycle does not end one, so ``total_steps``
+        itself is in the list only when a cycle ends exactly there. Every other kind does not
+        restart (``onecycle``'s one cycle is the whole run) and has no cycle ends: ``[]``.
+
+        Args:
+            total_steps: The run's optimizer steps.
+
+        Returns:
+            The step counts, ascending, each in ``1 .. total_steps``.
+
+        Raises:
+            InvalidParameterError: ``total_steps`` is not a positive integer.
+
+        Example:
+            >>> Schedule("triangular2", 0.1, base_lr=0.01, step_size=3).cycle_ends(20)
+            [6, 12, 18]
+            >>> sgdr = Schedule("sgdr", 0.1, base_lr=0.0, step_size=2, decay=1.0, cycle_mult=2)
+            >>> sgdr.cycle_ends(14)
+            [2, 6, 14]
+            >>> Schedule("cosine", 0.1, base_lr=0.0).cycle_ends(20)
+            []
+        """
+        total_steps = check_positive_int("total_steps", total_steps)
+        if self.kind not in CYCLICAL_KINDS:
+            return []
+        assert self.step_size is not None
+        if self.kind != "sgdr":
+            return list(range(2 * self.step_size, total_steps + 1, 2 * self.step_size))
+        ends, length, end = [], self.step_size, self.step_size
+        while end <= total_steps:
+            ends.append(end)
+            length *= self.cycle_mult
+            end += length
+        return ends
 
     def _cooldown_steps(self, total_steps: int) -> int:
         """``wsd``'s D: ``max(1, round(cooldown * T))`` steps (``round`` halves to even)."""

@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import copy
 import dataclasses
 import logging
 import math
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Literal
 
 import numpy as np
 import optuna
@@ -33,10 +35,19 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from lrsearch._validation import check_positive_int, check_real
 from lrsearch.choices import DEVICES, PER_EPOCH_KINDS
+from lrsearch.diagnostics import (
+    NON_FINITE,
+    STALL_EPOCHS,
+    TOO_HIGH,
+    UpdateRatioMonitor,
+    measure_every,
+    stall_reason,
+)
 from lrsearch.exceptions import InvalidParameterError
 from lrsearch.optimizers import has_train_eval
 from lrsearch.schedules import Schedule
-from lrsearch.store.names import EPOCH_LRS, EPOCHS_RUN, PRUNED_REASON
+from lrsearch.store.names import EPOCH_LRS, EPOCHS_RUN, FLAGS, PRUNED_REASON, UPDATE_RATIOS
+from lrsearch.store.records import UpdateRatios
 from lrsearch.tasks import METRICS, Data, Task
 from lrsearch.tasks import steps_per_epoch as _steps_per_epoch
 
@@ -44,11 +55,15 @@ __all__ = [
     "Clock",
     "FitResult",
     "clock",
+    "combine_for",
     "default_threads",
+    "ensemble_outputs",
     "evaluate",
+    "evaluate_ensemble",
     "fit",
     "labels",
     "resolve_device",
+    "state_on_cpu",
     "subset",
 ]
 
@@ -56,8 +71,8 @@ _log = logging.getLogger(__name__)
 
 _EVAL_BATCH = 1024
 
-#: The trial user attr where :func:`fit` leaves a pruned trial's :attr:`FitResult.lrs` (a
-#: pruned run returns no :class:`FitResult`).
+#: How an ensemble's outputs are combined: class probabilities averaged, or outputs averaged.
+Combine = Literal["softmax", "mean"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +90,13 @@ class FitResult:
             epoch's start (in force for its first optimizer step). For a ``plateau`` schedule
             that is the LR of the whole epoch; for the others it is
             ``schedule.lrs(total_steps)[epoch * steps_per_epoch]``.
+        snapshot_steps: The optimizer steps (taken) of the snapshots in the ensemble, oldest
+            first (empty without ``snapshot_steps``, or when the run reached none of them).
+        ensemble_value: The metric on ``eval_data`` of the ensemble of those snapshots
+            (:func:`evaluate_ensemble`), ``None`` without snapshots or evaluation data.
+        snapshot_value: The metric of the last snapshot alone, the single model the ensemble
+            is measured against (``None`` as for ``ensemble_value``).
+        update_ratios: The update/weight ratios of the run (``None`` with ``diagnostics`` off).
     """
 
     values: list[float]
@@ -84,11 +106,27 @@ class FitResult:
     seconds: float
     stop_reason: str | None = None
     lrs: list[float] = dataclasses.field(default_factory=list)
+    snapshot_steps: list[int] = dataclasses.field(default_factory=list)
+    ensemble_value: float | None = None
+    snapshot_value: float | None = None
+    update_ratios: UpdateRatios | None = None
 
     @property
     def final(self) -> float:
         """The last evaluation value (NaN without evaluation data)."""
         return self.values[-1] if self.values else math.nan
+
+    @property
+    def flags(self) -> list[str]:
+        """What the diagnostics say about the learning rate, in words: the param groups whose
+        update/weight ratio sat outside ``RATIO_BAND`` for most steps, and a training loss that
+        never fell over a run of more than ``STALL_EPOCHS`` epochs."""
+        out = [] if self.update_ratios is None else self.update_ratios.flags
+        if len(self.train_losses) > STALL_EPOCHS:
+            stuck = stall_reason(self.train_losses, len(self.train_losses) - 1)
+            if stuck is not None:
+                out.append(stuck)
+        return out
 
 
 class Clock:
@@ -268,6 +306,51 @@ def _accuracy(outputs: torch.Tensor, targets: torch.Tensor) -> float:
     return float((outputs.argmax(dim=1) == targets).float().mean())
 
 
+def _eval_batches(data: Data | DataLoader[Any]) -> Any:
+    if isinstance(data, tuple):
+        x, y = data
+        return [
+            (x[i : i + _EVAL_BATCH], y[i : i + _EVAL_BATCH]) for i in range(0, len(x), _EVAL_BATCH)
+        ]
+    if isinstance(data, DataLoader):
+        return data
+    return DataLoader(data, batch_size=_EVAL_BATCH)
+
+
+@torch.no_grad()
+def _outputs(
+    model: nn.Module, data: Data | DataLoader[Any], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """All of ``model``'s outputs on ``data`` and the targets, in eval mode (restored after)."""
+    was_training = model.training
+    model.eval()
+    try:
+        outputs, targets = [], []
+        for batch in _eval_batches(data):
+            outputs.append(model(_to_device(batch[0], device)))
+            targets.append(_to_device(batch[1], device))
+        return torch.cat(outputs), torch.cat(targets)
+    finally:
+        model.train(was_training)
+
+
+def _score(
+    out: torch.Tensor,
+    tgt: torch.Tensor,
+    metric: str | Callable[[torch.Tensor, torch.Tensor], float],
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None,
+) -> float:
+    if metric == "accuracy":
+        return _accuracy(out, tgt)
+    if metric == "loss":
+        if loss is None:
+            raise InvalidParameterError("metric 'loss' needs the loss function")
+        return float(loss(out, tgt))
+    if callable(metric):
+        return float(metric(out, tgt))
+    raise InvalidParameterError(f"unknown metric {metric!r}")
+
+
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
@@ -298,38 +381,116 @@ def evaluate(
     """
     if device is None:
         device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
-        if isinstance(data, tuple):
-            x, y = data
-            chunks = [
-                (x[i : i + _EVAL_BATCH], y[i : i + _EVAL_BATCH])
-                for i in range(0, len(x), _EVAL_BATCH)
-            ]
-            batches: Any = chunks
-        elif isinstance(data, DataLoader):
-            batches = data
-        else:
-            batches = DataLoader(data, batch_size=_EVAL_BATCH)
-        outputs, targets = [], []
-        for batch in batches:
-            xb = _to_device(batch[0], device)
-            yb = _to_device(batch[1], device)
-            outputs.append(model(xb))
-            targets.append(yb)
-        out, tgt = torch.cat(outputs), torch.cat(targets)
-        if metric == "accuracy":
-            return _accuracy(out, tgt)
-        if metric == "loss":
-            if loss is None:
-                raise InvalidParameterError("metric 'loss' needs the loss function")
-            return float(loss(out, tgt))
-        if callable(metric):
-            return float(metric(out, tgt))
-        raise InvalidParameterError(f"unknown metric {metric!r}")
-    finally:
-        model.train(was_training)
+    out, tgt = _outputs(model, data, device)
+    return _score(out, tgt, metric, loss)
+
+
+def state_on_cpu(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of ``model.state_dict()`` in CPU memory (a snapshot the run cannot change)."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+def combine_for(
+    metric: str | Callable[..., float], loss: Callable[..., torch.Tensor] | None = None
+) -> Combine:
+    """How an ensemble of models of a task is combined: ``"softmax"`` for classification
+    (metric ``"accuracy"``, or a cross-entropy / NLL loss), ``"mean"`` otherwise (regression).
+
+    Example:
+        >>> combine_for("accuracy"), combine_for("loss", torch.nn.MSELoss())
+        ('softmax', 'mean')
+        >>> combine_for("loss", torch.nn.CrossEntropyLoss())
+        'softmax'
+    """
+    if metric == "accuracy" or isinstance(loss, nn.CrossEntropyLoss | nn.NLLLoss):
+        return "softmax"
+    return "mean"
+
+
+@torch.no_grad()
+def ensemble_outputs(
+    model: nn.Module,
+    states: Sequence[Mapping[str, torch.Tensor]],
+    data: Data | DataLoader[Any],
+    *,
+    combine: Combine = "softmax",
+    device: torch.device | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The outputs of the ensemble of ``states`` (each a ``state_dict`` of ``model``) on
+    ``data``, and the targets.
+
+    ``"softmax"``: the mean of the members' class probabilities (softmax over dim 1, the class
+    dim of ``CrossEntropyLoss``), returned as its log, so that anything that reads logits
+    reads the ensemble: its argmax is the averaged prediction and ``CrossEntropyLoss`` of it is
+    the ensemble's negative log-likelihood. ``"mean"``: the mean of the members' outputs.
+    ``model`` itself is not changed (a copy loads each state).
+
+    Raises:
+        InvalidParameterError: No states, or an unknown ``combine``.
+
+    Example:
+        >>> m = torch.nn.Linear(1, 1)
+        >>> states = [{"weight": torch.tensor([[w]]), "bias": torch.tensor([b])}
+        ...           for w, b in ((1.0, 0.0), (3.0, 1.0))]
+        >>> out, _ = ensemble_outputs(m, states, (torch.tensor([[2.0]]), torch.zeros(1)),
+        ...                           combine="mean")
+        >>> out.tolist()  # (1*2 + 0 + 3*2 + 1) / 2
+        [[4.5]]
+    """
+    if not states:
+        raise InvalidParameterError(
+            f"states must hold at least one state_dict for an ensemble; got {list(states)!r}"
+        )
+    if combine not in ("softmax", "mean"):
+        raise InvalidParameterError(f"combine must be 'softmax' or 'mean'; got {combine!r}")
+    if device is None:
+        device = next(model.parameters()).device
+    member = copy.deepcopy(model)
+    total: torch.Tensor | None = None
+    targets = torch.empty(0)
+    for state in states:
+        member.load_state_dict(state)
+        out, targets = _outputs(member, data, device)
+        part = out.float().softmax(dim=1) if combine == "softmax" else out
+        total = part if total is None else total + part
+    assert total is not None
+    mean = total / len(states)
+    return (mean.log() if combine == "softmax" else mean), targets
+
+
+def evaluate_ensemble(
+    model: nn.Module,
+    states: Sequence[Mapping[str, torch.Tensor]],
+    data: Data | DataLoader[Any],
+    *,
+    metric: str | Callable[[torch.Tensor, torch.Tensor], float] = "accuracy",
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    combine: Combine | None = None,
+    device: torch.device | None = None,
+) -> float:
+    """The metric (as :func:`evaluate` computes it) of the ensemble of ``states`` on ``data``.
+
+    Args:
+        model: A model of the architecture the states are of (not changed).
+        states: ``state_dict`` copies, e.g. the snapshots :func:`fit` keeps at cycle ends.
+        data: ``(x, y)`` tensors, a ``Dataset`` or a ``DataLoader``.
+        metric: As for :func:`evaluate`, read on :func:`ensemble_outputs`.
+        loss: The criterion, for ``metric="loss"``.
+        combine: ``"softmax"`` or ``"mean"``; default :func:`combine_for` the metric and loss.
+        device: Where to compute (default: where the model's first parameter lives).
+
+    Returns:
+        The ensemble's metric.
+
+    Example:
+        >>> m = torch.nn.Linear(2, 2)
+        >>> data = (torch.randn(10, 2), torch.arange(10) % 2)
+        >>> evaluate_ensemble(m, [m.state_dict()], data) == evaluate(m, data)
+        True
+    """
+    how = combine if combine is not None else combine_for(metric, loss)
+    out, tgt = ensemble_outputs(model, states, data, combine=how, device=device)
+    return _score(out, tgt, metric, loss)
 
 
 def fit(
@@ -350,6 +511,9 @@ def fit(
     on_epoch: Callable[[int, float], None] | None = None,
     maximize: bool | None = None,
     plateau_data: Data | DataLoader[Any] | None = None,
+    snapshot_steps: Sequence[int] | None = None,
+    snapshots: int | None = None,
+    diagnostics: bool = True,
 ) -> FitResult:
     """Train ``model`` for ``epochs``, stepping ``schedule`` once per optimizer step.
 
@@ -373,7 +537,7 @@ def fit(
         seed: Seeds the shuffling of every epoch (the model's init is the caller's).
         trial: An Optuna trial to report to after every epoch; then a pruning decision or a
             divergence raises :class:`optuna.TrialPruned` (reason in user attr
-            ``pruned_reason``).
+            ``pruned_reason``; a pruned run whose training loss had stopped falling says so).
         device: Where the model lives (default: where its first parameter is).
         diverge_factor: An epoch whose mean training loss exceeds this many times the first
             batch's loss counts as diverged (only for a positive first loss).
@@ -384,15 +548,24 @@ def fit(
         plateau_data: The data a ``plateau`` schedule's metric is computed on, when it is not
             ``eval_data``: pass a slice held out of the training data when ``eval_data`` is
             the test set, so the test never steers training.
+        snapshot_steps: Keep the model's state (a CPU copy of its ``state_dict``) after these
+            optimizer steps, e.g. ``schedule.cycle_ends(total_steps)`` for a snapshot ensemble
+            (Huang et al. 2017); with ``eval_data``, the result then holds the metric of the
+            ensemble of the last ``snapshots`` of them and of the last one alone.
+        snapshots: How many of the latest snapshots to keep and ensemble (M; default all).
+        diagnostics: Measure the update/weight ratio per param group (on about
+            ``SAMPLES_PER_EPOCH`` steps per epoch, see :mod:`lrsearch.diagnostics`).
 
     Returns:
         A :class:`FitResult`. Without a ``trial``, a diverged run stops early and says why in
-        ``stop_reason``; its last value is the diverged model's metric.
+        ``stop_reason`` (what happened, then what it says about the learning rate); its last
+        value is the diverged model's metric.
 
     Raises:
         optuna.TrialPruned: With a ``trial``, when pruned or diverged; its user attrs
-            ``pruned_reason``, ``epochs_run`` and ``epoch_lrs`` (:data:`EPOCH_LRS`, the
-            :attr:`FitResult.lrs` of the epochs run) say what happened.
+            ``pruned_reason``, ``epochs_run``, ``epoch_lrs`` (:data:`EPOCH_LRS`, the
+            :attr:`FitResult.lrs` of the epochs run), and with ``diagnostics``
+            ``update_ratios`` and ``flags`` say what happened.
         InvalidParameterError: Bad arguments, e.g. a ``plateau`` schedule without data to
             compute its metric on, or without a direction for a metric function.
 
@@ -428,6 +601,10 @@ def fit(
     generator = torch.Generator().manual_seed(seed)
     batches = _Batches(train, batch_size, device, generator)
     total = epochs * batches.steps
+    keep = _Snapshots(snapshot_steps, snapshots, total)
+    monitor = (
+        UpdateRatioMonitor(optimizer, every=measure_every(batches.steps)) if diagnostics else None
+    )
     scheduler = (
         schedule.build(optimizer, total, maximize=maximize) if schedule is not None else None
     )
@@ -461,11 +638,17 @@ def fit(
             if first_loss is None:
                 first_loss = float(batch_loss.detach())
                 if not math.isfinite(first_loss):
-                    stop = f"non-finite loss ({first_loss}) at step 0"
+                    stop = f"non-finite loss ({first_loss}) at step 0: {NON_FINITE}"
                     break
             batch_loss.backward()
+            watch = monitor if monitor is not None and monitor.due(steps) else None
+            if watch is not None:
+                watch.before()
             optimizer.step()
+            if watch is not None:
+                watch.after()
             steps += 1
+            keep.take(steps, model)
             if scheduler is not None and not per_epoch and steps < total:
                 scheduler.step()
             total_loss += batch_loss.detach()
@@ -476,19 +659,21 @@ def fit(
             break
         mean_loss = float(total_loss) / max(1, n_batches)
         losses.append(mean_loss)
+        if monitor is not None:
+            monitor.end_epoch()  # its one sync, here where the loss syncs anyway
         # Checked once per epoch: a per-step float() would sync a GPU every step.
         if not math.isfinite(mean_loss):
-            stop = f"non-finite training loss in epoch {epoch}"
+            stop = f"non-finite training loss in epoch {epoch}: {NON_FINITE}"
         elif first_loss is not None and first_loss > 0 and mean_loss > diverge_factor * first_loss:
             stop = (
                 f"diverged in epoch {epoch}: mean loss {mean_loss:.4g} > "
-                f"{diverge_factor:g} x the first loss {first_loss:.4g}"
+                f"{diverge_factor:g} x the first loss {first_loss:.4g}: {TOO_HIGH}"
             )
         if eval_data is not None:
             value = evaluate(model, eval_data, metric=metric, loss=loss, device=device)
             if stop is None and not math.isfinite(value):
                 what = metric if isinstance(metric, str) else "metric"
-                stop = f"non-finite {what} in epoch {epoch}"
+                stop = f"non-finite {what} in epoch {epoch}: {NON_FINITE}"
             values.append(value)
             if on_epoch is not None:
                 on_epoch(epoch, value)
@@ -499,9 +684,11 @@ def fit(
                 storage_seconds += time.perf_counter() - asked
                 if prune:
                     charge()
-                    trial.set_user_attr(PRUNED_REASON, f"pruner: stopped after epoch {epoch}")
-                    trial.set_user_attr(EPOCHS_RUN, epoch)
-                    trial.set_user_attr(EPOCH_LRS, lrs)
+                    reason = f"pruner: stopped after epoch {epoch}"
+                    stuck = stall_reason(losses)
+                    _leave_on_trial(
+                        trial, reason if stuck is None else f"{reason}: {stuck}", lrs, monitor
+                    )
                     raise optuna.TrialPruned(f"pruned after epoch {epoch}")
         if stop is not None:
             break
@@ -513,7 +700,7 @@ def fit(
                 assert plateau_data is not None
                 watched = evaluate(model, plateau_data, metric=metric, loss=loss, device=device)
                 if not math.isfinite(watched):
-                    stop = f"non-finite plateau metric in epoch {epoch}"
+                    stop = f"non-finite plateau metric in epoch {epoch}: {NON_FINITE}"
                     break
                 scheduler.step(watched)
 
@@ -523,15 +710,91 @@ def fit(
         _log.info("training stopped: %s", stop)
         if trial is not None:
             charge()
-            trial.set_user_attr(PRUNED_REASON, stop)
-            trial.set_user_attr(EPOCHS_RUN, epochs_run)
-            trial.set_user_attr(EPOCH_LRS, lrs)
+            _leave_on_trial(trial, stop, lrs, monitor)
             raise optuna.TrialPruned(stop)
         if eval_data is not None and len(values) < max(1, epochs_run):
             values.append(evaluate(model, eval_data, metric=metric, loss=loss, device=device))
+    ensemble = single = None
+    if eval_data is not None and keep.kept:
+        ensemble, single = keep.score(model, eval_data, metric=metric, loss=loss, device=device)
     charge()
     seconds = time.perf_counter() - start - storage_seconds
-    return FitResult(values, losses, epochs_run, steps, seconds, stop, lrs)
+    return FitResult(
+        values,
+        losses,
+        epochs_run,
+        steps,
+        seconds,
+        stop,
+        lrs,
+        snapshot_steps=keep.steps,
+        ensemble_value=ensemble,
+        snapshot_value=single,
+        update_ratios=None if monitor is None else monitor.result(),
+    )
+
+
+def _leave_on_trial(
+    trial: optuna.trial.BaseTrial,
+    reason: str,
+    lrs: list[float],
+    monitor: UpdateRatioMonitor | None,
+) -> None:
+    """What a pruned run leaves on its trial: why, how far it got, what the diagnostics saw."""
+    trial.set_user_attr(PRUNED_REASON, reason)
+    trial.set_user_attr(EPOCHS_RUN, len(lrs))
+    trial.set_user_attr(EPOCH_LRS, lrs)
+    if monitor is not None:
+        ratios = monitor.result()
+        trial.set_user_attr(UPDATE_RATIOS, ratios.to_dict())
+        trial.set_user_attr(FLAGS, ratios.flags)
+
+
+class _Snapshots:
+    """The model's state, copied to the CPU, after each optimizer step in ``at``; the latest
+    ``keep`` of them (all without ``keep``)."""
+
+    def __init__(self, at: Sequence[int] | None, keep: int | None, total: int) -> None:
+        if at is None and keep is not None:
+            raise InvalidParameterError(
+                f"snapshots (how many to ensemble) needs snapshot_steps; got snapshots={keep!r}"
+            )
+        if isinstance(at, str | bytes):
+            raise InvalidParameterError(f"snapshot_steps must be a list of steps; got {at!r}")
+        steps = sorted({check_positive_int("snapshot_steps", n) for n in at or ()})
+        if steps and steps[-1] > total:
+            raise InvalidParameterError(
+                f"snapshot_steps must lie within the run's {total} optimizer steps; "
+                f"got {steps[-1]}"
+            )
+        self._at = frozenset(steps)
+        if keep is not None:
+            keep = check_positive_int("snapshots", keep)
+        self.kept: deque[tuple[int, dict[str, torch.Tensor]]] = deque(maxlen=keep)
+
+    @property
+    def steps(self) -> list[int]:
+        return [step for step, _ in self.kept]
+
+    def take(self, step: int, model: nn.Module) -> None:
+        if step in self._at:
+            self.kept.append((step, state_on_cpu(model)))
+
+    def score(
+        self,
+        model: nn.Module,
+        data: Data | DataLoader[Any],
+        *,
+        metric: str | Callable[[torch.Tensor, torch.Tensor], float],
+        loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        device: torch.device,
+    ) -> tuple[float, float]:
+        """The metric of the ensemble of the kept states, and of the last one alone."""
+        states = [state for _, state in self.kept]
+        ensemble = evaluate_ensemble(model, states, data, metric=metric, loss=loss, device=device)
+        last = copy.deepcopy(model)
+        last.load_state_dict(states[-1])
+        return ensemble, evaluate(last, data, metric=metric, loss=loss, device=device)
 
 
 def _check_maximize(
@@ -566,13 +829,18 @@ def train_task(
     lr: float | None = None,
     on_epoch: Callable[[int, float], None] | None = None,
     plateau_data: Data | None = None,
+    snapshot_steps: Sequence[int] | None = None,
+    snapshots: int | None = None,
+    diagnostics: bool = True,
 ) -> FitResult:
     """Train a fresh model of ``task`` (initialised from ``seed``) on ``train``.
 
     The schedule sets the LR; without one, ``lr`` is the constant LR. ``optimizer_factory``
     replaces the task's (the Adam baseline uses it). A ``plateau`` schedule is stepped in the
     task's direction (``task.maximize``) with the metric on ``plateau_data`` (default:
-    ``eval_data``; see :func:`fit`).
+    ``eval_data``; see :func:`fit`). ``snapshot_steps``, ``snapshots`` and ``diagnostics`` are
+    :func:`fit`'s: e.g. ``snapshot_steps=schedule.cycle_ends(total_steps)`` gives the
+    snapshot ensemble's metric on ``eval_data`` in :attr:`FitResult.ensemble_value`.
     """
     torch.manual_seed(seed)
     model = task.make_model().to(device)
@@ -597,4 +865,7 @@ def train_task(
         on_epoch=on_epoch,
         maximize=task.maximize,
         plateau_data=plateau_data,
+        snapshot_steps=snapshot_steps,
+        snapshots=snapshots,
+        diagnostics=diagnostics,
     )

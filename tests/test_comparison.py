@@ -3,6 +3,8 @@ runs of each arm, their summary, and the comparison as a stage of units."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 
 import numpy as np
@@ -11,17 +13,20 @@ import tiny_task
 import torch
 from scipy import stats
 
-from lrsearch.choices import ARMS
+from lrsearch.choices import ARMS, SNAPSHOT_ARM
 from lrsearch.pipeline.arms import ADAM_LR
 from lrsearch.pipeline.comparison import (
     Arm,
+    arm_key,
     compare,
     epochs_to_target,
     make_arms,
     paired_interval,
+    run_arm,
 )
 from lrsearch.schedules import Schedule
-from lrsearch.tasks import Data, steps_per_epoch
+from lrsearch.store import FinalRun
+from lrsearch.tasks import Data, Task, steps_per_epoch
 from lrsearch.training import train_task
 
 CPU = torch.device("cpu")
@@ -124,7 +129,8 @@ def _arms(epochs: int = 3) -> list[Arm]:
     return make_arms(tuned, 0.1, steps_per_epoch=spe, epochs=epochs)
 
 
-def test_compare_reads_the_test_data_once_and_fills_every_arm() -> None:
+def counted_test(epochs: int) -> tuple[Task, Data, list[int]]:
+    """The tiny task with a test set that records each time it is loaded."""
     reads: list[int] = []
     test_data = tiny_task.data(tiny_task.N_TEST, seed=1)
 
@@ -132,7 +138,11 @@ def test_compare_reads_the_test_data_once_and_fills_every_arm() -> None:
         reads.append(1)
         return test_data
 
-    task = tiny_task.task(epochs=3, test=load)
+    return tiny_task.task(epochs=epochs, test=load), test_data, reads
+
+
+def test_compare_reads_the_test_data_once_and_fills_every_arm() -> None:
+    task, test_data, reads = counted_test(epochs=3)
     out = compare(task, _arms(), seeds=2, seed=5, device=CPU)
     assert reads == [1]
     assert list(out) == list(ARMS)
@@ -255,3 +265,68 @@ def test_a_plateau_arm_watches_a_slice_of_train_never_the_test_set(
         holdout=(fit, val),
     )
     assert calls[0]["train"] == task.n_train and calls[0]["plateau_data"] is None
+
+
+# -- the snapshot ensemble arm --------------------------------------------------------------------
+
+
+def test_the_snapshot_arm_follows_the_comparisons_contract() -> None:
+    # A triangular tuned schedule of two 2-epoch cycles (10 steps an epoch): snapshots after
+    # steps 20 and 40, the second being the final model.
+    task, test_data, reads = counted_test(epochs=4)
+    tuned = {"schedule": "triangular", "max_lr": 0.3, "base_lr": 0.01, "step_size": 1}
+    spe = steps_per_epoch(tiny_task.N_TRAIN, task.batch_size)
+    arms = make_arms(tuned, 0.1, steps_per_epoch=spe, epochs=4, arms=("tuned", "constant-cv"))
+    assert arms[0].snapshot_steps == (20, 40) and arms[1].snapshot_steps == ()
+    out = compare(task, arms, seeds=3, seed=5, device=CPU)
+    assert reads == [1]  # the ensemble is scored in the tuned runs, on the one read of test
+    assert list(out) == ["tuned", SNAPSHOT_ARM, "constant-cv"]
+    single, ensemble = out["tuned"], out[SNAPSHOT_ARM]
+    assert ensemble["seeds"] == single["seeds"] == [1005, 1006, 1007]
+    assert (ensemble["epochs"], ensemble["steps"]) == (single["epochs"], single["steps"])
+    again = train_task(
+        task,
+        task.train,
+        schedule=arms[0].schedule,
+        eval_data=test_data,
+        seed=1006,
+        device=CPU,
+        snapshot_steps=[20, 40],
+    )
+    assert ensemble["test_metric_per_seed"][1] == again.ensemble_value
+    assert ensemble["last_snapshot_per_seed"][1] == again.snapshot_value == again.final
+    assert ensemble["test_curve_per_seed"][1] == [*again.values[:-1], again.ensemble_value]
+    # The same paired interval as every other arm, and the ensemble's own gain.
+    assert ensemble["tuned_minus_this"] == paired_interval(
+        single["test_metric_per_seed"], ensemble["test_metric_per_seed"]
+    )
+    assert ensemble["ensemble_minus_last_snapshot"] == paired_interval(
+        ensemble["test_metric_per_seed"], ensemble["last_snapshot_per_seed"]
+    )
+    assert "ensemble of the 2 snapshots" in ensemble["schedule"]
+    assert ensemble["schedule"].endswith("(steps 20, 40)")
+    assert ensemble["params"] == single["params"]
+    assert "last_snapshot_per_seed" not in single
+
+
+def test_a_final_run_stores_its_snapshot_scores_and_is_its_own_unit() -> None:
+    tuned = {"schedule": "sgdr", "max_lr": 0.3, "base_lr": 0.0, "step_size": 1, "decay": 1.0}
+    with_snapshots, _ = make_arms(tuned, 0.1, steps_per_epoch=10, epochs=3)[:2]
+    assert with_snapshots.snapshot_steps == (10, 20, 30)
+    plain = dataclasses.replace(with_snapshots, snapshot_steps=())
+    assert arm_key(with_snapshots, 1000) != arm_key(plain, 1000)
+    task = tiny_task.task(epochs=3)
+    run = run_arm(with_snapshots, 1000, task, tiny_task.data(50, seed=1), device=CPU)
+    assert run.snapshot_steps == [10, 20, 30]
+    assert run.ensemble_final is not None and run.snapshot_final == run.final
+    assert FinalRun.from_dict(json.loads(json.dumps(run.to_dict()))) == run
+    old = {k: v for k, v in run.to_dict().items() if "snapshot" not in k and "ensemble" not in k}
+    assert FinalRun.from_dict(old).ensemble_final is None  # stored before snapshots
+
+
+def test_no_snapshot_arm_for_a_schedule_of_fewer_than_two_cycles() -> None:
+    one = {"schedule": "triangular", "max_lr": 0.3, "base_lr": 0.01, "step_size": 1}
+    (tuned,) = make_arms(one, None, steps_per_epoch=10, epochs=3, arms=("tuned",))
+    assert tuned.snapshot_steps == ()  # one whole cycle (20 steps) in a run of 30
+    out = compare(tiny_task.task(epochs=3), [tuned], seeds=2, seed=0, device=CPU)
+    assert list(out) == ["tuned"]

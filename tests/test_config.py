@@ -38,6 +38,7 @@ VALID: dict[str, Any] = {
     "threads": 2,
     "heartbeat_interval": 2,
     "grace_period": 40,
+    "diagnostics": False,
     "range_test.start_lr": 1e-6,
     "range_test.end_lr": 3.0,
     "range_test.num_iter": 50,
@@ -270,6 +271,8 @@ BAD_VALUES: list[tuple[str, str, object]] = [
     ("heartbeat_interval = 1.5", "heartbeat_interval", 1.5),
     ("grace_period = 1", "grace_period", 1),
     ("grace_period = 5", "grace_period", 5),  # not longer than the default heartbeat (10)
+    ("diagnostics = 1", "diagnostics", 1),
+    ('diagnostics = "off"', "diagnostics", "off"),
     ('kinds = "step"', "kinds", "step"),
     ("kinds = []", "kinds", []),
     ('kinds = ["step", "warmup"]', "kinds", "warmup"),

@@ -1563,3 +1563,32 @@ def test_the_package_exports_its_public_names_and_nothing_private() -> None:
     }
     for name in package.__all__:
         assert getattr(package, name).__module__.startswith("lrsearch.range_test.")
+
+
+# -- update/weight ratios -----------------------------------------------------------------------
+
+
+def test_the_sweep_measures_the_update_ratio_of_every_step() -> None:
+    result = quadratic_sweep(num_iter=40, seed=0)
+    sweep = result.sweeps[0]
+    assert sweep.update_ratios is not None
+    assert sweep.update_ratios.shape == (1, len(sweep.lrs))  # one param group
+    first = sweep.update_ratios[0, 1:]  # the first step starts from all-zero weights
+    assert np.all(np.isfinite(first)) and np.all(first > 0)
+    back = RangeTestResult.from_dict(json.loads(json.dumps(result.to_dict())))
+    np.testing.assert_allclose(back.sweeps[0].update_ratios, sweep.update_ratios)
+
+
+def test_the_sweep_without_diagnostics_measures_nothing_and_runs_the_same() -> None:
+    plain = quadratic_sweep(num_iter=40, seed=0, diagnostics=False)
+    measured = quadratic_sweep(num_iter=40, seed=0)
+    assert plain.sweeps[0].update_ratios is None
+    assert plain.to_dict()["sweeps"][0]["update_ratios"] is None
+    np.testing.assert_array_equal(plain.losses_raw, measured.losses_raw)
+
+
+def test_a_sweep_stored_before_the_ratios_reads_back_without_them() -> None:
+    stored = quadratic_sweep(num_iter=40, seed=0).to_dict()
+    for sweep in stored["sweeps"]:
+        del sweep["update_ratios"]
+    assert RangeTestResult.from_dict(stored).sweeps[0].update_ratios is None

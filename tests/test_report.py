@@ -30,6 +30,7 @@ from lrsearch.report import (
     DASHBOARD_GRAPHS,
     attach_to_dashboard,
     comparison_figure,
+    diagnostics_table,
     learning_curves_figure,
     note_markdown,
     report_html,
@@ -43,8 +44,8 @@ from lrsearch.study import run_study
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 
 #: Figures of a full report: range test, schedules, learning curves, comparison, importances,
-#: parallel coordinates. Without baselines there is no comparison figure.
-FULL_FIGURES = 6
+#: parallel coordinates, update/weight ratio. Without baselines there is no comparison figure.
+FULL_FIGURES = 7
 PLOT_DATA = "dashboard:plot_data:"
 
 
@@ -227,7 +228,7 @@ def _report(url: str, name: str, out: Path) -> str:
     return out.read_text(encoding="utf-8")
 
 
-@pytest.mark.parametrize(("name", "figures"), [("tiny", FULL_FIGURES), ("tinysearch", 5)])
+@pytest.mark.parametrize(("name", "figures"), [("tiny", FULL_FIGURES), ("tinysearch", 6)])
 def test_report_opens_offline_with_every_figure_and_no_js_error(
     browser: Any, url: str, tmp_path: Path, name: str, figures: int
 ) -> None:
@@ -252,8 +253,11 @@ def test_report_opens_offline_with_every_figure_and_no_js_error(
         # Log-LR axes: plotly draws a log axis's ticks with SI suffixes / powers of ten.
         range_test_ticks = page.locator("#fig-range-test .xtick").all_text_contents()
         assert any("µ" in t or "n" in t for t in range_test_ticks), range_test_ticks
-        # Comparison (full study only), top trials, settings, history.
-        assert page.locator("table.dataframe").count() == (4 if name == "tiny" else 3)
+        # Comparison (full study only), top trials, settings, the trials the diagnostics
+        # have something to say about (when any), history.
+        diagnosed = not diagnostics_table(load_stored(name, storage=url).search).empty
+        tables = (4 if name == "tiny" else 3) + diagnosed
+        assert page.locator("table.dataframe").count() == tables
         history = page.locator("table.dataframe").last.inner_text()
         assert "finished" in history and "range_test 1" in history
         if name == "tiny":
@@ -419,3 +423,91 @@ def test_a_plateau_trial_is_drawn_as_it_trained(tmp_path: Path) -> None:
     for trial, trace in zip(top_trials(study, 5), fig.data, strict=False):
         expected = np.repeat(trial.user_attrs["epoch_lrs"], spe)
         assert list(trace.y) == pytest.approx(list(expected))
+
+
+# --- diagnostics ------------------------------------------------------------------------------
+
+
+def test_the_update_ratio_figure_holds_the_range_test_and_the_trials(full: StoredStudy) -> None:
+    from lrsearch.report import update_ratio_figure
+    from lrsearch.store import UPDATE_RATIOS, UpdateRatios
+
+    study = full.search
+    fig = update_ratio_figure(study)
+    assert fig is not None
+    sweep = study.user_attrs["range_test"]["sweeps"][0]
+    (line,) = [t for t in fig.data if t.name == "range test, group 0"]
+    assert list(line.x) == pytest.approx(sweep["lrs"])
+    assert list(line.y) == pytest.approx(sweep["update_ratios"][0], nan_ok=True)
+    measured = [t for t in study.trials if t.user_attrs.get(UPDATE_RATIOS)]
+    assert measured  # every finished search trial stored its ratios
+    markers = [t for t in fig.data if t.mode == "markers"]
+    assert len(markers) == len(measured)
+    for trace, trial in zip(markers, measured, strict=True):
+        ratios = UpdateRatios.from_dict(trial.user_attrs[UPDATE_RATIOS])
+        assert f"trial {trial.number} " in trace.hovertemplate
+        assert list(trace.x) == pytest.approx(ratios.epoch_lrs)
+    assert fig.layout.xaxis.type == "log" and fig.layout.yaxis.type == "log"
+
+
+def test_the_report_and_the_note_say_why_runs_stopped(tmp_path: Path) -> None:
+    # Two hand-made trials on a study of the tiny database's shape: one NaN, one flat.
+    import optuna
+
+    from lrsearch.diagnostics import NON_FINITE, TOO_LOW
+    from lrsearch.store import FLAGS, PRUNED_REASON
+
+    study = optuna.create_study(direction="maximize")
+    for reason, flags in (
+        (f"non-finite training loss in epoch 2: {NON_FINITE}", []),
+        (f"pruner: stopped after epoch 5: {TOO_LOW} (the training loss ...)", ["LR probably"]),
+    ):
+        trial = study.ask()
+        trial.set_user_attr(PRUNED_REASON, reason)
+        trial.set_user_attr(FLAGS, flags)
+        study.tell(trial, state=TrialState.PRUNED)
+    done = study.ask()
+    done.set_user_attr(FLAGS, ["LR probably too high for layer group 0: ..."])
+    study.tell(done, 0.9)
+    frame = diagnostics_table(study)
+    assert frame["cause"].tolist() == [NON_FINITE, TOO_LOW, ""]
+    assert frame["flags"].tolist() == [
+        "",
+        "LR probably",
+        "LR probably too high for layer group 0: ...",
+    ]
+    note = note_markdown(study)
+    assert f"**Why search trials stopped early:** 1 x {NON_FINITE}; 1 x {TOO_LOW}." in note
+    assert "**Diagnostics of trial #2:** LR probably too high for layer group 0: ...." in note
+
+
+def test_the_report_has_the_diagnostics_section(full: StoredStudy) -> None:
+    page = report_html(full)
+    assert "8. Diagnostics: the update/weight ratio, and why runs stopped" in page
+    assert 'id="fig-update-ratio"' in page
+
+
+def test_the_report_shows_single_model_against_ensemble_per_seed() -> None:
+    from lrsearch.choices import SNAPSHOT_ARM
+    from lrsearch.pipeline.comparison import paired_interval
+    from lrsearch.report import snapshot_sentence, snapshots_table
+
+    ensemble, last = [0.91, 0.93, 0.92], [0.9, 0.9, 0.91]
+    comparison = {
+        "tuned": {"test_metric_per_seed": [0.9, 0.9, 0.91]},
+        SNAPSHOT_ARM: {
+            "seeds": [1000, 1001, 1002],
+            "test_metric_per_seed": ensemble,
+            "last_snapshot_per_seed": last,
+            "ensemble_minus_last_snapshot": paired_interval(ensemble, last),
+        },
+    }
+    frame = snapshots_table(comparison, "accuracy")
+    assert frame["seed"].tolist() == [1000, 1001, 1002]
+    assert frame["tuned: final model (accuracy)"].tolist() == [0.9, 0.9, 0.91]
+    assert frame["ensemble"].tolist() == ensemble
+    assert frame["ensemble - last snapshot"].tolist() == ["+0.0100", "+0.0300", "+0.0100"]
+    assert snapshot_sentence(comparison).startswith(
+        "snapshot ensemble - its last snapshot: +0.0167"
+    )
+    assert snapshots_table({"tuned": {}}, "accuracy").empty and snapshot_sentence(None) == ""

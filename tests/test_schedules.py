@@ -1324,3 +1324,84 @@ def test_the_newer_kinds_drive_tensor_learning_rates(kind: str) -> None:
     np.testing.assert_allclose(seen[:, 0], lrs_of(schedule, steps), rtol=1e-12, atol=0)
     ratios = np.asarray(GROUP_LRS) / GROUP_LRS[0]
     np.testing.assert_allclose(seen / seen[:, :1], np.broadcast_to(ratios, seen.shape), rtol=1e-9)
+
+
+# -- cycle_ends ---------------------------------------------------------------------------------
+
+CYCLICAL = ("triangular", "triangular2", "exp_range", "sgdr")
+CYCLICAL_CASES = [case for case in ALL_CASES if case.values[0] in CYCLICAL]
+
+
+def closed_form_cycle_ends(kind: str, fields: Fields, steps: int) -> list[int]:
+    """DESIGN.md's cycles: ``2s`` steps each for Smith's CLR kinds; ``s * m**k`` for sgdr's
+    restart ``k``, so cycle ``k`` ends after ``s (m**k - 1) / (m - 1)`` steps (``s k`` for m=1)."""
+    s = fields["step_size"]
+    if kind != "sgdr":
+        return [2 * s * k for k in range(1, steps // (2 * s) + 1)]
+    m = fields.get("cycle_mult", 1)
+    ends, k = [], 1
+    while True:
+        end = s * k if m == 1 else s * (m**k - 1) // (m - 1)
+        if end > steps:
+            return ends
+        ends.append(end)
+        k += 1
+
+
+def test_the_cyclical_kinds_are_the_restarting_ones() -> None:
+    from lrsearch.choices import CYCLICAL_KINDS
+
+    assert set(CYCLICAL_KINDS) == set(CYCLICAL)
+
+
+@pytest.mark.parametrize(("kind", "fields", "steps"), CYCLICAL_CASES)
+def test_cycle_ends_match_the_closed_form(kind: str, fields: Fields, steps: int) -> None:
+    assert make(kind, fields).cycle_ends(steps) == closed_form_cycle_ends(kind, fields, steps)
+
+
+@pytest.mark.parametrize(("kind", "fields", "steps"), CYCLICAL_CASES)
+def test_the_lr_restarts_right_after_each_cycle_end(kind: str, fields: Fields, steps: int) -> None:
+    # Read off the oracle's LRs, not the closed form: after n steps the next cycle begins, at
+    # the low point for Smith's kinds and at a (decayed) peak for sgdr.
+    lrs = oracle(kind, fields, steps + 1)
+    for k, n in enumerate(make(kind, fields).cycle_ends(steps), start=1):
+        if kind == "sgdr":  # restart k begins at its decayed peak (which rests on the floor)
+            peak = max(fields["max_lr"] * fields["decay"] ** k, fields["base_lr"])
+            assert lrs[n] == pytest.approx(peak, rel=1e-9)
+        else:
+            assert lrs[n] == pytest.approx(fields["base_lr"], rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("kind", "fields", "steps", "expected"),
+    [
+        ("triangular", {"base_lr": 0.01, "max_lr": 0.1, "step_size": 4}, 16, [8, 16]),
+        ("triangular", {"base_lr": 0.01, "max_lr": 0.1, "step_size": 4}, 15, [8]),  # mid-cycle
+        ("triangular", {"base_lr": 0.01, "max_lr": 0.1, "step_size": 4}, 7, []),
+        ("exp_range", {"base_lr": 0.01, "max_lr": 0.1, "step_size": 1, "decay": 0.5}, 5, [2, 4]),
+        ("sgdr", {"base_lr": 0.0, "max_lr": 0.1, "step_size": 3, "decay": 1.0}, 10, [3, 6, 9]),
+        (
+            "sgdr",
+            {"base_lr": 0.0, "max_lr": 0.1, "step_size": 1, "decay": 0.5, "cycle_mult": 3},
+            40,
+            [1, 4, 13, 40],
+        ),
+    ],
+)
+def test_cycle_ends_by_hand(kind: str, fields: Fields, steps: int, expected: list[int]) -> None:
+    assert make(kind, fields).cycle_ends(steps) == expected
+
+
+@pytest.mark.parametrize(
+    ("kind", "fields", "steps"), [c for c in ALL_CASES if c.values[0] not in CYCLICAL]
+)
+def test_kinds_that_do_not_restart_have_no_cycle_ends(
+    kind: str, fields: Fields, steps: int
+) -> None:
+    assert make(kind, fields).cycle_ends(steps) == []
+
+
+@pytest.mark.parametrize("steps", [0, -1, 2.5, True])
+def test_cycle_ends_checks_total_steps(steps: Any) -> None:
+    with invalid("total_steps", steps):
+        make("triangular", {"base_lr": 0.01, "max_lr": 0.1, "step_size": 4}).cycle_ends(steps)

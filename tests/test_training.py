@@ -21,15 +21,20 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
 from lrsearch import Schedule
+from lrsearch.diagnostics import NON_FINITE
 from lrsearch.store import EPOCH_LRS
 from lrsearch.tasks import Task, sgd
 from lrsearch.training import (
     FitResult,
+    combine_for,
     default_threads,
+    ensemble_outputs,
     evaluate,
+    evaluate_ensemble,
     fit,
     labels,
     resolve_device,
+    state_on_cpu,
     subset,
     train_task,
 )
@@ -452,7 +457,7 @@ def test_a_non_finite_plateau_metric_stops_the_run() -> None:
     result, _ = fit_plateau(
         [0.3, 0.4, math.nan, 0.5], maximize=True, eval_data=None, plateau_data=make_data(6)
     )
-    assert result.stop_reason == "non-finite plateau metric in epoch 3"
+    assert result.stop_reason == f"non-finite plateau metric in epoch 3: {NON_FINITE}"
     assert result.epochs_run == 3 and result.lrs == [0.08] * 3
 
 
@@ -557,7 +562,7 @@ def test_a_nan_loss_at_step_0_stops_before_any_update() -> None:
     model = make_model()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     result, _, _ = run((x, y), model=model, epochs=3, eval_data=make_data(10))
-    assert result.stop_reason == "non-finite loss (nan) at step 0"
+    assert result.stop_reason == f"non-finite loss (nan) at step 0: {NON_FINITE}"
     assert result.steps == 0 and result.epochs_run == 0 and result.train_losses == []
     assert len(result.values) == 1  # the untouched model, evaluated once
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
@@ -574,7 +579,8 @@ def test_a_nan_loss_at_step_0_prunes_a_trial() -> None:
     study.optimize(objective, n_trials=1)
     (trial,) = study.trials
     assert trial.state == TrialState.PRUNED
-    assert trial.user_attrs["pruned_reason"].endswith("at step 0")
+    reason = trial.user_attrs["pruned_reason"]
+    assert reason.startswith("non-finite loss") and reason.endswith(f"at step 0: {NON_FINITE}")
     assert trial.user_attrs["epochs_run"] == 0
     assert trial.user_attrs[EPOCH_LRS] == []  # no epoch was run
 
@@ -583,7 +589,7 @@ def test_a_non_finite_metric_stops_the_run() -> None:
     x, y = make_data(10)
     x[3] = float("nan")
     result, _, _ = run(make_data(30), epochs=3, eval_data=(x, y), metric="loss")
-    assert result.stop_reason == "non-finite loss in epoch 1"
+    assert result.stop_reason == f"non-finite loss in epoch 1: {NON_FINITE}"
     assert result.epochs_run == 1 and len(result.values) == 1 and math.isnan(result.final)
 
 
@@ -950,3 +956,139 @@ def test_a_subset_of_tensors_trains_like_the_rows_it_holds() -> None:
     a, _, _ = run(subset((x, y), idx), epochs=2, eval_data=(x, y))
     b, _, _ = run((x[::2], y[::2]), epochs=2, eval_data=(x, y))
     assert a.values == b.values and a.steps == b.steps == 2 * 3
+
+
+# -- snapshot ensembles ------------------------------------------------------------------------
+
+
+def two_state_linear() -> tuple[nn.Linear, list[dict[str, torch.Tensor]]]:
+    """A 2 -> 2 linear model and two states: logits ``(x0, 0)`` and ``(0, ln 3)``."""
+    model = nn.Linear(2, 2)
+    first = {"weight": torch.tensor([[1.0, 0.0], [0.0, 0.0]]), "bias": torch.zeros(2)}
+    second = {"weight": torch.zeros(2, 2), "bias": torch.tensor([0.0, math.log(3.0)])}
+    return model, [first, second]
+
+
+def test_the_ensemble_prediction_is_the_mean_of_the_snapshots_probabilities() -> None:
+    model, states = two_state_linear()
+    x, y = torch.tensor([[1.0, 0.0], [0.0, 0.0]]), torch.tensor([0, 1])
+    out, targets = ensemble_outputs(model, states, (x, y), combine="softmax")
+    e = math.e
+    # By hand: at x = (1, 0) the members say (e, 1)/(e+1) and (1/4, 3/4); at x = 0, (1/2, 1/2)
+    # and (1/4, 3/4).
+    expected = [
+        [(e / (e + 1) + 0.25) / 2, (1 / (e + 1) + 0.75) / 2],
+        [(0.5 + 0.25) / 2, (0.5 + 0.75) / 2],
+    ]
+    np.testing.assert_allclose(out.exp().numpy(), expected, rtol=1e-6)
+    assert targets.tolist() == [0, 1]
+    # Read as logits: the argmax is the averaged vote, cross-entropy the ensemble's NLL.
+    assert evaluate_ensemble(model, states, (x, y)) == 0.5  # both rows vote for class 1
+    nll = evaluate_ensemble(model, states, (x, y), metric="loss", loss=nn.CrossEntropyLoss())
+    assert nll == pytest.approx(-(math.log(expected[0][0]) + math.log(expected[1][1])) / 2)
+
+
+def test_the_regression_ensemble_is_the_mean_of_the_outputs() -> None:
+    model = nn.Linear(1, 1)
+    states = [
+        {"weight": torch.tensor([[w]]), "bias": torch.tensor([b])}
+        for w, b in ((1.0, 0.0), (3.0, 1.0), (-1.0, 2.0))
+    ]
+    x, y = torch.tensor([[2.0], [0.0]]), torch.tensor([[1.0], [1.0]])
+    out, _ = ensemble_outputs(model, states, (x, y), combine="mean")
+    np.testing.assert_allclose(out.numpy(), [[(2 + 7 + 0) / 3], [(0 + 1 + 2) / 3]], rtol=1e-6)
+    mse = nn.MSELoss()
+    assert combine_for("loss", mse) == "mean"
+    value = evaluate_ensemble(model, states, (x, y), metric="loss", loss=mse)
+    assert value == pytest.approx(((3 - 1) ** 2 + (1 - 1) ** 2) / 2)
+
+
+def test_the_ensemble_leaves_the_model_alone() -> None:
+    model, states = two_state_linear()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    evaluate_ensemble(model, states, (torch.randn(6, 2), torch.zeros(6, dtype=torch.long)))
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+def test_an_ensemble_needs_states_and_a_known_combination() -> None:
+    model, states = two_state_linear()
+    with invalid("states", []):
+        ensemble_outputs(model, [], make_data(4))
+    with invalid("combine", "vote"):
+        ensemble_outputs(model, states, make_data(4), combine="vote")  # type: ignore[arg-type]
+
+
+def test_fit_keeps_snapshots_at_the_steps_asked_and_scores_the_last_m() -> None:
+    train, held = make_data(40), make_data(20, seed=1)
+    # 40 examples in batches of 8: 5 steps an epoch, 20 in all; snapshots after 5, 10, 15, 20.
+    result, model, _ = run(
+        train, epochs=4, eval_data=held, snapshot_steps=[15, 5, 10, 20], snapshots=3
+    )
+    assert result.snapshot_steps == [10, 15, 20]
+    assert result.snapshot_value == result.final  # the last snapshot is the final model
+    # The same run again, its states copied after every step by a hook: the ensemble of
+    # steps 10, 15 and 20 scores what fit said.
+    seen: dict[int, dict[str, torch.Tensor]] = {}
+    again = make_model()
+    opt = torch.optim.SGD(again.parameters(), lr=0.1)
+    opt.register_step_post_hook(
+        lambda o, a, k: seen.__setitem__(len(seen) + 1, state_on_cpu(again))
+    )
+    fit(again, opt, nn.CrossEntropyLoss(), train, epochs=4, batch_size=8, diagnostics=False)
+    states = [seen[10], seen[15], seen[20]]
+    assert result.ensemble_value == evaluate_ensemble(again, states, held)
+    assert all(torch.equal(v, seen[20][k]) for k, v in model.state_dict().items())
+
+
+def test_fit_with_cycle_ends_of_an_sgdr_schedule() -> None:
+    schedule = Schedule("sgdr", max_lr=0.5, base_lr=0.0, step_size=5, decay=1.0)
+    total = 4 * 5  # 4 epochs of 5 steps
+    result, _, _ = run(
+        make_data(40),
+        epochs=4,
+        schedule=schedule,
+        eval_data=make_data(20, seed=1),
+        snapshot_steps=schedule.cycle_ends(total),
+    )
+    assert result.snapshot_steps == [5, 10, 15, 20]
+    assert result.ensemble_value is not None and 0.0 <= result.ensemble_value <= 1.0
+
+
+def test_without_snapshots_or_eval_data_there_is_no_ensemble() -> None:
+    plain, _, _ = run(make_data(40), epochs=2, eval_data=make_data(10))
+    assert plain.snapshot_steps == [] and plain.ensemble_value is None
+    blind, _, _ = run(make_data(40), epochs=2, snapshot_steps=[5])
+    assert blind.snapshot_steps == [5] and blind.ensemble_value is blind.snapshot_value is None
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name", "value"),
+    [
+        ({"snapshot_steps": [0]}, "snapshot_steps", 0),
+        ({"snapshot_steps": [16]}, "snapshot_steps", 16),  # the run has 15 steps
+        ({"snapshot_steps": [5], "snapshots": 0}, "snapshots", 0),
+        ({"snapshots": 2}, "snapshots", 2),  # without snapshot_steps
+        ({"snapshot_steps": "5"}, "snapshot_steps", "5"),
+    ],
+)
+def test_bad_snapshot_arguments(kwargs: dict[str, Any], name: str, value: object) -> None:
+    with invalid(name, value):
+        run(make_data(40), epochs=3, **kwargs)
+
+
+def test_train_task_passes_snapshots_on() -> None:
+    x, y = make_data(40)
+    task = Task(make_model, (x, y), make_data(10, seed=1), epochs=2, batch_size=10)
+    result = train_task(
+        task,
+        task.train,
+        schedule=Schedule("triangular", max_lr=0.1, base_lr=0.01, step_size=2),
+        eval_data=make_data(10, seed=1),
+        seed=0,
+        device=torch.device("cpu"),
+        snapshot_steps=[4, 8],
+        snapshots=1,
+        diagnostics=False,
+    )
+    assert result.snapshot_steps == [8] and result.update_ratios is None
+    assert result.snapshot_value == result.final == result.ensemble_value

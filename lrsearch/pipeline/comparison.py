@@ -28,7 +28,7 @@ import torch
 from optuna.trial import FrozenTrial
 from scipy import stats
 
-from lrsearch.choices import ARMS, PER_EPOCH_KINDS
+from lrsearch.choices import ARM_ORDER, ARMS, PER_EPOCH_KINDS, SNAPSHOT_ARM
 from lrsearch.exceptions import InvalidParameterError
 from lrsearch.optimizers import search_optimizer
 from lrsearch.pipeline.arms import RECIPES
@@ -72,6 +72,12 @@ class Arm:
     optimizer: str = "task"
     optimizer_factory: OptimizerFactory | None = None
     note: str = ""  # what the schedule's words leave out (an optimizer's own warmup)
+    #: The steps whose model is kept for the snapshot ensemble (the tuned arm's cycle ends).
+    snapshot_steps: tuple[int, ...] = ()
+
+
+#: How many of the tuned run's last cycle ends the ``tuned-snapshots`` ensemble averages (M).
+SNAPSHOTS = 5
 
 
 def make_arms(
@@ -91,6 +97,7 @@ def make_arms(
     setup = setup_from_params(
         tuned, optimizers=optimizers, steps_per_epoch=steps_per_epoch, epochs=epochs
     )
+    ends = setup.schedule.cycle_ends(steps_per_epoch * epochs)
     out = [
         Arm(
             "tuned",
@@ -103,6 +110,8 @@ def make_arms(
                 if setup.weight_decay is not None
                 else ""
             ),
+            # Two cycles at least: one snapshot is only the single model again.
+            snapshot_steps=tuple(ends) if len(ends) >= 2 else (),
         )
     ]
     if "constant-cv" in arms and constant_lr is not None:
@@ -150,6 +159,8 @@ def arm_key(arm: Arm, seed: int) -> str:
     fields: dict[str, Any] = {"params": arm.params, "optimizer": arm.optimizer}
     if arm.note:  # what the params leave out (an optimizer's own warmup) is part of the arm
         fields["note"] = arm.note
+    if arm.snapshot_steps:  # a run that also scores snapshots records more: another unit
+        fields["snapshots"] = [SNAPSHOTS, *arm.snapshot_steps]
     what = json.dumps(fields, sort_keys=True)
     digest = hashlib.sha256(what.encode()).hexdigest()[:12]
     return f"{arm.name}/{digest}/{seed}"
@@ -246,6 +257,9 @@ def run_arm(
         seed=seed,
         device=device,
         optimizer_factory=arm.optimizer_factory,
+        snapshot_steps=arm.snapshot_steps or None,
+        snapshots=SNAPSHOTS if arm.snapshot_steps else None,
+        diagnostics=False,  # not stored with a final run
     )
     curve = [float(v) for v in result.values]
     curve += [curve[-1]] * (task.epochs - len(curve))
@@ -260,7 +274,39 @@ def run_arm(
         steps=task.epochs * spe,
         stop_reason=result.stop_reason,
         train_seconds=result.seconds,
+        snapshot_steps=result.snapshot_steps,
+        ensemble_final=result.ensemble_value,
+        snapshot_final=result.snapshot_value,
     )
+
+
+def _with_snapshots(runs: Mapping[str, Sequence[FinalRun]]) -> dict[str, Sequence[FinalRun]]:
+    """``runs`` with the ``tuned-snapshots`` arm right after ``tuned`` when every tuned run
+    scored its snapshot ensemble: the same runs (same seeds, the same one read of the test set),
+    each ending on the ensemble's score instead of the final model's (the curve before the end
+    is the run's own: the ensemble exists only once the run is over)."""
+    tuned = runs.get("tuned", ())
+    if not tuned or any(r.ensemble_final is None for r in tuned):
+        return dict(runs)
+    m = len(tuned[0].snapshot_steps)
+    ensembles = [
+        dataclasses.replace(
+            r,
+            arm=SNAPSHOT_ARM,
+            schedule=(
+                f"{r.schedule}; ensemble of the {m} snapshots at its last cycle ends "
+                f"(steps {', '.join(map(str, r.snapshot_steps))})"
+            ),
+            curve=[*r.curve[:-1], float(r.ensemble_final)],  # type: ignore[arg-type]
+        )
+        for r in tuned
+    ]
+    out: dict[str, Sequence[FinalRun]] = {}
+    for name, arm_runs in runs.items():
+        out[name] = arm_runs
+        if name == "tuned":
+            out[SNAPSHOT_ARM] = ensembles
+    return out
 
 
 def summarize(runs: Mapping[str, Sequence[FinalRun]], *, maximize: bool) -> dict[str, ArmResult]:
@@ -268,6 +314,7 @@ def summarize(runs: Mapping[str, Sequence[FinalRun]], *, maximize: bool) -> dict
 
     The constant-cv arm's final mean is every arm's ``target`` for epochs-to-target.
     """
+    runs = _with_snapshots(runs)
     out: dict[str, ArmResult] = {}
     for name, arm_runs in runs.items():
         curves = [list(r.curve) for r in arm_runs]
@@ -301,6 +348,12 @@ def summarize(runs: Mapping[str, Sequence[FinalRun]], *, maximize: bool) -> dict
         if name != names[0]:
             changes["tuned_minus_this"] = paired_interval(
                 out[names[0]].test_metric_per_seed, arm.test_metric_per_seed
+            )
+        if name == SNAPSHOT_ARM:
+            last = [float(r.snapshot_final) for r in runs[name]]  # type: ignore[arg-type]
+            changes["last_snapshot_per_seed"] = last
+            changes["ensemble_minus_last_snapshot"] = paired_interval(
+                arm.test_metric_per_seed, last
             )
         out[name] = dataclasses.replace(arm, **changes)
     return out
@@ -405,7 +458,7 @@ def comparison_table(comparison: Mapping[str, Any] | None, metric: str) -> pd.Da
     tuned - arm with its 95% interval, whether that is significant, epochs to the target, the
     schedule in words."""
     rows = []
-    for arm in ARMS:
+    for arm in ARM_ORDER:
         data = (comparison or {}).get(arm)
         if data is None:
             continue
@@ -442,7 +495,7 @@ def verdict(comparison: Mapping[str, Any] | None, direction: str) -> str:
         return "no final comparison (baselines skipped)"
     better = "higher" if direction == "maximize" else "lower"
     parts = []
-    for arm in ARMS[1:]:
+    for arm in ARM_ORDER[1:]:
         diff = comparison.get(arm, {}).get("tuned_minus_this")
         if diff is None:
             continue

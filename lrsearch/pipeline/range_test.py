@@ -89,6 +89,7 @@ def study_range_test(
         repeats=cfg.range_repeats,
         seed=cfg.seed,
         total_steps=total_steps,
+        diagnostics=cfg.diagnostics,
     )
 
 

@@ -29,7 +29,15 @@ from lrsearch.optimizers import search_optimizer
 from lrsearch.pipeline.context import Context
 from lrsearch.pipeline.queue import MAX_FAILURES, Stage, Unit
 from lrsearch.space import LRBounds, Setup, seed_setups, suggest_setup
-from lrsearch.store import EPOCH_LRS, EPOCHS_RUN, FINISHED, SEEDED, unit_key
+from lrsearch.store import (
+    EPOCH_LRS,
+    EPOCHS_RUN,
+    FINISHED,
+    FLAGS,
+    SEEDED,
+    UPDATE_RATIOS,
+    unit_key,
+)
 from lrsearch.tasks import OptimizerFactory, Task
 from lrsearch.training import train_task
 
@@ -157,9 +165,13 @@ def ensure(
             device=ctx.device,
             trial=trial,
             optimizer_factory=optimizer_factory(setup, task),
+            diagnostics=cfg.diagnostics,
         )
         trial.set_user_attr(EPOCHS_RUN, result.epochs_run)
         trial.set_user_attr(EPOCH_LRS, result.lrs)
+        if result.update_ratios is not None:
+            trial.set_user_attr(UPDATE_RATIOS, result.update_ratios.to_dict())
+        trial.set_user_attr(FLAGS, result.flags)
         if schedule.kind in PER_EPOCH_KINDS:
             _summarise_lrs(trial, result.lrs)
         return result.final

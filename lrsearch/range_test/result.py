@@ -53,6 +53,9 @@ class Sweep:
         midway: Where the smoothed loss has done half of its fall (read between rungs).
         edge: Where the loss blew up: past its minimum, it had climbed back half its fall
             (NaN in results stored before this field existed).
+        update_ratios: The update/weight ratio ``||dw|| / ||w||`` of each step run, per param
+            group (``(groups, steps)``; NaN where a group's weights had no norm), or ``None``
+            when the sweep did not measure it (``diagnostics=False``, or stored before).
     """
 
     lrs: np.ndarray
@@ -68,6 +71,7 @@ class Sweep:
     seconds: float
     midway: float = math.nan
     edge: float = math.nan
+    update_ratios: np.ndarray | None = None
 
     @property
     def diverged(self) -> bool:
@@ -90,6 +94,11 @@ class Sweep:
             "seconds": self.seconds,
             "midway": _finite_or_none(self.midway),
             "edge": _finite_or_none(self.edge),
+            "update_ratios": (
+                None
+                if self.update_ratios is None
+                else [[_finite_or_none(float(v)) for v in g] for g in self.update_ratios]
+            ),
         }
 
     @classmethod
@@ -109,6 +118,14 @@ class Sweep:
             seconds=float(data["seconds"]),
             midway=_float_or_nan(data.get("midway")),
             edge=_float_or_nan(data.get("edge")),
+            update_ratios=(
+                None
+                if data.get("update_ratios") is None
+                else np.asarray(
+                    [[_float_or_nan(v) for v in g] for g in data["update_ratios"]],
+                    dtype=np.float64,
+                )
+            ),
         )
 
 

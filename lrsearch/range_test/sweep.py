@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import time
@@ -18,6 +19,7 @@ from torch.optim import Optimizer
 from lrsearch._optim import lr_ratios, set_lrs
 from lrsearch._validation import check_positive_int, check_real, check_seed
 from lrsearch.choices import MIN_ITER
+from lrsearch.diagnostics import UpdateRatioMonitor
 from lrsearch.exceptions import InvalidParameterError, LrsearchError
 from lrsearch.range_test.curve import WATCH_WINDOW, read_curve
 from lrsearch.range_test.result import RangeTestResult, Refinement, Sweep
@@ -51,6 +53,7 @@ def range_test(
     refine: int = 0,
     refine_steps: int | None = None,
     total_steps: int | None = None,
+    diagnostics: bool = True,
 ) -> RangeTestResult:
     """Run an LR range test and put the model, optimizer and RNGs back as they were.
 
@@ -97,6 +100,9 @@ def range_test(
             :class:`~lrsearch.range_test.curve.Rule`). ``bounds.low`` reaches down by the
             sweep's length over the run's (a long run learns at LRs where the sweep had barely
             begun to); ``bounds.high`` does not depend on it.
+        diagnostics: Measure the update/weight ratio ``||dw|| / ||w||`` of every step of the
+            sweeps, per param group (:attr:`Sweep.update_ratios`): where it crosses about 1e-3
+            is CS231n's rule of thumb for a learning rate (costs one copy of the weights).
 
     Returns:
         A :class:`RangeTestResult`.
@@ -170,7 +176,9 @@ def range_test(
     else:  # the first sweep as things stand, the others from seeds drawn here (restored after)
         seeds = [None, *torch.randint(2**31 - 1, (repeats - 1,)).tolist()]
 
-    def run(rungs: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
+    def run(
+        rungs: np.ndarray, measure: bool = False
+    ) -> tuple[np.ndarray, np.ndarray, str, np.ndarray | None]:
         return _sweep(
             model,
             optimizer,
@@ -182,6 +190,7 @@ def range_test(
             device,
             scaler,
             diverge_threshold,
+            UpdateRatioMonitor(optimizer) if measure else None,
         )
 
     sweeps: list[Sweep] = []
@@ -195,16 +204,15 @@ def range_test(
                 for generator in generators:
                     generator.manual_seed(sweep_seed)
             began = time.perf_counter()
-            lrs, losses, reason = run(ladder)
-            sweeps.append(
-                read_curve(
-                    lrs,
-                    losses,
-                    stop_reason=reason,
-                    seconds=time.perf_counter() - began,
-                    total_steps=total_steps,
-                )
+            lrs, losses, reason, measured = run(ladder, diagnostics)
+            curve = read_curve(
+                lrs,
+                losses,
+                stop_reason=reason,
+                seconds=time.perf_counter() - began,
+                total_steps=total_steps,
             )
+            sweeps.append(dataclasses.replace(curve, update_ratios=measured))
             logger.info(
                 "range test sweep %d/%d: %d steps, %s, suggestion %.3g, bounds %.3g-%.3g",
                 r + 1,
@@ -227,7 +235,7 @@ def range_test(
                 seeds[0] if seeds[0] is not None else int(torch.randint(2**31 - 1, ()).item()),
                 snapshot,
                 generators,
-                run,
+                lambda rungs: run(rungs)[:3],
             )
             suggestion = refinement.chosen
     finally:
@@ -312,7 +320,10 @@ def _sweep(
     device: torch.device,
     scaler: torch.amp.GradScaler | None,
     diverge_threshold: float,
-) -> tuple[np.ndarray, np.ndarray, str]:
+    monitor: UpdateRatioMonitor | None = None,
+) -> tuple[np.ndarray, np.ndarray, str, np.ndarray | None]:
+    """One pass up ``ladder``: the rungs run, their losses, why it stopped and, with a
+    ``monitor``, each step's update/weight ratio per param group (``(groups, steps)``)."""
     batches = _cycle(loader)
     watch = DivergenceWatch.for_ladder(len(ladder), diverge_threshold)
     amp = scaler is not None and scaler.is_enabled()
@@ -334,13 +345,19 @@ def _sweep(
                 f"criterion must return a scalar tensor; got {type(loss).__name__}"
                 + (f" of shape {tuple(loss.shape)}" if isinstance(loss, torch.Tensor) else "")
             )
+        if monitor is not None:
+            monitor.before()
         if amp:
             assert scaler is not None
             scale = scaler.get_scale()
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
+            if monitor is not None:
+                monitor.after()
             if scaler.get_scale() < scale:  # inf/NaN gradients: the step was skipped
+                if monitor is not None:
+                    monitor.discard()
                 skips += 1
                 if skips >= _MAX_AMP_SKIPS:
                     reason = "amp-skips"
@@ -350,8 +367,12 @@ def _sweep(
         else:
             loss.backward()
             optimizer.step()
+            if monitor is not None:
+                monitor.after()
         value = float(loss.item())
         if not math.isfinite(value):
+            if monitor is not None:
+                monitor.discard()
             reason = "non-finite"
             break
         losses.append(value)
@@ -364,7 +385,8 @@ def _sweep(
             f"the range test stopped after {len(losses)} steps ({reason}): too few to read; "
             f"lower start_lr (the loss is already unstable at {ladder[0]:g})"
         )
-    return ladder[: len(losses)].copy(), np.asarray(losses, dtype=np.float64), reason
+    measured = None if monitor is None else monitor.take()[0].T.copy()
+    return ladder[: len(losses)].copy(), np.asarray(losses, dtype=np.float64), reason, measured
 
 
 class DivergenceWatch:

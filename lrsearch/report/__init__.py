@@ -20,13 +20,17 @@ from lrsearch.report.figures import (
     parallel_figure,
     range_test_figure,
     schedules_figure,
+    update_ratio_figure,
 )
 from lrsearch.report.html import report_html
 from lrsearch.report.reading import search_steps_per_epoch
 from lrsearch.report.tables import (
     comparison_table,
+    diagnostics_table,
     history_table,
     settings_table,
+    snapshot_sentence,
+    snapshots_table,
     top_trials_table,
     verdict,
 )
@@ -39,6 +43,7 @@ __all__ = [
     "attach_to_dashboard",
     "comparison_figure",
     "comparison_table",
+    "diagnostics_table",
     "export_frame",
     "history_table",
     "importance_figure",
@@ -50,6 +55,9 @@ __all__ = [
     "schedules_figure",
     "search_steps_per_epoch",
     "settings_table",
+    "snapshot_sentence",
+    "snapshots_table",
     "top_trials_table",
+    "update_ratio_figure",
     "verdict",
 ]

@@ -8,8 +8,9 @@ import optuna
 
 from lrsearch.pipeline.comparison import comparison_table, verdict
 from lrsearch.report.figures import COMPARISON_PANELS, comparison_figure, range_test_figure
-from lrsearch.report.reading import has_complete, metric_name
-from lrsearch.store import ATTR_RANGE_TEST, ATTR_RANGE_TESTS, trial_states
+from lrsearch.report.reading import causes_in_words, has_complete, metric_name, tuned_trial
+from lrsearch.report.tables import snapshot_sentence
+from lrsearch.store import ATTR_RANGE_TEST, ATTR_RANGE_TESTS, FLAGS, trial_states
 
 __all__ = ["DASHBOARD_GRAPHS", "attach_to_dashboard", "note_markdown"]
 
@@ -43,6 +44,7 @@ def note_markdown(study: optuna.Study) -> str:
         lines.append("")
     counts = ", ".join(f"{n} {s.lower()}" for s, n in states.items() if n)
     lines.append(f"**Search:** {counts} trials.")
+    lines += _diagnostics_lines(study)
     if comparison:
         tuned = comparison["tuned"]
         lines += [
@@ -56,6 +58,9 @@ def note_markdown(study: optuna.Study) -> str:
             "",
             comparison_table(comparison, metric).to_markdown(index=False),
         ]
+        snapshots = snapshot_sentence(comparison)
+        if snapshots:
+            lines += ["", f"**Snapshot ensemble:** {snapshots}."]
     elif has_complete(study):
         best = study.best_trial
         lines += [
@@ -65,6 +70,22 @@ def note_markdown(study: optuna.Study) -> str:
         ]
     lines += ["", f"Full report: `lrsearch report --study {study.study_name}`"]
     return "\n".join(lines) + "\n"
+
+
+def _diagnostics_lines(study: optuna.Study) -> list[str]:
+    """Why search trials stopped early, and what the diagnostics say of the winning trial."""
+    lines = []
+    causes = causes_in_words(study)
+    if causes:
+        lines += ["", f"**Why search trials stopped early:** {causes}."]
+    number = tuned_trial(study)
+    if number is None and has_complete(study):
+        number = study.best_trial.number
+    if number is not None:
+        flags = study.trials[number].user_attrs.get(FLAGS) or []
+        if flags:
+            lines += ["", f"**Diagnostics of trial #{number}:** " + "; ".join(flags) + "."]
+    return lines
 
 
 def attach_to_dashboard(study: optuna.Study) -> None:

@@ -15,7 +15,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 from scipy import stats
 
-from lrsearch.choices import ARMS, PER_EPOCH_KINDS
+from lrsearch.choices import ARM_ORDER, PER_EPOCH_KINDS, SNAPSHOT_ARM
 from lrsearch.range_test import RangeTestResult
 from lrsearch.report.reading import (
     constant_lr,
@@ -26,7 +26,7 @@ from lrsearch.report.reading import (
     tuned_trial,
 )
 from lrsearch.schedules import Schedule
-from lrsearch.store import EPOCH_LRS, top_trials
+from lrsearch.store import EPOCH_LRS, RATIO_BAND, UPDATE_RATIOS, UpdateRatios, top_trials
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -40,6 +40,7 @@ __all__ = [
     "parallel_figure",
     "range_test_figure",
     "schedules_figure",
+    "update_ratio_figure",
 ]
 
 _log = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ ARM_COLORS: Mapping[str, str] = {
     "tuned": "#1f77b4",
     "constant-cv": "#ff7f0e",
     "adam-3e-4": "#2ca02c",
+    SNAPSHOT_ARM: "#17becf",
 }
 _PALETTE = ("#1f77b4", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
 _LEVEL = 0.95
@@ -212,6 +214,79 @@ def learning_curves_figure(study: optuna.Study) -> go.Figure:
     return fig
 
 
+def update_ratio_figure(study: optuna.Study) -> go.Figure | None:
+    """The update/weight ratio ``||dw|| / ||w||`` against the learning rate, log-log.
+
+    Lines: each step of the range test's (first) sweep, per param group. Markers: each epoch of
+    every search trial that measured it (the median over its measured steps, at the median LR
+    of those steps), the tuned arm's trial drawn larger. The band from ``RATIO_BAND`` is shaded
+    and CS231n's rule of thumb, 1e-3, dashed. ``None`` when nothing was measured.
+    """
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    rt = study.user_attrs.get("range_test") or {}
+    for sweep in rt.get("sweeps", [])[:1]:
+        for g, ratios in enumerate(sweep.get("update_ratios") or []):
+            fig.add_trace(
+                go.Scatter(
+                    x=sweep["lrs"],
+                    y=[math.nan if v is None else v for v in ratios],
+                    mode="lines",
+                    line={"color": _PALETTE[g % len(_PALETTE)], "width": 2},
+                    name=f"range test, group {g}",
+                    hovertemplate=f"range test, group {g}: LR %{{x:.3g}}, ratio %{{y:.3g}}"
+                    "<extra></extra>",
+                )
+            )
+    tuned = tuned_trial(study)
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    for trial in trials:
+        stored = trial.user_attrs.get(UPDATE_RATIOS)
+        if not stored:
+            continue
+        ratios = UpdateRatios.from_dict(stored)
+        chosen = trial.number == tuned
+        for g, medians in enumerate(ratios.epoch_medians):
+            label = f"tuned arm #{trial.number}" if chosen else "search trials, per epoch"
+            fig.add_trace(
+                go.Scatter(
+                    x=ratios.epoch_lrs,
+                    y=[math.nan if v is None else v for v in medians],
+                    mode="markers",
+                    marker={
+                        "color": _PALETTE[g % len(_PALETTE)],
+                        "size": 10 if chosen else 6,
+                        "opacity": 1.0 if chosen else 0.45,
+                        "symbol": "diamond" if chosen else "circle",
+                    },
+                    name=f"{label}, group {g}",
+                    legendgroup=f"{label}, group {g}",
+                    showlegend=not any(t.name == f"{label}, group {g}" for t in fig.data),
+                    customdata=list(range(1, len(medians) + 1)),
+                    hovertemplate=(
+                        f"trial {trial.number} ({trial.state.name.lower()}), group {g}, "
+                        "epoch %{customdata}: LR %{x:.3g}, median ratio %{y:.3g}<extra></extra>"
+                    ),
+                )
+            )
+    if not fig.data:
+        return None
+    low, high = RATIO_BAND
+    fig.add_hrect(y0=low, y1=high, fillcolor="rgba(44, 160, 44, 0.10)", line_width=0)
+    fig.add_hline(y=1e-3, line_dash="dash", line_color="#7f7f7f")
+    fig.update_layout(
+        title=(
+            "Update/weight ratio ||dw||/||w|| against the learning rate (shaded: "
+            f"{low:g} to {high:g}; dashed: the rule of thumb, 1e-3)"
+        ),
+        xaxis={"title": "learning rate", "type": "log"},
+        yaxis={"title": "update/weight ratio per step", "type": "log"},
+        legend={"orientation": "h", "y": -0.2},
+    )
+    return fig
+
+
 def _mean_interval(values: Sequence[float], level: float = _LEVEL) -> tuple[float, float, float]:
     """Mean of ``values`` and its Student-t interval (collapsed to the mean when it cannot be)."""
     a = np.asarray(values, dtype=float)
@@ -240,7 +315,7 @@ def comparison_figure(
 
     if not panels or any(p not in COMPARISON_PANELS for p in panels):
         raise ValueError(f"panels must be some of {COMPARISON_PANELS}; got {panels!r}")
-    arms = [a for a in ARMS if a in comparison]
+    arms = [a for a in ARM_ORDER if a in comparison]
     titles = {
         "seeds": f"final test {metric}: seeds, mean, {_LEVEL:.0%} interval",
         "curves": f"test {metric} per epoch (mean over seeds)",

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import datetime
 import html
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
@@ -18,12 +19,16 @@ from lrsearch.report.figures import (
     parallel_figure,
     range_test_figure,
     schedules_figure,
+    update_ratio_figure,
 )
-from lrsearch.report.reading import has_complete, metric_name
+from lrsearch.report.reading import causes_in_words, has_complete, metric_name
 from lrsearch.report.tables import (
     comparison_table,
+    diagnostics_table,
     history_table,
     settings_table,
+    snapshot_sentence,
+    snapshots_table,
     top_trials_table,
     verdict,
 )
@@ -132,6 +137,7 @@ def report_html(stored: StoredStudy) -> str:
         parts += [
             _figure_html(comparison_figure(comparison, metric=metric), "fig-comparison"),
             _table_html(comparison_table(comparison, metric)),
+            *_snapshots_html(comparison, metric),
             f"<p>{html.escape(verdict(comparison, study.direction.name.lower()))}.</p>",
         ]
     else:
@@ -152,11 +158,40 @@ def report_html(stored: StoredStudy) -> str:
         _table_html(top_trials_table(study)),
         "<h2>7. Settings</h2>",
         _table_html(settings_table(stored)),
-        "<h2>8. History: every <code>lrsearch run</code> on this study</h2>",
+        "<h2>8. Diagnostics: the update/weight ratio, and why runs stopped</h2>",
+        *_diagnostics_html(study),
+        "<h2>9. History: every <code>lrsearch run</code> on this study</h2>",
         _table_html(history_table(stored)),
         "</body></html>",
     ]
     return "\n".join(parts)
+
+
+def _snapshots_html(comparison: dict[str, Any], metric: str) -> list[str]:
+    """The snapshot ensemble against the single model, seed by seed (nothing without it)."""
+    frame = snapshots_table(comparison, metric)
+    if frame.empty:
+        return []
+    return [
+        "<h3>Snapshot ensemble: the tuned runs' models at their last cycle ends, averaged</h3>",
+        _table_html(frame),
+        f"<p>{html.escape(snapshot_sentence(comparison))}.</p>",
+    ]
+
+
+def _diagnostics_html(study: optuna.Study) -> list[str]:
+    fig = update_ratio_figure(study)
+    parts = [
+        _figure_html(fig, "fig-update-ratio")
+        if fig is not None
+        else _missing("no update/weight ratios: the study ran with diagnostics = false"),
+        "<p>CS231n's rule of thumb: a step should change the weights by about 1e-3 of their "
+        "size. Far below, the learning rate barely moves them; far above, it overwrites them.</p>",
+    ]
+    frame = diagnostics_table(study)
+    if frame.empty:
+        return [*parts, _missing("no search trial stopped early or was flagged")]
+    return [*parts, _table_html(frame)]
 
 
 #: The recipe arms' validation studies (the stage naming each) and how the summary names them.
@@ -208,5 +243,8 @@ def _summary_html(stored: StoredStudy) -> str:
             items.append((label, said))
     counts = sorted(trial_states(study).items())
     items.append(("Search trials", ", ".join(f"{n} {s.lower()}" for s, n in counts)))
+    causes = causes_in_words(study)
+    if causes:
+        items.append(("Why search trials stopped early", causes))
     body = "".join(f"<li><b>{html.escape(k)}:</b> {html.escape(v)}.</li>" for k, v in items)
     return f'<div class="summary"><ul>{body}</ul></div>'

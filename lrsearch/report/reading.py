@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
+from lrsearch.diagnostics import NON_FINITE, TOO_HIGH, TOO_LOW
 from lrsearch.store import (
     ATTR_COMPARISON,
     ATTR_CONFIG,
     ATTR_METRIC,
+    FLAGS,
+    PRUNED_REASON,
     same_params,
 )
 from lrsearch.tasks import steps_per_epoch as _steps_per_epoch
 
 __all__ = [
+    "cause",
+    "causes_in_words",
     "constant_lr",
+    "diagnosed_trials",
     "epochs",
     "has_complete",
     "maximize",
@@ -77,3 +84,41 @@ def constant_lr(study: optuna.Study) -> float | None:
 def has_complete(study: optuna.Study) -> bool:
     """Whether ``study`` has a completed trial."""
     return bool(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+
+
+def cause(reason: str) -> str:
+    """What a stored stop reason says about the learning rate, in a few words: the diagnosis
+    the training loop gave, ``"the pruner"`` for a plain pruning, else the reason itself.
+
+    Example:
+        >>> cause("diverged in epoch 2: mean loss 9 > 4 x the first loss: learning rate too high")
+        'learning rate too high'
+        >>> cause("pruner: stopped after epoch 3")
+        'the pruner (behind the other trials)'
+    """
+    for words in (NON_FINITE, TOO_LOW, TOO_HIGH):  # NON_FINITE starts with TOO_HIGH's words
+        if words in reason:
+            return words
+    if reason.startswith("pruner"):
+        return "the pruner (behind the other trials)"
+    return reason
+
+
+def diagnosed_trials(study: optuna.Study) -> list[tuple[FrozenTrial, str | None, list[str]]]:
+    """The finished search trials with something to say: ``(trial, its stop reason or None,
+    its diagnostics' flags)``, in trial order."""
+    out = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
+        reason = trial.user_attrs.get(PRUNED_REASON)
+        flags = list(trial.user_attrs.get(FLAGS) or [])
+        if reason or flags:
+            out.append((trial, reason, flags))
+    return out
+
+
+def causes_in_words(study: optuna.Study) -> str:
+    """The causes of the search trials' early stops, most frequent first, e.g.
+    ``"3 x learning rate too high; 1 x the pruner (behind the other trials)"`` (``""``: none).
+    """
+    counts = Counter(cause(r) for _, r, _ in diagnosed_trials(study) if r)
+    return "; ".join(f"{n} x {what}" for what, n in counts.most_common())

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import optuna
 import pandas as pd
 
+from lrsearch.choices import SNAPSHOT_ARM
 from lrsearch.pipeline.comparison import comparison_table, verdict
-from lrsearch.report.reading import metric_name, tuned_trial
+from lrsearch.report.reading import cause, diagnosed_trials, metric_name, tuned_trial
 from lrsearch.store import (
     ATTR_CONFIG,
     ATTR_FINALISTS,
@@ -21,7 +23,16 @@ from lrsearch.store import (
     top_trials,
 )
 
-__all__ = ["comparison_table", "history_table", "settings_table", "top_trials_table", "verdict"]
+__all__ = [
+    "comparison_table",
+    "diagnostics_table",
+    "history_table",
+    "settings_table",
+    "snapshot_sentence",
+    "snapshots_table",
+    "top_trials_table",
+    "verdict",
+]
 
 
 def top_trials_table(study: optuna.Study, n: int = 10) -> pd.DataFrame:
@@ -46,6 +57,63 @@ def top_trials_table(study: optuna.Study, n: int = 10) -> pd.DataFrame:
                 "seeded": "yes" if trial.user_attrs.get("seeded") else "",
             }
         )
+    return pd.DataFrame(rows)
+
+
+def snapshots_table(comparison: Mapping[str, Any] | None, metric: str) -> pd.DataFrame:
+    """Single model against snapshot ensemble, seed by seed (empty without the
+    ``tuned-snapshots`` arm): the tuned run's final model, its last snapshot, the ensemble."""
+    data = (comparison or {}).get(SNAPSHOT_ARM)
+    if not data:
+        return pd.DataFrame()
+    tuned = comparison["tuned"]  # type: ignore[index]
+    rows = [
+        {
+            "seed": seed,
+            f"tuned: final model ({metric})": round(final, 4),
+            "last snapshot": round(last, 4),
+            "ensemble": round(ensemble, 4),
+            "ensemble - last snapshot": f"{ensemble - last:+.4f}",
+        }
+        for seed, final, last, ensemble in zip(
+            data["seeds"],
+            tuned["test_metric_per_seed"],
+            data["last_snapshot_per_seed"],
+            data["test_metric_per_seed"],
+            strict=True,
+        )
+    ]
+    return pd.DataFrame(rows)
+
+
+def snapshot_sentence(comparison: Mapping[str, Any] | None) -> str:
+    """The snapshot ensemble's gain over its last snapshot, with the paired 95% interval
+    (``""`` without the ``tuned-snapshots`` arm)."""
+    data = (comparison or {}).get(SNAPSHOT_ARM)
+    if not data or "ensemble_minus_last_snapshot" not in data:
+        return ""
+    d = data["ensemble_minus_last_snapshot"]
+    sig = "significant" if d["significant"] else "not significant"
+    return (
+        f"snapshot ensemble - its last snapshot: {d['mean_diff']:+.4f} "
+        f"[{d['ci_low']:+.4f}, {d['ci_high']:+.4f}] over {d['n']} seeds ({sig})"
+    )
+
+
+def diagnostics_table(study: optuna.Study) -> pd.DataFrame:
+    """The search trials the diagnostics have something to say about: why each stopped (its
+    ``pruned_reason``, and the cause in short) and its update/weight-ratio and loss flags."""
+    rows = [
+        {
+            "trial": trial.number,
+            "state": trial.state.name.lower(),
+            "schedule": trial.user_attrs.get("schedule", trial.params.get("schedule")),
+            "cause": cause(reason) if reason else "",
+            "why it stopped": reason or "",
+            "flags": "; ".join(flags),
+        }
+        for trial, reason, flags in diagnosed_trials(study)
+    ]
     return pd.DataFrame(rows)
 
 

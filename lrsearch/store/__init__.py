@@ -22,6 +22,7 @@ from lrsearch.store.names import (
     ATTR_TASK,
     EPOCH_LRS,
     EPOCHS_RUN,
+    FLAGS,
     PRUNED_REASON,
     RUN_PREFIX,
     SEEDED,
@@ -30,10 +31,20 @@ from lrsearch.store.names import (
     UNIT_FINAL_RUN,
     UNIT_FINALIST,
     UNIT_RANGE_TEST,
+    UPDATE_RATIOS,
     WORKER,
     StudyNames,
 )
-from lrsearch.store.records import ArmResult, Finalist, FinalRun, RunRecord, StageTime, Timings
+from lrsearch.store.records import (
+    RATIO_BAND,
+    ArmResult,
+    Finalist,
+    FinalRun,
+    RunRecord,
+    StageTime,
+    Timings,
+    UpdateRatios,
+)
 from lrsearch.store.storage import DEFAULT_STORAGE, StorageLock, backend, mask_url, open_storage
 from lrsearch.store.stored import (
     FINISHED,
@@ -67,7 +78,9 @@ __all__ = [
     "EPOCHS_RUN",
     "EPOCH_LRS",
     "FINISHED",
+    "FLAGS",
     "PRUNED_REASON",
+    "RATIO_BAND",
     "RUN_PREFIX",
     "SEEDED",
     "STAGES",
@@ -76,6 +89,7 @@ __all__ = [
     "UNIT_FINALIST",
     "UNIT_FINAL_RUN",
     "UNIT_RANGE_TEST",
+    "UPDATE_RATIOS",
     "WORKER",
     "ArmResult",
     "FinalRun",
@@ -86,6 +100,7 @@ __all__ = [
     "StoredStudy",
     "StudyNames",
     "Timings",
+    "UpdateRatios",
     "backend",
     "first_done",
     "history",

@@ -25,6 +25,7 @@ __all__ = [
     "ATTR_TASK",
     "EPOCHS_RUN",
     "EPOCH_LRS",
+    "FLAGS",
     "PRUNED_REASON",
     "RUN_PREFIX",
     "SEEDED",
@@ -33,6 +34,7 @@ __all__ = [
     "UNIT_FINALIST",
     "UNIT_FINAL_RUN",
     "UNIT_RANGE_TEST",
+    "UPDATE_RATIOS",
     "WORKER",
     "StudyNames",
 ]
@@ -89,6 +91,11 @@ PRUNED_REASON: Final = "pruned_reason"
 EPOCHS_RUN: Final = "epochs_run"
 #: The learning rate of every epoch as trained (what a ``plateau`` schedule really did).
 EPOCH_LRS: Final = "epoch_lrs"
+#: The run's update/weight ratios (``UpdateRatios.to_dict()``), unless the config's
+#: ``diagnostics`` is off.
+UPDATE_RATIOS: Final = "update_ratios"
+#: What the diagnostics say about the learning rate, in words (a list; empty: nothing to say).
+FLAGS: Final = "flags"
 
 
 @dataclasses.dataclass(frozen=True)

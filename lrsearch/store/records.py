@@ -10,9 +10,24 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
-__all__ = ["ArmResult", "FinalRun", "Finalist", "RunRecord", "StageTime", "Timings"]
+__all__ = [
+    "RATIO_BAND",
+    "ArmResult",
+    "FinalRun",
+    "Finalist",
+    "RunRecord",
+    "StageTime",
+    "Timings",
+    "UpdateRatios",
+]
+
+#: Where the update/weight ratio of a healthy step lies: a decade either side of CS231n's rule of
+#: thumb, about 1e-3 per step.
+RATIO_BAND: Final = (1e-4, 1e-2)
+#: A group is flagged when more than this share of its measured steps lies outside the band.
+FLAG_SHARE: Final = 0.5
 
 
 def _num(value: float | None) -> float | None:
@@ -44,6 +59,10 @@ class FinalRun:
         steps: Optimizer steps of the whole run.
         stop_reason: ``None`` for a full run, else why it stopped (diverged).
         train_seconds: Seconds inside training and evaluation.
+        snapshot_steps: The steps of the snapshots ensembled at the end (a tuned run whose
+            schedule has cycles; empty otherwise).
+        ensemble_final: The test metric of the ensemble of those snapshots, else ``None``.
+        snapshot_final: The test metric of the last of them alone, else ``None``.
 
     Example:
         >>> run = FinalRun("tuned", 1000, {"lr": 0.1}, "task", "constant 0.1", [0.5, 0.75], 2, 20)
@@ -61,6 +80,9 @@ class FinalRun:
     steps: int
     stop_reason: str | None = None
     train_seconds: float = 0.0
+    snapshot_steps: list[int] = dataclasses.field(default_factory=list)
+    ensemble_final: float | None = None
+    snapshot_final: float | None = None
 
     @property
     def final(self) -> float:
@@ -70,12 +92,17 @@ class FinalRun:
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["curve"] = [_num(v) for v in self.curve]
+        for name in ("ensemble_final", "snapshot_final"):
+            out[name] = _num(out[name])
         return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FinalRun:
         fields = dict(data)
         fields["curve"] = [_float(v) for v in fields["curve"]]
+        if fields.get("snapshot_steps"):  # a stored null is a NaN score, not a missing one
+            for name in ("ensemble_final", "snapshot_final"):
+                fields[name] = _float(fields.get(name))
         return cls(**fields)
 
 
@@ -137,6 +164,10 @@ class ArmResult:
         tuned_minus_this: For arms other than ``tuned``: the paired interval of
             tuned - this over seeds (``mean_diff``, ``ci_low``, ``ci_high``, ``level``,
             ``p_value``, ``significant``, ``n``).
+        last_snapshot_per_seed: ``tuned-snapshots`` only: the last snapshot's test metric per
+            seed (the single model the ensemble is measured against).
+        ensemble_minus_last_snapshot: ``tuned-snapshots`` only: the paired interval of the
+            ensemble - its last snapshot over seeds (the ensemble's own gain).
     """
 
     test_metric_mean: float
@@ -155,13 +186,16 @@ class ArmResult:
     target: float | None = None
     epochs_to_target: int | None = None
     tuned_minus_this: dict[str, Any] | None = None
+    last_snapshot_per_seed: list[float] | None = None
+    ensemble_minus_last_snapshot: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         if self.target is None:  # no constant-cv arm: no target to reach
             del out["target"], out["epochs_to_target"]
-        if self.tuned_minus_this is None:
-            del out["tuned_minus_this"]
+        for name in ("tuned_minus_this", "last_snapshot_per_seed", "ensemble_minus_last_snapshot"):
+            if out[name] is None:
+                del out[name]
         return out
 
     @classmethod
@@ -289,3 +323,74 @@ class Timings:
         out = {stage: t.seconds for stage, t in self.stages.items()}
         out |= {"busy": self.busy, "inside_training": self.inside_training, "wall": self.wall}
         return out
+
+
+@dataclasses.dataclass(frozen=True)
+class UpdateRatios:
+    """The update/weight ratio ``||dw|| / ||w||`` of one training run, per param group.
+
+    ``dw`` is what one optimizer step changed, ``w`` the weights after it; both norms run over
+    every parameter of the group that requires a gradient. CS231n's rule of thumb puts a healthy
+    step near 1e-3: far below, the learning rate barely moves the weights; far above, it
+    overwrites them. A search trial stores this under user attr ``update_ratios``.
+
+    Attributes:
+        epoch_medians: Per param group, the median ratio over each epoch's measured steps
+            (``[group][epoch]``; ``None`` for an epoch whose weights had no norm).
+        epoch_lrs: Per epoch, the median learning rate (first param group) of its measured
+            steps: the x of the report's ratio-against-LR figure.
+        medians: Per group, the median over every measured step.
+        share_low: Per group, the share of measured steps below ``RATIO_BAND[0]``.
+        share_high: Per group, the share of measured steps above ``RATIO_BAND[1]``.
+        measured_steps: Steps measured in all.
+        every: One optimizer step in every ``every`` was measured (the medians are over those).
+
+    Example:
+        >>> r = UpdateRatios([[2e-5, 3e-5]], [0.01, 0.01], [2.5e-5], [1.0], [0.0], 8, 1)
+        >>> r.flags
+        ['LR probably too low for layer group 0: update/weight ratio below 1e-04 in 100% of the measured steps (median 2.5e-05; rule of thumb about 1e-3)']
+        >>> UpdateRatios.from_dict(r.to_dict()) == r
+        True
+    """  # noqa: E501
+
+    epoch_medians: list[list[float | None]]
+    epoch_lrs: list[float]
+    medians: list[float | None]
+    share_low: list[float]
+    share_high: list[float]
+    measured_steps: int
+    every: int
+
+    @property
+    def flags(self) -> list[str]:
+        """One sentence per param group that sat outside ``RATIO_BAND`` for most of its
+        measured steps (empty when every group looks healthy)."""
+        low, high = RATIO_BAND
+        out = []
+        for k, (below, above) in enumerate(zip(self.share_low, self.share_high, strict=True)):
+            median = self.medians[k]
+            if below > FLAG_SHARE:
+                out.append(_ratio_flag("low", k, f"below {low:.0e}", below, median))
+            elif above > FLAG_SHARE:
+                out.append(_ratio_flag("high", k, f"above {high:.0e}", above, median))
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["epoch_medians"] = [[_num(v) for v in group] for group in self.epoch_medians]
+        out["medians"] = [_num(v) for v in self.medians]
+        out["flags"] = self.flags  # for a reader of the raw storage; derived again on read
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> UpdateRatios:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def _ratio_flag(way: str, group: int, where: str, share: float, median: float | None) -> str:
+    typical = "" if median is None else f"median {median:.2g}; "
+    return (
+        f"LR probably too {way} for layer group {group}: update/weight ratio {where} in "
+        f"{share:.0%} of the measured steps ({typical}rule of thumb about 1e-3)"
+    )
