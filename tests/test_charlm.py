@@ -263,3 +263,18 @@ def test_trains_and_evaluates_on_cuda() -> None:
     on_gpu = evaluate(model, task.load_test(), metric="loss", loss=task.loss)
     on_cpu = evaluate(model.cpu(), task.load_test(), metric="loss", loss=task.loss)
     assert math.isclose(on_gpu, on_cpu, rel_tol=1e-3)
+
+
+def test_validation_and_cv_hold_out_whole_topics() -> None:
+    import numpy as np
+
+    from lrsearch.splits import cv_folds, holdout
+
+    task = charlm.task()
+    groups = np.asarray(task.groups)
+    assert len(groups) == task.n_train and len(np.unique(groups)) == len(charlm.split_topics()[0])
+    fit, val = holdout(task, 0.2, seed=0)
+    assert not set(groups[fit]) & set(groups[val])
+    assert 0.15 <= len(val) / task.n_train <= 0.25
+    for fit, score in cv_folds(task, 3, seed=0):
+        assert not set(groups[fit]) & set(groups[score])

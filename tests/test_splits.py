@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -190,3 +191,48 @@ def test_cv_folds_reject_more_folds_than_examples() -> None:
     task = make_task((x, x.sum(dim=1)), metric="loss", loss=nn.MSELoss())
     with pytest.raises(InvalidParameterError, match="cannot make 7 CV folds"):
         cv_folds(task, 7, seed=0)
+
+
+# --- groups ---------------------------------------------------------------------------------
+
+
+def _grouped_task(stratify: bool) -> Task:
+    import tiny_task
+
+    base = tiny_task.task()
+    # 20 groups of 10 consecutive examples, of unequal use: any split must keep them whole.
+    groups = np.repeat(np.arange(20), 10)
+    return dataclasses.replace(base, groups=groups, stratify=stratify)
+
+
+@pytest.mark.parametrize("stratify", [False, True])
+def test_holdout_and_folds_keep_every_group_on_one_side(stratify: bool) -> None:
+    task = _grouped_task(stratify)
+    groups = np.asarray(task.groups)
+    for seed in range(3):
+        fit, val = holdout(task, 0.2, seed)
+        assert not set(groups[fit]) & set(groups[val])
+        assert len(fit) + len(val) == task.n_train
+        assert 0.1 <= len(val) / task.n_train <= 0.3  # about the fraction, in examples
+    folds = cv_folds(task, 4, seed=0)
+    seen = np.concatenate([score for _, score in folds])
+    assert sorted(seen) == list(range(task.n_train))
+    for fit, score in folds:
+        assert not set(groups[fit]) & set(groups[score])
+
+
+def test_groups_must_be_one_integer_per_example() -> None:
+    import tiny_task
+
+    with pytest.raises(InvalidParameterError, match="one integer per training example"):
+        dataclasses.replace(tiny_task.task(), groups=np.zeros(3, dtype=int))
+    with pytest.raises(InvalidParameterError, match="at least 2 groups"):
+        dataclasses.replace(tiny_task.task(), groups=np.zeros(200, dtype=int))
+
+
+def test_too_few_groups_for_the_folds_is_a_clear_error() -> None:
+    import tiny_task
+
+    task = dataclasses.replace(tiny_task.task(), groups=np.repeat([0, 1], 100))
+    with pytest.raises(InvalidParameterError, match="CV folds"):
+        cv_folds(task, 3, seed=0)

@@ -7,9 +7,10 @@ import importlib
 import math
 import os
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import Dataset
@@ -111,6 +112,9 @@ class Task:
         batch_size: Training batch size.
         epochs: Training epochs of every run (search trials, CV folds, final comparison).
         stratify: Stratify validation splits and CV folds by label (default: for accuracy).
+        groups: Optional group id of every training example (e.g. the document a text window
+            comes from): a group stays on one side of every split, so validation and CV score
+            groups the model did not train on, as a test set of unseen groups does.
         name: A label for messages and the stored config.
 
     Raises:
@@ -137,6 +141,7 @@ class Task:
     batch_size: int = 32
     epochs: int = 20
     stratify: bool | None = None
+    groups: Sequence[int] | np.ndarray | None = None
     name: str = "custom"
 
     def __post_init__(self) -> None:
@@ -175,6 +180,16 @@ class Task:
             object.__setattr__(self, "stratify", self.metric == "accuracy")
         if self.n_train < 2:
             raise InvalidParameterError(f"train must hold at least 2 examples; got {self.n_train}")
+        if self.groups is not None:
+            groups = np.asarray(self.groups)
+            if groups.shape != (self.n_train,) or not np.issubdtype(groups.dtype, np.integer):
+                raise InvalidParameterError(
+                    f"groups must hold one integer per training example ({self.n_train}); got "
+                    f"an array of shape {groups.shape} and dtype {groups.dtype}"
+                )
+            if len(np.unique(groups)) < 2:
+                raise InvalidParameterError("groups must name at least 2 groups to split by")
+            object.__setattr__(self, "groups", groups)
 
     @property
     def n_train(self) -> int:
@@ -204,6 +219,11 @@ class Task:
             "batch_size": self.batch_size,
             "epochs": self.epochs,
             "optimizer": getattr(self.make_optimizer, "__qualname__", repr(self.make_optimizer)),
+            **(
+                {"groups": len(np.unique(np.asarray(self.groups)))}
+                if self.groups is not None
+                else {}
+            ),
         }
 
 

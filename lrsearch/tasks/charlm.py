@@ -22,6 +22,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterable
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -44,6 +45,7 @@ __all__ = [
     "next_char_loss",
     "split_topics",
     "task",
+    "train_documents",
 ]
 
 #: Characters the model sees at once (and predicts the next of, at every position).
@@ -103,8 +105,9 @@ def split_topics() -> tuple[list[str], list[str]]:
 
 def _windows(
     docs: list[str], n: int, context: int, *, unseen_in: Iterable[str] = ()
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``n`` windows (inputs, next characters) spread evenly over the documents' windows.
+) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """``n`` windows (inputs, next characters, the index of the document each comes from)
+    spread evenly over the documents' windows.
 
     Windows never cross from one document into the next; a document's windows do not overlap.
     A window whose text occurs anywhere in ``unseen_in`` is not a candidate.
@@ -121,9 +124,9 @@ def _windows(
         raise InvalidParameterError(
             f"asked for {n} windows of {context} characters; the documents hold {len(starts)}"
         )
-    picked = torch.linspace(0, len(starts) - 1, n).round().long().tolist()
-    chunks = torch.stack([encode(docs[d][s : s + span]) for d, s in (starts[i] for i in picked)])
-    return chunks[:, :-1].contiguous(), chunks[:, 1:].contiguous()
+    picked = [starts[i] for i in torch.linspace(0, len(starts) - 1, n).round().long().tolist()]
+    chunks = torch.stack([encode(docs[d][s : s + span]) for d, s in picked])
+    return chunks[:, :-1].contiguous(), chunks[:, 1:].contiguous(), [d for d, _ in picked]
 
 
 def load_data(*, n_train: int = _N_TRAIN, n_test: int = _N_TEST, context: int = CONTEXT) -> Split:
@@ -154,10 +157,27 @@ def load_data(*, n_train: int = _N_TRAIN, n_test: int = _N_TEST, context: int = 
     from pydoc_data.topics import topics
 
     train, test = ([topics[name] for name in names] for names in split_topics())
-    return Split(
-        *_windows(train, n_train, context),
-        *_windows(test, n_test, context, unseen_in=train),
-    )
+    x_train, y_train, _ = _windows(train, n_train, context)
+    x_test, y_test, _ = _windows(test, n_test, context, unseen_in=train)
+    return Split(x_train, y_train, x_test, y_test)
+
+
+def train_documents(*, n_train: int = _N_TRAIN, context: int = CONTEXT) -> np.ndarray:
+    """The training document (its index among the training topics) of each training window of
+    :func:`load_data`: the task's ``groups``, so validation and CV hold out whole topics, as
+    the test set does.
+
+    Example:
+        >>> docs = train_documents(n_train=8)
+        >>> len(docs), bool((np.diff(docs) >= 0).all())
+        (8, True)
+    """
+    n_train = check_positive_int("n_train", n_train)
+    context = check_positive_int("context", context)
+    from pydoc_data.topics import topics
+
+    train = [topics[name] for name in split_topics()[0]]
+    return np.asarray(_windows(train, n_train, context)[2], dtype=np.int64)
 
 
 class CharTransformer(nn.Module):
@@ -278,6 +298,7 @@ def task() -> Task:
         loss=next_char_loss,
         metric="loss",
         make_optimizer=adamw(),
+        groups=train_documents(),
         batch_size=16,
         epochs=8,
         name="charlm",
