@@ -42,8 +42,15 @@ KEYS: dict[str, tuple[str, str]] = {
     "timeout": ("seconds after which the search starts no new trial", "none"),
     "seed": ("seeds the sampler, the splits, the range test and model inits", "0"),
     "sampler": ("`tpe` (multivariate, grouped) or `random`", "`tpe`"),
-    "pruner": ("`median`, `hyperband` or `none`", "`median`"),
-    "warmup_epochs": ("epochs before the pruner may stop a trial", "epochs // 4"),
+    "pruner": (
+        "`halving` (successive halving), `median`, `hyperband` or `none`; each judges a trial "
+        "only after its schedule's first cycle or warm-up",
+        "`halving`",
+    ),
+    "warmup_epochs": (
+        "epochs before the pruner may stop any trial",
+        "0 (`halving`), epochs // 4 (`median`, `hyperband`)",
+    ),
     "kinds": ("schedule kinds to search", "all twelve"),
     "optimizers": (
         "optimizers the search chooses among: `task` (the task's own), `sgd` (momentum 0.9), "
@@ -90,7 +97,7 @@ class StudyConfig:
     Example:
         >>> cfg = StudyConfig(name="demo", task="digits", n_trials=10)
         >>> cfg.n_trials, cfg.pruner, cfg.kinds[:2]
-        (10, 'median', ('constant', 'step'))
+        (10, 'halving', ('constant', 'step'))
     """
 
     name: str
@@ -99,7 +106,7 @@ class StudyConfig:
     timeout: float | None = None
     seed: int = 0
     sampler: str = "tpe"
-    pruner: str = "median"
+    pruner: str = "halving"
     warmup_epochs: int | None = None
     kinds: tuple[str, ...] = KINDS
     optimizers: tuple[str, ...] = ("task",)

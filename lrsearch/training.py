@@ -22,7 +22,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -43,6 +43,7 @@ from lrsearch.tasks import steps_per_epoch as _steps_per_epoch
 __all__ = [
     "Clock",
     "FitResult",
+    "charged",
     "clock",
     "default_threads",
     "evaluate",
@@ -119,6 +120,28 @@ def clock() -> Iterator[Clock]:
         yield c
     finally:
         _CLOCKS.reset(token)
+
+
+@contextlib.contextmanager
+def charged() -> Iterator[None]:
+    """Count the ``with`` block's time as training in every active :func:`clock`: for training
+    done outside :func:`fit` (a range test's sweep). Do not call :func:`fit` inside it (its time
+    would count twice).
+
+    Example:
+        >>> with clock() as c:
+        ...     with charged():
+        ...         pass
+        >>> c.seconds > 0
+        True
+    """
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        elapsed = time.perf_counter() - start
+        for c in _CLOCKS.get():
+            c.seconds += elapsed
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -350,6 +373,7 @@ def fit(
     on_epoch: Callable[[int, float], None] | None = None,
     maximize: bool | None = None,
     plateau_data: Data | DataLoader[Any] | None = None,
+    prune_epochs: Collection[int] | None = None,
 ) -> FitResult:
     """Train ``model`` for ``epochs``, stepping ``schedule`` once per optimizer step.
 
@@ -374,6 +398,11 @@ def fit(
         trial: An Optuna trial to report to after every epoch; then a pruning decision or a
             divergence raises :class:`optuna.TrialPruned` (reason in user attr
             ``pruned_reason``).
+        prune_epochs: The epochs after which ``trial.should_prune()`` is asked (every value
+            is reported all the same, so the pruner sees every epoch when it is asked): those
+            a pruner can act on, e.g. successive halving's rungs; each asking reads the study's
+            trials. Default: every epoch but the last. The last is never asked: the run is done
+            then, and pruning it would throw a finished result away and save nothing.
         device: Where the model lives (default: where its first parameter is).
         diverge_factor: An epoch whose mean training loss exceeds this many times the first
             batch's loss counts as diverged (only for a positive first loss).
@@ -495,7 +524,11 @@ def fit(
             if trial is not None and stop is None:
                 asked = time.perf_counter()
                 trial.report(value, epoch)
-                prune = trial.should_prune()
+                prune = (
+                    epoch < epochs
+                    and (prune_epochs is None or epoch in prune_epochs)
+                    and trial.should_prune()
+                )
                 storage_seconds += time.perf_counter() - asked
                 if prune:
                     charge()
@@ -566,13 +599,14 @@ def train_task(
     lr: float | None = None,
     on_epoch: Callable[[int, float], None] | None = None,
     plateau_data: Data | None = None,
+    prune_epochs: Collection[int] | None = None,
 ) -> FitResult:
     """Train a fresh model of ``task`` (initialised from ``seed``) on ``train``.
 
     The schedule sets the LR; without one, ``lr`` is the constant LR. ``optimizer_factory``
     replaces the task's (the Adam baseline uses it). A ``plateau`` schedule is stepped in the
     task's direction (``task.maximize``) with the metric on ``plateau_data`` (default:
-    ``eval_data``; see :func:`fit`).
+    ``eval_data``; see :func:`fit`, also for ``prune_epochs``).
     """
     torch.manual_seed(seed)
     model = task.make_model().to(device)
@@ -597,4 +631,5 @@ def train_task(
         on_epoch=on_epoch,
         maximize=task.maximize,
         plateau_data=plateau_data,
+        prune_epochs=prune_epochs,
     )

@@ -28,6 +28,7 @@ from lrsearch.exceptions import LrsearchError
 from lrsearch.optimizers import search_optimizer
 from lrsearch.pipeline.context import Context
 from lrsearch.pipeline.queue import MAX_FAILURES, Stage, Unit
+from lrsearch.pruners import ScheduleAwarePruner
 from lrsearch.space import LRBounds, Setup, seed_setups, suggest_setup
 from lrsearch.store import EPOCH_LRS, EPOCHS_RUN, FINISHED, SEEDED, unit_key
 from lrsearch.tasks import OptimizerFactory, Task
@@ -54,16 +55,48 @@ def make_sampler(cfg: StudyConfig, number: int) -> optuna.samplers.BaseSampler:
         )
 
 
-def make_pruner(cfg: StudyConfig, epochs: int) -> optuna.pruners.BasePruner:
-    """The config's pruner; ``warmup_epochs`` (default a quarter of the run) before it acts."""
-    warmup = cfg.warmup_epochs if cfg.warmup_epochs is not None else epochs // 4
+def make_pruner(
+    cfg: StudyConfig, epochs: int, *, steps_per_epoch: int = 1
+) -> optuna.pruners.BasePruner:
+    """The config's pruner, judging each trial only after its schedule's own start (first
+    cycle, warm-up; :class:`~lrsearch.pruners.ScheduleAwarePruner`) and ``warmup_epochs``.
+
+    ``halving``: Optuna's successive halving at its defaults (rungs at 1, 4, 16, ... times a
+    hundredth of the run, the top quarter promoted); ``median`` and ``hyperband`` wait
+    ``warmup_epochs`` (default a quarter of the run), hyperband's smallest rung.
+
+    Example:
+        >>> cfg = StudyConfig(name="demo", task="digits")
+        >>> type(make_pruner(cfg, 20, steps_per_epoch=34).wrapped).__name__
+        'SuccessiveHalvingPruner'
+
+    """
     if cfg.pruner == "none":
         return optuna.pruners.NopPruner()
-    if cfg.pruner == "hyperband":
-        return optuna.pruners.HyperbandPruner(
-            min_resource=max(1, warmup), max_resource=epochs, reduction_factor=3
+    quarter = cfg.warmup_epochs if cfg.warmup_epochs is not None else epochs // 4
+    pruner: optuna.pruners.BasePruner
+    if cfg.pruner == "halving":
+        # Optuna's min_resource="auto" reads a hundredth of the longest finished trial; the
+        # run's length is known, so no trial has to finish before pruning starts.
+        pruner = optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=max(1, epochs // 100), reduction_factor=4
         )
-    return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=warmup)
+        warmup = cfg.warmup_epochs or 0
+    elif cfg.pruner == "hyperband":
+        pruner = optuna.pruners.HyperbandPruner(
+            min_resource=max(1, quarter), max_resource=epochs, reduction_factor=3
+        )
+        warmup = quarter
+    else:
+        pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=quarter)
+        warmup = quarter
+    return ScheduleAwarePruner(
+        pruner,
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        optimizers=cfg.optimizers,
+        warmup_epochs=warmup,
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,7 +158,7 @@ def ensure(
     """
     cfg, task = ctx.cfg, ctx.task
     study = ctx.study("search")
-    study.pruner = make_pruner(cfg, task.epochs)
+    study.pruner = make_pruner(cfg, task.epochs, steps_per_epoch=ctx.spe_search)
     recipes = (
         seed_setups(bounds, steps_per_epoch=ctx.spe_search, epochs=task.epochs, kinds=cfg.kinds)
         if seeds
