@@ -70,15 +70,15 @@ import torch
 from optuna.trial import TrialState
 
 import lrsearch.pipeline.search
+from lrsearch.choices import ARMS
 from lrsearch.config import StudyConfig, load_config
 from lrsearch.space import LRBounds, suggest_schedule
-from lrsearch.store import load_stored, timings
+from lrsearch.store import STAGES, load_stored, timings
 from lrsearch.study import StudyResult, run_study
 
 logger = logging.getLogger("bench_study")
 
 TASKS = ("digits", "mnist1d")
-ARMS = ("tuned", "constant-cv", "adam-3e-4")
 BLIND_BOUNDS = LRBounds(1e-6, 10.0)
 #: Trials per seeding run when --n-trials is not given.
 SEEDING_TRIALS = {"digits": 30, "mnist1d": 30}
@@ -105,9 +105,14 @@ QUICK = {
 }
 
 
+#: The parts a run can be limited to (``--parts``), in the order they run.
+PARTS = ("arms", "pruning", "seeding")
+
+
 @dataclasses.dataclass(frozen=True)
 class Settings:
     tasks: tuple[str, ...]
+    parts: tuple[str, ...]
     out: Path
     quick: bool
     seeds_seeding: int
@@ -185,6 +190,7 @@ def part_arms(task: str, settings: Settings) -> dict[str, Any]:
                 "target",
                 "schedule",
                 "params",
+                "optimizer",
                 "stop_reasons",
                 "tuned_minus_this",
             )
@@ -391,158 +397,208 @@ def _yes(flag: bool | None) -> str:
     return "n/a" if flag is None else ("yes" if flag else "NO")
 
 
+def _better(a: float, b: float, maximize: bool) -> bool:
+    """Whether ``a`` is at least as good as ``b``."""
+    return a >= b if maximize else a <= b
+
+
+def _arms_rows(task: str, a: dict[str, Any]) -> tuple[dict[str, str], list[dict[str, str]]]:
+    """Table 1's row for ``task`` (every arm's mean ± std, the goal) and table 1b's rows (the
+    paired interval tuned - arm per arm); records ``goal_met`` in ``a``."""
+    arms, maximize = a["arms"], a["direction"] == "maximize"
+    tuned = arms["tuned"]
+    t = tuned["test_metric_mean"]
+    others = {k: v for k, v in arms.items() if k != "tuned"}
+    beats_all = all(_better(t, v["test_metric_mean"], maximize) for v in others.values())
+    goal, met = "tuned >= every arm", beats_all
+    if task == "mnist1d":
+        intervals_above = all(
+            (v.get("tuned_minus_this") or {}).get("ci_low", -math.inf) > 0 for v in others.values()
+        )
+        goal += (
+            f"; tuned - each arm's interval above 0; tuned >= {MNIST1D_ACCURACY:.1%} in "
+            f"<= {MNIST1D_STEPS} steps"
+        )
+        met = (
+            beats_all
+            and intervals_above
+            and t >= MNIST1D_ACCURACY
+            and tuned["steps"] <= MNIST1D_STEPS
+        )
+    a["goal_met"] = met
+    row = {
+        "task": task,
+        "metric": f"{a['metric']} ({'higher' if maximize else 'lower'} is better)",
+        **{
+            arm: (
+                f"{arms[arm]['test_metric_mean']:.4f} ± {arms[arm]['test_metric_std']:.4f}"
+                if arm in arms
+                else "-"
+            )
+            for arm in ARMS
+        },
+        "tuned optimizer": str(tuned.get("optimizer", "task")),
+        "epochs": str(tuned["epochs"]),
+        "steps": str(tuned["steps"]),
+        "seeds": str(len(tuned["test_metric_per_seed"])),
+        "goal": goal,
+        "met?": _yes(met),
+    }
+    intervals = []
+    for arm, v in others.items():
+        diff = v.get("tuned_minus_this") or {}
+        if not diff:
+            continue
+        sign = 1.0 if maximize else -1.0
+        said = "tuned better" if sign * diff["mean_diff"] > 0 else "arm better"
+        if not diff["significant"]:
+            said = "not significant (a tie at these seeds)"
+        intervals.append(
+            {
+                "task": task,
+                "arm": arm,
+                "tuned - arm": f"{diff['mean_diff']:+.4f}",
+                "95% CI": f"[{diff['ci_low']:+.4f}, {diff['ci_high']:+.4f}]",
+                "p": f"{diff['p_value']:.3g}",
+                "reading": said,
+            }
+        )
+    return row, intervals
+
+
 def summarise(results: dict[str, dict[str, Any]]) -> dict[str, list[dict[str, str]]]:
     """The five tables, as rows of strings, plus the derived numbers in ``results``."""
     tables: dict[str, list[dict[str, str]]] = {k: [] for k in TITLES}
     for task, res in results.items():
-        a = res["arms"]
-        arms = a["arms"]
-        tuned, const, adam = (arms.get(k) for k in ARMS)
-        if tuned and const and adam:
-            t = tuned["test_metric_mean"]
-            both = t >= const["test_metric_mean"] and t >= adam["test_metric_mean"]
-            goal = "tuned >= both"
-            met = both
-            if task == "mnist1d":
-                goal += f"; tuned >= {MNIST1D_ACCURACY:.1%} in <= {MNIST1D_STEPS} steps"
-                met = both and t >= MNIST1D_ACCURACY and tuned["steps"] <= MNIST1D_STEPS
-            a["goal_met"] = met
-            tables["1"].append(
+        if "arms" in res:
+            a = res["arms"]
+            arms = a["arms"]
+            tuned, const = arms.get("tuned"), arms.get("constant-cv")
+            if tuned:
+                row, intervals = _arms_rows(task, a)
+                tables["1"].append(row)
+                tables["1b"].extend(intervals)
+            if tuned and const:
+                # 2. epochs to target
+                ett = tuned.get("epochs_to_target")
+                ratio = ett / tuned["epochs"] if ett is not None else None
+                a["speedup_ratio"] = ratio
+                tables["2"].append(
+                    {
+                        "task": task,
+                        "target (constant-cv final)": _fmt(tuned.get("target")),
+                        "tuned epochs to target": (
+                            f"{ett}/{tuned['epochs']}" if ett is not None else "never"
+                        ),
+                        "constant-cv epochs to target": (
+                            f"{const.get('epochs_to_target')}/{const['epochs']}"
+                        ),
+                        "ratio": _fmt(ratio, 3)
+                        if ratio is not None
+                        else f">1 (not in {tuned['epochs']})",
+                        "goal": f"<= {GOAL_SPEEDUP}x",
+                        "met?": _yes(ratio is not None and ratio <= GOAL_SPEEDUP),
+                    }
+                )
+            timings = a["timings"]
+            inside = timings.get("inside_training") or math.nan
+            overhead = timings.get("wall", math.nan) / inside
+            a["overhead"] = overhead
+            tables["5"].append(
                 {
                     "task": task,
-                    "tuned": f"{t:.4f} ± {tuned['test_metric_std']:.4f}",
-                    "constant-cv": (
-                        f"{const['test_metric_mean']:.4f} ± {const['test_metric_std']:.4f}"
+                    "wall s": f"{timings.get('wall', math.nan):.1f}",
+                    "inside training+eval s": f"{inside:.1f}",
+                    **{f"{k} s": f"{timings[k]:.1f}" for k in STAGES if k in timings},
+                    "ratio": _fmt(overhead, 3),
+                    "goal": f"<= {GOAL_OVERHEAD}",
+                    "met?": _yes(overhead <= GOAL_OVERHEAD if math.isfinite(overhead) else None),
+                }
+            )
+            if "overhead" in res:
+                tables["5b"].append(_overhead_row(task, res["overhead"]))
+
+        if "pruning" in res:
+            # 3. pruning
+            p = res["pruning"]
+            pr, npr = p["prune"], p["noprune"]
+            ratio = pr["epochs_trained"] / npr["epochs_trained"]
+            diff = pr["best_value"] - npr["best_value"]
+            p["ratio"], p["best_diff"] = ratio, diff
+            met = ratio <= GOAL_PRUNE_RATIO and diff >= -GOAL_PRUNE_LOSS
+            n_pruned = pr["trial_states"].get("PRUNED", 0)
+            tables["3"].append(
+                {
+                    "task": task,
+                    "trials": str(pr["n_trials"]),
+                    "pruned trials": f"{n_pruned}/{sum(pr['trial_states'].values())}",
+                    "pruner": pr["pruner"],
+                    "epochs (pruner)": str(pr["epochs_trained"]),
+                    "epochs (no pruner)": str(npr["epochs_trained"]),
+                    "ratio": f"{ratio:.3f}",
+                    "best val (pruner)": _fmt(pr["best_value"]),
+                    "best val (none)": _fmt(npr["best_value"]),
+                    "best diff (points)": f"{100 * diff:+.2f}",
+                    "search s (pruner / none)": (
+                        f"{pr['timings'].get('search', 0):.0f} / "
+                        f"{npr['timings'].get('search', 0):.0f}"
                     ),
-                    "adam-3e-4": f"{adam['test_metric_mean']:.4f} ± {adam['test_metric_std']:.4f}",
-                    "tuned - best baseline": (
-                        f"{t - max(const['test_metric_mean'], adam['test_metric_mean']):+.4f}"
+                    "goal": (
+                        f"ratio <= {GOAL_PRUNE_RATIO}x, best within {100 * GOAL_PRUNE_LOSS} pt"
                     ),
-                    "epochs": str(tuned["epochs"]),
-                    "steps": str(tuned["steps"]),
-                    "seeds": str(len(tuned["test_metric_per_seed"])),
-                    "goal": goal,
                     "met?": _yes(met),
                 }
             )
-            # 2. epochs to target
-            ett = tuned.get("epochs_to_target")
-            ratio = ett / tuned["epochs"] if ett is not None else None
-            a["speedup_ratio"] = ratio
-            tables["2"].append(
-                {
-                    "task": task,
-                    "target (constant-cv final)": _fmt(tuned.get("target")),
-                    "tuned epochs to target": (
-                        f"{ett}/{tuned['epochs']}" if ett is not None else "never"
-                    ),
-                    "constant-cv epochs to target": (
-                        f"{const.get('epochs_to_target')}/{const['epochs']}"
-                    ),
-                    "ratio": _fmt(ratio, 3)
-                    if ratio is not None
-                    else f">1 (not in {tuned['epochs']})",
-                    "goal": f"<= {GOAL_SPEEDUP}x",
-                    "met?": _yes(ratio is not None and ratio <= GOAL_SPEEDUP),
-                }
-            )
-        timings = a["timings"]
-        inside = timings.get("inside_training") or math.nan
-        overhead = timings.get("wall", math.nan) / inside
-        a["overhead"] = overhead
-        tables["5"].append(
-            {
-                "task": task,
-                "wall s": f"{timings.get('wall', math.nan):.1f}",
-                "inside training+eval s": f"{inside:.1f}",
-                **{
-                    f"{k} s": f"{timings[k]:.1f}"
-                    for k in ("range_test", "search", "constant_cv", "adam", "finalists", "final")
-                    if k in timings
-                },
-                "ratio": _fmt(overhead, 3),
-                "goal": f"<= {GOAL_OVERHEAD}",
-                "met?": _yes(overhead <= GOAL_OVERHEAD if math.isfinite(overhead) else None),
+
+        if "seeding" in res:
+            # 4. seeding
+            s = res["seeding"]
+            n = s["n_trials"]
+            runs = s["runs"]
+            pooled = max(v for r in runs for v in r["values"] if v is not None)
+            per_seed_best = {
+                seed: max(
+                    v for r in runs if r["seed"] == seed for v in r["values"] if v is not None
+                )
+                for seed in {r["seed"] for r in runs}
             }
-        )
-
-        if "overhead" in res:
-            tables["5b"].append(_overhead_row(task, res["overhead"]))
-
-        # 3. pruning
-        p = res["pruning"]
-        pr, npr = p["prune"], p["noprune"]
-        ratio = pr["epochs_trained"] / npr["epochs_trained"]
-        diff = pr["best_value"] - npr["best_value"]
-        p["ratio"], p["best_diff"] = ratio, diff
-        met = ratio <= GOAL_PRUNE_RATIO and diff >= -GOAL_PRUNE_LOSS
-        n_pruned = pr["trial_states"].get("PRUNED", 0)
-        tables["3"].append(
-            {
-                "task": task,
-                "trials": str(pr["n_trials"]),
-                "pruned trials": f"{n_pruned}/{sum(pr['trial_states'].values())}",
-                "pruner": pr["pruner"],
-                "epochs (pruner)": str(pr["epochs_trained"]),
-                "epochs (no pruner)": str(npr["epochs_trained"]),
-                "ratio": f"{ratio:.3f}",
-                "best val (pruner)": _fmt(pr["best_value"]),
-                "best val (none)": _fmt(npr["best_value"]),
-                "best diff (points)": f"{100 * diff:+.2f}",
-                "search s (pruner / none)": (
-                    f"{pr['timings'].get('search', 0):.0f} / {npr['timings'].get('search', 0):.0f}"
-                ),
-                "goal": f"ratio <= {GOAL_PRUNE_RATIO}x, best within {100 * GOAL_PRUNE_LOSS} pt",
-                "met?": _yes(met),
-            }
-        )
-
-        # 4. seeding
-        s = res["seeding"]
-        n = s["n_trials"]
-        runs = s["runs"]
-        pooled = max(v for r in runs for v in r["values"] if v is not None)
-        per_seed_best = {
-            seed: max(v for r in runs if r["seed"] == seed for v in r["values"] if v is not None)
-            for seed in {r["seed"] for r in runs}
-        }
-        s["pooled_best"], s["per_seed_best"] = pooled, per_seed_best
-        for label in ("pooled", "per-seed"):
-            counts: dict[str, list[int | None]] = {"seeded": [], "blind": []}
-            for r in runs:
-                best = pooled if label == "pooled" else per_seed_best[r["seed"]]
-                counts[r["variant"]].append(_trials_to(r["values"], TARGET_FRACTION * best))
-            med = {k: _median_count(v, n) for k, v in counts.items()}
-            ratio = med["blind"] / med["seeded"]
-            s[f"counts_{label}"], s[f"ratio_{label}"] = counts, ratio
-            censored = med["blind"] > n  # blind never got there: the ratio is a lower bound
-            # A censored ratio settles the goal only when its lower bound already meets it.
-            determined = not censored or ratio >= GOAL_SEEDING
-            tables["4"].append(
-                {
-                    "task": task,
-                    "best known": (
-                        f"pooled {pooled:.4f}"
-                        if label == "pooled"
-                        else "per seed "
-                        + ", ".join(f"{per_seed_best[k]:.4f}" for k in sorted(per_seed_best))
-                    ),
-                    "trials x epochs": f"{n} x {s['epochs']}",
-                    "seeds": str(s["seeds"]),
-                    "seeded (per seed)": ", ".join(
-                        _count_str(c or n + 1, n) for c in counts["seeded"]
-                    ),
-                    "blind (per seed)": ", ".join(
-                        _count_str(c or n + 1, n) for c in counts["blind"]
-                    ),
-                    "median seeded": _count_str(med["seeded"], n),
-                    "median blind": _count_str(med["blind"], n),
-                    "ratio blind/seeded": ("≥ " if censored else "") + f"{ratio:.2f}",
-                    "determined?": _yes(determined),
-                    "goal": f">= {GOAL_SEEDING}x",
-                    "met?": _yes(ratio >= GOAL_SEEDING),
-                }
-            )
+            s["pooled_best"], s["per_seed_best"] = pooled, per_seed_best
+            for label in ("pooled", "per-seed"):
+                counts: dict[str, list[int | None]] = {"seeded": [], "blind": []}
+                for r in runs:
+                    best = pooled if label == "pooled" else per_seed_best[r["seed"]]
+                    counts[r["variant"]].append(_trials_to(r["values"], TARGET_FRACTION * best))
+                med = {k: _median_count(v, n) for k, v in counts.items()}
+                ratio = med["blind"] / med["seeded"]
+                s[f"counts_{label}"], s[f"ratio_{label}"] = counts, ratio
+                censored = med["blind"] > n  # blind never got there: the ratio is a lower bound
+                # A censored ratio settles the goal only when its lower bound already meets it.
+                determined = not censored or ratio >= GOAL_SEEDING
+                tables["4"].append(
+                    {
+                        "task": task,
+                        "best known": (
+                            f"pooled {pooled:.4f}"
+                            if label == "pooled"
+                            else "per seed "
+                            + ", ".join(f"{per_seed_best[k]:.4f}" for k in sorted(per_seed_best))
+                        ),
+                        "trials x epochs": f"{n} x {s['epochs']}",
+                        "seeds": str(s["seeds"]),
+                        "seeded (per seed)": ", ".join(
+                            _count_str(c or n + 1, n) for c in counts["seeded"]
+                        ),
+                        "blind (per seed)": ", ".join(
+                            _count_str(c or n + 1, n) for c in counts["blind"]
+                        ),
+                        "median seeded": _count_str(med["seeded"], n),
+                        "median blind": _count_str(med["blind"], n),
+                        "ratio blind/seeded": ("≥ " if censored else "") + f"{ratio:.2f}",
+                        "determined?": _yes(determined),
+                        "goal": f">= {GOAL_SEEDING}x",
+                        "met?": _yes(ratio >= GOAL_SEEDING),
+                    }
+                )
     return tables
 
 
@@ -586,6 +642,14 @@ def _parse(argv: Sequence[str]) -> Settings:
     )
     parser.add_argument("--tasks", nargs="+", choices=list(TASKS), default=list(TASKS))
     parser.add_argument(
+        "--parts",
+        nargs="+",
+        choices=list(PARTS),
+        default=list(PARTS),
+        help="which parts to run (default all: arms = tables 1, 1b, 2, 5; pruning = 3; "
+        "seeding = 4)",
+    )
+    parser.add_argument(
         "--out",
         type=Path,
         default=Path("bench_out/study"),
@@ -619,6 +683,7 @@ def _parse(argv: Sequence[str]) -> Settings:
     args = parser.parse_args(argv)
     settings = Settings(
         tasks=tuple(dict.fromkeys(args.tasks)),
+        parts=tuple(p for p in PARTS if p in args.parts),
         out=args.out,
         quick=args.quick,
         seeds_seeding=(
@@ -637,7 +702,8 @@ def _parse(argv: Sequence[str]) -> Settings:
 
 
 TITLES = {
-    "1": "1. Arms: mean ± std test accuracy over the final seeds (same epochs for every arm)",
+    "1": "1. Arms: mean ± std test metric over the final seeds (same epochs for every arm)",
+    "1b": "1b. Tuned minus each arm: paired over seeds, 95% Student-t interval",
     "2": "2. Speed-up: epochs for the tuned mean test curve to reach constant-cv's final mean",
     "3": "3. Pruning: epochs trained (sum of epochs_run over trials), the config's pruner vs none",
     "4": "4. Seeding: trials until TPE reaches 99% of the best known validation value "
@@ -670,6 +736,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             ("pruning", part_pruning),
             ("seeding", part_seeding),
         ):
+            if part not in settings.parts:
+                continue
             t0 = time.perf_counter()
             logger.info("%s: %s", task, part)
             results[task][part] = fn(task, settings)
@@ -705,9 +773,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if settings.quick:
         print("\n**--quick: a smoke test; the numbers below mean nothing.**")
     for key, title in TITLES.items():
+        if not tables[key]:
+            continue
         print(f"\n## {title}\n")
         print(markdown(tables[key]))
-        if key == "4":
+        if key == "4" and tables["4"]:
             epochs = {t: results[t]["seeding"]["epochs"] for t in results}
             print(
                 "\nSeeding runs use pruner none and "

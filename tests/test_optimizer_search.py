@@ -77,6 +77,7 @@ def test_the_tuned_arm_trains_with_the_optimizer_it_won_with(multi: tuple[str, A
     assert result.optimizer == result.best_params["optimizer"]
     tuned = result.comparison["tuned"]
     assert tuned["optimizer"] == result.optimizer
+    assert ("weight decay" in tuned["schedule"]) == (result.optimizer == "adamw")
     assert result.comparison["constant-cv"]["optimizer"] == "sgd"  # the first optimizer
     table = result.table()
     assert list(table["arm"]) == ["tuned", "constant-cv"]  # only the configured arms

@@ -98,6 +98,11 @@ def make_arms(
             dict(tuned),
             optimizer=setup.optimizer,
             optimizer_factory=_searched(setup.optimizer, setup.weight_decay),
+            note=(
+                f", weight decay {setup.weight_decay:.3g}"
+                if setup.weight_decay is not None
+                else ""
+            ),
         )
     ]
     if "constant-cv" in arms and constant_lr is not None:
