@@ -1,7 +1,7 @@
 """Benchmark the whole ``run_study`` pipeline: arms, speed-up, pruning, seeding and overhead.
 
     .venv/bin/python scripts/bench_study.py [--tasks digits mnist1d] [--out bench_out/study]
-        [--seeds-seeding 5] [--n-trials N] [--seeding-epochs E] [--quick]
+        [--seeds-seeding 5] [--n-trials N] [--seeding-epochs E] [--pruning-seed S] [--quick]
 
 A benchmark to run by hand (tens of minutes on 2 CPU cores); never part of the test suite.
 Every study goes to its own SQLite storage, ``--out``/bench.db (never ``studies/lrsearch.db``),
@@ -118,6 +118,7 @@ class Settings:
     seeds_seeding: int
     n_trials: int | None
     seeding_epochs: int | None
+    pruning_seed: int | None = None
 
     @property
     def storage(self) -> str:
@@ -219,7 +220,9 @@ def part_pruning(task: str, settings: Settings) -> dict[str, Any]:
     """Part 3: the same search with the config's pruner and with none."""
     out: dict[str, Any] = {}
     for variant in ("prune", "noprune"):
-        overrides = {"pruner": "none"} if variant == "noprune" else {}
+        overrides: dict[str, Any] = {"pruner": "none"} if variant == "noprune" else {}
+        if settings.pruning_seed is not None:
+            overrides["seed"] = settings.pruning_seed
         cfg = _config(task, f"bench-{task}-{variant}", settings, **overrides)
         result, seconds = _run(cfg, settings, skip_baselines=True)
         _, trials = _load(cfg.name, settings)
@@ -227,6 +230,7 @@ def part_pruning(task: str, settings: Settings) -> dict[str, Any]:
         out[variant] = {
             "study": cfg.name,
             "pruner": cfg.pruner,
+            "seed": cfg.seed,
             "n_trials": cfg.n_trials,
             "best_value": result.best_value,
             "trial_states": result.trial_states,
@@ -530,6 +534,7 @@ def summarise(results: dict[str, dict[str, Any]]) -> dict[str, list[dict[str, st
             tables["3"].append(
                 {
                     "task": task,
+                    "seed": str(pr.get("seed", "")),
                     "trials": str(pr["n_trials"]),
                     "pruned trials": f"{n_pruned}/{sum(pr['trial_states'].values())}",
                     "pruner": pr["pruner"],
@@ -680,6 +685,13 @@ def _parse(argv: Sequence[str]) -> Settings:
         help="epochs per seeding trial, every task (default: mnist1d "
         f"{SEEDING_EPOCHS['mnist1d']}, others their config's)",
     )
+    parser.add_argument(
+        "--pruning-seed",
+        type=int,
+        default=None,
+        help="config seed of the pruning comparison (default the config's; another seed "
+        "checks the pruner on a split and searches it was not chosen on)",
+    )
     args = parser.parse_args(argv)
     settings = Settings(
         tasks=tuple(dict.fromkeys(args.tasks)),
@@ -691,6 +703,7 @@ def _parse(argv: Sequence[str]) -> Settings:
         ),
         n_trials=args.n_trials,
         seeding_epochs=args.seeding_epochs,
+        pruning_seed=args.pruning_seed,
     )
     for name in ("seeds_seeding", "n_trials", "seeding_epochs"):
         value = getattr(settings, name)
