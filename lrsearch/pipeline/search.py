@@ -5,8 +5,9 @@ many workers share the study (``n_trials`` finished trials: complete or pruned).
 literature's recipes built from the range-test bounds go first (user attr ``seeded``); after
 them the sampler draws. Every trial has its own sampler seed, from the study's seed and the
 trial's number: workers never replay each other's draws, a resumed study does not replay its
-own, and one worker alone is reproducible. TPE runs with ``constant_liar`` so that trials
-running elsewhere are not drawn again.
+own, and one worker alone is reproducible. TPE runs with ``constant_liar`` while other trials
+run, so that trials running elsewhere are not drawn again (alone, it draws the same without
+the liar's extra reads of the study).
 """
 
 from __future__ import annotations
@@ -41,8 +42,22 @@ _log = logging.getLogger(__name__)
 _LIVE = (TrialState.RUNNING, TrialState.WAITING)
 
 
-def make_sampler(cfg: StudyConfig, number: int) -> optuna.samplers.BaseSampler:
-    """The sampler for search trial ``number``: seeded from the study's seed and the number."""
+def make_sampler(
+    cfg: StudyConfig, number: int, *, constant_liar: bool = True
+) -> optuna.samplers.BaseSampler:
+    """The sampler for search trial ``number``: seeded from the study's seed and the number.
+
+    ``constant_liar``: TPE counts trials running elsewhere as bad ones, so they are not drawn
+    again; to see them it reads the study afresh for each group of the conditional space
+    (about seven reads a trial instead of one). Without other running trials its draws are
+    the same either way (it leaves out the trial it samples for), so :func:`ensure` asks for
+    it only when other trials run.
+
+    Example:
+        >>> cfg = StudyConfig(name="demo", task="digits")
+        >>> make_sampler(cfg, 3, constant_liar=False)._constant_liar
+        False
+    """
     seed = int(np.random.SeedSequence([cfg.seed, number]).generate_state(1)[0])
     if cfg.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
@@ -51,7 +66,7 @@ def make_sampler(cfg: StudyConfig, number: int) -> optuna.samplers.BaseSampler:
         # relies on them on purpose; the notice says nothing a user can act on.
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return optuna.samplers.TPESampler(
-            multivariate=True, group=True, constant_liar=True, seed=seed
+            multivariate=True, group=True, constant_liar=constant_liar, seed=seed
         )
 
 
@@ -97,6 +112,15 @@ def make_pruner(
         optimizers=cfg.optimizers,
         warmup_epochs=warmup,
     )
+
+
+def claim_sampler(
+    study: optuna.Study, cfg: StudyConfig, number: int
+) -> optuna.samplers.BaseSampler:
+    """:func:`make_sampler` for trial ``number`` as the queue claims it (holding its lock, the
+    trial not popped yet): with the constant liar when another trial of ``study`` is running."""
+    others = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    return make_sampler(cfg, number, constant_liar=bool(others))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -197,7 +221,9 @@ def ensure(
             _summarise_lrs(trial, result.lrs)
         return result.final
 
-    stage = Stage("search", "search", study, objective, ctx.store, lambda n: make_sampler(cfg, n))
+    stage = Stage(
+        "search", "search", study, objective, ctx.store, lambda n: claim_sampler(study, cfg, n)
+    )
     deadline = None if cfg.timeout is None else time.monotonic() + cfg.timeout
     ctx.work(stage, BudgetPlan(cfg.n_trials, recipes), deadline=deadline)
     trials = study.get_trials(deepcopy=False, states=FINISHED)
