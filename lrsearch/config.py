@@ -43,13 +43,13 @@ KEYS: dict[str, tuple[str, str]] = {
     "seed": ("seeds the sampler, the splits, the range test and model inits", "0"),
     "sampler": ("`tpe` (multivariate, grouped) or `random`", "`tpe`"),
     "pruner": (
-        "`halving` (successive halving), `median`, `hyperband` or `none`; each judges a trial "
+        "`median`, `halving` (successive halving), `hyperband` or `none`; each judges a trial "
         "only after its schedule's first cycle or warm-up",
-        "`halving`",
+        "`median`",
     ),
     "warmup_epochs": (
         "epochs before the pruner may stop any trial",
-        "0 (`halving`), epochs // 4 (`median`, `hyperband`)",
+        "epochs // 4 (`median`, `hyperband`), 0 (`halving`)",
     ),
     "kinds": ("schedule kinds to search", "all twelve"),
     "optimizers": (
@@ -97,7 +97,7 @@ class StudyConfig:
     Example:
         >>> cfg = StudyConfig(name="demo", task="digits", n_trials=10)
         >>> cfg.n_trials, cfg.pruner, cfg.kinds[:2]
-        (10, 'halving', ('constant', 'step'))
+        (10, 'median', ('constant', 'step'))
     """
 
     name: str
@@ -106,7 +106,7 @@ class StudyConfig:
     timeout: float | None = None
     seed: int = 0
     sampler: str = "tpe"
-    pruner: str = "halving"
+    pruner: str = "median"
     warmup_epochs: int | None = None
     kinds: tuple[str, ...] = KINDS
     optimizers: tuple[str, ...] = ("task",)

@@ -74,7 +74,7 @@ def test_packaged_configs_load_from_any_cwd(
     monkeypatch.chdir(tmp_path)  # no ./studies here: the packaged file is the only one
     cfg = load_config(name)
     assert cfg.name == name and cfg.task == name
-    assert cfg.kinds == KINDS and cfg.sampler == "tpe" and cfg.pruner == "halving"
+    assert cfg.kinds == KINDS and cfg.sampler == "tpe" and cfg.pruner == "median"
     assert cfg.threads == 1 and cfg.range_num_iter == 100
     assert (cfg.range_start_lr, cfg.range_end_lr) == (1e-7, 10.0)
     source = find_config(name)
@@ -86,8 +86,8 @@ def test_packaged_configs_load_from_any_cwd(
 
 def test_packaged_configs_differ_where_the_tasks_do() -> None:
     digits, mnist1d = load_config("digits"), load_config("mnist1d")
-    assert (digits.n_trials, digits.cv_folds, digits.warmup_epochs) == (60, 5, None)
-    assert (mnist1d.n_trials, mnist1d.cv_folds, mnist1d.warmup_epochs) == (40, 3, None)
+    assert (digits.n_trials, digits.cv_folds, digits.warmup_epochs) == (60, 5, 5)
+    assert (mnist1d.n_trials, mnist1d.cv_folds, mnist1d.warmup_epochs) == (40, 3, 15)
 
 
 def test_local_studies_file_wins_over_the_packaged_one(
@@ -456,7 +456,7 @@ def test_to_dict_is_toml_shaped_and_json_safe() -> None:
     assert data["kinds"] == list(KINDS)
     assert not any(key.startswith("range_") and key != "range_test" for key in data)
     # None-valued optional keys are left out, the others are all there.
-    unset = {"timeout", "epochs", "batch_size", "warmup_epochs"}
+    unset = {"timeout", "epochs", "batch_size"}
     assert not unset & set(data)
     top_level = {key for key in KEYS if "." not in key}
     assert set(data) == (top_level - unset) | {"range_test"}

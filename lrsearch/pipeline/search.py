@@ -76,12 +76,12 @@ def make_pruner(
     """The config's pruner, judging each trial only after its schedule's own start (first
     cycle, warm-up; :class:`~lrsearch.pruners.ScheduleAwarePruner`) and ``warmup_epochs``.
 
-    ``halving``: Optuna's successive halving at its defaults (rungs at 1, 4, 16, ... times a
-    hundredth of the run, the top quarter promoted); ``median`` and ``hyperband`` wait
-    ``warmup_epochs`` (default a quarter of the run), hyperband's smallest rung.
+    ``median`` and ``hyperband`` wait ``warmup_epochs`` (default a quarter of the run;
+    hyperband's smallest rung); ``halving``: Optuna's successive halving at its defaults (rungs
+    at 1, 4, 16, ... times a hundredth of the run, the top quarter promoted).
 
     Example:
-        >>> cfg = StudyConfig(name="demo", task="digits")
+        >>> cfg = StudyConfig(name="demo", task="digits", pruner="halving")
         >>> type(make_pruner(cfg, 20, steps_per_epoch=34).wrapped).__name__
         'SuccessiveHalvingPruner'
 
