@@ -18,13 +18,13 @@ Per task (``digits``, ``mnist1d``: the packaged study configs, from ``./studies`
 2. **Speed-up**: epochs the tuned schedule's mean test curve needs to reach the constant-CV
    arm's final mean test metric (the comparison's ``epochs_to_target``), over the run's
    epochs. Goal: <= 0.5.
-3. **Pruning**: the search alone (``skip_baselines=True``) with the config's pruner
-   (``halving``: successive halving, each trial judged after its schedule's first cycle or
-   warm-up) and with ``pruner = "none"``, same ``n_trials`` and seed, studies
-   ``bench-TASK-prune`` and ``bench-TASK-noprune``. Epochs trained = sum over all trials of the
-   user attr ``epochs_run``. Goal: ratio <= 0.35, best validation value within 0.5 accuracy
-   points (0.005) of the unpruned search's. The rule was chosen on digits (replaying unpruned
-   digits searches, seeds 0-2): mnist1d is held out.
+3. **Pruning**: the search alone (``skip_baselines=True``) with the config's pruner (the
+   packaged configs': ``median``, each trial judged after its schedule's first cycle or
+   warm-up) and with ``pruner = "none"``, same ``n_trials`` and seed (``--pruning-seed``),
+   studies ``bench-TASK-prune`` and ``bench-TASK-noprune``. Epochs trained = sum over all
+   trials of the user attr ``epochs_run``. Goal: ratio <= 0.35, best validation value within
+   0.5 accuracy points (0.005) of the unpruned search's. Another pruner: a ``./studies``
+   config of the task's name with ``pruner = "halving"``.
 4. **Seeding**: trials until TPE reaches 99% of the best known validation value, seeded (the
    default: the range test's bounds and the enqueued literature schedules) vs blind
    (``search_bounds=LRBounds(1e-6, 10)``, ``enqueue_seeds=False``); pruner ``none`` so every
