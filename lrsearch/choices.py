@@ -61,7 +61,7 @@ DEVICES: Final[tuple[str, ...]] = ("auto", "cpu", "cuda")
 SAMPLERS: Final[tuple[str, ...]] = ("tpe", "random")
 
 #: Optuna pruners a study can use.
-PRUNERS: Final[tuple[str, ...]] = ("median", "hyperband", "none")
+PRUNERS: Final[tuple[str, ...]] = ("halving", "median", "hyperband", "none")
 
 #: The shortest range-test sweep (optimizer steps) whose curve can be read.
 MIN_ITER: Final = 5

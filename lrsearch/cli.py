@@ -136,7 +136,9 @@ class _Bars:
     default=None,
     help="Seed of sampler, splits, range test and inits.",
 )
-@click.option("--pruner", type=click.Choice(["median", "hyperband", "none"]), default=None)
+@click.option(
+    "--pruner", type=click.Choice(["halving", "median", "hyperband", "none"]), default=None
+)
 @click.option("--sampler", type=click.Choice(["tpe", "random"]), default=None)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None)
 @click.option(

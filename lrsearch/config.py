@@ -45,8 +45,15 @@ KEYS: dict[str, tuple[str, str]] = {
     "timeout": ("seconds after which the search starts no new trial", "none"),
     "seed": ("seeds the sampler, the splits, the range test and model inits", "0"),
     "sampler": ("`tpe` (multivariate, grouped) or `random`", "`tpe`"),
-    "pruner": ("`median`, `hyperband` or `none`", "`median`"),
-    "warmup_epochs": ("epochs before the pruner may stop a trial", "epochs // 4"),
+    "pruner": (
+        "`median`, `halving` (successive halving), `hyperband` or `none`; each judges a trial "
+        "only after its schedule's first cycle or warm-up",
+        "`median`",
+    ),
+    "warmup_epochs": (
+        "epochs before the pruner may stop any trial",
+        "epochs // 4 (`median`, `hyperband`), 0 (`halving`)",
+    ),
     "kinds": ("schedule kinds to search", "all twelve"),
     "optimizers": (
         "optimizers the search chooses among: `task` (the task's own), `sgd` (momentum 0.9), "

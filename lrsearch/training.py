@@ -24,7 +24,7 @@ import math
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -54,6 +54,7 @@ from lrsearch.tasks import steps_per_epoch as _steps_per_epoch
 __all__ = [
     "Clock",
     "FitResult",
+    "charged",
     "clock",
     "combine_for",
     "default_threads",
@@ -157,6 +158,28 @@ def clock() -> Iterator[Clock]:
         yield c
     finally:
         _CLOCKS.reset(token)
+
+
+@contextlib.contextmanager
+def charged() -> Iterator[None]:
+    """Count the ``with`` block's time as training in every active :func:`clock`: for training
+    done outside :func:`fit` (a range test's sweep). Do not call :func:`fit` inside it (its time
+    would count twice).
+
+    Example:
+        >>> with clock() as c:
+        ...     with charged():
+        ...         pass
+        >>> c.seconds > 0
+        True
+    """
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        elapsed = time.perf_counter() - start
+        for c in _CLOCKS.get():
+            c.seconds += elapsed
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -514,6 +537,7 @@ def fit(
     snapshot_steps: Sequence[int] | None = None,
     snapshots: int | None = None,
     diagnostics: bool = True,
+    prune_epochs: Collection[int] | None = None,
 ) -> FitResult:
     """Train ``model`` for ``epochs``, stepping ``schedule`` once per optimizer step.
 
@@ -538,6 +562,11 @@ def fit(
         trial: An Optuna trial to report to after every epoch; then a pruning decision or a
             divergence raises :class:`optuna.TrialPruned` (reason in user attr
             ``pruned_reason``; a pruned run whose training loss had stopped falling says so).
+        prune_epochs: The epochs after which ``trial.should_prune()`` is asked (every value
+            is reported all the same, so the pruner sees every epoch when it is asked): those
+            a pruner can act on, e.g. successive halving's rungs; each asking reads the study's
+            trials. Default: every epoch but the last. The last is never asked: the run is done
+            then, and pruning it would throw a finished result away and save nothing.
         device: Where the model lives (default: where its first parameter is).
         diverge_factor: An epoch whose mean training loss exceeds this many times the first
             batch's loss counts as diverged (only for a positive first loss).
@@ -680,7 +709,11 @@ def fit(
             if trial is not None and stop is None:
                 asked = time.perf_counter()
                 trial.report(value, epoch)
-                prune = trial.should_prune()
+                prune = (
+                    epoch < epochs
+                    and (prune_epochs is None or epoch in prune_epochs)
+                    and trial.should_prune()
+                )
                 storage_seconds += time.perf_counter() - asked
                 if prune:
                     charge()
@@ -832,15 +865,17 @@ def train_task(
     snapshot_steps: Sequence[int] | None = None,
     snapshots: int | None = None,
     diagnostics: bool = True,
+    prune_epochs: Collection[int] | None = None,
 ) -> FitResult:
     """Train a fresh model of ``task`` (initialised from ``seed``) on ``train``.
 
     The schedule sets the LR; without one, ``lr`` is the constant LR. ``optimizer_factory``
     replaces the task's (the Adam baseline uses it). A ``plateau`` schedule is stepped in the
     task's direction (``task.maximize``) with the metric on ``plateau_data`` (default:
-    ``eval_data``; see :func:`fit`). ``snapshot_steps``, ``snapshots`` and ``diagnostics`` are
-    :func:`fit`'s: e.g. ``snapshot_steps=schedule.cycle_ends(total_steps)`` gives the
-    snapshot ensemble's metric on ``eval_data`` in :attr:`FitResult.ensemble_value`.
+    ``eval_data``; see :func:`fit`, also for ``prune_epochs``). ``snapshot_steps``,
+    ``snapshots`` and ``diagnostics`` are :func:`fit`'s: e.g.
+    ``snapshot_steps=schedule.cycle_ends(total_steps)`` gives the snapshot ensemble's metric on
+    ``eval_data`` in :attr:`FitResult.ensemble_value`.
     """
     torch.manual_seed(seed)
     model = task.make_model().to(device)
@@ -868,4 +903,5 @@ def train_task(
         snapshot_steps=snapshot_steps,
         snapshots=snapshots,
         diagnostics=diagnostics,
+        prune_epochs=prune_epochs,
     )

@@ -72,6 +72,23 @@ def test_open_storage_errors_are_one_line_and_create_nothing(tmp_path: Path) -> 
     assert "pw" not in str(info.value)
 
 
+def test_a_sqlite_file_writes_ahead_and_is_whole_once_closed(tmp_path: Path) -> None:
+    # Commits without an fsync each (write-ahead log, synchronous=NORMAL); once the last
+    # connection closes the log is folded back, so a copy of the file alone has everything.
+    path = tmp_path / "s.db"
+    store = open_storage(f"sqlite:///{path}")
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+    study = optuna.create_study(study_name="w", storage=store)
+    study.set_user_attr("kept", 1)
+    store.engine.dispose()
+    assert not (tmp_path / "s.db-wal").exists()
+    copy = tmp_path / "copy.db"
+    copy.write_bytes(path.read_bytes())
+    assert optuna.load_study(study_name="w", storage=f"sqlite:///{copy}").user_attrs == {"kept": 1}
+
+
 def test_bare_urls_open_with_the_installed_driver(url: str) -> None:
     store = open_storage(url, heartbeat_interval=1, grace_period=2)
     try:

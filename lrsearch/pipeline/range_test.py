@@ -34,7 +34,7 @@ from lrsearch.store import (
     first_done,
 )
 from lrsearch.tasks import Data, Task, steps_per_epoch
-from lrsearch.training import subset
+from lrsearch.training import charged, subset
 
 __all__ = ["KEY", "ensure", "load", "load_all", "preview", "study_range_test", "unit_key"]
 
@@ -125,14 +125,15 @@ def ensure(ctx: Context) -> dict[str, RangeTestResult]:
 
     def objective(trial: optuna.Trial) -> float:
         steps = ctx.task.epochs * ctx.spe_search
-        rt = study_range_test(
-            ctx.cfg,
-            ctx.task,
-            ctx.search_train,
-            ctx.device,
-            total_steps=steps,
-            optimizer=by_key[trial.user_attrs[UNIT]],
-        )
+        with charged():  # the sweep is training, as a search trial's fit is
+            rt = study_range_test(
+                ctx.cfg,
+                ctx.task,
+                ctx.search_train,
+                ctx.device,
+                total_steps=steps,
+                optimizer=by_key[trial.user_attrs[UNIT]],
+            )
         trial.set_user_attr(UNIT_RANGE_TEST, rt.to_dict())
         return rt.suggestion
 

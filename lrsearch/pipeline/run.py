@@ -138,7 +138,12 @@ def run_study(
     ctx.log.end()
     if ctx.changed and on_stored is not None:
         on_stored(search)
-    return load_result(cfg.name, storage=storage, store=store)
+    try:
+        return load_result(cfg.name, storage=storage, store=store)
+    finally:
+        # Close this process's connections: SQLite folds its write-ahead log back into the
+        # database file when the last one closes, so the file is whole once run_study returns.
+        store.engine.dispose()
 
 
 def _stages(

@@ -5,8 +5,9 @@ many workers share the study (``n_trials`` finished trials: complete or pruned).
 literature's recipes built from the range-test bounds go first (user attr ``seeded``); after
 them the sampler draws. Every trial has its own sampler seed, from the study's seed and the
 trial's number: workers never replay each other's draws, a resumed study does not replay its
-own, and one worker alone is reproducible. TPE runs with ``constant_liar`` so that trials
-running elsewhere are not drawn again.
+own, and one worker alone is reproducible. TPE runs with ``constant_liar`` while other trials
+run, so that trials running elsewhere are not drawn again (alone, it draws the same without
+the liar's extra reads of the study).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from lrsearch.exceptions import LrsearchError
 from lrsearch.optimizers import search_optimizer
 from lrsearch.pipeline.context import Context
 from lrsearch.pipeline.queue import MAX_FAILURES, Stage, Unit
+from lrsearch.pruners import ScheduleAwarePruner
 from lrsearch.space import LRBounds, Setup, seed_setups, suggest_setup
 from lrsearch.store import (
     EPOCH_LRS,
@@ -48,8 +50,22 @@ _log = logging.getLogger(__name__)
 _LIVE = (TrialState.RUNNING, TrialState.WAITING)
 
 
-def make_sampler(cfg: StudyConfig, number: int) -> optuna.samplers.BaseSampler:
-    """The sampler for search trial ``number``: seeded from the study's seed and the number."""
+def make_sampler(
+    cfg: StudyConfig, number: int, *, constant_liar: bool = True
+) -> optuna.samplers.BaseSampler:
+    """The sampler for search trial ``number``: seeded from the study's seed and the number.
+
+    ``constant_liar``: TPE counts trials running elsewhere as bad ones, so they are not drawn
+    again; to see them it reads the study afresh for each group of the conditional space
+    (about seven reads a trial instead of one). Without other running trials its draws are
+    the same either way (it leaves out the trial it samples for), so :func:`ensure` asks for
+    it only when other trials run.
+
+    Example:
+        >>> cfg = StudyConfig(name="demo", task="digits")
+        >>> make_sampler(cfg, 3, constant_liar=False)._constant_liar
+        False
+    """
     seed = int(np.random.SeedSequence([cfg.seed, number]).generate_state(1)[0])
     if cfg.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
@@ -58,20 +74,61 @@ def make_sampler(cfg: StudyConfig, number: int) -> optuna.samplers.BaseSampler:
         # relies on them on purpose; the notice says nothing a user can act on.
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return optuna.samplers.TPESampler(
-            multivariate=True, group=True, constant_liar=True, seed=seed
+            multivariate=True, group=True, constant_liar=constant_liar, seed=seed
         )
 
 
-def make_pruner(cfg: StudyConfig, epochs: int) -> optuna.pruners.BasePruner:
-    """The config's pruner; ``warmup_epochs`` (default a quarter of the run) before it acts."""
-    warmup = cfg.warmup_epochs if cfg.warmup_epochs is not None else epochs // 4
+def make_pruner(
+    cfg: StudyConfig, epochs: int, *, steps_per_epoch: int = 1
+) -> optuna.pruners.BasePruner:
+    """The config's pruner, judging each trial only after its schedule's own start (first
+    cycle, warm-up; :class:`~lrsearch.pruners.ScheduleAwarePruner`) and ``warmup_epochs``.
+
+    ``median`` and ``hyperband`` wait ``warmup_epochs`` (default a quarter of the run;
+    hyperband's smallest rung); ``halving``: Optuna's successive halving at its defaults (rungs
+    at 1, 4, 16, ... times a hundredth of the run, the top quarter promoted).
+
+    Example:
+        >>> cfg = StudyConfig(name="demo", task="digits", pruner="halving")
+        >>> type(make_pruner(cfg, 20, steps_per_epoch=34).wrapped).__name__
+        'SuccessiveHalvingPruner'
+
+    """
     if cfg.pruner == "none":
         return optuna.pruners.NopPruner()
-    if cfg.pruner == "hyperband":
-        return optuna.pruners.HyperbandPruner(
-            min_resource=max(1, warmup), max_resource=epochs, reduction_factor=3
+    quarter = cfg.warmup_epochs if cfg.warmup_epochs is not None else epochs // 4
+    pruner: optuna.pruners.BasePruner
+    if cfg.pruner == "halving":
+        # Optuna's min_resource="auto" reads a hundredth of the longest finished trial; the
+        # run's length is known, so no trial has to finish before pruning starts.
+        pruner = optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=max(1, epochs // 100), reduction_factor=4
         )
-    return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=warmup)
+        warmup = cfg.warmup_epochs or 0
+    elif cfg.pruner == "hyperband":
+        pruner = optuna.pruners.HyperbandPruner(
+            min_resource=max(1, quarter), max_resource=epochs, reduction_factor=3
+        )
+        warmup = quarter
+    else:
+        pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=quarter)
+        warmup = quarter
+    return ScheduleAwarePruner(
+        pruner,
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        optimizers=cfg.optimizers,
+        warmup_epochs=warmup,
+    )
+
+
+def claim_sampler(
+    study: optuna.Study, cfg: StudyConfig, number: int
+) -> optuna.samplers.BaseSampler:
+    """:func:`make_sampler` for trial ``number`` as the queue claims it (holding its lock, the
+    trial not popped yet): with the constant liar when another trial of ``study`` is running."""
+    others = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    return make_sampler(cfg, number, constant_liar=bool(others))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,7 +190,7 @@ def ensure(
     """
     cfg, task = ctx.cfg, ctx.task
     study = ctx.study("search")
-    study.pruner = make_pruner(cfg, task.epochs)
+    study.pruner = make_pruner(cfg, task.epochs, steps_per_epoch=ctx.spe_search)
     recipes = (
         seed_setups(bounds, steps_per_epoch=ctx.spe_search, epochs=task.epochs, kinds=cfg.kinds)
         if seeds
@@ -176,7 +233,9 @@ def ensure(
             _summarise_lrs(trial, result.lrs)
         return result.final
 
-    stage = Stage("search", "search", study, objective, ctx.store, lambda n: make_sampler(cfg, n))
+    stage = Stage(
+        "search", "search", study, objective, ctx.store, lambda n: claim_sampler(study, cfg, n)
+    )
     deadline = None if cfg.timeout is None else time.monotonic() + cfg.timeout
     ctx.work(stage, BudgetPlan(cfg.n_trials, recipes), deadline=deadline)
     trials = study.get_trials(deepcopy=False, states=FINISHED)

@@ -21,6 +21,7 @@ from typing import IO, Any, ClassVar
 
 import optuna
 import sqlalchemy.engine
+import sqlalchemy.event
 import sqlalchemy.exc
 import sqlalchemy.pool
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
@@ -41,6 +42,14 @@ DEFAULT_STORAGE = "sqlite:///studies/lrsearch.db"
 
 #: Seconds a SQLite connection waits for another process's write before "database is locked".
 _SQLITE_BUSY_TIMEOUT = 60
+
+#: Per connection to a SQLite file. Write-ahead logging with ``synchronous=NORMAL`` commits
+#: without an fsync (the log is synced at checkpoints): a commit costs ~1.5 ms instead of
+#: ~13 ms on the benchmark machine, and a search writes a few per epoch. A killed process
+#: loses nothing committed and never corrupts the file (SQLite's documented guarantee for WAL);
+#: only a power cut may lose the last commits. WAL needs every process on one machine, which
+#: SQLite storages are for (see the README); readers no longer block the writer.
+_SQLITE_PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL")
 
 
 def mask_url(url: str) -> str:
@@ -81,9 +90,11 @@ def open_storage(
     except Exception as exc:
         raise InvalidParameterError(f"not a storage URL: {mask_url(url)!r}") from exc
     engine_kwargs: dict[str, Any] = {}
+    file_sqlite = False
     if parsed.get_backend_name() == "sqlite":
         engine_kwargs["connect_args"] = {"timeout": _SQLITE_BUSY_TIMEOUT}
         if parsed.database not in (None, "", ":memory:"):
+            file_sqlite = True
             path = Path(parsed.database)
             if not create and not path.is_file():
                 raise LrsearchError(f"no study database at {mask_url(url)}")
@@ -101,19 +112,32 @@ def open_storage(
             # The heartbeat and its stale-trial retry are "experimental" in Optuna; lrsearch
             # relies on them on purpose, and the notice says nothing a user can act on.
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return RDBStorage(
+            store = RDBStorage(
                 target,
                 engine_kwargs=engine_kwargs,
                 heartbeat_interval=heartbeat_interval,
                 grace_period=grace_period,
                 heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
             )
+        if file_sqlite:
+            sqlalchemy.event.listen(store.engine, "connect", _sqlite_pragmas)
+            store.engine.dispose()  # connections opened before the listener reopen with it
+        return store
     except LrsearchError:
         raise
     except Exception as exc:
         raise LrsearchError(f"cannot open storage {mask_url(url)}: {exc}") from exc
     finally:
         init.dispose()
+
+
+def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+    cursor = connection.cursor()
+    try:
+        for pragma in _SQLITE_PRAGMAS:
+            cursor.execute(pragma)
+    finally:
+        cursor.close()
 
 
 def _with_driver(parsed: sqlalchemy.engine.URL, url: str) -> str:
