@@ -22,21 +22,20 @@ from optuna.pruners import BasePruner
 from optuna.trial import FrozenTrial
 
 from lrsearch._validation import check_non_negative_int, check_positive_int
+from lrsearch.choices import CYCLICAL_KINDS
 from lrsearch.exceptions import InvalidParameterError
 from lrsearch.schedules import Schedule
 from lrsearch.space import setup_from_params
 
-__all__ = ["CYCLICAL_KINDS", "ScheduleAwarePruner", "first_judged_epoch"]
-
-#: Kinds that cycle between ``base_lr`` and ``max_lr`` with a half-cycle of ``step_size``.
-CYCLICAL_KINDS = ("triangular", "triangular2", "exp_range")
+__all__ = ["ScheduleAwarePruner", "first_judged_epoch"]
 
 
 def first_judged_epoch(schedule: Schedule, *, steps_per_epoch: int, epochs: int) -> int:
     """The first epoch after which a trial training with ``schedule`` may be pruned.
 
-    - cyclical kinds (:data:`CYCLICAL_KINDS`): the end of the first cycle (two half-cycles);
-    - ``sgdr``: the end of the first restart cycle (``step_size``);
+    - kinds that restart (:data:`~lrsearch.choices.CYCLICAL_KINDS`): the end of the first
+      cycle (:meth:`~lrsearch.Schedule.cycle_ends`: two half-cycles, or ``sgdr``'s first
+      restart cycle), the run's end when no cycle ends within it;
     - ``onecycle``: the peak (``pct_start`` of the run), where its warm-up ends;
     - any kind with a ``warmup``: its end;
     - else the first epoch.
@@ -59,10 +58,9 @@ def first_judged_epoch(schedule: Schedule, *, steps_per_epoch: int, epochs: int)
     spe = check_positive_int("steps_per_epoch", steps_per_epoch)
     epochs = check_positive_int("epochs", epochs)
     steps = schedule.warmup
-    if schedule.kind in CYCLICAL_KINDS and schedule.step_size is not None:
-        steps = max(steps, 2 * schedule.step_size)
-    elif schedule.kind == "sgdr" and schedule.step_size is not None:
-        steps = max(steps, schedule.step_size)
+    if schedule.kind in CYCLICAL_KINDS:
+        ends = schedule.cycle_ends(spe * epochs)
+        steps = max(steps, ends[0] if ends else spe * epochs)
     elif schedule.kind == "onecycle":
         steps = max(steps, math.ceil(schedule.pct_start * spe * epochs))
     return min(epochs, max(1, math.ceil(steps / spe)))

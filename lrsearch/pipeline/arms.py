@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -189,6 +189,7 @@ class Recipe:
         name: The arm's name (:data:`~lrsearch.choices.ARMS`).
         stage: The :class:`~lrsearch.store.StudyNames` attribute of its validation study.
         optimizer: The optimizer's name as stored with the arm.
+        make: ``make(warmup_steps)`` gives the optimizer factory (its own warmup, in steps).
         lr: The LR (the peak, for a schedule that anneals).
         anneal: Cosine-anneal the LR to 0 over the run (else constant).
         warmup_share: Share of the run the optimizer warms up over itself.
@@ -197,6 +198,7 @@ class Recipe:
     name: str
     stage: str
     optimizer: str
+    make: Callable[[int], OptimizerFactory]
     lr: float
     anneal: bool = False
     warmup_share: float = 0.0
@@ -209,11 +211,7 @@ class Recipe:
 
     def optimizer_factory(self, total_steps: int) -> OptimizerFactory:
         """The optimizer factory for a run of ``total_steps`` optimizer steps."""
-        if self.optimizer == "Prodigy":
-            return prodigy
-        if self.optimizer == "AdamWScheduleFree":
-            return schedule_free_adamw(round(self.warmup_share * total_steps))
-        return adam
+        return self.make(round(self.warmup_share * total_steps))
 
     @property
     def note(self) -> str:
@@ -235,12 +233,13 @@ class Recipe:
 #: (its authors' advice); Schedule-Free AdamW at its documented defaults (lr 0.0025) with a
 #: warmup of 5% of the run inside the optimizer.
 RECIPES: dict[str, Recipe] = {
-    ADAM_KEY: Recipe(ADAM_KEY, "adam", "Adam", ADAM_LR),
-    "prodigy": Recipe("prodigy", "prodigy", "Prodigy", 1.0, anneal=True),
+    ADAM_KEY: Recipe(ADAM_KEY, "adam", "Adam", lambda _: adam, ADAM_LR),
+    "prodigy": Recipe("prodigy", "prodigy", "Prodigy", lambda _: prodigy, 1.0, anneal=True),
     "schedule-free-adamw": Recipe(
         "schedule-free-adamw",
         "schedule_free_adamw",
         "AdamWScheduleFree",
+        schedule_free_adamw,
         SCHEDULE_FREE_LR,
         warmup_share=SCHEDULE_FREE_WARMUP,
     ),

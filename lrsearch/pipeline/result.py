@@ -131,7 +131,9 @@ def load_result(
         tuned.params, optimizers=optimizers, steps_per_epoch=spe_full, epochs=epochs
     )
     constant_lr = _constant_lr(stored, rt, cfg, maximize=maximize)
-    comparison = _stored_comparison(stored, tuned.params, constant_lr, cfg, spe_full, maximize)
+    comparison = _stored_comparison(
+        stored, tuned.params, constant_lr, cfg, optimizers, spe_full, maximize
+    )
     return StudyResult(
         name=name,
         storage=url,
@@ -184,6 +186,7 @@ def _stored_comparison(
     tuned: dict[str, Any],
     constant_lr: float | None,
     cfg: dict[str, Any],
+    optimizers: tuple[str, ...],
     spe_full: int,
     maximize: bool,
 ) -> dict[str, Any] | None:
@@ -198,7 +201,7 @@ def _stored_comparison(
         constant_lr,
         steps_per_epoch=spe_full,
         epochs=int(cfg.get("epochs", 1)),
-        optimizers=tuple(cfg.get("optimizers", ("task",))),
+        optimizers=optimizers,
         arms=arms_wanted,
     )
     seeds = _comparison.final_seeds(int(cfg.get("seed", 0)), int(cfg.get("final_seeds", 5)))

@@ -16,6 +16,7 @@ from typing import Any
 import optuna
 import pandas as pd
 
+from lrsearch.pipeline.arms import RECIPES
 from lrsearch.schedules import SEARCH_FIELDS, Schedule
 from lrsearch.store import (
     ATTR_COMPARISON,
@@ -94,9 +95,7 @@ _TRIAL_ATTRS = ("number", "value", "datetime_start", "duration", "params", "user
 #: The studies of the arms scored inside ``train``: (stage, source, what their value is).
 _BASELINES = (
     ("constant_cv", "constant-cv", "cv mean"),
-    ("adam", "adam-3e-4", "validation"),
-    ("prodigy", "prodigy", "validation"),
-    ("schedule_free_adamw", "schedule-free-adamw", "validation"),
+    *((recipe.stage, recipe.name, "validation") for recipe in RECIPES.values()),
 )
 
 

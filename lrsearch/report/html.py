@@ -11,6 +11,7 @@ import pandas as pd
 from optuna.trial import TrialState
 
 from lrsearch.exceptions import LrsearchError
+from lrsearch.pipeline.arms import RECIPES
 from lrsearch.range_test import RangeTestResult
 from lrsearch.report.figures import (
     comparison_figure,
@@ -194,14 +195,6 @@ def _diagnostics_html(study: optuna.Study) -> list[str]:
     return [*parts, _table_html(frame)]
 
 
-#: The recipe arms' validation studies (the stage naming each) and how the summary names them.
-_RECIPES = (
-    ("adam", "Adam 3e-4"),
-    ("prodigy", "Prodigy (lr 1, cosine to 0)"),
-    ("schedule_free_adamw", "Schedule-Free AdamW (defaults, 5% warmup)"),
-)
-
-
 def _summary_html(stored: StoredStudy) -> str:
     study, constant_cv = stored.search, stored.constant_cv
     attrs = study.user_attrs
@@ -230,11 +223,14 @@ def _summary_html(stored: StoredStudy) -> str:
                 f"{chosen:.3g} (from a grid of {len(grid)})",
             )
         )
-    for stage, label in _RECIPES:
-        recipe = stored.stages.get(stage)
-        done = [] if recipe is None else recipe.get_trials(deepcopy=False, states=FINISHED)
+    for recipe in RECIPES.values():
+        scored = stored.stages.get(recipe.stage)
+        done = [] if scored is None else scored.get_trials(deepcopy=False, states=FINISHED)
         if done:
             trial = done[0]
+            label = (
+                f"{recipe.name} ({recipe.optimizer}, {recipe.schedule().describe()}{recipe.note})"
+            )
             said = (
                 f"validation {metric} {float(trial.value):.4f}"  # type: ignore[arg-type]
                 if trial.state == TrialState.COMPLETE

@@ -172,12 +172,5 @@ class StudyNames:
         return study_name
 
 
-_STAGE_SUFFIXES = (
-    "range-test",
-    "constant-cv",
-    "adam-3e-4",
-    "prodigy",
-    "schedule-free-adamw",
-    "finalists",
-    "final",
-)
+#: What follows ``NAME/`` in the name of each stage's study.
+_STAGE_SUFFIXES = tuple(name.partition("/")[2] for name in StudyNames("NAME").all()[1:])
