@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from lrsearch.range_test import RangeTestResult, range_test
     from lrsearch.report import EXPORT_COLUMNS, export_frame, report_html
     from lrsearch.schedules import Schedule
-    from lrsearch.space import LRBounds, seed_params, suggest_schedule
+    from lrsearch.space import LRBounds, seed_params, seed_peak, suggest_schedule
     from lrsearch.store import load_stored
     from lrsearch.study import run_study
     from lrsearch.tasks import Task, load_task
@@ -47,6 +47,7 @@ _HOME: dict[str, str] = {
     "report_html": "lrsearch.report",
     "run_study": "lrsearch.study",
     "seed_params": "lrsearch.space",
+    "seed_peak": "lrsearch.space",
     "suggest_schedule": "lrsearch.space",
     "suggest_setup": "lrsearch.space",
 }
@@ -72,6 +73,7 @@ __all__ = [
     "report_html",
     "run_study",
     "seed_params",
+    "seed_peak",
     "suggest_schedule",
     "suggest_setup",
 ]

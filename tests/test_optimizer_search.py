@@ -16,6 +16,7 @@ from optuna.trial import TrialState
 import lrsearch.pipeline.range_test
 from lrsearch.pipeline import run_study
 from lrsearch.pipeline.range_test import unit_key
+from lrsearch.space import seed_peak
 from lrsearch.store import ATTR_RANGE_TEST, ATTR_RANGE_TESTS, UNIT, UNIT_RANGE_TEST
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
@@ -69,6 +70,11 @@ def test_each_trial_draws_from_its_own_optimizers_bounds(multi: tuple[str, Any])
     # The seeds go first and take turns between the optimizers.
     seeded = [t.params["optimizer"] for t in trials if t.user_attrs.get("seeded")]
     assert seeded[:2] == list(OPTIMIZERS)
+    for t in trials:  # each optimizer's seeds peak over its own range test's suggestion
+        if t.user_attrs.get("seeded"):
+            rt = tests[t.params["optimizer"]]
+            peak = seed_peak(rt["suggestion"], rt["high"])
+            assert t.params[f"{t.params['optimizer']}:max_lr"] == pytest.approx(peak)
 
 
 def test_the_tuned_arm_trains_with_the_optimizer_it_won_with(multi: tuple[str, Any]) -> None:

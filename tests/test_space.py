@@ -20,8 +20,10 @@ from lrsearch.choices import PER_STEP_KINDS
 from lrsearch.exceptions import InvalidParameterError
 from lrsearch.schedules import USES
 from lrsearch.space import (
+    SEED_PEAK_DECADES,
     patience_range,
     search_space,
+    seed_peak,
     seed_setups,
     setup_from_params,
     step_size_range,
@@ -459,6 +461,39 @@ def test_seeds_lie_inside_the_space_and_are_enqueued_as_they_are(epochs: int) ->
     assert [t.params for t in study.trials] == seeds
 
 
+def test_seeds_peak_where_asked_clipped_into_the_space() -> None:
+    inside = seed_params(BOUNDS, steps_per_epoch=SPE, epochs=EPOCHS, peak=0.02)
+    assert {s["max_lr"] for s in inside} == {0.02}
+    cosine, onecycle = (
+        next(s for s in inside if s["schedule"] == kind) for kind in ("cosine", "onecycle")
+    )
+    assert cosine["base_lr"] == pytest.approx(1e-3)  # a tenth, 2e-3, is above low: clipped
+    assert onecycle["base_lr"] == pytest.approx(8e-4)  # 0.02 / 25
+    above = seed_params(BOUNDS, steps_per_epoch=SPE, epochs=EPOCHS, peak=5.0)
+    assert above == seed_params(BOUNDS, steps_per_epoch=SPE, epochs=EPOCHS)  # high, as before
+    below = seed_params(BOUNDS, steps_per_epoch=SPE, epochs=EPOCHS, peak=1e-9)
+    space = search_space(BOUNDS, epochs=EPOCHS)
+    for seed in below:  # at the bottom of max_lr's range, every value still inside the space
+        assert seed["max_lr"] == pytest.approx(BOUNDS.low)
+        for name, value in seed.items():
+            assert space[name]._contains(space[name].to_internal_repr(value)), (name, value)
+
+
+@pytest.mark.parametrize("peak", [0.0, -1e-3, math.nan, "0.1"])
+def test_a_bad_seed_peak_is_rejected(peak: Any) -> None:
+    with pytest.raises(InvalidParameterError, match="peak must be"):
+        seed_params(BOUNDS, steps_per_epoch=SPE, epochs=EPOCHS, peak=peak)
+
+
+def test_seed_peak_is_decades_over_the_suggestion_never_above_high() -> None:
+    assert seed_peak(1e-3, 0.3, decades=1.0) == pytest.approx(1e-2)
+    assert seed_peak(1e-3, 0.3, decades=0.0) == pytest.approx(1e-3)
+    assert seed_peak(0.1, 0.3, decades=1.0) == 0.3
+    assert seed_peak(1e-3, 0.3) == pytest.approx(1e-3 * 10**SEED_PEAK_DECADES)
+    with pytest.raises(InvalidParameterError, match="suggestion must be"):
+        seed_peak(math.nan, 0.3)
+
+
 def test_seed_kinds_filter_and_prefix() -> None:
     seeds = seed_params(
         BOUNDS, steps_per_epoch=SPE, epochs=EPOCHS, kinds=["sgdr", "step"], prefix="p_"
@@ -590,6 +625,14 @@ def test_seed_setups_take_turns_and_decay_adamw_like_nanogpt() -> None:
         assert params[f"{name}:max_lr"] == MULTI[name].high
         assert ("adamw:weight_decay" in params) == (name == "adamw")
     assert seeds[2]["adamw:weight_decay"] == 0.1
+    peaked = seed_setups(
+        MULTI, steps_per_epoch=SPE, epochs=EPOCHS, kinds=["cosine"], peaks={"adamw": 1e-3}
+    )
+    assert [p[f"{p['optimizer']}:max_lr"] for p in peaked] == [
+        MULTI["sgd"].high,  # no peak given: its high
+        MULTI["nesterov"].high,
+        1e-3,
+    ]
 
 
 @pytest.mark.parametrize(

@@ -36,7 +36,7 @@ from lrsearch.config import StudyConfig
 from lrsearch.exceptions import LrsearchError
 from lrsearch.pipeline.arms import ADAM_LR, constant_grid
 from lrsearch.schedules import KINDS
-from lrsearch.space import LRBounds
+from lrsearch.space import LRBounds, seed_peak
 from lrsearch.store import history, load_stored, timings
 from lrsearch.study import StudyResult, list_studies, load_result, run_study
 from lrsearch.tasks import Data
@@ -139,6 +139,11 @@ def test_search_trials_carry_their_schedule(done: Done) -> None:
     # The literature's seeds run first.
     seeded = [t.number for t in trials if t.user_attrs.get("seeded")]
     assert seeded == list(range(len(seeded))) and len(seeded) >= 2
+    # They peak over the range test's suggestion, never above its high bound.
+    peak = seed_peak(rt["suggestion"], rt["high"])
+    for t in trials:
+        if t.user_attrs.get("seeded"):
+            assert t.params["max_lr"] == pytest.approx(peak)
 
 
 def test_range_test_is_stored_as_json(done: Done) -> None:
@@ -415,6 +420,23 @@ def test_a_search_where_every_trial_diverges_is_an_error(tmp_path: Path) -> None
     for t in trials:
         assert 1e3 <= t.params["max_lr"] <= 1e5
         assert any(w in t.user_attrs["pruned_reason"] for w in ("non-finite", "diverged"))
+
+
+def test_the_seeds_peak_where_seed_peak_reads_the_range_test(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The tiny task's default peak reaches its high bound; at 0 decades the seeds peak at the
+    # suggestion itself, below high: the study must pass the range test's reading through.
+    monkeypatch.setattr(
+        "lrsearch.pipeline.run.seed_peak", lambda s, h: seed_peak(s, h, decades=0.0)
+    )
+    url = _url(tmp_path / "peak.db")
+    run_study(tiny_task.config(n_trials=3), storage=url, skip_baselines=True)
+    rt = optuna.load_study(study_name="tiny", storage=url).user_attrs["range_test"]
+    assert rt["suggestion"] < rt["high"]
+    seeded = [t for t in _trials(url) if t.user_attrs.get("seeded")]
+    assert len(seeded) == 3
+    assert [t.params["max_lr"] for t in seeded] == [pytest.approx(rt["suggestion"])] * 3
 
 
 def test_search_bounds_and_no_seeds_for_ablations(tmp_path: Path) -> None:

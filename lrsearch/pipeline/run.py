@@ -28,7 +28,7 @@ from lrsearch.pipeline import range_test as _range_test
 from lrsearch.pipeline import search as _search
 from lrsearch.pipeline.context import Context, Progress, RunLog, prepare
 from lrsearch.pipeline.result import StudyResult, load_result
-from lrsearch.space import LRBounds
+from lrsearch.space import LRBounds, seed_peak
 from lrsearch.store import (
     ATTR_CONFIG,
     ATTR_DIRECTION,
@@ -158,7 +158,14 @@ def _stages(
         on_stored(ctx.study("search"))  # the range test on the dashboard while the search runs
     first = tests[ctx.cfg.optimizers[0]]
     bounds = {name: search_bounds or rt.bounds for name, rt in tests.items()}
-    _search.ensure(ctx, bounds, seeds=enqueue_seeds)
+    # The seeds peak over each range test's suggestion (never above its high); a space given
+    # instead of the range test's keeps them at its top.
+    peaks = (
+        None
+        if search_bounds is not None
+        else {name: seed_peak(rt.suggestion, rt.bounds.high) for name, rt in tests.items()}
+    )
+    _search.ensure(ctx, bounds, seeds=enqueue_seeds, peaks=peaks)
     if skip_baselines:
         return
     # The CV grid, the recipe arms and the finalists depend on the search only: help with

@@ -174,7 +174,11 @@ def optimizer_factory(setup: Setup, task: Task) -> OptimizerFactory:
 
 
 def ensure(
-    ctx: Context, bounds: Mapping[str, LRBounds], *, seeds: bool = True
+    ctx: Context,
+    bounds: Mapping[str, LRBounds],
+    *,
+    seeds: bool = True,
+    peaks: Mapping[str, float] | None = None,
 ) -> list[FrozenTrial]:
     """Make sure the search has run its budget (with every worker), then return its finished
     trials.
@@ -184,6 +188,8 @@ def ensure(
         bounds: Each searched optimizer's LR range (its ``max_lr`` / ``base_lr`` are drawn
             from it), in the config's order.
         seeds: Enqueue the literature's schedules first (``False`` for ablations).
+        peaks: Each optimizer's seeds' peak LR (:func:`lrsearch.space.seed_peak` of its range
+            test); ``None``: the top of its bounds.
 
     Raises:
         LrsearchError: No search trial completed (all pruned or failed).
@@ -192,7 +198,13 @@ def ensure(
     study = ctx.study("search")
     study.pruner = make_pruner(cfg, task.epochs, steps_per_epoch=ctx.spe_search)
     recipes = (
-        seed_setups(bounds, steps_per_epoch=ctx.spe_search, epochs=task.epochs, kinds=cfg.kinds)
+        seed_setups(
+            bounds,
+            steps_per_epoch=ctx.spe_search,
+            epochs=task.epochs,
+            kinds=cfg.kinds,
+            peaks=peaks,
+        )
         if seeds
         else []
     )
