@@ -271,13 +271,14 @@ def seed_params(
 ) -> list[dict[str, Any]]:
     """Known-good schedules from the literature, as params for ``study.enqueue_trial``.
 
-    Each peaks at ``peak`` (kept inside the ``max_lr`` range; default ``high``, the top of
-    the range): a study passes :func:`seed_peak` of its range test, which lies lower.
+    Smith's two take their top from the range test's upper bound, as Smith defines them; the
+    other three peak at ``peak`` (kept inside the ``max_lr`` range; default ``high``, the top
+    of the range): a study passes :func:`seed_peak` of its range test, which lies lower.
 
-    - Smith's CLR (2017): ``triangular2`` from ``low`` to the peak, a half-cycle of
+    - Smith's CLR (2017): ``triangular2`` from ``low`` to ``high``, a half-cycle of
       2-10 epochs chosen so the run ends after whole cycles (two or more if they fit).
-    - Smith's 1cycle (2018): ``onecycle`` to the peak, starting 25 times lower (kept within
-      the ``base_lr`` range).
+    - Smith's 1cycle (2018): ``onecycle`` peaking at ``high``, starting 25 times lower (kept
+      within the ``base_lr`` range).
     - SGDR (Loshchilov & Hutter 2017): ``sgdr`` from the peak to a floor a decade under
       ``low``, equal cycles that end with the run.
     - Warm-up and cosine (nanoGPT, HuggingFace's ``get_cosine_schedule_with_warmup``):
@@ -297,7 +298,8 @@ def seed_params(
         epochs: The run's length in epochs.
         kinds: The kinds the study searches.
         prefix: As for :func:`suggest_schedule`.
-        peak: The seeds' peak LR (``None``: ``high``); clipped into the ``max_lr`` range.
+        peak: SGDR's, cosine's and WSD's peak LR (``None``: ``high``); clipped into the
+            ``max_lr`` range.
 
     Returns:
         A list of params dicts.
@@ -325,14 +327,14 @@ def seed_params(
     seeds = [
         Schedule(
             "triangular2",
-            max_lr=peak,
+            max_lr=top.high,
             base_lr=base.high,
             step_size=_whole_cycles(epochs, step_range, epochs_per_cycle=2) * spe,
         ),
         Schedule(
             "onecycle",
-            max_lr=peak,
-            base_lr=min(max(peak / ONECYCLE_DIV, base.low), base.high),
+            max_lr=top.high,
+            base_lr=min(max(top.high / ONECYCLE_DIV, base.low), base.high),
         ),
         Schedule(
             "sgdr",

@@ -461,20 +461,22 @@ def test_seeds_lie_inside_the_space_and_are_enqueued_as_they_are(epochs: int) ->
     assert [t.params for t in study.trials] == seeds
 
 
-def test_seeds_peak_where_asked_clipped_into_the_space() -> None:
-    inside = seed_params(BOUNDS, steps_per_epoch=SPE, epochs=EPOCHS, peak=0.02)
-    assert {s["max_lr"] for s in inside} == {0.02}
-    cosine, onecycle = (
-        next(s for s in inside if s["schedule"] == kind) for kind in ("cosine", "onecycle")
-    )
-    assert cosine["base_lr"] == pytest.approx(1e-3)  # a tenth, 2e-3, is above low: clipped
-    assert onecycle["base_lr"] == pytest.approx(8e-4)  # 0.02 / 25
+def test_modern_seeds_peak_where_asked_smiths_at_high_all_inside_the_space() -> None:
+    inside = {
+        s["schedule"]: s
+        for s in seed_params(BOUNDS, steps_per_epoch=SPE, epochs=EPOCHS, peak=0.02)
+    }
+    # Smith defines CLR's and 1cycle's top as the range test's upper bound: they keep it.
+    assert [inside[k]["max_lr"] for k in ("triangular2", "onecycle")] == [BOUNDS.high] * 2
+    assert [inside[k]["max_lr"] for k in ("sgdr", "cosine", "wsd")] == [0.02] * 3
+    assert inside["cosine"]["base_lr"] == pytest.approx(1e-3)  # a tenth, 2e-3, is above low
     above = seed_params(BOUNDS, steps_per_epoch=SPE, epochs=EPOCHS, peak=5.0)
     assert above == seed_params(BOUNDS, steps_per_epoch=SPE, epochs=EPOCHS)  # high, as before
     below = seed_params(BOUNDS, steps_per_epoch=SPE, epochs=EPOCHS, peak=1e-9)
     space = search_space(BOUNDS, epochs=EPOCHS)
-    for seed in below:  # at the bottom of max_lr's range, every value still inside the space
-        assert seed["max_lr"] == pytest.approx(BOUNDS.low)
+    for seed in below:  # clipped to the bottom of max_lr's range, every value inside the space
+        if seed["schedule"] in ("sgdr", "cosine", "wsd"):
+            assert seed["max_lr"] == pytest.approx(BOUNDS.low)
         for name, value in seed.items():
             assert space[name]._contains(space[name].to_internal_repr(value)), (name, value)
 
