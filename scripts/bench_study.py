@@ -51,7 +51,6 @@ script works in a minute or two; its numbers mean nothing.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
 import logging
@@ -63,19 +62,17 @@ import statistics
 import sys
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import optuna
 import torch
 from optuna.trial import TrialState
 
-import lrsearch.pipeline.search
 from lrsearch.choices import ARMS
 from lrsearch.config import StudyConfig, load_config
-from lrsearch.space import LRBounds, suggest_schedule
+from lrsearch.space import LRBounds
 from lrsearch.store import STAGES, load_stored, timings
 from lrsearch.study import StudyResult, run_study
 
@@ -281,28 +278,11 @@ def blind_kwargs_honoured(settings: Settings) -> bool:
     return not enqueued and any(not low <= v <= high for v in lrs)
 
 
-@contextlib.contextmanager
-def blind_fallback() -> Iterator[None]:
-    """Make ``run_study`` blind from outside, for a ``run_study`` that ignores its kwargs:
-    no literature seeds, and ``suggest_schedule`` over :data:`BLIND_BOUNDS`."""
-
-    def blind_suggest(*args: Any, **kwargs: Any) -> Any:
-        return suggest_schedule(*args, **(kwargs | {"bounds": BLIND_BOUNDS}))
-
-    with (
-        mock.patch.object(lrsearch.pipeline.search, "seed_params", return_value=[]),
-        mock.patch.object(lrsearch.pipeline.search, "suggest_schedule", blind_suggest),
-    ):
-        yield
-
-
 def part_seeding(task: str, settings: Settings) -> dict[str, Any]:
     """Part 4: seeded vs blind TPE, unpruned, over several config seeds."""
-    honoured = blind_kwargs_honoured(settings)
-    if not honoured:
-        logger.warning(
-            "run_study ignores search_bounds/enqueue_seeds: the blind runs patch "
-            "lrsearch.pipeline.search.seed_params and suggest_schedule instead"
+    if not blind_kwargs_honoured(settings):
+        raise SystemExit(
+            "run_study ignored search_bounds/enqueue_seeds: the blind variant cannot be run"
         )
     n_trials = settings.seeding_trials(task)
     epochs = settings.seeding_epochs_for(task)
@@ -320,13 +300,9 @@ def part_seeding(task: str, settings: Settings) -> dict[str, Any]:
                 epochs=epochs,
             )
             kwargs: dict[str, Any] = {"skip_baselines": True}
-            patch: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
             if variant == "blind":
                 kwargs |= {"search_bounds": BLIND_BOUNDS, "enqueue_seeds": False}
-                if not honoured:
-                    patch = blind_fallback()
-            with patch:
-                result, seconds = _run(cfg, settings, **kwargs)
+            result, seconds = _run(cfg, settings, **kwargs)
             study, trials = _load(cfg.name, settings)
             epochs_run = int(study.user_attrs["config"]["epochs"])
             trials = [t for t in trials if t.state != TrialState.WAITING]
@@ -356,7 +332,7 @@ def part_seeding(task: str, settings: Settings) -> dict[str, Any]:
         "epochs": epochs_run,
         "seeds": settings.seeds_seeding,
         "runs": runs,
-        "blind_via": "run_study kwargs" if honoured else "benchmark fallback (patched)",
+        "blind_via": "run_study kwargs",
         "sanity": _seeding_sanity(runs),
     }
 
@@ -803,12 +779,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "variants for that seed (each seed has its own split)."
             )
             for t in results:
-                if results[t]["seeding"]["blind_via"] != "run_study kwargs":
-                    print(
-                        f"NOTE ({t}): run_study ignored search_bounds/enqueue_seeds; the blind "
-                        "runs patched lrsearch.pipeline.search.seed_params (no seeds) and "
-                        "suggest_schedule (bounds 1e-6..10) from this script instead."
-                    )
                 for problem in results[t]["seeding"]["sanity"]:
                     print(f"WARNING: blind variant not blind: {problem}")
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
