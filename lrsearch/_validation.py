@@ -18,6 +18,14 @@ def check_real(name: str, value: object) -> float:
     return out
 
 
+def check_positive_real(name: str, value: object) -> float:
+    """``value`` as a finite float above 0, or an error naming ``name``."""
+    out = check_real(name, value)
+    if not out > 0:
+        raise InvalidParameterError(f"{name} must be a positive finite number; got {out!r}")
+    return out
+
+
 def check_positive_int(name: str, value: object) -> int:
     """``value`` as an int >= 1, or an error naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:

@@ -43,7 +43,12 @@ import torch
 from torch.optim import Optimizer, lr_scheduler
 
 from lrsearch._optim import lr_ratios, set_lrs
-from lrsearch._validation import check_non_negative_int, check_positive_int, check_real
+from lrsearch._validation import (
+    check_non_negative_int,
+    check_positive_int,
+    check_positive_real,
+    check_real,
+)
 from lrsearch.choices import CYCLICAL_KINDS, KINDS
 from lrsearch.exceptions import InvalidParameterError
 
@@ -163,9 +168,7 @@ class Schedule:
                 raise InvalidParameterError(f"{name} is required for kind {self.kind!r}")
 
         set_ = object.__setattr__  # normalise numbers so equal schedules compare equal
-        max_lr = check_real("max_lr", self.max_lr)
-        if not max_lr > 0:
-            raise InvalidParameterError(f"max_lr must be a positive finite number; got {max_lr!r}")
+        max_lr = check_positive_real("max_lr", self.max_lr)
         set_(self, "max_lr", max_lr)
         if self.base_lr is not None:
             base_lr = check_real("base_lr", self.base_lr)

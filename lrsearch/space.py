@@ -44,7 +44,7 @@ from optuna.distributions import (
     IntDistribution,
 )
 
-from lrsearch._validation import check_positive_int, check_real
+from lrsearch._validation import check_positive_int, check_positive_real, check_real
 from lrsearch.choices import OPTIMIZERS, PER_STEP_KINDS
 from lrsearch.exceptions import InvalidParameterError
 from lrsearch.schedules import KINDS, SEARCH_FIELDS, USES, Schedule
@@ -105,12 +105,7 @@ class LRBounds:
 
     def __post_init__(self) -> None:
         for name in ("low", "high"):
-            value = check_real(name, getattr(self, name))
-            if not value > 0:
-                raise InvalidParameterError(
-                    f"{name} must be a positive finite number; got {value!r}"
-                )
-            object.__setattr__(self, name, value)
+            object.__setattr__(self, name, check_positive_real(name, getattr(self, name)))
         if not self.low < self.high:
             raise InvalidParameterError(
                 f"low must be below high={self.high!r}; got low={self.low!r}"
@@ -316,12 +311,11 @@ def seed_params(
     steps, warmup = space["step_size"], space["warmup"]
     assert isinstance(base, FloatDistribution) and isinstance(top, FloatDistribution)
     assert isinstance(steps, IntDistribution) and isinstance(warmup, IntDistribution)
-    if peak is None:
-        peak = top.high
-    elif not check_real("peak", peak) > 0:
-        raise InvalidParameterError(f"peak must be a positive learning rate; got {peak!r}")
-    else:
-        peak = min(max(float(peak), top.low), top.high)
+    peak = (
+        top.high
+        if peak is None
+        else min(max(check_positive_real("peak", peak), top.low), top.high)
+    )
     step_range = range(steps.low, steps.high + 1)
     warmup_steps = min(1, warmup.high) * spe
     seeds = [
@@ -374,10 +368,8 @@ def seed_peak(suggestion: float, high: float, *, decades: float = SEED_PEAK_DECA
         >>> round(seed_peak(1e-3, 0.3), 6), seed_peak(0.25, 0.3)
         (0.001585, 0.3)
     """
-    for name, value in (("suggestion", suggestion), ("high", high)):
-        if not check_real(name, value) > 0:
-            raise InvalidParameterError(f"{name} must be a positive learning rate; got {value!r}")
-    return min(float(high), float(suggestion) * 10 ** check_real("decades", decades))
+    lr = check_positive_real("suggestion", suggestion)
+    return min(check_positive_real("high", high), lr * 10 ** check_real("decades", decades))
 
 
 def _whole_cycles(epochs: int, step_range: range, *, epochs_per_cycle: int) -> int:
