@@ -2,7 +2,7 @@
 
     .venv/bin/python scripts/bench_study.py [--tasks digits mnist1d charlm] [--parts ...]
         [--out bench_out/study] [--seeds-seeding 5] [--n-trials N] [--seeding-epochs E]
-        [--pruning-seed S] [--quick]
+        [--pruning-seed S] [--pruner halving|median|hyperband] [--quick]
 
 A benchmark to run by hand (tens of minutes on 2 CPU cores); never part of the test suite.
 Every study goes to its own SQLite storage, ``--out``/bench.db (never ``studies/lrsearch.db``),
@@ -26,8 +26,8 @@ first):
    warm-up) and with ``pruner = "none"``, same ``n_trials`` and seed (``--pruning-seed``),
    studies ``bench-TASK-prune`` and ``bench-TASK-noprune``. Epochs trained = sum over all
    trials of the user attr ``epochs_run``. Goal: ratio <= 0.35, best validation value within
-   0.5 accuracy points (0.005) of the unpruned search's. Another pruner: a ``./studies``
-   config of the task's name with ``pruner = "halving"``.
+   0.5 accuracy points (0.005) of the unpruned search's. Another pruner: ``--pruner``.
+   ``scripts/replay_pruners.py`` replays the unpruned searches through candidate pruners.
 4. **Seeding**: trials until TPE reaches 99% of the best known validation value, seeded (the
    default: the range test's bounds and the enqueued literature schedules) vs blind
    (``search_bounds=LRBounds(1e-6, 10)``, ``enqueue_seeds=False``); pruner ``none`` so every
@@ -70,7 +70,7 @@ import optuna
 import torch
 from optuna.trial import TrialState
 
-from lrsearch.choices import ARMS
+from lrsearch.choices import ARMS, PRUNERS
 from lrsearch.config import StudyConfig, load_config
 from lrsearch.space import LRBounds
 from lrsearch.store import STAGES, load_stored, timings
@@ -119,6 +119,7 @@ class Settings:
     n_trials: int | None
     seeding_epochs: int | None
     pruning_seed: int | None = None
+    pruner: str | None = None
 
     @property
     def storage(self) -> str:
@@ -220,7 +221,11 @@ def part_pruning(task: str, settings: Settings) -> dict[str, Any]:
     """Part 3: the same search with the config's pruner and with none."""
     out: dict[str, Any] = {}
     for variant in ("prune", "noprune"):
-        overrides: dict[str, Any] = {"pruner": "none"} if variant == "noprune" else {}
+        overrides: dict[str, Any] = {}
+        if variant == "noprune":
+            overrides["pruner"] = "none"
+        elif settings.pruner is not None:
+            overrides["pruner"] = settings.pruner
         if settings.pruning_seed is not None:
             overrides["seed"] = settings.pruning_seed
         cfg = _config(task, f"bench-{task}-{variant}", settings, **overrides)
@@ -671,6 +676,12 @@ def _parse(argv: Sequence[str]) -> Settings:
         help="config seed of the pruning comparison (default the config's; another seed "
         "checks the pruner on a split and searches it was not chosen on)",
     )
+    parser.add_argument(
+        "--pruner",
+        choices=[p for p in PRUNERS if p != "none"],
+        default=None,
+        help="the pruner of the pruning comparison's pruned search (default the config's)",
+    )
     args = parser.parse_args(argv)
     settings = Settings(
         tasks=tuple(dict.fromkeys(args.tasks)),
@@ -683,6 +694,7 @@ def _parse(argv: Sequence[str]) -> Settings:
         n_trials=args.n_trials,
         seeding_epochs=args.seeding_epochs,
         pruning_seed=args.pruning_seed,
+        pruner=args.pruner,
     )
     for name in ("seeds_seeding", "n_trials", "seeding_epochs"):
         value = getattr(settings, name)
