@@ -2,7 +2,7 @@
 
     .venv/bin/python scripts/bench_study.py [--tasks digits mnist1d charlm] [--parts ...]
         [--out bench_out/study] [--seeds-seeding 5] [--n-trials N] [--seeding-epochs E]
-        [--pruning-seed S] [--pruner halving|median|hyperband] [--quick]
+        [--pruning-seed S] [--pruner halving|median|hyperband] [--warmup-epochs W] [--quick]
 
 A benchmark to run by hand (tens of minutes on 2 CPU cores); never part of the test suite.
 Every study goes to its own SQLite storage, ``--out``/bench.db (never ``studies/lrsearch.db``),
@@ -26,7 +26,8 @@ first):
    warm-up) and with ``pruner = "none"``, same ``n_trials`` and seed (``--pruning-seed``),
    studies ``bench-TASK-prune`` and ``bench-TASK-noprune``. Epochs trained = sum over all
    trials of the user attr ``epochs_run``. Goal: ratio <= 0.35, best validation value within
-   0.5 accuracy points (0.005) of the unpruned search's. Another pruner: ``--pruner``.
+   0.5 accuracy points (0.005) of the unpruned search's. Another pruner: ``--pruner``
+   (and ``--warmup-epochs``).
    ``scripts/replay_pruners.py`` replays the unpruned searches through candidate pruners.
 4. **Seeding**: trials until TPE reaches 99% of the best known validation value, seeded (the
    default: the range test's bounds and the enqueued literature schedules) vs blind
@@ -120,6 +121,7 @@ class Settings:
     seeding_epochs: int | None
     pruning_seed: int | None = None
     pruner: str | None = None
+    warmup_epochs: int | None = None
 
     @property
     def storage(self) -> str:
@@ -224,8 +226,11 @@ def part_pruning(task: str, settings: Settings) -> dict[str, Any]:
         overrides: dict[str, Any] = {}
         if variant == "noprune":
             overrides["pruner"] = "none"
-        elif settings.pruner is not None:
-            overrides["pruner"] = settings.pruner
+        else:
+            if settings.pruner is not None:
+                overrides["pruner"] = settings.pruner
+            if settings.warmup_epochs is not None:
+                overrides["warmup_epochs"] = settings.warmup_epochs
         if settings.pruning_seed is not None:
             overrides["seed"] = settings.pruning_seed
         cfg = _config(task, f"bench-{task}-{variant}", settings, **overrides)
@@ -682,6 +687,12 @@ def _parse(argv: Sequence[str]) -> Settings:
         default=None,
         help="the pruner of the pruning comparison's pruned search (default the config's)",
     )
+    parser.add_argument(
+        "--warmup-epochs",
+        type=int,
+        default=None,
+        help="the pruned search's warmup_epochs (default the config's)",
+    )
     args = parser.parse_args(argv)
     settings = Settings(
         tasks=tuple(dict.fromkeys(args.tasks)),
@@ -695,11 +706,14 @@ def _parse(argv: Sequence[str]) -> Settings:
         seeding_epochs=args.seeding_epochs,
         pruning_seed=args.pruning_seed,
         pruner=args.pruner,
+        warmup_epochs=args.warmup_epochs,
     )
     for name in ("seeds_seeding", "n_trials", "seeding_epochs"):
         value = getattr(settings, name)
         if value is not None and value < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if settings.warmup_epochs is not None and settings.warmup_epochs < 0:
+        parser.error("--warmup-epochs must be at least 0")
     if settings.out.resolve() == (Path("studies")).resolve():
         parser.error("--out must not be studies/ (the project's own study database lives there)")
     return settings
