@@ -32,7 +32,6 @@ import argparse
 import hashlib
 import json
 import logging
-import math
 import os
 import shlex
 import sys
@@ -45,7 +44,6 @@ import heldout
 import numpy as np
 import pandas as pd
 import suite
-import torch
 from problems import FAMILIES, PROBLEMS, Data, Problem
 
 from lrsearch.schedules import Schedule
@@ -70,46 +68,10 @@ def cosine_schedule(problem: Problem, data: Data, peak: float) -> Schedule:
 def train_cosine(problem: Problem, data: Data, peak: float, seed: int) -> dict[str, Any]:
     """``suite.train_fixed`` with the seeds' cosine schedule at ``peak`` (same batches, same
     budget, same score)."""
-    began = time.perf_counter()
-    model = suite.fresh_model(problem, seed)
-    loss_fn = problem.make_loss()
-    initial = suite.val_loss(model, loss_fn, data)
-    optimizer = problem.optimizer(model, peak)
-    total = problem.total_steps(data)
-    scheduler = cosine_schedule(problem, data, peak).build(optimizer, total)
-    gen = torch.Generator().manual_seed(seed)
-    n, batch = len(data.y_fit), problem.batch_size
-    steps, diverged = 0, False
-    model.train()
-    for _ in range(problem.epochs):
-        perm = torch.randperm(n, generator=gen)
-        for start in range(0, n - batch + 1, batch):
-            idx = perm[start : start + batch]
-            optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(model(data.x_fit[idx]), data.y_fit[idx])
-            if not math.isfinite(loss.item()):
-                diverged = True
-                break
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            steps += 1
-        if diverged:
-            break
-    final = math.nan if diverged else suite.val_loss(model, loss_fn, data)
-    score = initial if not math.isfinite(final) else min(final, initial)
-    return {
-        "kind": "cosine",
-        "lr_key": suite.lr_key(peak),
-        "lr": peak,
-        "seed": seed,
-        "val_loss": final,
-        "initial_val_loss": initial,
-        "score": score,
-        "diverged": diverged,
-        "steps": steps,
-        "seconds": time.perf_counter() - began,
-    }
+    record = suite.train_fixed(
+        problem, data, peak, seed, schedule=cosine_schedule(problem, data, peak)
+    )
+    return {"kind": "cosine", "lr_key": suite.lr_key(peak), **record}
 
 
 class PeakCache:

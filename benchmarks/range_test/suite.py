@@ -56,6 +56,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from lrsearch.range_test import range_test
+from lrsearch.schedules import Schedule
 
 logger = logging.getLogger("range_test_suite")
 
@@ -162,8 +163,12 @@ def val_loss(model: nn.Module, loss_fn: nn.Module, data: Data) -> float:
     return value
 
 
-def train_fixed(problem: Problem, data: Data, lr: float, seed: int) -> dict[str, Any]:
-    """Train seed ``seed``'s initial model at constant ``lr`` for the problem's epochs.
+def train_fixed(
+    problem: Problem, data: Data, lr: float, seed: int, *, schedule: Schedule | None = None
+) -> dict[str, Any]:
+    """Train seed ``seed``'s initial model at constant ``lr`` for the problem's epochs (or,
+    given ``schedule``, with it stepped after every optimizer step over the problem's
+    ``total_steps``; ``lr`` is then its peak, the optimizer's starting LR).
 
     Batches are drawn without replacement by a generator seeded with ``seed`` (the last
     partial batch of an epoch is dropped). The score is the final validation loss, capped at
@@ -175,6 +180,7 @@ def train_fixed(problem: Problem, data: Data, lr: float, seed: int) -> dict[str,
     loss_fn = problem.make_loss()
     initial = val_loss(model, loss_fn, data)
     optimizer = problem.optimizer(model, lr)
+    scheduler = None if schedule is None else schedule.build(optimizer, problem.total_steps(data))
     gen = torch.Generator().manual_seed(seed)
     n, batch = len(data.y_fit), problem.batch_size
     steps, diverged = 0, False
@@ -190,6 +196,8 @@ def train_fixed(problem: Problem, data: Data, lr: float, seed: int) -> dict[str,
                 break
             loss.backward()
             optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
             steps += 1
         if diverged:
             break
