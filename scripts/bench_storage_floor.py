@@ -44,9 +44,8 @@ from lrsearch.store import load_stored, open_storage, timings
 
 
 def _config(study: optuna.Study, name: str) -> tuple[StudyConfig, int, int]:
-    raw = dict(study.user_attrs["config"])
-    keys = ("task", "n_trials", "seed", "pruner", "warmup_epochs", "optimizers", "finalists")
-    cfg = StudyConfig(name=name, **{k: raw[k] for k in keys if k in raw})
+    raw = study.user_attrs["config"]  # StudyConfig.to_dict(), read back by replace()
+    cfg = StudyConfig(name=name, task=raw["task"]).replace(**raw)
     return cfg, int(raw["epochs"]), int(study.user_attrs["steps_per_epoch"]["search"])
 
 

@@ -64,9 +64,8 @@ class Search:
 
 def load_search(storage: str, name: str) -> Search:
     study = optuna.load_study(study_name=name, storage=storage)
-    raw = dict(study.user_attrs["config"])
-    keys = ("task", "n_trials", "seed", "pruner", "warmup_epochs", "optimizers", "finalists")
-    cfg = StudyConfig(name=name, **{k: raw[k] for k in keys if k in raw})
+    raw = study.user_attrs["config"]  # StudyConfig.to_dict(), read back by replace()
+    cfg = StudyConfig(name=name, task=raw["task"]).replace(**raw)
     if cfg.pruner != "none":
         raise SystemExit(f"{name} in {storage} ran with pruner {cfg.pruner!r}, not 'none'")
     trials = [
@@ -200,8 +199,12 @@ CANDIDATES: dict[str, PrunerFactory] = {
 
 def replay(search: Search, factory: PrunerFactory) -> dict[str, Any]:
     """Feed ``search``'s trials, in order, through the pruner ``factory`` builds for it."""
+    # Named after the searched study: Optuna's hyperband puts a trial in a bracket by a hash of
+    # the study's name and the trial's number, so an unnamed (random) study would not repeat.
     study = optuna.create_study(
-        direction="maximize" if search.maximize else "minimize", pruner=factory(search)
+        study_name=search.cfg.name,
+        direction="maximize" if search.maximize else "minimize",
+        pruner=factory(search),
     )
     epochs_run = 0
     finished: list[float] = []
