@@ -37,6 +37,7 @@ import pandas as pd
 from optuna.trial import TrialState
 
 from lrsearch.config import StudyConfig
+from lrsearch.exceptions import InvalidParameterError
 from lrsearch.pipeline.search import make_pruner
 from lrsearch.pruners import ScheduleAwarePruner
 from lrsearch.space import setup_from_params
@@ -109,8 +110,8 @@ class _FallAware(ScheduleAwarePruner):
                 steps_per_epoch=self._spe,
                 epochs=self._epochs,
             ).schedule
-        except Exception:
-            return own
+        except (InvalidParameterError, KeyError, TypeError, ValueError):
+            return own  # not a schedule of lrsearch's space: as the parent judges it
         total = self._spe * self._epochs
         if sched.kind == "wsd" and sched.cooldown is not None:
             start = total - max(1, round(sched.cooldown * total))
@@ -146,27 +147,23 @@ def _halving(
     return build
 
 
-def _budget(eta: int) -> Callable[[Search], int]:
-    """Rungs for the budget: as many as keep at least ``finalists`` of ``n_trials`` expected to
-    finish (``n_trials / eta ** rungs >= finalists``, at least one), the last rung the one
-    before the run's end (``min_resource * eta ** rungs >= epochs``)."""
+def _budget(eta: int, *, up: bool = False) -> Callable[[Search], int]:
+    """Rungs for the budget, the last one just before the run's end (``min_resource *
+    eta ** rungs >= epochs``): as many as leave at least ``finalists`` of ``n_trials``
+    expected to finish (``n_trials / eta ** rungs >= finalists``, at least one), or with
+    ``up`` the fewest that leave at most ``finalists``."""
 
     def min_resource(s: Search) -> int:
+        def finishing(rungs: int) -> float:
+            return s.cfg.n_trials / eta**rungs
+
         rungs = 1
-        while s.cfg.n_trials / eta ** (rungs + 1) >= s.cfg.finalists:
-            rungs += 1
-        return max(1, -(-s.epochs // eta**rungs))
-
-    return min_resource
-
-
-def _budget_up(eta: int) -> Callable[[Search], int]:
-    """Rungs enough that fewer than ``finalists`` are expected to finish (rounded up)."""
-
-    def min_resource(s: Search) -> int:
-        rungs = 1
-        while s.cfg.n_trials / eta**rungs > s.cfg.finalists:
-            rungs += 1
+        if up:
+            while finishing(rungs) > s.cfg.finalists:
+                rungs += 1
+        else:
+            while finishing(rungs + 1) >= s.cfg.finalists:
+                rungs += 1
         return max(1, -(-s.epochs // eta**rungs))
 
     return min_resource
@@ -187,9 +184,9 @@ CANDIDATES: dict[str, PrunerFactory] = {
     "halving, E/100, eta 3, fall-aware": _halving(_hundredth, 3, judge=_FallAware),
     "halving, E/100, eta 3": _halving(_hundredth, 3),
     "halving, E/100, eta 2": _halving(_hundredth, 2),
-    "halving, budget rungs up, eta 2": _halving(_budget_up(2), 2),
-    "halving, budget rungs up, eta 3": _halving(_budget_up(3), 3),
-    "halving, budget rungs up, eta 4": _halving(_budget_up(4), 4),
+    "halving, budget rungs up, eta 2": _halving(_budget(2, up=True), 2),
+    "halving, budget rungs up, eta 3": _halving(_budget(3, up=True), 3),
+    "halving, budget rungs up, eta 4": _halving(_budget(4, up=True), 4),
     "halving, budget rungs, eta 2": _halving(_budget(2), 2),
     "halving, budget rungs, eta 3": _halving(_budget(3), 3),
     "halving, budget rungs, eta 4": _halving(_budget(4), 4),
