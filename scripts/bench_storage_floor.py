@@ -38,6 +38,7 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
+from lrsearch.choices import PRUNERS
 from lrsearch.config import StudyConfig
 from lrsearch.pipeline.search import make_pruner
 from lrsearch.store import load_stored, open_storage, timings
@@ -83,22 +84,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--study", default=None, help="its name (default: the one *-prune study)")
     parser.add_argument(
         "--pruner",
-        choices=["median", "halving", "hyperband", "none"],
+        choices=list(PRUNERS),
         default=None,
         help="the pruner asked (default the study's own)",
     )
     parser.add_argument("--repeats", type=int, default=3, help="timings per storage (median)")
     args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     # open_storage's heartbeat is for Study.optimize; these ask-and-tell calls do not beat
     warnings.filterwarnings("ignore", message="Heartbeat of storage")
 
     name = args.study or next(
-        s.study_name
-        for s in optuna.get_all_study_summaries(args.storage)
-        if s.study_name.endswith("-prune")
+        (
+            s.study_name
+            for s in optuna.get_all_study_summaries(args.storage)
+            if s.study_name.endswith("-prune")
+        ),
+        None,
     )
+    if name is None:
+        parser.error(f"no study named *-prune in {args.storage}: give --study")
     study = optuna.load_study(study_name=name, storage=args.storage)
     cfg, epochs, spe = _config(study, name)
     ran_with = cfg.pruner
@@ -112,8 +120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ),
         key=lambda t: t.number,
     )
-    train = sum(float(t.user_attrs.get("train_seconds", 0.0)) for t in source)
     stage = timings(load_stored(name, storage=args.storage)).stages["search"]
+    train = stage.train_seconds  # the search trials' own train_seconds, summed
 
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
