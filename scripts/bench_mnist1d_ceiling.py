@@ -20,6 +20,7 @@ optimizer and budget can do at all. Table: mean ± std test accuracy per schedul
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import platform
 import shlex
@@ -34,7 +35,7 @@ import torch
 
 from lrsearch.pipeline.comparison import final_seeds
 from lrsearch.schedules import Schedule
-from lrsearch.tasks import load_task, steps_per_epoch
+from lrsearch.tasks import Data, Task, load_task, steps_per_epoch
 from lrsearch.training import train_task
 
 PEAKS = (0.05, 0.1, 0.2, 0.4)
@@ -55,16 +56,23 @@ def schedule(kind: str, peak: float, total: int) -> Schedule:
     return Schedule(kind, max_lr=peak)
 
 
+@functools.cache
+def _task() -> tuple[Task, Data]:
+    """The task and its test set, made once per worker process (1.5 s each time)."""
+    task = load_task("mnist1d")
+    return task, task.load_test()
+
+
 def run(job: tuple[str, float, int]) -> tuple[str, float, int, float]:
     kind, peak, seed = job
     torch.set_num_threads(1)  # the packaged study's threads = 1
-    task = load_task("mnist1d")
+    task, test = _task()
     total = task.epochs * steps_per_epoch(task.n_train, task.batch_size)
     result = train_task(
         task,
         task.train,
         schedule=schedule(kind, peak, total),
-        eval_data=task.load_test(),
+        eval_data=test,
         seed=seed,
         device=torch.device("cpu"),
         diagnostics=False,
