@@ -263,17 +263,20 @@ def seed_params(
     kinds: Sequence[str] = KINDS,
     prefix: str = "",
     peak: float | None = None,
+    onecycle_peak: float | None = None,
 ) -> list[dict[str, Any]]:
     """Known-good schedules from the literature, as params for ``study.enqueue_trial``.
 
-    Smith's two take their top from the range test's upper bound, as Smith defines them; the
-    other three peak at ``peak`` (kept inside the ``max_lr`` range; default ``high``, the top
-    of the range): a study passes :func:`seed_peak` of its range test, which lies lower.
+    Smith's CLR takes its top from the range test's upper bound, as Smith defines it; 1cycle
+    peaks at ``onecycle_peak`` and the other three at ``peak`` (each kept inside the ``max_lr``
+    range; default ``high``, the top of the range, as Smith's 1cycle does): a study passes
+    :func:`seed_peak` of its range test, and its steepest point for 1cycle, which lie lower
+    (``benchmarks/range_test/peaks.py``, ``--kind onecycle``).
 
     - Smith's CLR (2017): ``triangular2`` from ``low`` to ``high``, a half-cycle of
       2-10 epochs chosen so the run ends after whole cycles (two or more if they fit).
-    - Smith's 1cycle (2018): ``onecycle`` peaking at ``high``, starting 25 times lower (kept
-      within the ``base_lr`` range).
+    - Smith's 1cycle (2018): ``onecycle`` peaking at ``onecycle_peak``, starting 25 times
+      lower (kept within the ``base_lr`` range).
     - SGDR (Loshchilov & Hutter 2017): ``sgdr`` from the peak to a floor a decade under
       ``low``, equal cycles that end with the run.
     - Warm-up and cosine (nanoGPT, HuggingFace's ``get_cosine_schedule_with_warmup``):
@@ -295,6 +298,7 @@ def seed_params(
         prefix: As for :func:`suggest_schedule`.
         peak: SGDR's, cosine's and WSD's peak LR (``None``: ``high``); clipped into the
             ``max_lr`` range.
+        onecycle_peak: 1cycle's peak LR (``None``: ``high``); clipped likewise.
 
     Returns:
         A list of params dicts.
@@ -311,11 +315,14 @@ def seed_params(
     steps, warmup = space["step_size"], space["warmup"]
     assert isinstance(base, FloatDistribution) and isinstance(top, FloatDistribution)
     assert isinstance(steps, IntDistribution) and isinstance(warmup, IntDistribution)
-    peak = (
-        top.high
-        if peak is None
-        else min(max(check_positive_real("peak", peak), top.low), top.high)
-    )
+
+    def clipped(name: str, value: float | None) -> float:
+        if value is None:
+            return top.high
+        return min(max(check_positive_real(name, value), top.low), top.high)
+
+    peak = clipped("peak", peak)
+    onecycle_top = clipped("onecycle_peak", onecycle_peak)
     step_range = range(steps.low, steps.high + 1)
     warmup_steps = min(1, warmup.high) * spe
     seeds = [
@@ -327,8 +334,8 @@ def seed_params(
         ),
         Schedule(
             "onecycle",
-            max_lr=top.high,
-            base_lr=min(max(top.high / ONECYCLE_DIV, base.low), base.high),
+            max_lr=onecycle_top,
+            base_lr=min(max(onecycle_top / ONECYCLE_DIV, base.low), base.high),
         ),
         Schedule(
             "sgdr",
@@ -517,9 +524,11 @@ def seed_setups(
     epochs: int,
     kinds: Sequence[str] = KINDS,
     peaks: Mapping[str, float] | None = None,
+    onecycle_peaks: Mapping[str, float] | None = None,
 ) -> list[dict[str, Any]]:
     """:func:`seed_params` for every searched optimizer over its own bounds (peaking at its
-    ``peaks`` entry, default its ``high``), taking turns
+    ``peaks`` entry, 1cycle at its ``onecycle_peaks`` entry, each default its ``high``), taking
+    turns
     (each optimizer's first recipe, then each one's second, ...) so that a budget shorter than
     all of them still tries every optimizer; AdamW's seeds decay weights by 0.1 (nanoGPT).
 
@@ -539,6 +548,7 @@ def seed_setups(
             kinds=kinds,
             prefix=prefix,
             peak=None if peaks is None else peaks.get(name),
+            onecycle_peak=None if onecycle_peaks is None else onecycle_peaks.get(name),
         )
         for params in seeds:
             if len(optimizers) > 1:

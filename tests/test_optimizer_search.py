@@ -16,6 +16,7 @@ from optuna.trial import TrialState
 import lrsearch.pipeline.range_test
 from lrsearch.pipeline import run_study
 from lrsearch.pipeline.range_test import unit_key
+from lrsearch.range_test.result import median_lr
 from lrsearch.space import seed_peak
 from lrsearch.store import ATTR_RANGE_TEST, ATTR_RANGE_TESTS, UNIT, UNIT_RANGE_TEST
 
@@ -74,8 +75,12 @@ def test_each_trial_draws_from_its_own_optimizers_bounds(multi: tuple[str, Any])
         if t.user_attrs.get("seeded"):
             name = t.params["optimizer"]
             rt = tests[name]
-            smith = t.params[f"{name}:schedule"] in ("triangular2", "onecycle")
-            top = rt["high"] if smith else seed_peak(rt["suggestion"], rt["high"])
+            kind = t.params[f"{name}:schedule"]
+            steepest = median_lr([s["steepest"] for s in rt["sweeps"]])
+            top = {
+                "triangular2": rt["high"],
+                "onecycle": min(max(steepest, rt["low"]), rt["high"]),
+            }.get(kind, seed_peak(rt["suggestion"], rt["high"]))
             assert t.params[f"{name}:max_lr"] == pytest.approx(top)
 
 

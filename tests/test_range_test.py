@@ -1229,6 +1229,7 @@ def test_repeats_are_seeded_sweeps_and_their_median(generator: bool) -> None:
         math.log10(max(suggestions) / min(suggestions)), abs=1e-12
     )
     assert result.suggestion == pytest.approx(float(np.median(suggestions)), rel=1e-12)
+    assert result.steepest == float(np.median([s.steepest for s in result.sweeps]))
     assert result.bounds.low < result.bounds.high
     # Sweep r is the sweep seed r runs alone, from the same restored start.
     for r, sweep in enumerate(result.sweeps):

@@ -20,6 +20,7 @@ from lrsearch.choices import PER_STEP_KINDS
 from lrsearch.exceptions import InvalidParameterError
 from lrsearch.schedules import USES
 from lrsearch.space import (
+    ONECYCLE_DIV,
     SEED_PEAK_DECADES,
     patience_range,
     search_space,
@@ -466,7 +467,8 @@ def test_modern_seeds_peak_where_asked_smiths_at_high_all_inside_the_space() -> 
         s["schedule"]: s
         for s in seed_params(BOUNDS, steps_per_epoch=SPE, epochs=EPOCHS, peak=0.02)
     }
-    # Smith defines CLR's and 1cycle's top as the range test's upper bound: they keep it.
+    # Smith defines CLR's and 1cycle's top as the range test's upper bound: they keep it
+    # unless 1cycle is given its own peak.
     assert [inside[k]["max_lr"] for k in ("triangular2", "onecycle")] == [BOUNDS.high] * 2
     assert [inside[k]["max_lr"] for k in ("sgdr", "cosine", "wsd")] == [0.02] * 3
     assert inside["cosine"]["base_lr"] == pytest.approx(1e-3)  # a tenth, 2e-3, is above low
@@ -481,10 +483,31 @@ def test_modern_seeds_peak_where_asked_smiths_at_high_all_inside_the_space() -> 
             assert space[name]._contains(space[name].to_internal_repr(value)), (name, value)
 
 
+def test_the_onecycle_seed_peaks_at_its_own_peak_clipped_into_the_space() -> None:
+    plain = seed_params(BOUNDS, steps_per_epoch=SPE, epochs=EPOCHS, peak=0.02)
+    own = seed_params(BOUNDS, steps_per_epoch=SPE, epochs=EPOCHS, peak=0.02, onecycle_peak=0.01)
+    (onecycle,) = [s for s in own if s["schedule"] == "onecycle"]
+    assert onecycle["max_lr"] == 0.01
+    start = min(max(0.01 / ONECYCLE_DIV, BOUNDS.low / 10), BOUNDS.low)  # the base_lr range
+    assert onecycle["base_lr"] == pytest.approx(start)
+    # only 1cycle moved
+    assert [s for s in own if s["schedule"] != "onecycle"] == [
+        s for s in plain if s["schedule"] != "onecycle"
+    ]
+    space = search_space(BOUNDS, epochs=EPOCHS)
+    for asked, top in [(50.0, BOUNDS.high), (1e-9, BOUNDS.low)]:
+        seeds = seed_params(BOUNDS, steps_per_epoch=SPE, epochs=EPOCHS, onecycle_peak=asked)
+        (onecycle,) = [s for s in seeds if s["schedule"] == "onecycle"]
+        assert onecycle["max_lr"] == pytest.approx(top)
+        for name, value in onecycle.items():
+            assert space[name]._contains(space[name].to_internal_repr(value)), (name, value)
+
+
 @pytest.mark.parametrize("peak", [0.0, -1e-3, math.nan, "0.1"])
-def test_a_bad_seed_peak_is_rejected(peak: Any) -> None:
-    with pytest.raises(InvalidParameterError, match="peak must be"):
-        seed_params(BOUNDS, steps_per_epoch=SPE, epochs=EPOCHS, peak=peak)
+@pytest.mark.parametrize("which", ["peak", "onecycle_peak"])
+def test_a_bad_seed_peak_is_rejected(peak: Any, which: str) -> None:
+    with pytest.raises(InvalidParameterError, match=f"{which} must be"):
+        seed_params(BOUNDS, steps_per_epoch=SPE, epochs=EPOCHS, **{which: peak})
 
 
 def test_seed_peak_is_decades_over_the_suggestion_never_above_high() -> None:
@@ -635,6 +658,23 @@ def test_seed_setups_take_turns_and_decay_adamw_like_nanogpt() -> None:
         MULTI["nesterov"].high,
         1e-3,
     ]
+    onecycle = seed_setups(
+        MULTI,
+        steps_per_epoch=SPE,
+        epochs=EPOCHS,
+        kinds=["onecycle", "cosine"],
+        peaks={"adamw": 1e-3},
+        onecycle_peaks={"adamw": 2e-3, "sgd": 0.1},
+    )
+    tops = [(p["optimizer"], p[f"{p['optimizer']}:schedule"]) for p in onecycle]
+    assert dict(zip(tops, [p[f"{p['optimizer']}:max_lr"] for p in onecycle], strict=True)) == {
+        ("sgd", "onecycle"): 0.1,
+        ("nesterov", "onecycle"): MULTI["nesterov"].high,
+        ("adamw", "onecycle"): 2e-3,
+        ("sgd", "cosine"): MULTI["sgd"].high,
+        ("nesterov", "cosine"): MULTI["nesterov"].high,
+        ("adamw", "cosine"): 1e-3,
+    }
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,7 @@
 """Where should a decaying schedule peak? The study's seeds against the range test's readings.
 
-    .venv/bin/python benchmarks/range_test/peaks.py [--problems NAME ...] [--out DIR] [--no-train]
+    .venv/bin/python benchmarks/range_test/peaks.py [--kind cosine|onecycle] [--problems NAME ...]
+        [--out DIR] [--no-train]
 
 By hand, never in CI. The study enqueues five schedules from the literature (warm-up +
 cosine, 1cycle, SGDR, CLR, warmup-stable-decay) before the sampler takes over, and each needs
@@ -24,6 +25,11 @@ what that peak should be read from:
 - **regret** of seed ``s``'s cosine run at each candidate's peak over the cosine grid's best
   mean, trained (cached beside the grid; ``--no-train`` interpolates the grid instead, for
   development). Also printed: how much the best cosine beats the best constant LR.
+
+``--kind onecycle`` measures the same for the seeds' 1cycle (from a 25th of the peak, up over
+30% of the run, then down, torch's defaults; cached in ``NAME-KEY-onecycle-peaks.jsonl``),
+with three more candidates: ``seed_peak`` at the cosine's shipped ``k``, and the two readings
+fastai's users take for ``fit_one_cycle``: the steepest fall and a tenth of the minimum.
 """
 
 from __future__ import annotations
@@ -47,7 +53,13 @@ import suite
 from problems import FAMILIES, PROBLEMS, Data, Problem
 
 from lrsearch.schedules import Schedule
-from lrsearch.space import COSINE_FLOOR, SEED_PEAK_DECADES, seed_peak, warmup_range
+from lrsearch.space import (
+    COSINE_FLOOR,
+    ONECYCLE_DIV,
+    SEED_PEAK_DECADES,
+    seed_peak,
+    warmup_range,
+)
 
 logger = logging.getLogger("range_test_suite")
 
@@ -65,27 +77,42 @@ def cosine_schedule(problem: Problem, data: Data, peak: float) -> Schedule:
     return Schedule("cosine", max_lr=peak, base_lr=peak * COSINE_FLOOR, warmup=warmup)
 
 
-def train_cosine(problem: Problem, data: Data, peak: float, seed: int) -> dict[str, Any]:
-    """``suite.train_fixed`` with the seeds' cosine schedule at ``peak`` (same batches, same
+def onecycle_schedule(problem: Problem, data: Data, peak: float) -> Schedule:
+    """The seeds' 1cycle at ``peak``: from a 25th of it (torch's default ``div_factor``) up over
+    the first 30% of the run, then down (torch's defaults)."""
+    del problem, data
+    return Schedule("onecycle", max_lr=peak, base_lr=peak / ONECYCLE_DIV)
+
+
+SCHEDULES = {"cosine": cosine_schedule, "onecycle": onecycle_schedule}
+
+
+def train_peaked(
+    problem: Problem, data: Data, peak: float, seed: int, kind: str = "cosine"
+) -> dict[str, Any]:
+    """``suite.train_fixed`` with the seeds' ``kind`` schedule at ``peak`` (same batches, same
     budget, same score)."""
     record = suite.train_fixed(
-        problem, data, peak, seed, schedule=cosine_schedule(problem, data, peak)
+        problem, data, peak, seed, schedule=SCHEDULES[kind](problem, data, peak)
     )
-    return {"kind": "cosine", "lr_key": suite.lr_key(peak), **record}
+    return {"kind": kind, "lr_key": suite.lr_key(peak), **record}
 
 
 class PeakCache:
-    """One problem's cosine runs, read from and appended to its JSONL file."""
+    """One problem's runs of one seed schedule, read from and appended to its JSONL file."""
 
-    def __init__(self, out: Path, problem: Problem) -> None:
+    def __init__(self, out: Path, problem: Problem, kind: str = "cosine") -> None:
+        self.kind = kind
         parts = [
             suite.problem_key(problem),
-            suite._source(train_cosine),
-            suite._source(cosine_schedule),
+            suite._source(train_peaked),
+            suite._source(SCHEDULES[kind]),
             suite._source(Schedule),
         ]
         key = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]
-        self.path = out / "cache" / f"{problem.name}-{key}-peaks.jsonl"
+        # cosine keeps its file name (the grid the README's table was read from)
+        suffix = "peaks" if kind == "cosine" else f"{kind}-peaks"
+        self.path = out / "cache" / f"{problem.name}-{key}-{suffix}.jsonl"
         self.runs: dict[tuple[str, int], dict[str, Any]] = {}
         if self.path.exists():
             for line in self.path.read_text().splitlines():
@@ -93,17 +120,18 @@ class PeakCache:
                 self.runs[(record["lr_key"], record["seed"])] = record
 
     def run(self, problem: Problem, data: Data, peak: float, seed: int) -> dict[str, Any]:
-        """The cached cosine run at ``peak`` and ``seed``, trained now if it is not there."""
+        """The cached run at ``peak`` and ``seed``, trained now if it is not there."""
         key = (suite.lr_key(peak), seed)
         if key not in self.runs:
-            record = train_cosine(problem, data, peak, seed)
+            record = train_peaked(problem, data, peak, seed, self.kind)
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self.path.open("a") as f:
                 f.write(json.dumps(record) + "\n")
             self.runs[key] = record
             logger.info(
-                "%s cosine peak %.4g seed %d: score %.4g (%.1fs)",
+                "%s %s peak %.4g seed %d: score %.4g (%.1fs)",
                 problem.name,
+                self.kind,
                 peak,
                 seed,
                 record["score"],
@@ -120,12 +148,14 @@ class PeakCache:
         )
 
 
-def cosine_grid(problem: Problem, out: Path) -> tuple[PeakCache, dict[str, Any]]:
-    """The problem's cosine grid (computed now where missing): peaks, mean scores, best."""
+def peak_grid(
+    problem: Problem, out: Path, kind: str = "cosine"
+) -> tuple[PeakCache, dict[str, Any]]:
+    """The problem's grid of ``kind`` (computed now where missing): peaks, mean scores, best."""
     cache = suite.compute(problem, out)
     best_constant = suite.grid_of(problem, cache)
     data = problem.load()
-    peaks_cache = PeakCache(out, problem)
+    peaks_cache = PeakCache(out, problem, kind)
     centre = best_constant["best_lr"]
     peaks = [centre * 10 ** (PEAK_STEP * k) for k in range(PEAK_SPAN[0], PEAK_SPAN[1] + 1)]
     for _ in range(MAX_WIDEN):
@@ -151,7 +181,7 @@ def cosine_grid(problem: Problem, out: Path) -> tuple[PeakCache, dict[str, Any]]
 
 
 def _interp(grid: dict[str, Any], lr: float | np.ndarray) -> np.ndarray:
-    """The cosine grid's mean regret at ``lr``, interpolated in log10 LR (ends held)."""
+    """The grid's mean regret at ``lr``, interpolated in log10 LR (ends held)."""
     x = np.log10(grid["lrs"])
     y = np.asarray(grid["mean_score"]) / grid["best_score"]
     return np.interp(np.log10(lr), x, y)
@@ -168,11 +198,17 @@ def fit_k(rows: Sequence[dict[str, Any]]) -> float:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Compute the cosine grids, fit ``k`` leave-one-family-out, print the table."""
+    """Compute the grids of ``--kind``, fit ``k`` leave-one-family-out, print the table."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--out", type=Path, default=suite.DEFAULT_OUT)
     parser.add_argument("--problems", nargs="+", choices=list(PROBLEMS), default=list(PROBLEMS))
+    parser.add_argument(
+        "--kind",
+        choices=list(SCHEDULES),
+        default="cosine",
+        help="the seed schedule whose peak is measured (default cosine)",
+    )
     parser.add_argument("--grids-only", action="store_true", help="compute the grids, no table")
     parser.add_argument(
         "--no-train", action="store_true", help="interpolate the grid at the candidates' peaks"
@@ -181,7 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     suite.setup(args.threads)
     began = time.perf_counter()
-    grids = {name: cosine_grid(PROBLEMS[name], args.out) for name in args.problems}
+    grids = {name: peak_grid(PROBLEMS[name], args.out, args.kind) for name in args.problems}
     if args.grids_only:
         logger.info("grids done in %.0fs", time.perf_counter() - began)
         return 0
@@ -208,20 +244,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         cache = grids[case.name][0]
         data = case.problem.load()
         k = ks[case.problem.family]
+        pairs = list(zip(row["suggestion"], row["high"], strict=True))
         candidates = {
             "high": row["high"],
             "suggestion": row["suggestion"],
-            "fitted": [
-                seed_peak(sug, high, decades=k)
-                for sug, high in zip(row["suggestion"], row["high"], strict=True)
-            ],
+            "fitted": [seed_peak(sug, high, decades=k) for sug, high in pairs],
         }
+        if args.kind != "cosine":
+            sweeps = [row["case"].sweeps[s] for s in heldout.SCORED_SEEDS]
+            candidates["seed_peak"] = [seed_peak(sug, high) for sug, high in pairs]
+            # fastai's readings for fit_one_cycle: the steepest fall, a tenth of the minimum
+            candidates["steepest"] = [sw.steepest for sw in sweeps]
+            candidates["minimum/10"] = [sw.minimum / 10 for sw in sweeps]
         line: dict[str, Any] = {
             "problem": case.name,
             "family": case.problem.family,
             "optimizer": case.problem.optimizer_name,
             "steps": case.total_steps,
-            "cosine / constant best": grid["best_score"] / grid["constant_best_score"],
+            "schedule / constant best": grid["best_score"] / grid["constant_best_score"],
             "best peak / best constant LR": grid["best_lr"] / grid["constant_best_lr"],
             "k": k,
         }
@@ -236,26 +276,27 @@ def main(argv: Sequence[str] | None = None) -> int:
             line[f"{name} / best peak"] = float(np.median(peaks)) / grid["best_lr"]
         table.append(line)
     frame = pd.DataFrame(table).set_index("problem")
-    frame.to_csv(args.out / "peaks.csv")
+    regrets = [f"regret at {name}" for name in candidates]
     cols = [
         "family",
         "optimizer",
         "steps",
-        "regret at high",
-        "regret at suggestion",
-        "regret at fitted",
+        *regrets,
         "k",
         "high / best peak",
         "suggestion / best peak",
-        "cosine / constant best",
+        "schedule / constant best",
     ]
+    frame.to_csv(args.out / ("peaks.csv" if args.kind == "cosine" else f"peaks-{args.kind}.csv"))
+    print(f"seed schedule: {args.kind}")
     print(frame[cols].to_markdown(floatfmt=".3f"))
-    summary = frame[["regret at high", "regret at suggestion", "regret at fitted"]]
+    summary = frame[regrets]
     print("\nmedian:", summary.median().round(3).to_dict())
     print("worst: ", summary.max().round(3).to_dict())
     print("problems with regret > 1.5:", (summary > 1.5).sum().to_dict())
     print("k fitted with each family left out:", ks)
-    print(f"k on all families: {fit_k(rows)} (shipped: SEED_PEAK_DECADES = {SEED_PEAK_DECADES})")
+    shipped = f"shipped for cosine: SEED_PEAK_DECADES = {SEED_PEAK_DECADES}"
+    print(f"k on all families: {fit_k(rows)} ({shipped})")
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     print(f"\n{len(frame)} problems; {time.perf_counter() - began:.0f}s; load average {load}")
     print("command:", shlex.join(["python", "benchmarks/range_test/peaks.py", *argv]))

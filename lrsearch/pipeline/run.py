@@ -158,14 +158,13 @@ def _stages(
         on_stored(ctx.study("search"))  # the range test on the dashboard while the search runs
     first = tests[ctx.cfg.optimizers[0]]
     bounds = {name: search_bounds or rt.bounds for name, rt in tests.items()}
-    # The seeds peak over each range test's suggestion (never above its high); a space given
-    # instead of the range test's keeps them at its top.
-    peaks = (
-        None
-        if search_bounds is not None
-        else {name: seed_peak(rt.suggestion, rt.bounds.high) for name, rt in tests.items()}
-    )
-    _search.ensure(ctx, bounds, seeds=enqueue_seeds, peaks=peaks)
+    # The seeds peak over each range test's suggestion (never above its high), 1cycle at its
+    # steepest point; a space given instead of the range test's keeps them at its top.
+    peaks = onecycle_peaks = None
+    if search_bounds is None:
+        peaks = {name: seed_peak(rt.suggestion, rt.bounds.high) for name, rt in tests.items()}
+        onecycle_peaks = {name: rt.steepest for name, rt in tests.items()}
+    _search.ensure(ctx, bounds, seeds=enqueue_seeds, peaks=peaks, onecycle_peaks=onecycle_peaks)
     if skip_baselines:
         return
     # The CV grid, the recipe arms and the finalists depend on the search only: help with

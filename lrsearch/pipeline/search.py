@@ -179,6 +179,7 @@ def ensure(
     *,
     seeds: bool = True,
     peaks: Mapping[str, float] | None = None,
+    onecycle_peaks: Mapping[str, float] | None = None,
 ) -> list[FrozenTrial]:
     """Make sure the search has run its budget (with every worker), then return its finished
     trials.
@@ -190,6 +191,7 @@ def ensure(
         seeds: Enqueue the literature's schedules first (``False`` for ablations).
         peaks: Each optimizer's seeds' peak LR (:func:`lrsearch.space.seed_peak` of its range
             test); ``None``: the top of its bounds.
+        onecycle_peaks: The same for the 1cycle seed (its range test's steepest point).
 
     Raises:
         LrsearchError: No search trial completed (all pruned or failed).
@@ -204,6 +206,7 @@ def ensure(
             epochs=task.epochs,
             kinds=cfg.kinds,
             peaks=peaks,
+            onecycle_peaks=onecycle_peaks,
         )
         if seeds
         else []

@@ -7,7 +7,7 @@ and a plotly figure.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +29,18 @@ def _finite_or_none(value: float) -> float | None:
 
 def _float_or_nan(value: Any) -> float:
     return math.nan if value is None else float(value)
+
+
+def median_lr(values: Sequence[float]) -> float:
+    """The middle learning rate of several sweeps' readings: the middle value itself (odd
+    counts), or the geometric mean of the middle two.
+
+    Example:
+        >>> median_lr([0.3, 0.01, 0.1]), median_lr([0.01, 1.0])
+        (0.1, 0.1)
+    """
+    ordered, half = sorted(values), len(values) // 2
+    return ordered[half] if len(values) % 2 else math.sqrt(ordered[half - 1] * ordered[half])
 
 
 @dataclass(frozen=True)
@@ -235,6 +247,12 @@ class RangeTestResult:
     def no_valley(self) -> bool:
         """Some sweep's loss never fell clearly more than its noise."""
         return any(s.no_valley for s in self.sweeps)
+
+    @property
+    def steepest(self) -> float:
+        """Where the smoothed loss falls fastest per decade of LR (the sweeps' median): the
+        seeds' 1cycle peaks here (``benchmarks/range_test/peaks.py --kind onecycle``)."""
+        return median_lr([s.steepest for s in self.sweeps])
 
     @property
     def spread_decades(self) -> float:

@@ -22,7 +22,7 @@ from lrsearch.choices import MIN_ITER
 from lrsearch.diagnostics import UpdateRatioMonitor
 from lrsearch.exceptions import InvalidParameterError, LrsearchError
 from lrsearch.range_test.curve import WATCH_WINDOW, read_curve
-from lrsearch.range_test.result import RangeTestResult, Refinement, Sweep
+from lrsearch.range_test.result import RangeTestResult, Refinement, Sweep, median_lr
 from lrsearch.range_test.snapshot import Snapshot, generators_of, tensors_of
 from lrsearch.space import LRBounds
 
@@ -223,9 +223,9 @@ def range_test(
                 sweeps[-1].low,
                 sweeps[-1].high,
             )
-        suggestion = _median([s.suggestion for s in sweeps])
-        low = _median([s.low for s in sweeps])
-        high = _median([s.high for s in sweeps])
+        suggestion = median_lr([s.suggestion for s in sweeps])
+        low = median_lr([s.low for s in sweeps])
+        high = median_lr([s.high for s in sweeps])
         if not low < high:  # a degenerate curve: keep the bounds a valid, if narrow, range
             low, high = min(low, high) / 2, max(low, high) * 2
         if refine >= 2:
@@ -255,12 +255,6 @@ def range_test(
     for line in result.advice:
         logger.warning("range test: %s", line)
     return result
-
-
-def _median(values: Sequence[float]) -> float:
-    """The middle value itself (odd counts), or the geometric mean of the middle two."""
-    ordered, half = sorted(values), len(values) // 2
-    return ordered[half] if len(values) % 2 else math.sqrt(ordered[half - 1] * ordered[half])
 
 
 #: Confirmation runs try LRs from suggestion / _REFINE_SPAN to suggestion * _REFINE_SPAN.
