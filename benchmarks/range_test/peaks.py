@@ -1,7 +1,7 @@
 """Where should a decaying schedule peak? The study's seeds against the range test's readings.
 
     .venv/bin/python benchmarks/range_test/peaks.py [--kind cosine|onecycle] [--problems NAME ...]
-        [--out DIR] [--no-train]
+        [--out DIR] [--no-train | --train CANDIDATE ...]
 
 By hand, never in CI. The study enqueues five schedules from the literature (warm-up +
 cosine, 1cycle, SGDR, CLR, warmup-stable-decay) before the sampler takes over, and each needs
@@ -213,6 +213,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--no-train", action="store_true", help="interpolate the grid at the candidates' peaks"
     )
+    parser.add_argument(
+        "--train",
+        nargs="+",
+        metavar="CANDIDATE",
+        help="train only these candidates' peaks (e.g. high steepest); interpolate the others",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     args = parser.parse_args(argv)
     suite.setup(args.threads)
@@ -268,7 +274,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name, peaks in candidates.items():
             scores = []
             for s, peak in zip(heldout.SCORED_SEEDS, peaks, strict=True):
-                if args.no_train and (suite.lr_key(peak), s) not in cache.runs:
+                interpolate = args.no_train or (args.train is not None and name not in args.train)
+                if interpolate and (suite.lr_key(peak), s) not in cache.runs:
                     scores.append(float(_interp(grid, peak)) * grid["best_score"])
                 else:
                     scores.append(cache.run(case.problem, data, peak, s)["score"])
