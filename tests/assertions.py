@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
 
 from lrsearch import InvalidParameterError, LrsearchError
+from lrsearch.range_test.result import median_lr
+from lrsearch.space import seed_peak
 
 
 @contextmanager
@@ -21,3 +24,15 @@ def invalid(name: str, *values: object) -> Iterator[pytest.ExceptionInfo[ValueEr
         yield info
     assert isinstance(info.value, LrsearchError)
     assert isinstance(info.value, InvalidParameterError)
+
+
+def seed_top(kind: str, rt: Mapping[str, Any]) -> float:
+    """Where a study's enqueued seed of ``kind`` peaks, from its stored range test ``rt``:
+    Smith's CLR at ``high``, 1cycle at the sweeps' median steepest fall (kept in [low, high]),
+    the others at ``seed_peak`` of the suggestion."""
+    if kind == "triangular2":
+        return float(rt["high"])
+    if kind == "onecycle":
+        steepest = median_lr([s["steepest"] for s in rt["sweeps"]])
+        return min(max(steepest, rt["low"]), rt["high"])
+    return seed_peak(rt["suggestion"], rt["high"])

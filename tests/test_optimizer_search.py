@@ -11,13 +11,12 @@ from typing import Any
 import optuna
 import pytest
 import tiny_task
+from assertions import seed_top
 from optuna.trial import TrialState
 
 import lrsearch.pipeline.range_test
 from lrsearch.pipeline import run_study
 from lrsearch.pipeline.range_test import unit_key
-from lrsearch.range_test.result import median_lr
-from lrsearch.space import seed_peak
 from lrsearch.store import ATTR_RANGE_TEST, ATTR_RANGE_TESTS, UNIT, UNIT_RANGE_TEST
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
@@ -75,12 +74,7 @@ def test_each_trial_draws_from_its_own_optimizers_bounds(multi: tuple[str, Any])
         if t.user_attrs.get("seeded"):
             name = t.params["optimizer"]
             rt = tests[name]
-            kind = t.params[f"{name}:schedule"]
-            steepest = median_lr([s["steepest"] for s in rt["sweeps"]])
-            top = {
-                "triangular2": rt["high"],
-                "onecycle": min(max(steepest, rt["low"]), rt["high"]),
-            }.get(kind, seed_peak(rt["suggestion"], rt["high"]))
+            top = seed_top(t.params[f"{name}:schedule"], rt)
             assert t.params[f"{name}:max_lr"] == pytest.approx(top)
 
 

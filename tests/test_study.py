@@ -24,6 +24,7 @@ import numpy as np
 import optuna
 import pytest
 import tiny_task
+from assertions import seed_top
 from optuna.trial import FrozenTrial, TrialState
 
 import lrsearch.pipeline.arms
@@ -35,7 +36,6 @@ from lrsearch.choices import ARMS
 from lrsearch.config import StudyConfig
 from lrsearch.exceptions import LrsearchError
 from lrsearch.pipeline.arms import ADAM_LR, constant_grid
-from lrsearch.range_test.result import median_lr
 from lrsearch.schedules import KINDS
 from lrsearch.space import LRBounds, seed_peak
 from lrsearch.store import history, load_stored, timings
@@ -142,18 +142,9 @@ def test_search_trials_carry_their_schedule(done: Done) -> None:
     assert seeded == list(range(len(seeded))) and len(seeded) >= 2
     # Smith's CLR at the range test's high bound, 1cycle at its steepest fall, the others over
     # its suggestion (all within [low, high]).
-    peak = seed_peak(rt["suggestion"], rt["high"])
-    tops = {"triangular2": rt["high"], "onecycle": _onecycle_top(rt)}
     for t in trials:
         if t.user_attrs.get("seeded"):
-            top = tops.get(t.params["schedule"], peak)
-            assert t.params["max_lr"] == pytest.approx(top)
-
-
-def _onecycle_top(rt: dict[str, Any]) -> float:
-    """Where the 1cycle seed peaks: the sweeps' median steepest fall, kept in [low, high]."""
-    steepest = median_lr([s["steepest"] for s in rt["sweeps"]])
-    return min(max(steepest, rt["low"]), rt["high"])
+            assert t.params["max_lr"] == pytest.approx(seed_top(t.params["schedule"], rt))
 
 
 def test_range_test_is_stored_as_json(done: Done) -> None:
@@ -448,10 +439,10 @@ def test_the_seeds_peak_where_seed_peak_reads_the_range_test(
     assert [t.params["schedule"] for t in seeded] == ["triangular2", "onecycle", "sgdr"]
     assert [t.params["max_lr"] for t in seeded] == [
         pytest.approx(rt["high"]),
-        pytest.approx(_onecycle_top(rt)),
+        pytest.approx(seed_top("onecycle", rt)),
         pytest.approx(rt["suggestion"]),
     ]
-    assert _onecycle_top(rt) < rt["high"]  # the steepest fall, not Smith's high
+    assert seed_top("onecycle", rt) < rt["high"]  # the steepest fall, not Smith's high
 
 
 def test_search_bounds_and_no_seeds_for_ablations(tmp_path: Path) -> None:

@@ -273,8 +273,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
         for name, peaks in candidates.items():
             scores = []
+            interpolate = args.no_train or (args.train is not None and name not in args.train)
             for s, peak in zip(heldout.SCORED_SEEDS, peaks, strict=True):
-                interpolate = args.no_train or (args.train is not None and name not in args.train)
                 if interpolate and (suite.lr_key(peak), s) not in cache.runs:
                     scores.append(float(_interp(grid, peak)) * grid["best_score"])
                 else:
