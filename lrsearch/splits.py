@@ -24,7 +24,7 @@ from lrsearch.exceptions import InvalidParameterError
 from lrsearch.tasks import Task
 from lrsearch.training import labels
 
-__all__ = ["cv_folds", "holdout"]
+__all__ = ["cv_folds", "holdout", "watch_split"]
 
 
 def _stratify_labels(task: Task) -> np.ndarray | None:
@@ -39,9 +39,15 @@ def _group_folds(k: int, stratify: bool, seed: int) -> Any:
     return GroupKFold(n_splits=k)
 
 
-def holdout(task: Task, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def holdout(
+    task: Task, fraction: float, seed: int, *, within: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Indices (search-train, validation) into ``task.train``; validation is ``fraction`` of it
     (of its groups, when ``task.groups`` has them).
+
+    ``within`` (indices into ``task.train``) splits only those examples the same way: a
+    ``plateau`` schedule's watched split is carved from the data its run is given (see
+    :func:`watch_split`).
 
     Example:
         >>> from lrsearch.tasks import load_task
@@ -49,10 +55,11 @@ def holdout(task: Task, fraction: float, seed: int) -> tuple[np.ndarray, np.ndar
         >>> len(tr), len(va), len(set(tr) & set(va))
         (1077, 270, 0)
     """
-    n = task.n_train
+    idx = np.arange(task.n_train) if within is None else np.sort(np.asarray(within, dtype=int))
     y = _stratify_labels(task)
-    x = np.zeros(n)
-    groups = task.groups
+    y = None if y is None else y[idx]
+    x = np.zeros(len(idx))
+    groups = None if task.groups is None else np.asarray(task.groups)[idx]
     splitter: Any
     if groups is not None:
         # Groups differ in size, so a share of the groups is not a share of the examples:
@@ -63,17 +70,41 @@ def holdout(task: Task, fraction: float, seed: int) -> tuple[np.ndarray, np.ndar
             grouped = list(_group_folds(k, y is not None, seed).split(x, y, groups))
         except ValueError as exc:  # fewer groups than folds
             raise InvalidParameterError(f"cannot split train for validation: {exc}") from exc
-        train_idx, val_idx = grouped[seed % k]
-        return np.sort(train_idx), np.sort(val_idx)
+        train_pos, val_pos = grouped[seed % k]
+        return idx[np.sort(train_pos)], idx[np.sort(val_pos)]
     if y is not None:
         splitter = StratifiedShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
     else:
         splitter = ShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
     try:
-        train_idx, val_idx = next(splitter.split(x, y, groups))
+        train_pos, val_pos = next(splitter.split(x, y, groups))
     except ValueError as exc:  # e.g. a class with a single example cannot be stratified
         raise InvalidParameterError(f"cannot split train for validation: {exc}") from exc
-    return np.sort(train_idx), np.sort(val_idx)
+    return idx[np.sort(train_pos)], idx[np.sort(val_pos)]
+
+
+def watch_split(
+    task: Task, given: np.ndarray, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """A ``plateau`` run's (fit, watched) indices into ``task.train``, from ``given``.
+
+    ``ReduceLROnPlateau`` decides when to lower the learning rate from a metric, which must
+    not be the one the run is scored on: a run that watches its own score tunes its decays to
+    that split's noise and looks better than it is, and the final comparison cannot let it
+    watch the test set. So wherever lrsearch trains a ``plateau`` schedule on ``given`` (the
+    search-train split, a CV fold's fit part, all of ``train`` in the final comparison) it fits
+    on ``1 - fraction`` of it and watches the rest, split as :func:`holdout` splits ``train``:
+    a search trial or a CV fold judges the schedule as the final comparison runs it.
+
+    Example:
+        >>> from lrsearch.tasks import load_task
+        >>> task = load_task("digits")
+        >>> tr, va = holdout(task, 0.2, seed=0)
+        >>> fit, watched = watch_split(task, tr, 0.2, seed=0)
+        >>> len(fit), len(watched), set(fit) | set(watched) == set(tr)
+        (861, 216, True)
+    """
+    return holdout(task, fraction, seed, within=given)
 
 
 def cv_folds(task: Task, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:

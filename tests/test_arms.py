@@ -16,7 +16,7 @@ import torch
 from optuna.trial import TrialState
 
 import lrsearch.pipeline.arms
-from lrsearch.exceptions import LrsearchError
+from lrsearch.exceptions import InvalidParameterError, LrsearchError
 from lrsearch.optimizers import adam
 from lrsearch.pipeline.arms import (
     ADAM_LR,
@@ -109,6 +109,35 @@ def test_cv_scores_seed_each_fold_and_stop_at_a_diverged_one() -> None:
     scores, reason = cv_scores(task, Schedule("constant", max_lr=1e4), splits, seed=7, device=CPU)
     assert len(scores) == 1
     assert reason is not None and reason.startswith("fold 0: ")
+
+
+def test_cv_scores_of_a_plateau_never_watch_the_fold_they_score(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A plateau run that watched its scored fold would tune its decays to that fold's noise:
+    # each fold's fit part is split again, fit on one part, watch the other.
+    task = tiny_task.task()
+    splits = cv_folds(task, 2, seed=0)
+    schedule = Schedule("plateau", max_lr=0.1, base_lr=0.0, decay=0.5, patience=0)
+    seen: list[tuple[int, int, int]] = []
+    real = lrsearch.pipeline.arms.train_task
+
+    def spy(task_: Any, train: Any, **kwargs: Any) -> FitResult:
+        seen.append((len(train[0]), len(kwargs["plateau_data"][0]), len(kwargs["eval_data"][0])))
+        fit_x, watch_x, score_x = train[0], kwargs["plateau_data"][0], kwargs["eval_data"][0]
+        rows = {tuple(r.tolist()) for r in fit_x}
+        assert not rows & {tuple(r.tolist()) for r in watch_x}
+        assert not (rows | {tuple(r.tolist()) for r in watch_x}) & {
+            tuple(r.tolist()) for r in score_x
+        }
+        return real(task_, train, **kwargs)
+
+    monkeypatch.setattr(lrsearch.pipeline.arms, "train_task", spy)
+    scores, reason = cv_scores(task, schedule, splits, seed=7, device=CPU, watch_fraction=0.25)
+    assert reason is None and len(scores) == 2
+    assert seen == [(75, 25, 100), (75, 25, 100)]
+    with pytest.raises(InvalidParameterError, match="watch_fraction"):
+        cv_scores(task, schedule, splits, seed=7, device=CPU)
 
 
 def test_constant_cv_stores_one_unit_per_grid_lr_and_reruns_nothing(

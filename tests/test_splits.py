@@ -12,7 +12,7 @@ from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
 from lrsearch import InvalidParameterError
-from lrsearch.splits import cv_folds, holdout
+from lrsearch.splits import cv_folds, holdout, watch_split
 from lrsearch.tasks import Task, load_task
 
 # Imbalanced classes (30/20/10/7), in label order, so an unstratified split would drift.
@@ -127,6 +127,66 @@ def test_holdout_rejects_a_class_of_one() -> None:
     with pytest.raises(InvalidParameterError, match="cannot split train") as info:
         holdout(make_task((torch.randn(len(y), 2), y)), 0.2, seed=0)
     assert isinstance(info.value, ValueError)
+
+
+# -- watch_split (what a plateau run fits on and watches) -------------------------------------
+
+
+@pytest.mark.parametrize("seed", [0, 1, 7])
+def test_watch_split_is_a_disjoint_stratified_cover_of_what_it_is_given(seed: int) -> None:
+    task = make_task()
+    y = labelled().numpy()
+    given, scored = holdout(task, 0.25, seed)
+    fit, watched = watch_split(task, given, 0.2, seed)
+    assert len(np.intersect1d(fit, watched)) == 0
+    assert np.array_equal(np.sort(np.concatenate([fit, watched])), given)
+    assert not set(watched) & set(scored) and not set(fit) & set(scored)
+    assert np.all(np.diff(fit) > 0) and np.all(np.diff(watched) > 0)
+    assert len(watched) == pytest.approx(0.2 * len(given), abs=1)
+    expected = 0.2 * class_counts(given, y)
+    assert np.abs(class_counts(watched, y) - expected).max() <= 1.0
+
+
+def test_watch_split_of_all_of_train_is_the_holdout() -> None:
+    # The final comparison's plateau arm fits on search-train and watches validation: the same
+    # rule applied to all of train, so search, CV and the final runs treat plateau alike.
+    task = load_task("digits")
+    whole = watch_split(task, np.arange(task.n_train), 0.2, seed=3)
+    assert all(np.array_equal(a, b) for a, b in zip(whole, holdout(task, 0.2, 3), strict=True))
+
+
+def test_watch_split_of_a_cv_fold_stays_inside_its_fit_part() -> None:
+    task = make_task()
+    for fit_part, score in cv_folds(task, 3, seed=0):
+        fit, watched = watch_split(task, fit_part, 0.2, seed=0)
+        assert set(fit) | set(watched) == set(fit_part)
+        assert not (set(fit) | set(watched)) & set(score)
+
+
+def test_watch_split_is_fixed_by_the_seed_and_given_order_does_not_matter() -> None:
+    task = make_task()
+    given, _ = holdout(task, 0.2, 0)
+    a = watch_split(task, given, 0.2, 0)
+    b = watch_split(task, given[::-1].copy(), 0.2, 0)
+    c = watch_split(task, given, 0.2, 1)
+    assert all(np.array_equal(p, q) for p, q in zip(a, b, strict=True))
+    assert not np.array_equal(a[1], c[1])
+
+
+def test_watch_split_keeps_groups_whole() -> None:
+    task = _grouped_task(stratify=False)
+    groups = np.asarray(task.groups)
+    given, scored = holdout(task, 0.2, seed=0)
+    fit, watched = watch_split(task, given, 0.2, seed=0)
+    assert not set(groups[fit]) & set(groups[watched])
+    assert set(fit) | set(watched) == set(given) and not set(watched) & set(scored)
+
+
+def test_watch_split_of_too_little_to_stratify_is_a_clear_error() -> None:
+    y = labelled((10, 10, 3))
+    task = make_task((torch.randn(len(y), 2), y))
+    with pytest.raises(InvalidParameterError, match="cannot split train"):
+        watch_split(task, np.array([0, 1, 2, 3, 10, 11, 12, 13, 20]), 0.2, seed=0)
 
 
 # -- cv_folds -----------------------------------------------------------------------------------

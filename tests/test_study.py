@@ -34,7 +34,7 @@ import lrsearch.pipeline.range_test
 import lrsearch.pipeline.search
 from lrsearch.choices import ARMS
 from lrsearch.config import StudyConfig
-from lrsearch.exceptions import LrsearchError
+from lrsearch.exceptions import InvalidParameterError, LrsearchError
 from lrsearch.pipeline.arms import ADAM_LR, constant_grid
 from lrsearch.schedules import KINDS
 from lrsearch.space import LRBounds, seed_peak
@@ -574,15 +574,23 @@ def test_a_plateau_study_stores_the_lrs_it_trained_with(
 ) -> None:
     url = _url(tmp_path / "plateau.db")
     cfg = tiny_task.config(kinds=["plateau"], n_trials=3, epochs=3)
-    watched: list[int] = []
-    real = lrsearch.pipeline.comparison.train_task
+    watched: dict[str, list[tuple[int, int, int]]] = {"search": [], "cv": [], "final": []}
 
-    def spy(*args: Any, **kwargs: Any) -> Any:
-        if kwargs["schedule"].kind == "plateau":
-            watched.append(len(kwargs["plateau_data"][0]))
-        return real(*args, **kwargs)
+    def spy(where: str, real: Any) -> Any:
+        def train(task: Any, data: Any, **kwargs: Any) -> Any:
+            if kwargs["schedule"].kind == "plateau":
+                sizes = (len(data[0]), len(kwargs["plateau_data"][0]))
+                watched[where].append((*sizes, len(kwargs["eval_data"][0])))
+            return real(task, data, **kwargs)
 
-    monkeypatch.setattr(lrsearch.pipeline.comparison, "train_task", spy)
+        return train
+
+    for where, module in [
+        ("search", lrsearch.pipeline.search),
+        ("cv", lrsearch.pipeline.arms),
+        ("final", lrsearch.pipeline.comparison),
+    ]:
+        monkeypatch.setattr(module, "train_task", spy(where, module.train_task))
     result = run_study(cfg, storage=url)
     for t in _trials(url):
         lrs = t.user_attrs["epoch_lrs"]
@@ -591,6 +599,41 @@ def test_a_plateau_study_stores_the_lrs_it_trained_with(
         assert t.user_attrs["lr_mean"] == pytest.approx(float(np.mean(lrs)))
     assert result.comparison is not None
     assert result.comparison["tuned"]["schedule"].startswith("plateau")
-    # The tuned plateau arm watched the validation split in each of its final runs.
+    # Wherever a plateau schedule trains it watches a split of what it was given, never what
+    # it is scored on: the search fits on 80% of search-train and watches the rest (scored on
+    # validation); each finalist's CV fold likewise; the tuned arm's final runs fit on
+    # search-train and watch validation (scored on test).
     n_val = tiny_task.N_TRAIN - int(tiny_task.N_TRAIN * (1 - cfg.validation_fraction))
-    assert watched == [n_val] * cfg.final_seeds
+    n_fit = tiny_task.N_TRAIN - n_val
+    n_watch = round(cfg.validation_fraction * n_fit)
+    assert set(watched["search"]) == {(n_fit - n_watch, n_watch, n_val)}
+    assert len(watched["search"]) == cfg.n_trials
+    fold = tiny_task.N_TRAIN // cfg.cv_folds
+    assert watched["cv"] and all(
+        fit + watch + score == tiny_task.N_TRAIN
+        and watch == pytest.approx(cfg.validation_fraction * (fit + watch), abs=1)
+        for fit, watch, score in watched["cv"]
+    )
+    assert all(abs(score - fold) <= 1 for _, _, score in watched["cv"])
+    n_test = len(tiny_task.task().test[0])
+    assert watched["final"] == [(n_fit, n_val, n_test)] * cfg.final_seeds
+
+
+def test_data_too_coarsely_grouped_for_a_split_fails_before_anything_is_written(
+    tmp_path: Path,
+) -> None:
+    # 5 groups: the validation split takes one, the CV folds (2) split the five, but a plateau
+    # run's watched split of the four search-train groups needs five: a clear error up front,
+    # not a failure in the search after trials were stored.
+    grouped = dataclasses.replace(tiny_task.task(), groups=np.repeat(np.arange(5), 40))
+    db = tmp_path / "grouped.db"
+    with pytest.raises(InvalidParameterError, match="cannot split train"):
+        run_study(tiny_task.config(kinds=["plateau", "cosine"]), storage=_url(db), task=grouped)
+    assert not db.exists()
+    # Without plateau the same data splits: the study runs.
+    result = run_study(
+        tiny_task.config(kinds=["cosine"], n_trials=2, arms=["tuned"], finalists=1),
+        storage=_url(db),
+        task=grouped,
+    )
+    assert result.comparison is not None and db.exists()

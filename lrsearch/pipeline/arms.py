@@ -21,14 +21,14 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial
 
-from lrsearch.choices import ARMS
-from lrsearch.exceptions import LrsearchError
+from lrsearch.choices import ARMS, PER_EPOCH_KINDS
+from lrsearch.exceptions import InvalidParameterError, LrsearchError
 from lrsearch.optimizers import adam, prodigy, schedule_free_adamw, search_optimizer
 from lrsearch.pipeline.context import Context
 from lrsearch.pipeline.queue import KeyedPlan, Stage, Unit
 from lrsearch.schedules import Schedule
 from lrsearch.space import LRBounds
-from lrsearch.splits import cv_folds
+from lrsearch.splits import cv_folds, watch_split
 from lrsearch.store import ATTR_CHOSEN_LR, ATTR_GRID, FINISHED, first_done
 from lrsearch.tasks import OptimizerFactory, Task
 from lrsearch.training import subset, train_task
@@ -86,20 +86,40 @@ def cv_scores(
     seed: int,
     device: torch.device,
     optimizer_factory: OptimizerFactory | None = None,
+    watch_fraction: float | None = None,
 ) -> tuple[list[float], str | None]:
     """The metric of ``schedule`` on each CV fold (fold k's model seeded ``seed + k``), with
     ``optimizer_factory`` (default: the task's).
 
+    A ``plateau`` schedule fits on ``1 - watch_fraction`` of each fold's fit part and watches
+    the rest (:func:`lrsearch.splits.watch_split`, split seed ``seed``), never the fold it is
+    scored on.
+
     Returns the fold scores and ``None``, or the scores so far and why a fold diverged (the
     folds after it are not run).
+
+    Raises:
+        InvalidParameterError: A ``plateau`` schedule without ``watch_fraction``.
     """
+    per_epoch = schedule.kind in PER_EPOCH_KINDS
+    if per_epoch and watch_fraction is None:
+        raise InvalidParameterError(
+            f"a {schedule.kind} schedule steps on a metric it must not be scored on: give "
+            "watch_fraction, the share of each fold's fit part it watches"
+        )
     scores: list[float] = []
     for k, (fit_idx, score_idx) in enumerate(splits):
+        watched = None
+        if per_epoch:
+            assert watch_fraction is not None
+            fit_idx, watch_idx = watch_split(task, fit_idx, watch_fraction, seed)
+            watched = subset(task.train, watch_idx)
         result = train_task(
             task,
             subset(task.train, fit_idx),
             schedule=schedule,
             eval_data=subset(task.train, score_idx),
+            plateau_data=watched,
             seed=seed + k,
             device=device,
             optimizer_factory=optimizer_factory,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import json
 import logging
 import os
@@ -23,10 +24,11 @@ import optuna
 import torch
 from optuna.storages import RDBStorage
 
+from lrsearch.choices import PER_EPOCH_KINDS
 from lrsearch.config import StudyConfig, check_study_name, load_config
 from lrsearch.exceptions import InvalidParameterError
 from lrsearch.pipeline.queue import Plan, Stage, work
-from lrsearch.splits import holdout
+from lrsearch.splits import cv_folds, holdout, watch_split
 from lrsearch.store import RunRecord, StorageLock, StudyNames
 from lrsearch.tasks import Data, Task, load_task, steps_per_epoch
 from lrsearch.training import default_threads, resolve_device, subset
@@ -53,9 +55,29 @@ def prepare(
             raise InvalidParameterError(str(exc)) from exc
     check_study_name(cfg.name)
     task = load_task(task or cfg.task, epochs=cfg.epochs, batch_size=cfg.batch_size)
+    check_splits(cfg, task)
     device = resolve_device(cfg.device)
     torch.set_num_threads(cfg.threads or default_threads())
     return cfg, task, device
+
+
+def check_splits(cfg: StudyConfig, task: Task) -> None:
+    """Make every split study ``cfg`` will make of ``task.train`` once, so that data too small
+    or too coarsely grouped to split fails here, before anything is written, not in a later
+    stage: the validation split, the CV folds (when the constant-LR arm or the finalists use
+    them) and, when ``plateau`` is searched, its watched split of the search-train split and of
+    each fold's fit part (:func:`lrsearch.splits.watch_split`).
+
+    Raises:
+        InvalidParameterError: A split cannot be made (its message says which).
+    """
+    fit, _ = holdout(task, cfg.validation_fraction, cfg.seed)
+    folds = []
+    if "constant-cv" in cfg.arms or cfg.finalists > 1:
+        folds = cv_folds(task, cfg.cv_folds, cfg.seed)
+    if any(kind in PER_EPOCH_KINDS for kind in cfg.kinds):
+        for given in [fit, *(part for part, _ in folds)]:
+            watch_split(task, given, cfg.validation_fraction, cfg.seed)
 
 
 def _now() -> str:
@@ -220,6 +242,16 @@ class Context:
     def search_train(self) -> Data:
         """The part of ``train`` the search trials train on."""
         return subset(self.task.train, self.fit_idx)
+
+    @functools.cached_property
+    def plateau_split(self) -> tuple[Data, Data]:
+        """What a ``plateau`` search trial fits on and watches: the search-train split, split
+        again (:func:`lrsearch.splits.watch_split`), so it is scored on ``validation`` without
+        watching it, as the final comparison scores it on ``test``."""
+        fit, watched = watch_split(
+            self.task, self.fit_idx, self.cfg.validation_fraction, self.cfg.seed
+        )
+        return subset(self.task.train, fit), subset(self.task.train, watched)
 
     @property
     def validation(self) -> Data:

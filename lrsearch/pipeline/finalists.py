@@ -96,6 +96,7 @@ def _stage(ctx: Context, top: Sequence[FrozenTrial]) -> tuple[Stage, KeyedPlan]:
             seed=cfg.seed,
             device=ctx.device,
             optimizer_factory=optimizer_factory(setup, task),
+            watch_fraction=cfg.validation_fraction,
         )
         record = Finalist(
             trial=number,

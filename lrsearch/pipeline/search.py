@@ -228,11 +228,15 @@ def ensure(
         # optuna-dashboard sorts numeric attrs only: the schedule's peak and mean LR are the
         # sortable summary of the words (a plateau schedule's, once it has run, as it ran).
         _summarise_lrs(trial, schedule.lrs(ctx.spe_search * task.epochs).tolist())
+        fit, watched = search_train, None
+        if schedule.kind in PER_EPOCH_KINDS:  # scored on validation, so it watches its own
+            fit, watched = ctx.plateau_split
         result = train_task(
             task,
-            search_train,
+            fit,
             schedule=schedule,
             eval_data=validation,
+            plateau_data=watched,
             seed=cfg.seed,
             device=ctx.device,
             trial=trial,
