@@ -103,8 +103,18 @@ def watch_split(
         >>> fit, watched = watch_split(task, tr, 0.2, seed=0)
         >>> len(fit), len(watched), set(fit) | set(watched) == set(tr)
         (861, 216, True)
+
+    Raises:
+        InvalidParameterError: ``given`` is too small, or has too few groups, to split.
     """
-    return holdout(task, fraction, seed, within=given)
+    try:
+        return holdout(task, fraction, seed, within=given)
+    except InvalidParameterError as exc:
+        cause = str(exc.__cause__ or exc).rstrip(".")
+        raise InvalidParameterError(
+            f"cannot split train to watch a plateau schedule's metric: {cause}; leave plateau "
+            "out of kinds"
+        ) from exc
 
 
 def cv_folds(task: Task, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -185,7 +185,7 @@ def test_watch_split_keeps_groups_whole() -> None:
 def test_watch_split_of_too_little_to_stratify_is_a_clear_error() -> None:
     y = labelled((10, 10, 3))
     task = make_task((torch.randn(len(y), 2), y))
-    with pytest.raises(InvalidParameterError, match="cannot split train"):
+    with pytest.raises(InvalidParameterError, match="to watch a plateau schedule's metric"):
         watch_split(task, np.array([0, 1, 2, 3, 10, 11, 12, 13, 20]), 0.2, seed=0)
 
 

@@ -627,7 +627,7 @@ def test_data_too_coarsely_grouped_for_a_split_fails_before_anything_is_written(
     # not a failure in the search after trials were stored.
     grouped = dataclasses.replace(tiny_task.task(), groups=np.repeat(np.arange(5), 40))
     db = tmp_path / "grouped.db"
-    with pytest.raises(InvalidParameterError, match="cannot split train"):
+    with pytest.raises(InvalidParameterError, match="to watch a plateau schedule's metric"):
         run_study(tiny_task.config(kinds=["plateau", "cosine"]), storage=_url(db), task=grouped)
     assert not db.exists()
     # Without plateau the same data splits: the study runs.
