@@ -113,3 +113,25 @@ def test_another_optimizers_list_is_refused_on_resume(multi: tuple[str, Any]) ->
 
     with pytest.raises(LrsearchError, match=r"optimizers: \['sgd', 'adamw'\] -> \['adamw'\]"):
         run_study(tiny_task.config(optimizers=("adamw",), n_trials=8), storage=url)
+
+
+def test_the_cv_seed_uses_the_first_optimizers_names(tmp_path: Path) -> None:
+    # With several optimizers the constant-cv arm runs the first one: so does its seed.
+    url = _url(tmp_path / "cvseed.db")
+    cfg = tiny_task.config(
+        optimizers=OPTIMIZERS,
+        kinds=["cosine", "constant"],
+        n_trials=4,
+        arms=("tuned", "constant-cv"),
+    )
+    result = run_study(cfg, storage=url)
+    chosen = result.comparison["constant-cv"]["params"]["lr"]
+    study = optuna.load_study(study_name="tiny", storage=url)
+    seeded = [t for t in study.trials if t.user_attrs.get("seeded")]
+    first = OPTIMIZERS[0]
+    assert [t.params["optimizer"] for t in seeded] == [*OPTIMIZERS, first]
+    assert seeded[-1].params == {
+        "optimizer": first,
+        f"{first}:schedule": "constant",
+        f"{first}:max_lr": chosen,
+    }

@@ -31,13 +31,14 @@ import lrsearch.pipeline.arms
 import lrsearch.pipeline.comparison
 import lrsearch.pipeline.finalists
 import lrsearch.pipeline.range_test
+import lrsearch.pipeline.result
 import lrsearch.pipeline.search
 from lrsearch.choices import ARMS
 from lrsearch.config import StudyConfig
 from lrsearch.exceptions import InvalidParameterError, LrsearchError
 from lrsearch.pipeline.arms import ADAM_LR, constant_grid
 from lrsearch.schedules import KINDS
-from lrsearch.space import LRBounds, seed_peak
+from lrsearch.space import LRBounds, seed_params, seed_peak
 from lrsearch.store import history, load_stored, timings
 from lrsearch.study import StudyResult, list_studies, load_result, run_study
 from lrsearch.tasks import Data
@@ -637,3 +638,58 @@ def test_data_too_coarsely_grouped_for_a_split_fails_before_anything_is_written(
         task=grouped,
     )
     assert result.comparison is not None and db.exists()
+
+
+def _force_lowest_constant(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The tiny task's CV grid picks its top LR, where the literature's seeds peak too: choosing
+    # the lowest tells the CV seed apart from them.
+    for module in (lrsearch.pipeline.arms, lrsearch.pipeline.result):  # the run, the reader
+        monkeypatch.setattr(module, "chosen_lr", lambda trials, grid, *, maximize: min(grid))
+
+
+def test_the_cv_chosen_constant_seeds_the_search_after_the_literatures_seeds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _force_lowest_constant(monkeypatch)
+    url = _url(tmp_path / "cvseed.db")
+    result = run_study(tiny_task.config(n_trials=7, cv_grid=3), storage=url)
+    assert result.comparison is not None
+    chosen = result.comparison["constant-cv"]["params"]["lr"]
+    grid = optuna.load_study(study_name="tiny/constant-cv", storage=url).get_trials()
+    assert chosen == min(t.params["lr"] for t in grid)
+    trials = _trials(url)
+    seeded = [t for t in trials if t.user_attrs.get("seeded")]
+    assert [t.number for t in seeded] == list(range(6))
+    assert [t.params["schedule"] for t in seeded[-1:]] == ["constant"]
+    # At the grid's low end, which is the bounds' low: just inside max_lr's range.
+    assert seeded[-1].params["max_lr"] == pytest.approx(chosen, rel=1e-12)
+    assert chosen < result.range_test.bounds.high
+    assert all(t.params["schedule"] != "constant" for t in seeded[:-1])
+    # The CV grid ran first: every unit of it finished before the first search trial began.
+    ends = [t.datetime_complete for t in grid]
+    assert all(e is not None for e in ends)
+    assert max(e for e in ends if e is not None) <= min(
+        t.datetime_start for t in trials if t.datetime_start is not None
+    )
+
+
+@pytest.mark.parametrize(
+    ("changes", "skip"),
+    [
+        ({"kinds": ["cosine", "wsd", "onecycle", "exponential"]}, False),  # constant not searched
+        ({"arms": ["tuned", "adam-3e-4"]}, False),  # no CV grid
+        ({}, True),  # search only
+    ],
+)
+def test_no_cv_seed_without_the_constant_kind_or_the_cv_arm(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, changes: dict[str, Any], skip: bool
+) -> None:
+    _force_lowest_constant(monkeypatch)
+    url = _url(tmp_path / "nocvseed.db")
+    cfg = tiny_task.config(n_trials=7, cv_grid=3, **changes)
+    run_study(cfg, storage=url, skip_baselines=skip)
+    seeded = [t for t in _trials(url) if t.user_attrs.get("seeded")]
+    assert seeded and not [t for t in seeded if t.params["schedule"] == "constant"]
+    assert len(seeded) == len(
+        seed_params(LRBounds(1e-3, 1.0), steps_per_epoch=10, epochs=2, kinds=cfg.kinds)
+    )

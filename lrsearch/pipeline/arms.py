@@ -44,7 +44,6 @@ __all__ = [
     "ensure_constant_cv",
     "ensure_recipes",
     "grid_key",
-    "help_constant_cv",
     "help_recipes",
     "recipe_arms",
 ]
@@ -181,12 +180,6 @@ def _constant_cv(ctx: Context, bounds: LRBounds) -> tuple[Stage, KeyedPlan, list
     units = [Unit(grid_key(lr), params={"lr": lr}) for lr in grid]
     stage = Stage("constant_cv", "constant-cv", study, objective, ctx.store)
     return stage, KeyedPlan(units, FINISHED), grid
-
-
-def help_constant_cv(ctx: Context, bounds: LRBounds) -> None:
-    """Run the CV units nobody has claimed yet, without waiting for the ones others run."""
-    stage, plan, _ = _constant_cv(ctx, bounds)
-    ctx.work(stage, plan, wait=False)
 
 
 def ensure_constant_cv(ctx: Context, bounds: LRBounds) -> float:

@@ -164,18 +164,27 @@ def _stages(
     if search_bounds is None:
         peaks = {name: seed_peak(rt.suggestion, rt.bounds.high) for name, rt in tests.items()}
         onecycle_peaks = {name: rt.steepest for name, rt in tests.items()}
-    _search.ensure(ctx, bounds, seeds=enqueue_seeds, peaks=peaks, onecycle_peaks=onecycle_peaks)
+    # The CV grid needs only the range test, and its chosen constant LR seeds the search: the
+    # search starts from the bar the comparison holds it to.
+    arms = ctx.cfg.arms
+    constant_lr = None
+    if not skip_baselines and "constant-cv" in arms:
+        constant_lr = _arms.ensure_constant_cv(ctx, first.bounds)
+    _search.ensure(
+        ctx,
+        bounds,
+        seeds=enqueue_seeds,
+        peaks=peaks,
+        onecycle_peaks=onecycle_peaks,
+        constant_lr=constant_lr,
+    )
     if skip_baselines:
         return
-    # The CV grid, the recipe arms and the finalists depend on the search only: help with
-    # each first (claim what is free, wait for nothing), so workers do not idle at one
-    # stage's end while another has units to run; then make sure of each.
-    arms = ctx.cfg.arms
-    if "constant-cv" in arms:
-        _arms.help_constant_cv(ctx, first.bounds)
+    # The recipe arms and the finalists depend on the search only: help with each first (claim
+    # what is free, wait for nothing), so workers do not idle at one stage's end while another
+    # has units to run; then make sure of each.
     _arms.help_recipes(ctx)
     _finalists.help_finalists(ctx)
-    constant_lr = _arms.ensure_constant_cv(ctx, first.bounds) if "constant-cv" in arms else None
     _arms.ensure_recipes(ctx)
     tuned = _finalists.ensure(ctx)
     contenders = _comparison.make_arms(

@@ -2,12 +2,14 @@
 
 Each trial is a unit enqueued just before it is claimed, so the budget holds exactly however
 many workers share the study (``n_trials`` finished trials: complete or pruned). The
-literature's recipes built from the range-test bounds go first (user attr ``seeded``); after
-them the sampler draws. Every trial has its own sampler seed, from the study's seed and the
-trial's number: workers never replay each other's draws, a resumed study does not replay its
-own, and one worker alone is reproducible. TPE runs with ``constant_liar`` while other trials
-run, so that trials running elsewhere are not drawn again (alone, it draws the same without
-the liar's extra reads of the study).
+literature's recipes built from the range-test bounds go first (user attr ``seeded``), then the
+constant LR the CV grid chose (when ``constant`` is searched and the ``constant-cv`` arm runs:
+the search starts from the bar it is compared against); after them the sampler draws. Every
+trial has its own sampler seed, from the study's seed and the trial's number: workers never
+replay each other's draws, a resumed study does not replay its own, and one worker alone is
+reproducible. TPE runs with ``constant_liar`` while other trials run, so that trials running
+elsewhere are not drawn again (alone, it draws the same without the liar's extra reads of the
+study).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import optuna
+from optuna.distributions import FloatDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from lrsearch.choices import PER_EPOCH_KINDS
@@ -30,7 +33,15 @@ from lrsearch.optimizers import search_optimizer
 from lrsearch.pipeline.context import Context
 from lrsearch.pipeline.queue import MAX_FAILURES, Stage, Unit
 from lrsearch.pruners import ScheduleAwarePruner
-from lrsearch.space import LRBounds, Setup, seed_setups, suggest_setup
+from lrsearch.space import (
+    OPTIMIZER_PARAM,
+    LRBounds,
+    Setup,
+    optimizer_prefix,
+    search_space,
+    seed_setups,
+    suggest_setup,
+)
 from lrsearch.store import (
     EPOCH_LRS,
     EPOCHS_RUN,
@@ -180,6 +191,7 @@ def ensure(
     seeds: bool = True,
     peaks: Mapping[str, float] | None = None,
     onecycle_peaks: Mapping[str, float] | None = None,
+    constant_lr: float | None = None,
 ) -> list[FrozenTrial]:
     """Make sure the search has run its budget (with every worker), then return its finished
     trials.
@@ -192,6 +204,9 @@ def ensure(
         peaks: Each optimizer's seeds' peak LR (:func:`lrsearch.space.seed_peak` of its range
             test); ``None``: the top of its bounds.
         onecycle_peaks: The same for the 1cycle seed (its range test's steepest point).
+        constant_lr: The CV-chosen constant LR (the ``constant-cv`` arm's, with the study's
+            first optimizer): enqueued after the literature's seeds when ``constant`` is
+            searched (a budget shorter than all the seeds does not reach it).
 
     Raises:
         LrsearchError: No search trial completed (all pruned or failed).
@@ -256,6 +271,17 @@ def ensure(
         "search", "search", study, objective, ctx.store, lambda n: claim_sampler(study, cfg, n)
     )
     deadline = None if cfg.timeout is None else time.monotonic() + cfg.timeout
+    if constant_lr is not None and seeds and "constant" in cfg.kinds:
+        first = cfg.optimizers[0]
+        prefix = optimizer_prefix(cfg.optimizers, first)
+        # The grid's ends are the bounds; max_lr's range starts just above the low one.
+        top = search_space(bounds[first], epochs=task.epochs, kinds=["constant"])["max_lr"]
+        assert isinstance(top, FloatDistribution)
+        lr = min(max(constant_lr, top.low), top.high)
+        constant = {prefix + "schedule": "constant", prefix + "max_lr": lr}
+        if len(cfg.optimizers) > 1:
+            constant[OPTIMIZER_PARAM] = first
+        recipes = [*recipes, constant]
     ctx.work(stage, BudgetPlan(cfg.n_trials, recipes), deadline=deadline)
     trials = study.get_trials(deepcopy=False, states=FINISHED)
     if not any(t.state == TrialState.COMPLETE for t in trials):
