@@ -59,9 +59,10 @@ def run_study(
     """Run (or resume, or join as one more worker) study ``NAME`` end to end.
 
     Range test, the constant-LR CV (its choice seeds the search), seeded pruned search, the
-    recipe baselines, finalists re-scored by CV, the final comparison on the held-out test set; each unit of work through Optuna's
-    queue, so any number of processes on one storage give one study. The dashboard gets the
-    range-test figure, the comparison figures and a note.
+    recipe baselines, finalists re-scored by CV, the final comparison on the held-out test
+    set; each unit of work through Optuna's queue, so any number of processes on one storage
+    give one study. The dashboard gets the range-test figure, the comparison figures and a
+    note.
 
     Args:
         config: A :class:`~lrsearch.config.StudyConfig` or a study name whose config is
