@@ -264,6 +264,7 @@ def seed_params(
     prefix: str = "",
     peak: float | None = None,
     onecycle_peak: float | None = None,
+    constant: float | None = None,
 ) -> list[dict[str, Any]]:
     """Known-good schedules from the literature, as params for ``study.enqueue_trial``.
 
@@ -299,6 +300,8 @@ def seed_params(
         peak: SGDR's, cosine's and WSD's peak LR (``None``: ``high``); clipped into the
             ``max_lr`` range.
         onecycle_peak: 1cycle's peak LR (``None``: ``high``); clipped likewise.
+        constant: A constant LR known to be good (a study passes its CV-chosen one): one more
+            seed, last, ``constant`` at that LR, clipped likewise (``None``: no such seed).
 
     Returns:
         A list of params dicts.
@@ -358,6 +361,8 @@ def seed_params(
             cooldown=WSD_COOLDOWN,
         ),
     ]
+    if constant is not None:
+        seeds.append(Schedule("constant", max_lr=clipped("constant", constant)))
     wanted = _check_kinds(kinds)
     return [s.to_params(steps_per_epoch=spe, prefix=prefix) for s in seeds if s.kind in wanted]
 
@@ -525,12 +530,15 @@ def seed_setups(
     kinds: Sequence[str] = KINDS,
     peaks: Mapping[str, float] | None = None,
     onecycle_peaks: Mapping[str, float] | None = None,
+    constant_lr: float | None = None,
 ) -> list[dict[str, Any]]:
     """:func:`seed_params` for every searched optimizer over its own bounds (peaking at its
     ``peaks`` entry, 1cycle at its ``onecycle_peaks`` entry, each default its ``high``), taking
     turns
     (each optimizer's first recipe, then each one's second, ...) so that a budget shorter than
     all of them still tries every optimizer; AdamW's seeds decay weights by 0.1 (nanoGPT).
+    ``constant_lr`` adds a ``constant`` seed for the first optimizer (the one the study's
+    constant-LR arm runs), after all the others.
 
     Example:
         >>> [p["optimizer"] for p in seed_setups({"sgd": (1e-3, 1.0), "adamw": (1e-5, 1e-2)},
@@ -549,6 +557,7 @@ def seed_setups(
             prefix=prefix,
             peak=None if peaks is None else peaks.get(name),
             onecycle_peak=None if onecycle_peaks is None else onecycle_peaks.get(name),
+            constant=constant_lr if name == optimizers[0] else None,
         )
         for params in seeds:
             if len(optimizers) > 1:

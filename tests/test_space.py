@@ -642,6 +642,33 @@ def test_one_optimizer_keeps_the_plain_names() -> None:
     assert plain.describe() == plain.schedule.describe()
 
 
+def test_a_known_constant_is_the_first_optimizers_last_seed() -> None:
+    # The study's CV-chosen constant LR: one more seed, after every other, for the optimizer
+    # the constant-LR arm runs (the first), with that optimizer's names and AdamW's decay.
+    seeds = seed_setups(
+        MULTI, steps_per_epoch=SPE, epochs=EPOCHS, kinds=["cosine", "constant"], constant_lr=0.05
+    )
+    assert [p["optimizer"] for p in seeds] == ["sgd", "nesterov", "adamw", "sgd"]
+    assert seeds[-1] == {"optimizer": "sgd", "sgd:schedule": "constant", "sgd:max_lr": 0.05}
+    assert all(p[f"{p['optimizer']}:schedule"] == "cosine" for p in seeds[:-1])
+    adamw_first = {"adamw": MULTI["adamw"], "sgd": MULTI["sgd"]}
+    last = seed_setups(
+        adamw_first, steps_per_epoch=SPE, epochs=EPOCHS, kinds=["constant"], constant_lr=1e9
+    )
+    assert last == [
+        {
+            "optimizer": "adamw",
+            "adamw:schedule": "constant",
+            "adamw:max_lr": MULTI["adamw"].high,  # clipped into the max_lr range
+            "adamw:weight_decay": 0.1,
+        }
+    ]
+    # Not searched, or not given: no such seed.
+    for kinds, lr in ((["cosine"], 0.05), (["cosine", "constant"], None)):
+        plain = seed_setups(MULTI, steps_per_epoch=SPE, epochs=EPOCHS, kinds=kinds, constant_lr=lr)
+        assert all(p[f"{p['optimizer']}:schedule"] != "constant" for p in plain)
+
+
 def test_seed_setups_take_turns_and_decay_adamw_like_nanogpt() -> None:
     seeds = seed_setups(MULTI, steps_per_epoch=SPE, epochs=EPOCHS, kinds=["cosine", "sgdr"])
     assert [p["optimizer"] for p in seeds] == ["sgd", "nesterov", "adamw"] * 2

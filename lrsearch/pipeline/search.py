@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 import optuna
-from optuna.distributions import FloatDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from lrsearch.choices import PER_EPOCH_KINDS
@@ -33,15 +32,7 @@ from lrsearch.optimizers import search_optimizer
 from lrsearch.pipeline.context import Context
 from lrsearch.pipeline.queue import MAX_FAILURES, Stage, Unit
 from lrsearch.pruners import ScheduleAwarePruner
-from lrsearch.space import (
-    OPTIMIZER_PARAM,
-    LRBounds,
-    Setup,
-    optimizer_prefix,
-    search_space,
-    seed_setups,
-    suggest_setup,
-)
+from lrsearch.space import LRBounds, Setup, seed_setups, suggest_setup
 from lrsearch.store import (
     EPOCH_LRS,
     EPOCHS_RUN,
@@ -206,7 +197,7 @@ def ensure(
         onecycle_peaks: The same for the 1cycle seed (its range test's steepest point).
         constant_lr: The CV-chosen constant LR (the ``constant-cv`` arm's, with the study's
             first optimizer): enqueued after the literature's seeds when ``constant`` is
-            searched (a budget shorter than all the seeds does not reach it).
+            searched (``seed_setups``; a budget shorter than all the seeds does not reach it).
 
     Raises:
         LrsearchError: No search trial completed (all pruned or failed).
@@ -222,6 +213,7 @@ def ensure(
             kinds=cfg.kinds,
             peaks=peaks,
             onecycle_peaks=onecycle_peaks,
+            constant_lr=constant_lr,
         )
         if seeds
         else []
@@ -271,17 +263,6 @@ def ensure(
         "search", "search", study, objective, ctx.store, lambda n: claim_sampler(study, cfg, n)
     )
     deadline = None if cfg.timeout is None else time.monotonic() + cfg.timeout
-    if constant_lr is not None and seeds and "constant" in cfg.kinds:
-        first = cfg.optimizers[0]
-        prefix = optimizer_prefix(cfg.optimizers, first)
-        # The grid's ends are the bounds; max_lr's range starts just above the low one.
-        top = search_space(bounds[first], epochs=task.epochs, kinds=["constant"])["max_lr"]
-        assert isinstance(top, FloatDistribution)
-        lr = min(max(constant_lr, top.low), top.high)
-        constant = {prefix + "schedule": "constant", prefix + "max_lr": lr}
-        if len(cfg.optimizers) > 1:
-            constant[OPTIMIZER_PARAM] = first
-        recipes = [*recipes, constant]
     ctx.work(stage, BudgetPlan(cfg.n_trials, recipes), deadline=deadline)
     trials = study.get_trials(deepcopy=False, states=FINISHED)
     if not any(t.state == TrialState.COMPLETE for t in trials):
