@@ -61,6 +61,7 @@ __all__ = [
     "ensemble_outputs",
     "evaluate",
     "evaluate_ensemble",
+    "first_batch",
     "fit",
     "labels",
     "resolve_device",
@@ -223,6 +224,21 @@ def subset(data: Data, indices: Sequence[int] | np.ndarray) -> Data:
         t = torch.from_numpy(idx)
         return data[0][t], data[1][t]
     return Subset(data, idx.tolist())
+
+
+def first_batch(data: Data, batch_size: int) -> tuple[Any, Any]:
+    """The first ``batch_size`` examples of ``data`` as one ``(inputs, targets)`` batch, in
+    the data's own order (a dataset's examples collated as a DataLoader collates them).
+
+    Example:
+        >>> x, y = first_batch((torch.arange(10.0), torch.arange(10)), 4)
+        >>> x.tolist(), y.tolist()
+        ([0.0, 1.0, 2.0, 3.0], [0, 1, 2, 3])
+    """
+    if isinstance(data, tuple):
+        return data[0][:batch_size], data[1][:batch_size]
+    batch = next(iter(DataLoader(data, batch_size=batch_size)))
+    return batch[0], batch[1]
 
 
 def labels(data: Data) -> np.ndarray | None:

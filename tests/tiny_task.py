@@ -113,7 +113,7 @@ def context(
 ) -> Context:
     """A pipeline :class:`Context` for the tiny task on a SQLite file at ``path``, with a run
     log (not started: no thread) so stages can be run one at a time."""
-    cfg, made, device = prepare(config(name, **changes), task=task)
+    cfg, made, device, _ = prepare(config(name, **changes), task=task)
     store = open_storage(f"sqlite:///{path}", heartbeat_interval=1, grace_period=2)
     ctx = Context(cfg, made, device, store, f"sqlite:///{path}", lambda *a: None, 1, 2)
     ctx.log = RunLog(ctx.study("search"), device="cpu", storage=ctx.url, interval=1)

@@ -27,7 +27,9 @@ from optuna.storages import RDBStorage
 from lrsearch.choices import PER_EPOCH_KINDS
 from lrsearch.config import StudyConfig, check_study_name, load_config
 from lrsearch.exceptions import InvalidParameterError
+from lrsearch.optimizers import search_optimizer
 from lrsearch.pipeline.queue import Plan, Stage, work
+from lrsearch.preflight import Baseline, preflight
 from lrsearch.splits import cv_folds, holdout, watch_split
 from lrsearch.store import RunRecord, StorageLock, StudyNames
 from lrsearch.tasks import Data, Task, load_task, steps_per_epoch
@@ -45,8 +47,11 @@ def prepare(
     *,
     overrides: Mapping[str, Any] | None = None,
     task: Task | None = None,
-) -> tuple[StudyConfig, Task, torch.device]:
-    """Load and validate everything a study needs (config, task, device); writes nothing."""
+) -> tuple[StudyConfig, Task, torch.device, Baseline]:
+    """Load and validate everything a study needs (config, task, device), and pre-flight the
+    task (:func:`lrsearch.preflight.preflight`: one batch through the model, loss, metric and
+    one step of each searched optimizer; its untrained model scored on the validation split);
+    writes nothing."""
     cfg = config if isinstance(config, StudyConfig) else load_config(config)
     if overrides:
         try:
@@ -58,7 +63,16 @@ def prepare(
     check_splits(cfg, task)
     device = resolve_device(cfg.device)
     torch.set_num_threads(cfg.threads or default_threads())
-    return cfg, task, device
+    _, val_idx = holdout(task, cfg.validation_fraction, cfg.seed)
+    baseline = preflight(
+        task,
+        device,
+        optimizers={name: search_optimizer(name, task.make_optimizer) for name in cfg.optimizers},
+        validation=subset(task.train, val_idx),
+        seed=cfg.seed,
+        lr=cfg.range_start_lr,
+    )
+    return cfg, task, device, baseline
 
 
 def check_splits(cfg: StudyConfig, task: Task) -> None:

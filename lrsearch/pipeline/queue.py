@@ -41,9 +41,38 @@ from lrsearch.store import (
 )
 from lrsearch.training import clock
 
-__all__ = ["MAX_FAILURES", "KeyedPlan", "Plan", "Stage", "Unit", "work"]
+__all__ = ["MAX_FAILURES", "KeyedPlan", "Plan", "Stage", "Unit", "UnitError", "work"]
 
 _log = logging.getLogger(__name__)
+
+
+class UnitError(LrsearchError):
+    """A unit's own code (the task's model, loss, metric or data) raised: the unit is marked
+    failed and the stage stops; running the study again resumes it."""
+
+
+class _QuietUnitErrors(logging.Filter):
+    """Drop Optuna's two log lines on a trial failed by a :class:`UnitError` (the traceback,
+    then ``Trial N failed with value None.``): the one-line error already says it, and
+    ``--debug`` shows the traceback."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.quiet: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if record.exc_info and isinstance(record.exc_info[1], UnitError):
+            self.quiet.add(message.split(" failed with", 1)[0])  # "Trial N"
+            return False
+        head = message.split(" failed with value", 1)[0]
+        if head in self.quiet:
+            self.quiet.discard(head)
+            return False
+        return True
+
+
+logging.getLogger("optuna.study._optimize").addFilter(_QuietUnitErrors())
 
 #: Failed trials of one unit (errors or dead workers) after which a stage gives up.
 MAX_FAILURES = 4
@@ -276,6 +305,17 @@ def _run_next(stage: Stage, number: int, lock: StorageLock, worker: Worker) -> N
         with clock() as inside:
             try:
                 return stage.objective(trial)
+            except (optuna.TrialPruned, LrsearchError):
+                raise
+            except Exception as exc:  # the task's code: one line, not Optuna's traceback
+                cause = " ".join(str(exc).split())
+                key = trial.user_attrs.get(UNIT)
+                raise UnitError(
+                    f"{stage.label} unit {key!r} (trial {trial.number} of study "
+                    f"{stage.study.study_name!r}) failed: {type(exc).__name__}: {cause}; it is "
+                    "marked failed, and running the study again resumes it (--debug shows the "
+                    "traceback)"
+                ) from exc
             finally:
                 # A unit that ran to an end in its worker (done, pruned or raised) carries its
                 # time; one whose worker was killed does not, and is not counted as work done.
