@@ -1556,6 +1556,7 @@ def test_the_package_exports_its_public_names_and_nothing_private() -> None:
     package = importlib.import_module("lrsearch.range_test")
 
     assert set(package.__all__) == {
+        "Doubt",
         "RangeTestResult",
         "Refinement",
         "Sweep",

@@ -27,7 +27,7 @@ Modules: ``sweep`` (:func:`range_test`, its training loop, divergence watch and 
 from __future__ import annotations
 
 from lrsearch.range_test.curve import read_curve
-from lrsearch.range_test.result import RangeTestResult, Refinement, Sweep
+from lrsearch.range_test.result import Doubt, RangeTestResult, Refinement, Sweep
 from lrsearch.range_test.sweep import range_test
 
-__all__ = ["RangeTestResult", "Refinement", "Sweep", "range_test", "read_curve"]
+__all__ = ["Doubt", "RangeTestResult", "Refinement", "Sweep", "range_test", "read_curve"]

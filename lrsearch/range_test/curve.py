@@ -266,6 +266,9 @@ def read_curve(
         seconds=seconds,
         midway=midway,
         edge=edge,
+        fall=fall,
+        noise=noise,
+        fall_start=float(lrs[i_low]),
     )
     return dataclasses.replace(sweep, suggestion=rule.suggest(sweep, total_steps=total_steps))
 

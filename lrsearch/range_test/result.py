@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 
@@ -20,7 +20,24 @@ if TYPE_CHECKING:
     import pandas as pd
     import plotly.graph_objects as go
 
-__all__ = ["RangeTestResult", "Refinement", "Sweep"]
+__all__ = [
+    "MAX_SPREAD_DECADES",
+    "MIN_SIGNAL_TO_NOISE",
+    "MIN_VALLEY_RUNGS",
+    "Doubt",
+    "RangeTestResult",
+    "Refinement",
+    "Sweep",
+]
+
+#: A sweep whose smoothed loss fell by fewer raw-loss standard deviations than this is not
+#: read with confidence (healthy sweeps of the built-in tasks fall by 20 to 75; noise that a
+#: smoother turned into a valley, by 2 to 5): see the docs' range-test page for the numbers.
+MIN_SIGNAL_TO_NOISE: Final = 8.0
+#: Nor one that learned for fewer rungs than this before it blew up (or ended).
+MIN_VALLEY_RUNGS: Final = 8
+#: Nor sweeps whose suggestions lie further apart than this (decades).
+MAX_SPREAD_DECADES: Final = 1.0
 
 
 def _finite_or_none(value: float) -> float | None:
@@ -68,6 +85,11 @@ class Sweep:
         update_ratios: The update/weight ratio ``||dw|| / ||w||`` of each step run, per param
             group (``(groups, steps)``; NaN where a group's weights had no norm), or ``None``
             when the sweep did not measure it (``diagnostics=False``, or stored before).
+        fall: How far the smoothed loss fell, from its top to its minimum (loss units; NaN in
+            sweeps stored before this field existed).
+        noise: The robust standard deviation of one raw loss around the smoothed curve.
+        fall_start: Where the sweep itself saw 5% of the fall done (``low`` before it reaches
+            down for a longer run).
     """
 
     lrs: np.ndarray
@@ -84,11 +106,30 @@ class Sweep:
     midway: float = math.nan
     edge: float = math.nan
     update_ratios: np.ndarray | None = None
+    fall: float = math.nan
+    noise: float = math.nan
+    fall_start: float = math.nan
 
     @property
     def diverged(self) -> bool:
         """The sweep stopped because the loss blew up (rose far above its best, or NaN/inf)."""
         return self.stop_reason in ("diverged", "non-finite")
+
+    @property
+    def signal_to_noise(self) -> float:
+        """``fall / noise``: how many raw-loss standard deviations the smoothed loss fell
+        (NaN for a sweep stored without them)."""
+        if not (math.isfinite(self.fall) and math.isfinite(self.noise)):
+            return math.nan
+        return self.fall / self.noise if self.noise > 0 else math.inf
+
+    @property
+    def valley_rungs(self) -> int:
+        """Rungs from where the fall started to where the loss blew up (or the sweep ended):
+        how many steps the sweep spent learning before it broke down."""
+        start = self.fall_start if math.isfinite(self.fall_start) else self.low
+        end = self.edge if math.isfinite(self.edge) else float(self.lrs[-1])
+        return int(np.count_nonzero((self.lrs >= start) & (self.lrs <= end)))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe: arrays become lists of floats."""
@@ -111,6 +152,9 @@ class Sweep:
                 if self.update_ratios is None
                 else [[_finite_or_none(float(v)) for v in g] for g in self.update_ratios]
             ),
+            "fall": _finite_or_none(self.fall),
+            "noise": _finite_or_none(self.noise),
+            "fall_start": _finite_or_none(self.fall_start),
         }
 
     @classmethod
@@ -138,6 +182,9 @@ class Sweep:
                     dtype=np.float64,
                 )
             ),
+            fall=_float_or_nan(data.get("fall")),
+            noise=_float_or_nan(data.get("noise")),
+            fall_start=_float_or_nan(data.get("fall_start")),
         )
 
 
@@ -182,6 +229,20 @@ class Refinement:
 
 
 @dataclass(frozen=True)
+class Doubt:
+    """Why a range test's reading is not to be trusted as it is: a code and its words.
+
+    Attributes:
+        code: ``"no-fall"``, ``"late-fall"`` or ``"disagree"`` (code reads this, never the
+            words).
+        text: What was seen, in words.
+    """
+
+    code: str
+    text: str
+
+
+@dataclass(frozen=True)
 class RangeTestResult:
     """What :func:`range_test` found.
 
@@ -211,6 +272,49 @@ class RangeTestResult:
     mode: str
     refinement: Refinement | None = None
     total_steps: int | None = None
+
+    @classmethod
+    def from_sweeps(
+        cls,
+        sweeps: Sequence[Sweep],
+        *,
+        start_lr: float,
+        end_lr: float,
+        num_iter: int,
+        mode: str = "exp",
+        total_steps: int | None = None,
+    ) -> RangeTestResult:
+        """The result of several sweeps of one ladder: the medians of their suggestions and
+        bounds (:func:`median_lr`), kept a valid range when a degenerate curve crosses them.
+
+        Example:
+            >>> import numpy as np
+            >>> from lrsearch.range_test import read_curve
+            >>> lrs = np.geomspace(1e-5, 1.0, 100)
+            >>> x = np.log10(lrs)
+            >>> losses = np.where(x < -1.5, 2 - 1.5 / (1 + np.exp(-4 * (x + 3))), 10.0)
+            >>> one = read_curve(lrs, losses)
+            >>> both = RangeTestResult.from_sweeps([one, one], start_lr=1e-5, end_lr=1.0,
+            ...                                    num_iter=100)
+            >>> both.suggestion == one.suggestion, both.spread_decades
+            (True, 0.0)
+        """
+        if not sweeps:
+            raise InvalidParameterError("a range test result needs at least one sweep")
+        low = median_lr([s.low for s in sweeps])
+        high = median_lr([s.high for s in sweeps])
+        if not low < high:  # a degenerate curve: keep the bounds a valid, if narrow, range
+            low, high = min(low, high) / 2, max(low, high) * 2
+        return cls(
+            suggestion=median_lr([s.suggestion for s in sweeps]),
+            bounds=LRBounds(low, high),
+            sweeps=tuple(sweeps),
+            start_lr=start_lr,
+            end_lr=end_lr,
+            num_iter=num_iter,
+            mode=mode,
+            total_steps=total_steps,
+        )
 
     @property
     def lrs(self) -> np.ndarray:
@@ -259,6 +363,54 @@ class RangeTestResult:
         """``log10(max / min)`` of the sweeps' suggestions (0 with one sweep)."""
         values = [s.suggestion for s in self.sweeps]
         return math.log10(max(values) / min(values))
+
+    @property
+    def doubts(self) -> tuple[Doubt, ...]:
+        """Why the reading is not to be trusted as it is (empty: it is).
+
+        - ``no-fall``: a sweep's loss fell by fewer than :data:`MIN_SIGNAL_TO_NOISE` standard
+          deviations of one raw loss (or not at all): a noise dip may have become the bounds.
+        - ``late-fall``: a sweep learned for fewer than :data:`MIN_VALLEY_RUNGS` rungs before it
+          blew up or ended: the fall starts in its last few steps.
+        - ``disagree``: the sweeps' suggestions lie more than :data:`MAX_SPREAD_DECADES` apart.
+
+        A coarse ladder is no doubt by itself: one that still shows a clear, wide valley reads
+        well, and one that does not fails the first two. Sweeps stored before the
+        signal-to-noise was kept are judged on ``no_valley`` alone.
+        """
+        out = []
+        measured = [s.signal_to_noise for s in self.sweeps if not math.isnan(s.signal_to_noise)]
+        snr = min(measured, default=math.inf)
+        if self.no_valley or snr < MIN_SIGNAL_TO_NOISE:
+            by = (
+                ""
+                if self.no_valley
+                else f": it fell by {snr:.1f} standard deviations of one batch's loss, and "
+                f"{MIN_SIGNAL_TO_NOISE:g} are needed"
+            )
+            out.append(Doubt("no-fall", f"the loss never clearly fell beyond its noise{by}"))
+        rungs = min(s.valley_rungs for s in self.sweeps)
+        if not self.no_valley and rungs < MIN_VALLEY_RUNGS:
+            out.append(
+                Doubt(
+                    "late-fall",
+                    f"the loss began to fall only {rungs} steps before the sweep "
+                    f"{'blew up' if self.diverged else 'ended'}",
+                )
+            )
+        if self.spread_decades > MAX_SPREAD_DECADES:
+            out.append(
+                Doubt(
+                    "disagree",
+                    f"the sweeps' suggestions lie {self.spread_decades:.1f} decades apart",
+                )
+            )
+        return tuple(out)
+
+    @property
+    def confident(self) -> bool:
+        """Whether the reading can be trusted as it is (no :attr:`doubts`)."""
+        return not self.doubts
 
     @property
     def advice(self) -> list[str]:
@@ -316,6 +468,8 @@ class RangeTestResult:
             "never_diverged": self.never_diverged,
             "no_valley": self.no_valley,
             "spread_decades": self.spread_decades,
+            "confident": self.confident,
+            "doubts": [d.code for d in self.doubts],
             "sweeps": [s.to_dict() for s in self.sweeps],
             "refinement": None if self.refinement is None else self.refinement.to_dict(),
             "total_steps": self.total_steps,

@@ -22,9 +22,8 @@ from lrsearch.choices import MIN_ITER
 from lrsearch.diagnostics import UpdateRatioMonitor
 from lrsearch.exceptions import InvalidParameterError, LrsearchError
 from lrsearch.range_test.curve import WATCH_WINDOW, read_curve
-from lrsearch.range_test.result import RangeTestResult, Refinement, Sweep, median_lr
+from lrsearch.range_test.result import RangeTestResult, Refinement, Sweep
 from lrsearch.range_test.snapshot import Snapshot, generators_of, tensors_of
-from lrsearch.space import LRBounds
 
 __all__ = ["DivergenceWatch", "range_test"]
 
@@ -194,7 +193,6 @@ def range_test(
         )
 
     sweeps: list[Sweep] = []
-    refinement: Refinement | None = None
     try:
         for r, sweep_seed in enumerate(seeds):
             if r:
@@ -223,35 +221,29 @@ def range_test(
                 sweeps[-1].low,
                 sweeps[-1].high,
             )
-        suggestion = median_lr([s.suggestion for s in sweeps])
-        low = median_lr([s.low for s in sweeps])
-        high = median_lr([s.high for s in sweeps])
-        if not low < high:  # a degenerate curve: keep the bounds a valid, if narrow, range
-            low, high = min(low, high) / 2, max(low, high) * 2
+        result = RangeTestResult.from_sweeps(
+            sweeps,
+            start_lr=start_lr,
+            end_lr=end_lr,
+            num_iter=num_iter,
+            mode=mode,
+            total_steps=total_steps,
+        )
         if refine >= 2:
             refinement = _refine(
-                _candidates(suggestion, high, refine),
+                _candidates(result.suggestion, result.bounds.high, refine),
                 refine_steps,
                 seeds[0] if seeds[0] is not None else int(torch.randint(2**31 - 1, ()).item()),
                 snapshot,
                 generators,
                 lambda rungs: run(rungs)[:3],
             )
-            suggestion = refinement.chosen
+            result = dataclasses.replace(
+                result, suggestion=refinement.chosen, refinement=refinement
+            )
     finally:
         snapshot.restore()
 
-    result = RangeTestResult(
-        suggestion=suggestion,
-        bounds=LRBounds(low, high),
-        sweeps=tuple(sweeps),
-        start_lr=start_lr,
-        end_lr=end_lr,
-        num_iter=num_iter,
-        mode=mode,
-        refinement=refinement,
-        total_steps=total_steps,
-    )
     for line in result.advice:
         logger.warning("range test: %s", line)
     return result
