@@ -199,10 +199,23 @@ def _print_result(result: Any) -> None:
     rt = result.range_test
     states = ", ".join(f"{n} {s.lower()}" for s, n in sorted(result.trial_states.items()))
     click.echo(f"study {result.name} in {result.storage}")
+    first = [row for row in result.bounds_history if row["optimizer"] == result.optimizer]
+    unread = " (could not be read: not used)" if first and first[0]["cause"] == "wide" else ""
     click.echo(
-        f"range test: LR bounds {rt.bounds.low:.3g} .. {rt.bounds.high:.3g}, "
+        f"range test{unread}: LR bounds {rt.bounds.low:.3g} .. {rt.bounds.high:.3g}, "
         f"suggestion {rt.suggestion:.3g}"
     )
+    if first and (first[0]["cause"] != "range-test" or len(first) > 1):
+        words = {
+            "range-test": "the range test",
+            "redo": "the redone range test",
+            "wide": "the optimizer's plausible span",
+        }
+        grown = f", widened {len(first) - 1} time(s)" if len(first) > 1 else ""
+        click.echo(
+            f"searched LR range: {first[-1]['low']:.3g} .. {first[-1]['high']:.3g} "
+            f"(from {words[first[0]['cause']]}{grown})"
+        )
     click.echo(
         f"search: {states}; tuned arm: trial #{result.tuned_trial}, validation "
         f"{result.metric} {result.best_value:.4f}"
@@ -218,6 +231,10 @@ def _print_result(result: Any) -> None:
             click.echo(table.to_string(index=False))
         click.echo("")
         click.echo(result.verdict())
+    if result.warnings:
+        click.echo("")
+    for warning in result.warnings:
+        click.echo(warning.line())
     from lrsearch.store import DEFAULT_STORAGE
 
     where = "" if result.storage == DEFAULT_STORAGE else f" --storage {result.storage}"
@@ -374,6 +391,8 @@ def export(name: str, storage: str | None, out: Path) -> None:
     frame = export_frame(name, storage=storage)
     _write_atomically(out, frame.to_csv(index=False))
     click.echo(f"{len(frame)} rows: {out}")
+    for warning in frame.attrs.get("warnings", []):
+        click.echo(f"warning: {warning['text']}", err=True)
 
 
 @cli.command()

@@ -23,13 +23,17 @@ from torch import nn
 
 from lrsearch.choices import OPTIMIZERS
 from lrsearch.exceptions import InvalidParameterError
+from lrsearch.space import LRBounds
 from lrsearch.tasks import OptimizerFactory, adamw, sgd
 
 __all__ = [
     "ADAMW_WEIGHT_DECAY",
+    "ADAPTIVE_SPAN",
     "OPTIMIZERS",
+    "SGD_SPAN",
     "adam",
     "has_train_eval",
+    "plausible_span",
     "prodigy",
     "schedule_free_adamw",
     "search_optimizer",
@@ -38,6 +42,37 @@ __all__ = [
 #: AdamW's weight decay where the search does not draw it (the range test): nanoGPT's 0.1
 #: (torch's default, 0.01, barely acts at the LRs AdamW trains with).
 ADAMW_WEIGHT_DECAY = 0.1
+
+
+#: Where the best constant LR of an adaptive optimizer (Adam and its kin, which scale each step by
+#: a running gradient norm) plausibly lies, and of the others (SGD and its kin): the bounds a
+#: study searches when its range test cannot be read (the docs' range-test page has what they
+#: were checked against).
+ADAPTIVE_SPAN = LRBounds(1e-6, 1e-1)
+SGD_SPAN = LRBounds(1e-5, 10.0)
+
+_ADAPTIVE = (
+    torch.optim.Adam,
+    torch.optim.AdamW,
+    torch.optim.Adamax,
+    torch.optim.NAdam,
+    torch.optim.RAdam,
+    torch.optim.Adagrad,
+    torch.optim.Adadelta,
+    torch.optim.RMSprop,
+)
+
+
+def plausible_span(make: OptimizerFactory) -> LRBounds:
+    """:data:`ADAPTIVE_SPAN` for an adaptive optimizer, else :data:`SGD_SPAN` (the factory is
+    called once on a throwaway parameter to see which it makes).
+
+    Example:
+        >>> plausible_span(adamw()), plausible_span(sgd())
+        (LRBounds(low=1e-06, high=0.1), LRBounds(low=1e-05, high=10.0))
+    """
+    made = make([nn.Parameter(torch.zeros(1))], 1e-3)
+    return ADAPTIVE_SPAN if isinstance(made, _ADAPTIVE) else SGD_SPAN
 
 
 def adam(params: Iterable[nn.Parameter], lr: float) -> torch.optim.Optimizer:

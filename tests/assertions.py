@@ -26,13 +26,15 @@ def invalid(name: str, *values: object) -> Iterator[pytest.ExceptionInfo[ValueEr
     assert isinstance(info.value, InvalidParameterError)
 
 
-def seed_top(kind: str, rt: Mapping[str, Any]) -> float:
+def seed_top(kind: str, rt: Mapping[str, Any], *, high: float | None = None) -> float:
     """Where a study's enqueued seed of ``kind`` peaks, from its stored range test ``rt``:
-    Smith's CLR at ``high``, 1cycle at the sweeps' median steepest fall (kept in [low, high]),
-    the others at ``seed_peak`` of the suggestion."""
+    Smith's CLR at the search's ``high`` (default the range test's), 1cycle at the sweeps'
+    median steepest fall (kept in [low, high]), the others at ``seed_peak`` of the
+    suggestion."""
+    top = float(rt["high"]) if high is None else high
     if kind == "triangular2":
-        return float(rt["high"])
+        return top
     if kind == "onecycle":
         steepest = median_lr([s["steepest"] for s in rt["sweeps"]])
-        return min(max(steepest, rt["low"]), rt["high"])
+        return min(max(steepest, rt["low"]), top)
     return seed_peak(rt["suggestion"], rt["high"])

@@ -146,7 +146,7 @@ def test_constant_cv_stores_one_unit_per_grid_lr_and_reruns_nothing(
     ctx = tiny_task.context(tmp_path / "b.db", cv_grid=3)
     bounds = LRBounds(0.003, 0.3)
     grid = constant_grid(bounds, 3)
-    chosen = ensure_constant_cv(ctx, bounds)
+    chosen = ensure_constant_cv(ctx, bounds, heal=False)
     study = ctx.study("constant_cv")
     trials = study.get_trials()
     assert sorted(t.params["lr"] for t in trials) == pytest.approx(grid, rel=1e-12)
@@ -164,7 +164,7 @@ def test_constant_cv_stores_one_unit_per_grid_lr_and_reruns_nothing(
 
     # Again: everything is scored, nothing is trained; a finer grid trains only its new LRs.
     monkeypatch.setattr(lrsearch.pipeline.arms, "train_task", _no_training)
-    assert ensure_constant_cv(ctx, bounds) == chosen
+    assert ensure_constant_cv(ctx, bounds, heal=False) == chosen
     assert len(study.get_trials()) == 3
     calls: list[float] = []
 

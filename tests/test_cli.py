@@ -111,10 +111,13 @@ def test_run_prints_the_comparison_and_studies_lists_it(cwd: Path) -> None:
         (row,) = [line for line in lines if line.strip().startswith(arm + " ") and "±" in line]
         data = comparison[arm]
         assert f"{data['test_metric_mean']:.4f} ± {data['test_metric_std']:.4f}" in row
-    verdict = lines[-4]  # then a blank line and the two hints
-    assert verdict.startswith("tuned ")
+    (verdict,) = [line for line in lines if line.startswith("tuned ") and "constant-cv" in line]
     assert "constant-cv" in verdict and "adam-3e-4" in verdict
     assert re.search(r"(beats|ties|loses to) constant-cv \((not )?significantly", verdict)
+    # Every warning of the result, one line each, after the verdict and before the hints.
+    warnings = [line for line in lines if line.startswith("warning: ")]
+    assert warnings == [w.line() for w in lrsearch.load_result("tiny", storage=url).warnings]
+    assert lines.index(verdict) < len(lines) - len(warnings) - 3
     assert lines[-2] == f"look at it: lrsearch report --study tiny --storage {url}"
     assert lines[-1] == f"        or: lrsearch dashboard --storage {url}"
     assert len(optuna.load_study(study_name="tiny", storage=url).trials) == 4
@@ -141,7 +144,7 @@ def test_run_flags_override_the_config(cwd: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert "final comparison" not in result.stdout
-    assert sorted(optuna.get_all_study_names(url)) == ["tiny", "tiny/range-test"]
+    assert sorted(optuna.get_all_study_names(url)) == ["tiny", "tiny/bounds", "tiny/range-test"]
     study = optuna.load_study(study_name="tiny", storage=url)
     # The budget is 2 trials: of the literature's seeds only 2 are enqueued, none waits.
     assert len(study.trials) == 2

@@ -23,7 +23,7 @@ from click.testing import CliRunner
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from lrsearch.choices import ARMS
+from lrsearch.choices import ARMS, SNAPSHOT_ARM
 from lrsearch.cli import cli
 from lrsearch.config import StudyConfig
 from lrsearch.exceptions import InvalidParameterError, LrsearchError
@@ -130,7 +130,7 @@ def test_one_row_per_stored_trial_and_per_final_run(done: Done) -> None:
         assert list(rows["trial"]) == [t.number for t in trials]
     comparison = optuna.load_study(study_name="tiny", storage=done.url).user_attrs["comparison"]
     final = _rows(frame, "final")
-    assert len(final) == len(ARMS) * done.config.final_seeds
+    assert len(final) == len(comparison) * done.config.final_seeds
     assert len(final) == sum(len(arm["test_metric_per_seed"]) for arm in comparison.values())
     assert len(frame) == sum(len(_trials(done.url, n)) for n in SOURCES) + len(final)
     # Sources come in order: search, constant-cv, the recipes, final.
@@ -192,8 +192,11 @@ def test_constant_cv_rows_match_the_stored_trials(done: Done) -> None:
         _trials(done.url, "tiny/constant-cv"), rows.iterrows(), strict=True
     ):
         assert row["state"] == trial.state.name
-        assert row["value"] == pytest.approx(trial.value)
-        assert row["value"] == pytest.approx(np.mean(json.loads(row["fold_scores"])))
+        if trial.state.name == "PRUNED":  # a fold diverged: no mean, the folds it ran
+            assert np.isnan(row["value"]) and trial.value is None
+        else:
+            assert row["value"] == pytest.approx(trial.value)
+            assert row["value"] == pytest.approx(np.mean(json.loads(row["fold_scores"])))
         assert json.loads(row["fold_scores"]) == trial.user_attrs["fold_scores"]
         assert (row["value_on"], row["schedule"], row["optimizer"]) == (
             "cv mean",
@@ -253,7 +256,8 @@ def test_learning_rate_free_rows_match_their_stored_trial(
 def test_final_rows_are_the_comparisons_per_seed_test_metrics(done: Done) -> None:
     comparison = optuna.load_study(study_name="tiny", storage=done.url).user_attrs["comparison"]
     final = _rows(done.frame, "final")
-    assert list(dict.fromkeys(final["arm"])) == list(ARMS)
+    assert list(dict.fromkeys(final["arm"])) == list(comparison)
+    assert set(comparison) - {SNAPSHOT_ARM} == set(ARMS)
     assert set(final["study"]) == {"tiny"}
     for name, arm in comparison.items():
         rows = final[final["arm"] == name]
@@ -264,6 +268,8 @@ def test_final_rows_are_the_comparisons_per_seed_test_metrics(done: Done) -> Non
         assert set(rows["optimizer"]) == {arm["optimizer"]}
         assert list(rows["epochs_run"]) == [arm["epochs"]] * len(rows)
         assert rows["trial"].isna().all() and rows["pruned_reason"].isna().all()
+        if name == SNAPSHOT_ARM:  # the tuned runs' snapshots: no unit of their own
+            continue
         # Each run's own unit: its wall time, its seconds inside training, who ran it.
         assert (rows["duration_s"] > 0).all() and (rows["train_s"] > 0).all()
         assert (rows["train_s"] <= rows["duration_s"]).all()

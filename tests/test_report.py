@@ -24,7 +24,7 @@ import tiny_task
 from click.testing import CliRunner
 from optuna.trial import TrialState
 
-from lrsearch.choices import ARMS
+from lrsearch.choices import ARMS, SNAPSHOT_ARM
 from lrsearch.cli import cli
 from lrsearch.report import (
     DASHBOARD_GRAPHS,
@@ -112,7 +112,7 @@ def test_comparison_figure_shows_every_seed_the_interval_and_the_target(full: St
     # One panel each, for the dashboard's half-width cards.
     seeds = comparison_figure(comparison, metric="accuracy", panels=("seeds",))
     assert {t.name.split(": ")[1] for t in seeds.data} == {"per seed", "mean"}
-    assert len(seeds.data) == 2 * len(ARMS) and not seeds.layout.shapes
+    assert len(seeds.data) == 2 * len(comparison) and not seeds.layout.shapes
     curves = comparison_figure(comparison, metric="accuracy", panels=("curves",))
     assert {t.name for t in curves.data} >= set(ARMS)
     assert not [t for t in curves.data if ": " in t.name]
@@ -179,7 +179,7 @@ def test_the_note_holds_the_comparison_and_the_winning_schedule(full: StoredStud
     assert note.startswith("## lrsearch: study `tiny`")
     assert f"**Winning schedule:** {comparison['tuned']['schedule']}." in note
     rows = [line for line in note.splitlines() if line.startswith("| ")]
-    assert len(rows) == 1 + len(ARMS)  # header and one row per arm
+    assert len(rows) == 1 + len(comparison)  # header and one row per arm
     for arm in ARMS:
         data = comparison[arm]
         (row,) = [r for r in rows if r.startswith(f"| {arm} ")]
@@ -255,8 +255,10 @@ def test_report_opens_offline_with_every_figure_and_no_js_error(
         assert any("µ" in t or "n" in t for t in range_test_ticks), range_test_ticks
         # Comparison (full study only), top trials, settings, the trials the diagnostics
         # have something to say about (when any), history.
-        diagnosed = not diagnostics_table(load_stored(name, storage=url).search).empty
-        tables = (4 if name == "tiny" else 3) + diagnosed
+        stored = load_stored(name, storage=url).search
+        diagnosed = not diagnostics_table(stored).empty
+        snapshots = SNAPSHOT_ARM in (stored.user_attrs.get("comparison") or {})
+        tables = (4 if name == "tiny" else 3) + diagnosed + snapshots
         assert page.locator("table.dataframe").count() == tables
         history = page.locator("table.dataframe").last.inner_text()
         assert "finished" in history and "range_test 1" in history
@@ -374,7 +376,7 @@ def test_dashboard_shows_the_range_test_the_comparison_and_the_note(
         assert page.get_by_text(tuned["schedule"]).count() >= 1
         table = page.locator("table").filter(has_text="constant-cv")
         assert table.count() == 1
-        assert table.locator("tr").count() == 1 + len(ARMS)
+        assert table.locator("tr").count() == 1 + len(full.search.user_attrs["comparison"])
 
         # Each search trial's schedule in words is a column of the trials table (Smart
         # Selection page); its numeric summaries are sortable columns.

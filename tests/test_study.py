@@ -33,10 +33,11 @@ import lrsearch.pipeline.finalists
 import lrsearch.pipeline.range_test
 import lrsearch.pipeline.result
 import lrsearch.pipeline.search
-from lrsearch.choices import ARMS
+from lrsearch.choices import ARMS, SNAPSHOT_ARM
 from lrsearch.config import StudyConfig
 from lrsearch.exceptions import InvalidParameterError, LrsearchError
-from lrsearch.pipeline.arms import ADAM_LR, constant_grid
+from lrsearch.pipeline import bounds as _bounds
+from lrsearch.pipeline.arms import ADAM_LR, healed_grid
 from lrsearch.schedules import KINDS
 from lrsearch.space import LRBounds, seed_params, seed_peak
 from lrsearch.store import history, load_stored, timings
@@ -54,6 +55,7 @@ NAMES = (
     "tiny/schedule-free-adamw",
     "tiny/finalists",
     "tiny/final",
+    "tiny/bounds",
 )
 
 # lrsearch silences these at import; pytest resets warning filters for every test.
@@ -123,7 +125,9 @@ def test_storage_holds_the_search_and_both_baselines(done: Done) -> None:
     assert list(frame["study"]) == ["tiny"]  # its stages' studies are folded into its row
     row = frame.set_index("study").loc["tiny"]
     assert (row["search"], row["range test"], row["comparison"]) == ("6/6", True, True)
-    assert (row["constant-cv"], row["final runs"], row["running"]) == (2, len(ARMS) * 2, 0)
+    grid = optuna.load_study(study_name="tiny/constant-cv", storage=done.url).user_attrs["grid"]
+    arms = set(done.result.comparison or {}) - {SNAPSHOT_ARM}  # the tuned runs' ensemble
+    assert (row["constant-cv"], row["final runs"], row["running"]) == (len(grid), len(arms) * 2, 0)
     assert (row["workers"], row["unfinished"]) == (1, 0)
 
 
@@ -131,13 +135,16 @@ def test_search_trials_carry_their_schedule(done: Done) -> None:
     trials = _trials(done.url)
     assert len(trials) == 6 == _finished(trials)
     rt = optuna.load_study(study_name="tiny", storage=done.url).user_attrs["range_test"]
+    # The search space is the range test's, grown where a winner sat at its edge: max_lr is
+    # searched up to the high bound in force when the trial ran.
+    highs = [row["high"] for row in done.result.bounds_history]
+    assert highs[0] == rt["high"]
     for t in trials:
         assert t.params["schedule"] in KINDS
         words = t.user_attrs["schedule"]
         assert isinstance(words, str) and words.startswith(t.params["schedule"] + " ")
-        # The search space is the range test's: max_lr is searched up to its high bound.
-        assert _max_lr_high(t) == pytest.approx(rt["high"])
-        assert rt["low"] <= t.params["max_lr"] <= rt["high"] * (1 + 1e-9)
+        assert _max_lr_high(t) == pytest.approx(min(highs, key=lambda h: abs(h - _max_lr_high(t))))
+        assert rt["low"] <= t.params["max_lr"] <= _max_lr_high(t) * (1 + 1e-9)
     # The literature's seeds run first.
     seeded = [t.number for t in trials if t.user_attrs.get("seeded")]
     assert seeded == list(range(len(seeded))) and len(seeded) >= 2
@@ -145,7 +152,8 @@ def test_search_trials_carry_their_schedule(done: Done) -> None:
     # its suggestion (all within [low, high]).
     for t in trials:
         if t.user_attrs.get("seeded"):
-            assert t.params["max_lr"] == pytest.approx(seed_top(t.params["schedule"], rt))
+            top = seed_top(t.params["schedule"], rt, high=_max_lr_high(t))
+            assert t.params["max_lr"] == pytest.approx(top)
 
 
 def test_range_test_is_stored_as_json(done: Done) -> None:
@@ -164,13 +172,17 @@ def test_range_test_is_stored_as_json(done: Done) -> None:
 
 def test_constant_cv_study_contract(done: Done) -> None:
     study = optuna.load_study(study_name="tiny/constant-cv", storage=done.url)
-    bounds = done.result.range_test.bounds
-    grid = constant_grid(bounds, done.config.cv_grid)
+    # The grid over the range test's bounds, grown to the bounds the study ended with.
+    records = optuna.load_study(study_name="tiny/bounds", storage=done.url).trials
+    extensions = _bounds.history(records, "task")
+    grid = healed_grid(done.result.range_test.bounds, done.config.cv_grid, extensions)
+    assert len(grid) >= done.config.cv_grid
     trials = study.get_trials()
     assert sorted(t.params["lr"] for t in trials) == pytest.approx(grid, rel=1e-12)
     for t in trials:
         scores = t.user_attrs["fold_scores"]
-        assert len(scores) == done.config.cv_folds
+        # A fold that diverges prunes the unit: the folds after it do not run.
+        assert len(scores) == done.config.cv_folds or t.state == TrialState.PRUNED
         assert sum(t.user_attrs["fold_sizes"]) == tiny_task.N_TRAIN
         if t.state == TrialState.COMPLETE:
             assert t.value == pytest.approx(np.mean(scores))
@@ -188,7 +200,7 @@ def test_adam_study_contract(done: Done) -> None:
 def test_comparison_contract(done: Done) -> None:
     attrs = optuna.load_study(study_name="tiny", storage=done.url).user_attrs
     comparison = attrs["comparison"]
-    assert set(comparison) == set(ARMS)
+    assert set(comparison) - {SNAPSHOT_ARM} == set(ARMS)
     for name in ARMS:
         arm = comparison[name]
         per_seed = arm["test_metric_per_seed"]
@@ -248,8 +260,11 @@ def test_load_result_rebuilds_the_result(done: Done) -> None:
     assert loaded.comparison == done.result.comparison
     assert loaded.schedule == done.result.schedule
     assert loaded.range_test.bounds == done.result.range_test.bounds
+    assert loaded.bounds == done.result.bounds
+    assert loaded.bounds_history == done.result.bounds_history
+    assert loaded.warnings == done.result.warnings
     table = loaded.table()
-    assert list(table["arm"]) == list(ARMS)
+    assert [arm for arm in table["arm"] if arm != SNAPSHOT_ARM] == list(ARMS)
     assert loaded.verdict().startswith("tuned ")
 
 
@@ -430,7 +445,7 @@ def test_the_seeds_peak_where_seed_peak_reads_the_range_test(
     # The tiny task's default peak reaches its high bound; at 0 decades the seeds peak at the
     # suggestion itself, below high: the study must pass the range test's reading through.
     monkeypatch.setattr(
-        "lrsearch.pipeline.run.seed_peak", lambda s, h: seed_peak(s, h, decades=0.0)
+        "lrsearch.pipeline.range_test.seed_peak", lambda s, h: seed_peak(s, h, decades=0.0)
     )
     url = _url(tmp_path / "peak.db")
     run_study(tiny_task.config(n_trials=3), storage=url, skip_baselines=True)
@@ -474,7 +489,8 @@ def test_the_test_data_is_read_only_by_the_final_comparison(tmp_path: Path) -> N
     reads: list[str] = []
 
     def load_test() -> Data:
-        want = {"tiny": cfg.n_trials, "tiny/constant-cv": cfg.cv_grid, "tiny/adam-3e-4": 1}
+        grid = optuna.load_study(study_name="tiny/constant-cv", storage=url).user_attrs["grid"]
+        want = {"tiny": cfg.n_trials, "tiny/constant-cv": len(grid), "tiny/adam-3e-4": 1}
         for name, n in want.items():
             try:
                 trials = _trials(url, name)
@@ -488,7 +504,8 @@ def test_the_test_data_is_read_only_by_the_final_comparison(tmp_path: Path) -> N
 
     result = run_study(cfg, storage=url, task=tiny_task.task(test=load_test))
     assert reads == ["read"]
-    assert result.comparison is not None and set(result.comparison) == set(ARMS)
+    assert result.comparison is not None
+    assert set(result.comparison) - {SNAPSHOT_ARM} == set(ARMS)
 
 
 def test_a_search_without_baselines_never_reads_the_test_data(tmp_path: Path) -> None:
@@ -504,7 +521,7 @@ def test_a_search_without_baselines_never_reads_the_test_data(tmp_path: Path) ->
         task=tiny_task.task(test=never),
     )
     assert result.comparison is None and result.constant_lr is None
-    assert sorted(optuna.get_all_study_names(url)) == ["tiny", "tiny/range-test"]
+    assert sorted(optuna.get_all_study_names(url)) == ["tiny", "tiny/bounds", "tiny/range-test"]
     assert "comparison" not in optuna.load_study(study_name="tiny", storage=url).user_attrs
 
 
@@ -665,10 +682,11 @@ def test_the_cv_chosen_constant_seeds_the_search_after_the_literatures_seeds(
     assert seeded[-1].params["max_lr"] == pytest.approx(chosen, rel=1e-12)
     assert chosen < result.range_test.bounds.high
     assert all(t.params["schedule"] != "constant" for t in seeded[:-1])
-    # The CV grid ran first: every unit of it finished before the first search trial began.
-    ends = [t.datetime_complete for t in grid]
-    assert all(e is not None for e in ends)
-    assert max(e for e in ends if e is not None) <= min(
+    # The CV grid ran first: the unit of the chosen LR finished before the first search trial
+    # began (the grid grows after the search only where the search widened the bounds).
+    (unit,) = [t for t in grid if t.params["lr"] == chosen]
+    assert unit.datetime_complete is not None
+    assert unit.datetime_complete <= min(
         t.datetime_start for t in trials if t.datetime_start is not None
     )
 

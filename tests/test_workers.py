@@ -29,9 +29,11 @@ from click.testing import CliRunner
 from optuna.trial import FrozenTrial, TrialState
 
 from lrsearch.cli import cli
+from lrsearch.pipeline import bounds as _bounds
 from lrsearch.pipeline import load_result
-from lrsearch.pipeline.arms import constant_grid, grid_key
+from lrsearch.pipeline.arms import grid_key, healed_grid
 from lrsearch.pipeline.comparison import arm_key, final_seeds, make_arms
+from lrsearch.space import LRBounds
 from lrsearch.store import (
     FINISHED,
     STAGES,
@@ -158,14 +160,20 @@ def check_one_study(stored: StoredStudy, setup: Setup, *, duplicates: bool = Fal
     assert sum(t.state in FINISHED for t in search) == setup.n_trials
     params = [tuple(sorted(t.params.items())) for t in search if t.state in FINISHED]
     assert len(set(params)) == len(params), "two search trials share their params"
-    # One range test; one unit per grid LR, every LR on the grid; the chosen LR on the grid.
-    rt = first_done(stored.trials("range_test"))["range-test"]
-    grid = constant_grid(_bounds(rt), setup.cv_grid)
+    # One range test; one unit per grid LR, every LR on the grid (grown with the bounds, one
+    # history of them); the chosen LR on the grid.
+    assert "range-test" in first_done(stored.trials("range_test"))
+    result = load_result("w", store=stored.search._storage)
+    start = result.bounds_history[0]
+    assert [row["step"] for row in result.bounds_history] == list(
+        range(len(result.bounds_history))
+    )
+    extensions = _bounds.history(stored.trials("bounds"), "task")
+    grid = healed_grid(LRBounds(start["low"], start["high"]), setup.cv_grid, extensions)
     cv = stored.trials("constant_cv")
     # (A unit killed before it read its LR has no params yet.)
     assert {t.params["lr"] for t in cv if t.params} <= set(grid)
     assert set(_units_done(cv)) == {grid_key(lr) for lr in grid}
-    result = load_result("w", store=stored.search._storage)
     assert result.constant_lr in grid
     # One finalist per top trial, and the comparison: final_seeds runs per arm, one per key.
     assert len(_units_done(stored.trials("finalists"))) == setup.finalists
@@ -199,12 +207,6 @@ def check_one_study(stored: StoredStudy, setup: Setup, *, duplicates: bool = Fal
         if t.state.is_finished()
     )
     assert sum(r.n_units for r in runs) == ran == timings(stored).units
-
-
-def _bounds(rt: FrozenTrial) -> Any:
-    from lrsearch.range_test import RangeTestResult
-
-    return RangeTestResult.from_dict(rt.user_attrs["range_test"]).bounds
 
 
 # --- several workers at once ------------------------------------------------------------------

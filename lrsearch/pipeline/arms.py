@@ -24,6 +24,7 @@ from optuna.trial import FrozenTrial
 from lrsearch.choices import ARMS, PER_EPOCH_KINDS
 from lrsearch.exceptions import InvalidParameterError, LrsearchError
 from lrsearch.optimizers import adam, prodigy, schedule_free_adamw, search_optimizer
+from lrsearch.pipeline import bounds as _bounds
 from lrsearch.pipeline.context import Context
 from lrsearch.pipeline.queue import KeyedPlan, Stage, Unit
 from lrsearch.schedules import Schedule
@@ -44,6 +45,7 @@ __all__ = [
     "ensure_constant_cv",
     "ensure_recipes",
     "grid_key",
+    "healed_grid",
     "help_recipes",
     "recipe_arms",
 ]
@@ -150,13 +152,38 @@ def constant_optimizer(ctx: Context) -> OptimizerFactory:
     return search_optimizer(ctx.cfg.optimizers[0], ctx.task.make_optimizer)
 
 
-def _constant_cv(ctx: Context, bounds: LRBounds) -> tuple[Stage, KeyedPlan, list[float]]:
-    """The constant-LR CV stage: one unit per LR of the grid over ``bounds`` (param ``lr``),
-    with the study's first optimizer; its value is the mean fold metric, the fold scores are
-    in user attr ``fold_scores``. A fold whose training diverges prunes the unit."""
+def healed_grid(start: LRBounds, n: int, extensions: Sequence[_bounds.Extension]) -> list[float]:
+    """The CV grid over ``start`` (:func:`constant_grid`), grown by one point past its end for
+    each extension of that side of the bounds, at the grid's own spacing or half a decade when
+    that is finer (never past the bounds): a grid that already ran keeps its points and gains
+    the next one out, which costs one point where the constant's best was at the edge by a
+    little, and a point more each time the choice moves out to the new end.
+
+    Example:
+        >>> ext = _bounds.Extension("task", 0, "high", 1e-3, 1.0, "cv-edge", 0.1)
+        >>> [f"{lr:.1e}" for lr in healed_grid(LRBounds(1e-3, 1e-1), 3, [ext])]
+        ['1.0e-03', '1.0e-02', '1.0e-01', '3.2e-01']
+    """
+    grid = constant_grid(start, n)
+    step = 10 ** min(math.log10(start.high / start.low) / (n - 1), 0.5)
+    for extension in extensions:
+        if extension.side == "high":
+            grid.append(min(grid[-1] * step, extension.high))
+        else:
+            grid.insert(0, max(grid[0] / step, extension.low))
+    return [float(lr) for lr in grid]
+
+
+def _constant_cv(
+    ctx: Context, start: LRBounds, extensions: Sequence[_bounds.Extension]
+) -> tuple[Stage, KeyedPlan, list[float]]:
+    """The constant-LR CV stage: one unit per LR of the grid over ``start`` grown by
+    ``extensions`` (:func:`healed_grid`; param ``lr``), with the study's first optimizer; its value is the mean fold
+    metric, the fold scores are in user attr ``fold_scores``. A fold whose training diverges
+    prunes the unit."""
     cfg, task = ctx.cfg, ctx.task
     study = ctx.study("constant_cv")
-    grid = constant_grid(bounds, cfg.cv_grid)
+    grid = healed_grid(start, cfg.cv_grid, extensions)
     splits = cv_folds(task, cfg.cv_folds, cfg.seed)
     low, high = min(grid), max(grid)
     make = constant_optimizer(ctx)
@@ -182,16 +209,49 @@ def _constant_cv(ctx: Context, bounds: LRBounds) -> tuple[Stage, KeyedPlan, list
     return stage, KeyedPlan(units, FINISHED), grid
 
 
-def ensure_constant_cv(ctx: Context, bounds: LRBounds) -> float:
-    """Make sure every LR of the grid over ``bounds`` is cross-validated; return the chosen LR
-    (the best CV mean, recomputed from the units)."""
-    stage, plan, grid = _constant_cv(ctx, bounds)
-    ctx.work(stage, plan)
-    study = stage.study
-    lr = chosen_lr(study.get_trials(deepcopy=False), grid, maximize=ctx.task.maximize)
+def ensure_constant_cv(ctx: Context, start: LRBounds, *, heal: bool = True) -> float:
+    """Make sure every LR of the grid is cross-validated; return the chosen LR (the best CV
+    mean, recomputed from the units).
+
+    The grid spans ``start`` (where the study started), grown a point past an end for each
+    extension of the first optimizer's bounds (:func:`healed_grid`,
+    :mod:`lrsearch.pipeline.bounds`). With ``heal``, a chosen LR at the grid's end extends that
+    side of the bounds by a decade (a stored record) and the grid gains its next point, until
+    the choice is inside or the cap is reached."""
+    name = ctx.cfg.optimizers[0]
+    records = ctx.study("bounds")
+    while True:
+        extensions = _bounds.history(records.get_trials(deepcopy=False), name)
+        bounds = _bounds.current(start, extensions)
+        stage, plan, grid = _constant_cv(ctx, start, extensions)
+        ctx.work(stage, plan)
+        study = stage.study
+        lr = chosen_lr(study.get_trials(deepcopy=False), grid, maximize=ctx.task.maximize)
+        side = _grid_end(lr, grid, bounds)
+        if side is None or not heal:
+            break
+        wider = _bounds.extended(bounds, side, start)
+        if wider is None:
+            break
+        extension = _bounds.Extension(
+            name, len(extensions), side, wider.low, wider.high, "cv-edge", lr
+        )
+        if _bounds.record(records, extension, lock=ctx.lock):
+            _log.info(
+                "the CV-chosen constant LR %.3g sits at the grid's %s end: widened", lr, side
+            )
     ctx.derive(study, ATTR_GRID, grid)
     ctx.derive(study, ATTR_CHOSEN_LR, lr)
     return lr
+
+
+def _grid_end(lr: float, grid: Sequence[float], bounds: LRBounds) -> _bounds.Side | None:
+    """The end of the grid (or of ``bounds``) ``lr`` sits at, if any."""
+    if lr >= grid[-1]:
+        return "high"
+    if lr <= grid[0]:
+        return "low"
+    return _bounds.at_edge(lr, bounds)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,8 +1,16 @@
 """Stage 1, the range test: one unit per searched optimizer (study ``NAME/range-test``), run
-once per study.
+once per study; redone when its reading is doubtful.
 
 Its result defines the search space (the bounds) and the constant-LR grid, so it is never
-recomputed: a resumed study, and every worker, reads the first completed unit. The first
+recomputed: a resumed study, and every worker, reads the first completed unit. A reading the
+range test does not trust (:attr:`~lrsearch.range_test.RangeTestResult.doubts`: the loss never
+clearly fell, it fell only at the very end, several sweeps disagree) is **redone**:
+:data:`REDO_SWEEPS` more sweeps of :data:`REDO_FACTOR` times the rungs, each a unit of its own
+(``range-test/redo/0`` ...: workers share them, a resumed study reuses them), read together.
+If that reading is still doubtful the search does not start from a guess: its bounds are the
+optimizer's plausible span (:func:`lrsearch.optimizers.plausible_span`) and the seeds peak in
+its geometric middle. :class:`Reading` says which it was; every worker derives the same from
+the stored units. The first
 optimizer's is also copied to study NAME's user attr ``range_test`` (the storage contract; the
 dashboard and the report read it there); with several optimizers, user attr ``range_tests``
 holds each one's. The unit of the task's own optimizer has key ``range-test``, another
@@ -11,38 +19,62 @@ optimizer's ``range-test/NAME``.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Final, Literal
 
 import optuna
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from lrsearch.config import StudyConfig
-from lrsearch.optimizers import search_optimizer
+from lrsearch.optimizers import plausible_span, search_optimizer
 from lrsearch.pipeline.context import Context, prepare
 from lrsearch.pipeline.queue import KeyedPlan, Stage, Unit
 from lrsearch.range_test import RangeTestResult, range_test
+from lrsearch.space import LRBounds, seed_peak
 from lrsearch.splits import holdout
 from lrsearch.store import (
+    ATTR_CONFIG,
     ATTR_RANGE_TEST,
     ATTR_RANGE_TESTS,
+    ATTR_STEPS_PER_EPOCH,
     UNIT,
     UNIT_RANGE_TEST,
+    UNIT_SPAN,
     StoredStudy,
     first_done,
 )
 from lrsearch.tasks import Data, Task, steps_per_epoch
 from lrsearch.training import charged, subset
 
-__all__ = ["KEY", "ensure", "load", "load_all", "preview", "study_range_test", "unit_key"]
+__all__ = [
+    "KEY",
+    "REDO_FACTOR",
+    "REDO_SWEEPS",
+    "Reading",
+    "ensure",
+    "load",
+    "load_all",
+    "preview",
+    "read",
+    "redo_key",
+    "study_range_test",
+    "unit_key",
+]
 
 _log = logging.getLogger(__name__)
 
 #: The unit's key for the task's own optimizer (its result is in user attr
 #: ``UNIT_RANGE_TEST``).
 KEY = "range-test"
+
+
+#: A doubtful reading is redone with this many sweeps (units), each this many times as long.
+REDO_SWEEPS: Final = 3
+REDO_FACTOR: Final = 4
 
 
 def unit_key(optimizer: str) -> str:
@@ -53,6 +85,79 @@ def unit_key(optimizer: str) -> str:
         ('range-test', 'range-test/adamw')
     """
     return KEY if optimizer == "task" else f"{KEY}/{optimizer}"
+
+
+def redo_key(optimizer: str, sweep: int) -> str:
+    """The key of redo sweep ``sweep`` of searched optimizer ``optimizer``'s range test.
+
+    Example:
+        >>> redo_key("task", 0), redo_key("adamw", 2)
+        ('range-test/redo/0', 'range-test/adamw/redo/2')
+    """
+    return f"{unit_key(optimizer)}/redo/{sweep}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Reading:
+    """What the search starts from for one searched optimizer, and how it got there.
+
+    Attributes:
+        first: The first range test (one unit).
+        redo: The redo's sweeps read together, when the first was doubtful (else ``None``).
+        wide: The optimizer's plausible span, when the redo was doubtful too (else ``None``).
+        run_steps: Optimizer steps of one search trial (the readings are for runs this long).
+    """
+
+    first: RangeTestResult
+    redo: RangeTestResult | None = None
+    wide: LRBounds | None = None
+    run_steps: int | None = None
+
+    @property
+    def range_test(self) -> RangeTestResult:
+        """The range test the study reads: the redo when there was one."""
+        return self.redo or self.first
+
+    @property
+    def source(self) -> Literal["range-test", "redo", "wide"]:
+        """Where :attr:`bounds` come from."""
+        if self.wide is not None:
+            return "wide"
+        return "redo" if self.redo is not None else "range-test"
+
+    @property
+    def bounds(self) -> LRBounds:
+        """The bounds the search starts from."""
+        return self.wide or self.range_test.bounds
+
+    @property
+    def peak(self) -> float:
+        """Where the literature's seeds peak: over the suggestion (never above ``high``), or
+        the middle of the plausible span (the suggestion of a doubtful sweep is a guess)."""
+        if self.wide is not None:
+            return _middle(self.wide)
+        return seed_peak(self.range_test.suggestion, self.range_test.bounds.high)
+
+    @property
+    def onecycle_peak(self) -> float:
+        """Where the 1cycle seed peaks: the sweeps' steepest fall (the middle of the plausible
+        span, as :attr:`peak`, when the range test is not read)."""
+        return _middle(self.wide) if self.wide is not None else self.range_test.steepest
+
+    @property
+    def too_short(self) -> bool:
+        """The redo could not read the loss although its sweeps were longer than a whole run:
+        a run this short barely moves the model at any LR the test can tell apart."""
+        return (
+            self.wide is not None
+            and self.redo is not None
+            and self.run_steps is not None
+            and self.redo.num_iter >= self.run_steps
+        )
+
+
+def _middle(bounds: LRBounds) -> float:
+    return math.sqrt(bounds.low * bounds.high)
 
 
 def _loader(data: Data, batch_size: int, seed: int) -> DataLoader[Any]:
@@ -69,25 +174,30 @@ def study_range_test(
     *,
     total_steps: int,
     optimizer: str = "task",
+    redo: int | None = None,
 ) -> RangeTestResult:
     """The range test of a study: a fresh model seeded ``cfg.seed``, searched optimizer
     ``optimizer`` (default the task's own), batches of ``train`` (the search-train split) in a
     seeded order; the suggestion is for a run of ``total_steps`` (a search trial's: the task's
-    epochs over ``train``)."""
+    epochs over ``train``).
+
+    ``redo=r``: redo sweep ``r`` instead, one sweep of :data:`REDO_FACTOR` times the rungs with
+    the batches in another order (seed ``cfg.seed + 1 + r``), from the same model."""
     torch.manual_seed(cfg.seed)
     model = task.make_model().to(device)
     make = search_optimizer(optimizer, task.make_optimizer)
     opt = make(model.parameters(), cfg.range_start_lr)
+    seed = cfg.seed if redo is None else cfg.seed + 1 + redo
     return range_test(
         model,
         opt,
         task.loss,
-        _loader(train, task.batch_size, cfg.seed),
+        _loader(train, task.batch_size, seed),
         start_lr=cfg.range_start_lr,
         end_lr=cfg.range_end_lr,
-        num_iter=cfg.range_num_iter,
-        repeats=cfg.range_repeats,
-        seed=cfg.seed,
+        num_iter=cfg.range_num_iter * (1 if redo is None else REDO_FACTOR),
+        repeats=cfg.range_repeats if redo is None else 1,
+        seed=seed,
         total_steps=total_steps,
         diagnostics=cfg.diagnostics,
     )
@@ -98,7 +208,7 @@ def preview(
 ) -> RangeTestResult:
     """The range test study NAME would run for its first optimizer (same model seed, split
     and batches); stores nothing."""
-    cfg, task, device = prepare(config, overrides=overrides)
+    cfg, task, device, _ = prepare(config, overrides=overrides)
     fit_idx, _ = holdout(task, cfg.validation_fraction, cfg.seed)
     steps = task.epochs * steps_per_epoch(len(fit_idx), task.batch_size)
     return study_range_test(
@@ -111,20 +221,25 @@ def preview(
     )
 
 
-def ensure(ctx: Context) -> dict[str, RangeTestResult]:
-    """Make sure the study's range tests are done (by this worker or others), then load them:
-    ``{optimizer: result}`` in the order of the config's ``optimizers``."""
+def ensure(ctx: Context) -> dict[str, Reading]:
+    """Make sure the study's range tests are done, and redone where doubtful (by this worker or
+    others), then read them: ``{optimizer: Reading}`` in the order of the config's
+    ``optimizers``."""
     search = ctx.study("search")
     optimizers = ctx.cfg.optimizers
+    steps = ctx.task.epochs * ctx.spe_search
     legacy = search.user_attrs.get(ATTR_RANGE_TEST)
     if legacy is not None and ctx.names.range_test not in _study_names(ctx):
         # Stored before the range test was a unit of its own: reuse it as it is.
-        return {optimizers[0]: RangeTestResult.from_dict(legacy)}
+        return {optimizers[0]: Reading(RangeTestResult.from_dict(legacy), run_steps=steps)}
     study = ctx.study("range_test")
-    by_key = {unit_key(name): name for name in optimizers}
+    units: dict[str, tuple[str, int | None]] = {}
+    for name in optimizers:
+        units[unit_key(name)] = (name, None)
+        units.update({redo_key(name, r): (name, r) for r in range(REDO_SWEEPS)})
 
     def objective(trial: optuna.Trial) -> float:
-        steps = ctx.task.epochs * ctx.spe_search
+        name, redo = units[trial.user_attrs[UNIT]]
         with charged():  # the sweep is training, as a search trial's fit is
             rt = study_range_test(
                 ctx.cfg,
@@ -132,54 +247,112 @@ def ensure(ctx: Context) -> dict[str, RangeTestResult]:
                 ctx.search_train,
                 ctx.device,
                 total_steps=steps,
-                optimizer=by_key[trial.user_attrs[UNIT]],
+                optimizer=name,
+                redo=redo,
             )
         trial.set_user_attr(UNIT_RANGE_TEST, rt.to_dict())
+        if redo is not None:  # where the search goes if the redo is doubtful too
+            span = plausible_span(search_optimizer(name, ctx.task.make_optimizer))
+            trial.set_user_attr(UNIT_SPAN, [span.low, span.high])
         return rt.suggestion
 
     stage = Stage("range_test", "range test", study, objective, ctx.store)
-    ctx.work(stage, KeyedPlan([Unit(key) for key in by_key]))
-    found = _from_trials(study.get_trials(deepcopy=False), optimizers)
-    assert found is not None  # the stage is done
-    ctx.derive(search, ATTR_RANGE_TEST, found[optimizers[0]].to_dict())
+    ctx.work(stage, KeyedPlan([Unit(unit_key(name)) for name in optimizers]))
+    firsts = read(study.get_trials(deepcopy=False), optimizers, ctx.cfg, run_steps=steps)
+    doubtful = [name for name in optimizers if not firsts[name].first.confident]
+    if doubtful:
+        done = first_done(study.get_trials(deepcopy=False))
+        for name in doubtful:
+            if all(redo_key(name, r) in done for r in range(REDO_SWEEPS)):
+                continue
+            _log.warning(
+                "range test of %s: %s; redoing it with %d sweeps of %d steps",
+                name,
+                "; ".join(d.text for d in firsts[name].first.doubts),
+                REDO_SWEEPS,
+                ctx.cfg.range_num_iter * REDO_FACTOR,
+            )
+        redo_units = [Unit(redo_key(name, r)) for name in doubtful for r in range(REDO_SWEEPS)]
+        ctx.work(stage, KeyedPlan(redo_units))
+    found = read(study.get_trials(deepcopy=False), optimizers, ctx.cfg, run_steps=steps)
+    ctx.derive(search, ATTR_RANGE_TEST, found[optimizers[0]].range_test.to_dict())
     if len(optimizers) > 1:
-        ctx.derive(search, ATTR_RANGE_TESTS, {k: v.to_dict() for k, v in found.items()})
+        ctx.derive(search, ATTR_RANGE_TESTS, {k: v.range_test.to_dict() for k, v in found.items()})
     return found
+
+
+def read(
+    trials: Sequence[optuna.trial.FrozenTrial],
+    optimizers: Sequence[str],
+    cfg: StudyConfig | Mapping[str, Any],
+    *,
+    run_steps: int | None = None,
+) -> dict[str, Reading]:
+    """Each searched optimizer's :class:`Reading`, from the range-test stage's units (those whose
+    first unit has finished): the first range test; the redo when the first was doubtful and
+    every redo sweep has finished; the plausible span when the redo is doubtful too.
+
+    ``cfg`` is the study's config (or its stored form): the redo's ladder is read from it."""
+    start, end, rungs = _ladder(cfg)
+    done = first_done(trials)
+    out = {}
+    for name in optimizers:
+        if unit_key(name) not in done:
+            continue
+        first = RangeTestResult.from_dict(done[unit_key(name)].user_attrs[UNIT_RANGE_TEST])
+        redone = [done.get(redo_key(name, r)) for r in range(REDO_SWEEPS)]
+        if first.confident or any(unit is None for unit in redone):
+            out[name] = Reading(first, run_steps=run_steps)
+            continue
+        units = [unit for unit in redone if unit is not None]
+        redo = RangeTestResult.from_sweeps(
+            [
+                sweep
+                for unit in units
+                for sweep in RangeTestResult.from_dict(unit.user_attrs[UNIT_RANGE_TEST]).sweeps
+            ],
+            start_lr=start,
+            end_lr=end,
+            num_iter=rungs * REDO_FACTOR,
+            total_steps=first.total_steps,
+        )
+        wide = None if redo.confident else LRBounds(*units[0].user_attrs[UNIT_SPAN])
+        out[name] = Reading(first, redo, wide, run_steps=run_steps)
+    return out
+
+
+def _ladder(cfg: StudyConfig | Mapping[str, Any]) -> tuple[float, float, int]:
+    """The range test's first and last rung and its rungs, from a config or its stored form."""
+    if isinstance(cfg, StudyConfig):
+        return cfg.range_start_lr, cfg.range_end_lr, cfg.range_num_iter
+    table = cfg.get("range_test", {})
+    default = {f.name: f.default for f in dataclasses.fields(StudyConfig)}
+    return (
+        float(table.get("start_lr", default["range_start_lr"])),
+        float(table.get("end_lr", default["range_end_lr"])),
+        int(table.get("num_iter", default["range_num_iter"])),
+    )
 
 
 def _study_names(ctx: Context) -> list[str]:
     return optuna.get_all_study_names(ctx.store)
 
 
-def _from_trials(
-    trials: list[optuna.trial.FrozenTrial], optimizers: Sequence[str]
-) -> dict[str, RangeTestResult] | None:
-    done = first_done(trials)
-    units = {name: done.get(unit_key(name)) for name in optimizers}
-    if any(unit is None for unit in units.values()):
-        return None
-    return {
-        name: RangeTestResult.from_dict(unit.user_attrs[UNIT_RANGE_TEST])
-        for name, unit in units.items()
-        if unit is not None
-    }
-
-
-def load_all(stored: StoredStudy, optimizers: Sequence[str]) -> dict[str, RangeTestResult]:
-    """Each searched optimizer's stored range test that has finished (for a study stored
-    before units: study NAME's attr, as the first optimizer's)."""
-    done = first_done(stored.trials("range_test"))
-    out = {
-        name: RangeTestResult.from_dict(done[unit_key(name)].user_attrs[UNIT_RANGE_TEST])
-        for name in optimizers
-        if unit_key(name) in done
-    }
+def load_all(
+    stored: StoredStudy, optimizers: Sequence[str], cfg: Mapping[str, Any] | None = None
+) -> dict[str, Reading]:
+    """Each searched optimizer's :class:`Reading` as stored (:func:`read`; for a study stored
+    before units: study NAME's attr, as the first optimizer's range test)."""
+    cfg = stored.attrs.get(ATTR_CONFIG, {}) if cfg is None else cfg
+    per_epoch = stored.attrs.get(ATTR_STEPS_PER_EPOCH, {}).get("search")
+    run_steps = None if per_epoch is None else int(cfg.get("epochs", 1)) * int(per_epoch)
+    out = read(stored.trials("range_test"), optimizers, cfg, run_steps=run_steps)
     if not out and optimizers and ATTR_RANGE_TEST in stored.attrs:
-        out[optimizers[0]] = RangeTestResult.from_dict(stored.attrs[ATTR_RANGE_TEST])
+        out[optimizers[0]] = Reading(RangeTestResult.from_dict(stored.attrs[ATTR_RANGE_TEST]))
     return out
 
 
-def load(stored: StoredStudy, optimizers: Sequence[str] = ("task",)) -> RangeTestResult | None:
-    """The stored range test of the first optimizer (the one the constant-LR grid and the
-    report use); ``None`` before it ran."""
+def load(stored: StoredStudy, optimizers: Sequence[str] = ("task",)) -> Reading | None:
+    """The stored reading of the first optimizer (the one the constant-LR grid and the report
+    use); ``None`` before its range test ran."""
     return load_all(stored, optimizers).get(optimizers[0])

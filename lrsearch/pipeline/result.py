@@ -16,14 +16,18 @@ from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
 from lrsearch.exceptions import LrsearchError
+from lrsearch.pipeline import bounds as _bounds
 from lrsearch.pipeline import comparison as _comparison
 from lrsearch.pipeline import finalists as _finalists
 from lrsearch.pipeline import range_test as _range_test
 from lrsearch.pipeline.arms import chosen_lr, constant_grid
+from lrsearch.pipeline.verdicts import StudyWarning, verdicts
+from lrsearch.preflight import Baseline
 from lrsearch.range_test import RangeTestResult
 from lrsearch.schedules import Schedule
-from lrsearch.space import setup_from_params
+from lrsearch.space import LRBounds, setup_from_params
 from lrsearch.store import (
+    ATTR_BASELINE,
     ATTR_CHOSEN_LR,
     ATTR_COMPARISON,
     ATTR_CONFIG,
@@ -67,6 +71,12 @@ class StudyResult:
         comparison: The final comparison ``{arm: ARM}`` (``None`` until every run is done).
         timings: Seconds per stage, ``busy`` (all units), ``inside_training`` and ``wall``,
             summed over the units whoever ran them.
+        bounds: The LR range the search ended with (the first optimizer's): where it started
+            (the range test, its redo, or a plausible span), grown by any extensions.
+        bounds_history: Each searched optimizer's bounds, step by step
+            (:func:`lrsearch.pipeline.bounds.steps`).
+        warnings: Where the answer may be wrong, and what to do
+            (:func:`lrsearch.pipeline.verdicts.verdicts`); empty when nothing doubtful was seen.
     """
 
     name: str
@@ -84,6 +94,9 @@ class StudyResult:
     constant_lr: float | None
     comparison: dict[str, Any] | None
     timings: dict[str, float]
+    bounds: LRBounds
+    bounds_history: tuple[dict[str, Any], ...] = ()
+    warnings: tuple[StudyWarning, ...] = ()
 
     def table(self) -> pd.DataFrame:
         """The final comparison, one row per arm (empty without one)."""
@@ -111,9 +124,13 @@ def load_result(
     study, url, attrs = stored.search, stored.storage, stored.attrs
     cfg = attrs.get(ATTR_CONFIG, {})
     optimizers = tuple(cfg.get("optimizers", ("task",)))
-    rt = _range_test.load(stored, optimizers)
-    if rt is None:
+    readings = _range_test.load_all(stored, optimizers)
+    if optimizers[0] not in readings:
         raise LrsearchError(f"study {name!r} in {url} has no range test yet")
+    reading = readings[optimizers[0]]
+    rt = reading.range_test
+    records = stored.trials("bounds")
+    extensions = {n: _bounds.history(records, n) for n in readings}
     if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         raise LrsearchError(f"study {name!r} in {url} has no completed trial yet")
     direction = str(attrs.get(ATTR_DIRECTION, study.direction.name.lower()))
@@ -130,10 +147,32 @@ def load_result(
     setup = setup_from_params(
         tuned.params, optimizers=optimizers, steps_per_epoch=spe_full, epochs=epochs
     )
-    constant_lr = _constant_lr(stored, rt, cfg, maximize=maximize)
+    constant_lr = _constant_lr(
+        stored, _bounds.current(reading.bounds, extensions[optimizers[0]]), cfg, maximize=maximize
+    )
     comparison = _stored_comparison(
         stored, tuned.params, constant_lr, cfg, optimizers, spe_full, maximize
     )
+    baseline = attrs.get(ATTR_BASELINE)
+    warnings = verdicts(
+        optimizers=optimizers,
+        readings=readings,
+        extensions=extensions,
+        tuned_optimizer=setup.optimizer,
+        tuned_peak=setup.schedule.max_lr,
+        tuned_value=float(tuned.value),  # type: ignore[arg-type]
+        constant_lr=constant_lr,
+        comparison=comparison,
+        baseline=None if baseline is None else Baseline.from_dict(baseline),
+        search=study.get_trials(deepcopy=False),
+        maximize=maximize,
+        metric=str(attrs.get(ATTR_METRIC) or "metric"),
+    )
+    history = [
+        row
+        for n, r in readings.items()
+        for row in _bounds.steps(n, r.source, r.bounds, extensions[n])
+    ]
     return StudyResult(
         name=name,
         storage=url,
@@ -150,6 +189,9 @@ def load_result(
         constant_lr=constant_lr,
         comparison=comparison,
         timings=timings(stored).to_dict(),
+        bounds=_bounds.current(reading.bounds, extensions[optimizers[0]]),
+        bounds_history=tuple(history),
+        warnings=warnings,
     )
 
 
@@ -164,12 +206,12 @@ def _legacy_pick(top: list[Any], records: list[Any], *, maximize: bool) -> Any:
 
 
 def _constant_lr(
-    stored: StoredStudy, rt: RangeTestResult, cfg: dict[str, Any], *, maximize: bool
+    stored: StoredStudy, bounds: LRBounds, cfg: dict[str, Any], *, maximize: bool
 ) -> float | None:
     study = stored.constant_cv
     if study is None:
         return None
-    grid = study.user_attrs.get(ATTR_GRID) or constant_grid(rt.bounds, int(cfg.get("cv_grid", 8)))
+    grid = study.user_attrs.get(ATTR_GRID) or constant_grid(bounds, int(cfg.get("cv_grid", 8)))
     try:
         return chosen_lr(study.get_trials(deepcopy=False), grid, maximize=maximize)
     except LrsearchError:

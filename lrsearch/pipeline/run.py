@@ -28,13 +28,16 @@ from lrsearch.pipeline import range_test as _range_test
 from lrsearch.pipeline import search as _search
 from lrsearch.pipeline.context import Context, Progress, RunLog, prepare
 from lrsearch.pipeline.result import StudyResult, load_result
-from lrsearch.space import LRBounds, seed_peak
+from lrsearch.space import LRBounds
 from lrsearch.store import (
+    ATTR_BASELINE,
+    ATTR_BOUNDS_HISTORY,
     ATTR_CONFIG,
     ATTR_DIRECTION,
     ATTR_METRIC,
     ATTR_STEPS_PER_EPOCH,
     ATTR_TASK,
+    ATTR_WARNINGS,
     DEFAULT_STORAGE,
     StudyNames,
     mask_url,
@@ -105,7 +108,7 @@ def run_study(
         LrsearchError: The storage cannot be opened, the study exists with another config,
             ``fresh`` while other workers are live, or a stage cannot finish.
     """
-    cfg, task, device = prepare(config, overrides=overrides, task=task)
+    cfg, task, device, baseline = prepare(config, overrides=overrides, task=task)
     heartbeat_interval = heartbeat_interval or cfg.heartbeat_interval
     grace_period = grace_period or cfg.grace_period
     # Everything above validates; only now is anything written.
@@ -128,6 +131,7 @@ def run_study(
         _check_existing(store, ctx.names, url, cfg_dict, ctx.direction)
     search = ctx.study("search")
     _describe(ctx, search, cfg_dict)
+    ctx.derive(search, ATTR_BASELINE, baseline.to_dict())
     ctx.log = RunLog(search, device=device.type, storage=url, interval=heartbeat_interval)
     ctx.log.start()
     try:
@@ -136,10 +140,14 @@ def run_study(
         ctx.log.end(error=" ".join(str(exc).split()) or type(exc).__name__)
         raise
     ctx.log.end()
-    if ctx.changed and on_stored is not None:
-        on_stored(search)
     try:
-        return load_result(cfg.name, storage=storage, store=store)
+        result = load_result(cfg.name, storage=storage, store=store)
+        # Summaries for the report, the dashboard's note and Optuna's own tools to read.
+        ctx.derive(search, ATTR_WARNINGS, [w.to_dict() for w in result.warnings])
+        ctx.derive(search, ATTR_BOUNDS_HISTORY, list(result.bounds_history))
+        if ctx.changed and on_stored is not None:
+            on_stored(search)
+        return result
     finally:
         # Close this process's connections: SQLite folds its write-ahead log back into the
         # database file when the last one closes, so the file is whole once run_study returns.
@@ -153,26 +161,31 @@ def _stages(
     enqueue_seeds: bool,
     on_stored: Callable[[optuna.Study], None] | None,
 ) -> None:
-    tests = _range_test.ensure(ctx)
+    readings = _range_test.ensure(ctx)
     if ctx.changed and on_stored is not None:
         on_stored(ctx.study("search"))  # the range test on the dashboard while the search runs
-    first = tests[ctx.cfg.optimizers[0]]
-    bounds = {name: search_bounds or rt.bounds for name, rt in tests.items()}
+    first = readings[ctx.cfg.optimizers[0]]
+    bounds = {name: search_bounds or r.bounds for name, r in readings.items()}
     # The seeds peak over each range test's suggestion (never above its high), 1cycle at its
-    # steepest point; a space given instead of the range test's keeps them at its top.
+    # steepest point (both in the middle of a plausible span the range test could not read);
+    # a space given instead of the range test's keeps them at its top.
     peaks = onecycle_peaks = None
     if search_bounds is None:
-        peaks = {name: seed_peak(rt.suggestion, rt.bounds.high) for name, rt in tests.items()}
-        onecycle_peaks = {name: rt.steepest for name, rt in tests.items()}
+        peaks = {name: r.peak for name, r in readings.items()}
+        onecycle_peaks = {name: r.onecycle_peak for name, r in readings.items()}
     # The CV grid needs only the range test, and its chosen constant LR seeds the search: the
     # search starts from the bar the comparison holds it to.
+    # Bounds heal (a winner at an edge widens that side) unless the space was given instead.
     arms = ctx.cfg.arms
+    heal = search_bounds is None
     constant_lr = None
-    if not skip_baselines and "constant-cv" in arms:
-        constant_lr = _arms.ensure_constant_cv(ctx, first.bounds)
+    cv = not skip_baselines and "constant-cv" in arms
+    if cv:
+        constant_lr = _arms.ensure_constant_cv(ctx, first.bounds, heal=heal)
     _search.ensure(
         ctx,
         bounds,
+        heal=heal,
         seeds=enqueue_seeds,
         peaks=peaks,
         onecycle_peaks=onecycle_peaks,
@@ -180,6 +193,8 @@ def _stages(
     )
     if skip_baselines:
         return
+    if cv:  # the search may have grown the bounds: the grid grows with them
+        constant_lr = _arms.ensure_constant_cv(ctx, first.bounds, heal=heal)
     # The recipe arms and the finalists depend on the search only: help with each first (claim
     # what is free, wait for nothing), so workers do not idle at one stage's end while another
     # has units to run; then make sure of each.

@@ -18,7 +18,7 @@ import dataclasses
 import logging
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -29,17 +29,27 @@ from lrsearch.choices import PER_EPOCH_KINDS
 from lrsearch.config import StudyConfig
 from lrsearch.exceptions import LrsearchError
 from lrsearch.optimizers import search_optimizer
+from lrsearch.pipeline import bounds as _bounds
 from lrsearch.pipeline.context import Context
 from lrsearch.pipeline.queue import MAX_FAILURES, Stage, Unit
 from lrsearch.pruners import ScheduleAwarePruner
-from lrsearch.space import LRBounds, Setup, seed_setups, suggest_setup
+from lrsearch.space import (
+    OPTIMIZER_PARAM,
+    LRBounds,
+    Setup,
+    optimizer_prefix,
+    seed_setups,
+    suggest_setup,
+)
 from lrsearch.store import (
     EPOCH_LRS,
     EPOCHS_RUN,
     FINISHED,
     FLAGS,
+    HEALED,
     SEEDED,
     UPDATE_RATIOS,
+    top_trials,
     unit_key,
 )
 from lrsearch.tasks import OptimizerFactory, Task
@@ -133,15 +143,22 @@ def claim_sampler(
     return make_sampler(cfg, number, constant_liar=bool(others))
 
 
+def _no_seeds() -> list[tuple[str, dict[str, Any]]]:
+    return []
+
+
 @dataclasses.dataclass(frozen=True)
 class BudgetPlan:
-    """``n_trials`` finished search trials, the literature's ``seeds`` first.
+    """``n_trials`` finished search trials, the literature's ``seeds`` first, then the seeds
+    ``healing()`` names (keyed schedules in a range the bounds just grew to; read from the
+    stored extensions each time), then the sampler's draws.
 
     A trial enqueued by hand (no key) counts toward the budget like any other.
     """
 
     n_trials: int
     seeds: Sequence[dict[str, Any]]
+    healing: Callable[[], Sequence[tuple[str, dict[str, Any]]]] = _no_seeds
 
     def progress(self, trials: Sequence[FrozenTrial]) -> tuple[int, int]:
         return min(self.n_trials, _finished(trials)), self.n_trials
@@ -152,12 +169,14 @@ class BudgetPlan:
     def next_unit(self, trials: Sequence[FrozenTrial]) -> Unit | None:
         if _finished(trials) + sum(t.state in _LIVE for t in trials) >= self.n_trials:
             return None
-        for i, params in enumerate(self.seeds[: self.n_trials]):
-            key = f"seed/{i}"
+        keyed = [
+            (f"seed/{i}", params, SEEDED) for i, params in enumerate(self.seeds[: self.n_trials])
+        ]
+        for key, params, attr in [*keyed, *((k, p, HEALED) for k, p in self.healing())]:
             mine = [t for t in trials if unit_key(t) == key]
             tried = any(t.state != TrialState.FAIL for t in mine)
             if not tried and len(mine) < MAX_FAILURES:
-                return Unit(key, params=params, user_attrs={SEEDED: True})
+                return Unit(key, params=params, user_attrs={attr: True})
         return Unit(f"sample/{len(trials)}")
 
 
@@ -179,6 +198,7 @@ def ensure(
     ctx: Context,
     bounds: Mapping[str, LRBounds],
     *,
+    heal: bool = True,
     seeds: bool = True,
     peaks: Mapping[str, float] | None = None,
     onecycle_peaks: Mapping[str, float] | None = None,
@@ -189,8 +209,12 @@ def ensure(
 
     Args:
         ctx: The study's context.
-        bounds: Each searched optimizer's LR range (its ``max_lr`` / ``base_lr`` are drawn
-            from it), in the config's order.
+        bounds: Each searched optimizer's LR range where the study started (its ``max_lr`` /
+            ``base_lr`` are drawn from it, grown by the stored extensions), in the config's
+            order.
+        heal: Before each trial, extend the side of its optimizer's bounds that the best trial
+            so far peaks at (:mod:`lrsearch.pipeline.bounds`), and try two schedules in the
+            new range next.
         seeds: Enqueue the literature's schedules first (``False`` for ablations).
         peaks: Each optimizer's seeds' peak LR (:func:`lrsearch.space.seed_peak` of its range
             test); ``None``: the top of its bounds.
@@ -205,9 +229,25 @@ def ensure(
     cfg, task = ctx.cfg, ctx.task
     study = ctx.study("search")
     study.pruner = make_pruner(cfg, task.epochs, steps_per_epoch=ctx.spe_search)
+    records = ctx.study("bounds")
+    start = dict(bounds)
+
+    def grown() -> dict[str, LRBounds]:
+        stored = records.get_trials(deepcopy=False)
+        return {n: _bounds.current(b, _bounds.history(stored, n)) for n, b in start.items()}
+
+    def healing() -> list[tuple[str, dict[str, Any]]]:
+        stored = records.get_trials(deepcopy=False)
+        return [
+            (f"heal/{n}/{ext.number}/{j}", params)
+            for n in start
+            for ext in _bounds.history(stored, n)
+            for j, params in enumerate(ext.seeds(cfg.optimizers))
+        ]
+
     recipes = (
         seed_setups(
-            bounds,
+            grown(),
             steps_per_epoch=ctx.spe_search,
             epochs=task.epochs,
             kinds=cfg.kinds,
@@ -221,9 +261,11 @@ def ensure(
     search_train, validation = ctx.search_train, ctx.validation
 
     def objective(trial: optuna.Trial) -> float:
+        if heal:
+            _heal(ctx, start, grown())
         setup = suggest_setup(
             trial,
-            bounds=bounds,
+            bounds=grown(),
             steps_per_epoch=ctx.spe_search,
             epochs=task.epochs,
             kinds=cfg.kinds,
@@ -263,10 +305,56 @@ def ensure(
         "search", "search", study, objective, ctx.store, lambda n: claim_sampler(study, cfg, n)
     )
     deadline = None if cfg.timeout is None else time.monotonic() + cfg.timeout
-    ctx.work(stage, BudgetPlan(cfg.n_trials, recipes), deadline=deadline)
+    ctx.work(stage, BudgetPlan(cfg.n_trials, recipes, healing), deadline=deadline)
     trials = study.get_trials(deepcopy=False, states=FINISHED)
     if not any(t.state == TrialState.COMPLETE for t in trials):
         raise LrsearchError(
             f"study {cfg.name!r}: no search trial completed (all pruned or failed)"
         )
     return trials
+
+
+def _heal(ctx: Context, start: Mapping[str, LRBounds], now: Mapping[str, LRBounds]) -> None:
+    """Extend the side of the bounds the best search trial so far peaks at (a stored record),
+    unless that side has reached its cap."""
+    search = ctx.study("search")
+    best = top_trials(search, 1)
+    if not best:
+        return
+    trial = best[0]
+    optimizers = ctx.cfg.optimizers
+    name = optimizers[0] if len(optimizers) == 1 else str(trial.params.get(OPTIMIZER_PARAM))
+    peak = trial.params.get(optimizer_prefix(optimizers, name) + "max_lr")
+    if name not in now or peak is None:
+        return
+    side = _bounds.at_edge(float(peak), now[name])
+    wider = None if side is None else _bounds.extended(now[name], side, start[name])
+    if side is None or wider is None:
+        return
+    records = ctx.study("bounds")
+    number = len(_bounds.history(records.get_trials(deepcopy=False), name))
+    stored = _bounds.record(
+        records,
+        lock=ctx.lock,
+        extension=_bounds.Extension(
+            name,
+            number,
+            side,
+            wider.low,
+            wider.high,
+            "search-edge",
+            float(peak),
+            trial.number,
+            dict(trial.params),
+        ),
+    )
+    if stored:
+        _log.info(
+            "search trial %d peaks at %.3g, at the %s edge of %s's bounds: widened to %.3g..%.3g",
+            trial.number,
+            peak,
+            side,
+            name,
+            wider.low,
+            wider.high,
+        )

@@ -7,10 +7,11 @@ from collections.abc import Mapping
 import optuna
 
 from lrsearch.pipeline.comparison import comparison_table, verdict
+from lrsearch.pipeline.verdicts import StudyWarning
 from lrsearch.report.figures import COMPARISON_PANELS, comparison_figure, range_test_figure
 from lrsearch.report.reading import causes_in_words, has_complete, metric_name, tuned_trial
 from lrsearch.report.tables import snapshot_sentence
-from lrsearch.store import ATTR_RANGE_TEST, ATTR_RANGE_TESTS, FLAGS, trial_states
+from lrsearch.store import ATTR_RANGE_TEST, ATTR_RANGE_TESTS, ATTR_WARNINGS, FLAGS, trial_states
 
 __all__ = ["DASHBOARD_GRAPHS", "attach_to_dashboard", "note_markdown"]
 
@@ -30,6 +31,9 @@ def note_markdown(study: optuna.Study) -> str:
     comparison = attrs.get("comparison")
     states = {"COMPLETE": 0, "PRUNED": 0} | trial_states(study)
     lines = [f"## lrsearch: study `{study.study_name}`", ""]
+    warnings = [StudyWarning.from_dict(w) for w in attrs.get(ATTR_WARNINGS) or []]
+    if warnings:
+        lines += [f"- **{w.line()}**" for w in warnings] + [""]
     rt = attrs.get(ATTR_RANGE_TEST)
     if rt is not None:
         lines.append(

@@ -20,6 +20,7 @@ from lrsearch.pipeline.arms import RECIPES
 from lrsearch.schedules import SEARCH_FIELDS, Schedule
 from lrsearch.store import (
     ATTR_COMPARISON,
+    ATTR_WARNINGS,
     TRAIN_SECONDS,
     UNIT_FINAL_RUN,
     WORKER,
@@ -145,6 +146,9 @@ def export_frame(name: str, *, storage: str | None = None) -> pd.DataFrame:
       by an earlier lrsearch).
     - ``datetime_start``: when the trial started (Optuna's local time; NaT for final runs).
 
+    ``frame.attrs["warnings"]`` holds the study's warnings (``{"code", "text"}`` each: where its
+    answer may be wrong, and what to do), which ``lrsearch export`` also prints.
+
     A search trial param outside these columns (none is expected) is not dropped: it is
     appended after them as ``params_<name>``. A study without trials gives a frame with these
     columns and no rows. Text columns have pandas' ``string`` dtype; ``trial``, ``seed`` and
@@ -181,6 +185,7 @@ def export_frame(name: str, *, storage: str | None = None) -> pd.DataFrame:
     units = _final_units(stored.trials("final"))
     parts.append(_final_rows(name, study.user_attrs.get(ATTR_COMPARISON), metric, units))
     frame = _assemble([p for p in parts if len(p)])
+    frame.attrs[ATTR_WARNINGS] = list(study.user_attrs.get(ATTR_WARNINGS) or [])
     _log.debug("exported %d rows of study %r from %s", len(frame), name, stored.storage)
     return frame
 

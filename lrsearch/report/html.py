@@ -12,6 +12,7 @@ from optuna.trial import TrialState
 
 from lrsearch.exceptions import LrsearchError
 from lrsearch.pipeline.arms import RECIPES
+from lrsearch.pipeline.verdicts import StudyWarning
 from lrsearch.range_test import RangeTestResult
 from lrsearch.report.figures import (
     comparison_figure,
@@ -39,6 +40,7 @@ from lrsearch.store import (
     ATTR_CONFIG,
     ATTR_GRID,
     ATTR_RANGE_TEST,
+    ATTR_WARNINGS,
     FINISHED,
     PRUNED_REASON,
     StoredStudy,
@@ -56,6 +58,7 @@ body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2r
 h1 { margin-bottom: 0.2rem; } h2 { margin-top: 2.5rem; border-bottom: 1px solid #ddd; }
 .meta { color: #666; margin-top: 0; }
 .summary { background: #f5f7fa; border-left: 4px solid #1f77b4; padding: 0.6rem 1rem; }
+.warnings { background: #fff6e5; border-left: 4px solid #e69500; padding: 0.6rem 1rem; }
 .figure { margin: 1rem 0; } .missing { color: #888; font-style: italic; }
 table.dataframe { border-collapse: collapse; font-size: 0.9rem; margin: 0.5rem 0; }
 table.dataframe th, table.dataframe td { border: 1px solid #ddd; padding: 0.25rem 0.6rem;
@@ -73,6 +76,15 @@ def _figure_html(fig: go.Figure, div_id: str) -> str:
         config={"displaylogo": False, "responsive": True},
     )
     return f'<div class="figure">{body}</div>'
+
+
+def _warnings_html(study: optuna.Study) -> list[str]:
+    """The study's warnings, in a box at the top (nothing when there are none)."""
+    stored = study.user_attrs.get(ATTR_WARNINGS) or []
+    if not stored:
+        return []
+    items = "".join(f"<li>{html.escape(StudyWarning.from_dict(w).line())}</li>" for w in stored)
+    return [f'<div class="warnings" id="warnings"><ul>{items}</ul></div>']
 
 
 def _missing(text: str) -> str:
@@ -121,6 +133,7 @@ def report_html(stored: StoredStudy) -> str:
             f"{html.escape(__version__)} · metric: {html.escape(metric)} "
             f"({html.escape(study.direction.name.lower())})</p>"
         ),
+        *_warnings_html(study),
         _summary_html(stored),
         "<h2>1. LR range test</h2>",
         _figure_html(range_test_figure(study), "fig-range-test"),

@@ -12,6 +12,8 @@ import dataclasses
 from typing import Final
 
 __all__ = [
+    "ATTR_BASELINE",
+    "ATTR_BOUNDS_HISTORY",
     "ATTR_CHOSEN_LR",
     "ATTR_COMPARISON",
     "ATTR_CONFIG",
@@ -23,17 +25,21 @@ __all__ = [
     "ATTR_RANGE_TESTS",
     "ATTR_STEPS_PER_EPOCH",
     "ATTR_TASK",
+    "ATTR_WARNINGS",
     "EPOCHS_RUN",
     "EPOCH_LRS",
     "FLAGS",
+    "HEALED",
     "PRUNED_REASON",
     "RUN_PREFIX",
     "SEEDED",
     "TRAIN_SECONDS",
     "UNIT",
+    "UNIT_BOUNDS",
     "UNIT_FINALIST",
     "UNIT_FINAL_RUN",
     "UNIT_RANGE_TEST",
+    "UNIT_SPAN",
     "UPDATE_RATIOS",
     "WORKER",
     "StudyNames",
@@ -58,6 +64,14 @@ ATTR_METRIC: Final = "metric"
 ATTR_DIRECTION: Final = "direction"
 #: Optimizer steps per epoch: ``{"search": n, "full": n}``.
 ATTR_STEPS_PER_EPOCH: Final = "steps_per_epoch"
+#: What doing nothing scores (``Baseline.to_dict()``: the untrained model on the validation
+#: split, and chance for accuracy), measured by the pre-flight; the verdicts compare with it.
+ATTR_BASELINE: Final = "baseline"
+#: Where the study's answer may be wrong: ``[StudyWarning.to_dict(), ...]`` (empty: nothing
+#: doubtful), derived from the units by ``load_result`` when a run ends.
+ATTR_WARNINGS: Final = "warnings"
+#: The searched bounds step by step (``StudyResult.bounds_history``), derived likewise.
+ATTR_BOUNDS_HISTORY: Final = "bounds_history"
 #: One user attr per ``lrsearch run`` invocation on the study: ``run:<start>:<host>:<pid>``.
 RUN_PREFIX: Final = "run:"
 
@@ -75,10 +89,17 @@ WORKER: Final = "worker"
 TRAIN_SECONDS: Final = "train_seconds"
 #: Search trials enqueued from the literature's recipes.
 SEEDED: Final = "seeded"
+#: Search trials enqueued in a range the bounds just grew to (``Extension.seeds``).
+HEALED: Final = "healed"
 
 # --- user attrs holding a unit's record, one per stage that has one -------------------------
 #: The range-test unit's ``RangeTestResult.to_dict()``.
 UNIT_RANGE_TEST: Final = "range_test"
+#: A redo range-test unit's plausible span ``[low, high]``: the bounds searched when the redo
+#: is doubtful too.
+UNIT_SPAN: Final = "span"
+#: An extension record's ``Extension.to_dict()`` (study ``NAME/bounds``).
+UNIT_BOUNDS: Final = "bounds"
 #: A finalist unit's ``Finalist.to_dict()``.
 UNIT_FINALIST: Final = "finalist"
 #: A final-comparison unit's ``FinalRun.to_dict()``.
@@ -121,6 +142,11 @@ class StudyNames:
         return f"{self.name}/range-test"
 
     @property
+    def bounds(self) -> str:
+        """The history of the searched bounds: one record per extension."""
+        return f"{self.name}/bounds"
+
+    @property
     def constant_cv(self) -> str:
         """One trial per constant LR of the CV grid."""
         return f"{self.name}/constant-cv"
@@ -161,6 +187,7 @@ class StudyNames:
             self.schedule_free_adamw,
             self.finalists,
             self.final,
+            self.bounds,
         )
 
     @classmethod

@@ -63,6 +63,7 @@ STAGES = (
     "schedule_free_adamw",
     "finalists",
     "final",
+    "bounds",
 )
 
 
