@@ -16,12 +16,13 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.lrsearch-installed
 PIP    := $(BIN)/python -m pip
 
-.PHONY: help setup demo test lint typecheck pytest browser bench-range-test clean
+.PHONY: help setup demo test lint typecheck docs pytest browser bench-range-test clean
 
 help:
 	@echo "make demo   set up .venv if needed, then run the default study: lrsearch run --study digits"
-	@echo "make test   set up .venv if needed, then lint, type-check and run the test suite"
-	@echo "make setup  only set up .venv (torch, lrsearch in editable mode, test tools)"
+	@echo "make test   set up .venv if needed, then lint, type-check, build the docs and run the test suite"
+	@echo "make setup  only set up .venv (torch, lrsearch in editable mode, test and docs tools)"
+	@echo "make docs   build the docs site strictly into build/docs (a dead link or stale API name fails)"
 	@echo "make bench-range-test  the range-test suite and its held-out table (an hour once, cached; by hand, not in CI)"
 	@echo "make clean  remove .venv and caches"
 
@@ -29,7 +30,7 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "lrsearch needs Python >= 3.11; got " + sys.version.split()[0])'
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH_SPEC)"
-	$(PIP) install --quiet -e ".[test]"
+	$(PIP) install --quiet -e ".[test,docs]"
 	@touch $@
 
 setup: $(STAMP)
@@ -43,6 +44,12 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+
+# The docs site: --strict turns every warning (a dead link or anchor, a page missing from the
+# nav, an API name mkdocstrings cannot find) into a failure. NO_MKDOCS_2_WARNING silences
+# mkdocs-material's banner about MkDocs 2.0, which is no warning about these docs.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir build/docs
 
 # The browser tests drive a real Chromium through Playwright, which downloads no browser here:
 # on Debian/Ubuntu `make test` installs the distribution's chromium package (root or sudo);
@@ -63,16 +70,16 @@ browser:
 pytest: $(STAMP) browser
 	LRSEARCH_CHROMIUM="$(or $(CHROMIUM),$$(command -v chromium))" $(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test: lint typecheck pytest
+test: lint typecheck docs pytest
 
 BENCH_STAMP := $(VENV)/.lrsearch-bench-installed
 
 $(BENCH_STAMP): $(STAMP)
-	$(PIP) install --quiet -e ".[test,bench]"
+	$(PIP) install --quiet -e ".[test,docs,bench]"
 	@touch $@
 
 bench-range-test: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/range_test/heldout.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -20,7 +20,14 @@ if TYPE_CHECKING:
     from lrsearch.range_test import RangeTestResult, range_test
     from lrsearch.report import EXPORT_COLUMNS, export_frame, report_html
     from lrsearch.schedules import Schedule
-    from lrsearch.space import LRBounds, seed_params, seed_peak, suggest_schedule
+    from lrsearch.space import (
+        LRBounds,
+        Setup,
+        seed_params,
+        seed_peak,
+        suggest_schedule,
+        suggest_setup,
+    )
     from lrsearch.store import load_stored
     from lrsearch.study import run_study
     from lrsearch.tasks import Task, load_task

@@ -383,7 +383,7 @@ def export(name: str, storage: str | None, out: Path) -> None:
 
     One row per search trial (schedule parameters flattened, state, value, pruned reason), per
     constant-cv and Adam trial, and per final-comparison run (arm x seed). The columns are
-    listed in the README and in lrsearch.export.export_frame.
+    listed in docs/results.md and in lrsearch.export.export_frame.
     """
     from lrsearch.report import export_frame
 

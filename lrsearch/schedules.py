@@ -5,10 +5,10 @@ A :class:`Schedule` is a frozen value object: a kind and a handful of numbers. I
 step, and gives the same per-step learning rates as a NumPy array with :meth:`Schedule.lrs`
 (which runs that very scheduler on a throw-away optimizer, so the two can never disagree).
 
-The kinds and their formulas are in ``DESIGN.md``; ``t`` is the optimizer step from 0, ``T``
-the run's ``total_steps``, and ``step_size`` and ``warmup`` are in optimizer steps. Each kind is
-built from torch's own schedulers, a ``LambdaLR`` over the closed form only where no built-in
-gives the formula:
+The kinds and their formulas are in the docs (``docs/schedules.md``, "The kinds"); ``t`` is
+the optimizer step from 0, ``T`` the run's ``total_steps``, and ``step_size`` and ``warmup`` are
+in optimizer steps. Each kind is built from torch's own schedulers, a ``LambdaLR`` over the
+closed form only where no built-in gives the formula:
 
 - ``sgdr``: torch's ``CosineAnnealingWarmRestarts`` has neither a per-restart decay nor a floor
   per parameter group, so ``sgdr`` is a ``LambdaLR``. Once its decayed peak
@@ -657,7 +657,7 @@ def _build_cyclic(
     s: Schedule, opt: Optimizer, ratios: list[float], total_steps: int
 ) -> lr_scheduler.LRScheduler:
     assert s.base_lr is not None and s.step_size is not None
-    # exp_range: torch scales the amplitude by gamma**t; DESIGN's d**(t / 2s) is gamma = d**(1/2s).
+    # exp_range: torch scales the amplitude by gamma**t; the docs' d**(t/2s) is gamma = d**(1/2s).
     gamma = 1.0 if s.decay is None else s.decay ** (1.0 / (2 * s.step_size))
     return lr_scheduler.CyclicLR(
         opt,

@@ -75,7 +75,7 @@ WEIGHT_DECAY_RANGE: Final = (1e-4, 0.5)  # AdamW's decoupled decay, log-uniform
 SEED_WEIGHT_DECAY: Final = 0.1  # nanoGPT's, the seeds' AdamW decay
 #: A study's seeds peak this many decades over the range test's suggestion (at most at
 #: ``high``): ``benchmarks/range_test/peaks.py``'s fit on all 27 problems of the range-test
-#: suite (each family's leave-one-out fit is 0.1 or 0.2; those are what the README scores).
+#: suite (each family's leave-one-out fit is 0.1 or 0.2; those are what docs/benchmarks.md scores).
 SEED_PEAK_DECADES: Final = 0.2
 OPTIMIZER_PARAM: Final = "optimizer"
 

@@ -1,11 +1,14 @@
 """Draw every schedule kind on one page, to see the family at a glance.
 
     .venv/bin/python scripts/schedule_gallery.py [--out schedule_gallery.html]
+    .venv/bin/python scripts/schedule_gallery.py --image docs/img/schedule-gallery.png
 
 Writes a self-contained HTML file (plotly.js embedded, opens offline): one panel per kind,
 the seeds of ``seed_params`` and a few other members of the search space, LR on a log axis
 against epochs. ``plateau`` follows a validation metric, so its panel replays it over an
 illustrative loss curve (``LOSS``) that improves, stalls, improves and stalls again.
+``--image`` writes a static PNG or SVG instead (the docs' figure), through plotly's ``kaleido``
+(``pip install kaleido``), which draws with a Chromium found on the machine.
 """
 
 from __future__ import annotations
@@ -64,6 +67,7 @@ def trace(schedule: Schedule) -> go.Scatter:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="schedule_gallery.html")
+    parser.add_argument("--image", help="write a static .png or .svg to this path instead")
     args = parser.parse_args(argv)
 
     seeds = [
@@ -85,8 +89,13 @@ def main(argv: list[str] | None = None) -> int:
         f"{BOUNDS.high:g}",
         legend={"orientation": "h", "y": -0.05},
     )
-    fig.write_html(args.out, include_plotlyjs=True)
-    print(f"wrote {args.out}\ncommand: python {' '.join(sys.argv)}")
+    if args.image:
+        fig.write_image(args.image)
+        out = args.image
+    else:
+        fig.write_html(args.out, include_plotlyjs=True)
+        out = args.out
+    print(f"wrote {out}\ncommand: python {' '.join(sys.argv)}")
     return 0
 
 

@@ -1,11 +1,11 @@
 """Closed-form learning-rate schedules: the test oracle for ``lrsearch.schedules``.
 
-Each kind is written straight from the table in DESIGN.md ("Schedules are data"), vectorised over
-the step with NumPy. Nothing here imports torch or lrsearch: ``Schedule.lrs`` runs torch's
-schedulers, and these formulas are the independent check that torch is driven the way DESIGN.md
-says.
+Each kind is written straight from the formula table of the docs (``docs/schedules.md``, "The
+kinds"), vectorised over the step with NumPy. Nothing here imports torch or lrsearch:
+``Schedule.lrs`` runs torch's schedulers, and these formulas are the independent check that
+torch is driven the way the docs say.
 
-Notation as in DESIGN.md: ``t`` is the optimizer step from 0, ``s`` the step size in steps, ``d``
+Notation as in that table: ``t`` is the optimizer step from 0, ``s`` the step size in steps, ``d``
 the decay, ``w`` the warm-up in steps, ``c`` the cooldown fraction, ``T`` the run's total steps.
 
 ``plateau`` has no closed form: its learning rate follows the validation metric. Its oracle is
@@ -135,7 +135,7 @@ def _onecycle(
 
 
 def _warmed_up(t: np.ndarray, max_lr: float, w: int, after: np.ndarray) -> np.ndarray:
-    # DESIGN's linear warm-up: max_lr * (t+1)/w for t < w, so step 0 is max_lr / w, never 0.
+    # The docs' linear warm-up: max_lr * (t+1)/w for t < w, so step 0 is max_lr / w, never 0.
     return np.where(t < w, max_lr * (t + 1) / max(w, 1), after)
 
 

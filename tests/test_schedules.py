@@ -1,6 +1,6 @@
 """Tests for lrsearch/schedules.py: Schedule, its kinds, build(), lrs() and conversions.
 
-The expected learning rates come from ``oracles.py``, DESIGN.md's formulas written out in NumPy
+The expected learning rates come from ``oracles.py``, the docs' formulas written out in NumPy
 independently of torch; a few literal values checked by hand pin the oracle itself down.
 
 ``plateau`` follows a metric: wherever a test runs every kind, ``plateau`` is stepped once per
@@ -253,7 +253,7 @@ def test_build_reproduces_lrs_in_a_real_run(
 
 C4, C8 = math.cos(math.pi / 4), math.cos(math.pi / 8)
 
-# Values worked out by hand from DESIGN.md's table, independently of both oracle and torch.
+# Values worked out by hand from docs/schedules.md's table, independently of oracle and torch.
 LITERALS = [
     pytest.param("constant", {"max_lr": 0.1}, [0.1, 0.1, 0.1], id="constant"),
     pytest.param(
@@ -1333,7 +1333,7 @@ CYCLICAL_CASES = [case for case in ALL_CASES if case.values[0] in CYCLICAL]
 
 
 def closed_form_cycle_ends(kind: str, fields: Fields, steps: int) -> list[int]:
-    """DESIGN.md's cycles: ``2s`` steps each for Smith's CLR kinds; ``s * m**k`` for sgdr's
+    """The docs' cycles: ``2s`` steps each for Smith's CLR kinds; ``s * m**k`` for sgdr's
     restart ``k``, so cycle ``k`` ends after ``s (m**k - 1) / (m - 1)`` steps (``s k`` for m=1)."""
     s = fields["step_size"]
     if kind != "sgdr":

@@ -28,7 +28,7 @@ anything missing is computed now), and:
    order alternating), median of the 5 per-seed ratios; re-timed with the current code and
    cached under a hash of ``lrsearch/range_test/``.
 
-Prints the per-problem table (markdown, for the README), the medians and worst cases, each
+Prints the per-problem table (markdown, for docs/benchmarks.md), the medians and worst cases, each
 bar of issue 12 met or missed, the fitted rules per fold, and the command.
 """
 
@@ -317,7 +317,7 @@ def bars(table: pd.DataFrame) -> list[str]:
 
 
 def markdown(table: pd.DataFrame) -> str:
-    """The README's table: per problem, then the medians and the worst cases."""
+    """The benchmark page's table: per problem, then the medians and the worst cases."""
     head = (
         "| problem | family | opt | steps | regret lrsearch | tlf | fastai valley | lightning "
         "| spread lrsearch / tlf (decades) | best LR in [low, high] | time / tlf |"
@@ -354,7 +354,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--no-train",
         action="store_true",
         help="train nothing new: interpolate the grid where a suggestion's run is not cached "
-        "(development only; the README's table is trained)",
+        "(development only; the docs' table is trained)",
     )
     parser.add_argument("--no-timing", action="store_true", help="skip the speed column")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")

@@ -110,7 +110,7 @@ class PeakCache:
             suite._source(Schedule),
         ]
         key = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]
-        # cosine keeps its file name (the grid the README's table was read from)
+        # cosine keeps its file name (the grid the docs' table was read from)
         suffix = "peaks" if kind == "cosine" else f"{kind}-peaks"
         self.path = out / "cache" / f"{problem.name}-{key}-{suffix}.jsonl"
         self.runs: dict[tuple[str, int], dict[str, Any]] = {}

@@ -23,7 +23,7 @@
    (total_steps / reference_steps) ** slope)``, kept inside ``[low, high]``. The default
    rule, :data:`SUGGESTION_RULE`, was fitted on the range-test benchmark suite
    (``benchmarks/range_test/``); the fitting was scored leave-one-family-out there (each
-   family with the rule fitted without it), and the README has those held-out numbers.
+   family with the rule fitted without it), and docs/benchmarks.md has those held-out numbers.
 """
 
 from __future__ import annotations

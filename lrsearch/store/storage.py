@@ -48,7 +48,7 @@ _SQLITE_BUSY_TIMEOUT = 60
 #: ~13 ms on the benchmark machine, and a search writes a few per epoch. A killed process
 #: loses nothing committed and never corrupts the file (SQLite's documented guarantee for WAL);
 #: only a power cut may lose the last commits. WAL needs every process on one machine, which
-#: SQLite storages are for (see the README); readers no longer block the writer.
+#: SQLite storages are for (see docs/how-it-works.md); readers no longer block the writer.
 _SQLITE_PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL")
 
 
