@@ -12,6 +12,7 @@ import dataclasses
 from typing import Any
 
 import pandas as pd
+import torch
 from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
@@ -22,7 +23,7 @@ from lrsearch.pipeline import range_test as _range_test
 from lrsearch.pipeline.arms import chosen_lr, constant_grid
 from lrsearch.range_test import RangeTestResult
 from lrsearch.schedules import Schedule
-from lrsearch.space import setup_from_params
+from lrsearch.space import Setup, setup_from_params
 from lrsearch.store import (
     ATTR_CHOSEN_LR,
     ATTR_COMPARISON,
@@ -58,10 +59,12 @@ class StudyResult:
             mean among the finalists, or the best search trial without finalists.
         best_value: That trial's validation metric.
         tuned_trial: That trial's number.
-        schedule: Its schedule (step size in steps of the full training set).
+        schedule: Its schedule, in optimizer steps of this study's runs (batches of the full
+            training set); :meth:`schedule_for` rebuilds it for another run.
         schedule_words: It in words (with its optimizer when the study searched several).
         optimizer: The tuned arm's optimizer (``task``: the task's own; see the config's
             ``optimizers``).
+        optimizers: The optimizers the study searched (the config's ``optimizers``).
         trial_states: How many search trials ended in each state.
         constant_lr: The CV-chosen constant LR (``None`` with baselines skipped).
         comparison: The final comparison ``{arm: ARM}`` (``None`` until every run is done).
@@ -80,10 +83,57 @@ class StudyResult:
     schedule: Schedule
     schedule_words: str
     optimizer: str
+    optimizers: tuple[str, ...]
     trial_states: dict[str, int]
     constant_lr: float | None
     comparison: dict[str, Any] | None
     timings: dict[str, float]
+
+    def setup_for(self, *, steps_per_epoch: int, epochs: int) -> Setup:
+        """The tuned arm's optimizer and schedule for a run of your own (see
+        :meth:`schedule_for`), with AdamW's ``weight_decay`` when the study searched it."""
+        setup = setup_from_params(
+            self.best_params,
+            optimizers=self.optimizers,
+            steps_per_epoch=steps_per_epoch,
+            epochs=epochs,
+        )
+        # Build once on a throw-away optimizer, so a run too short for the schedule (onecycle's
+        # warm-up, wsd's cooldown) is refused here rather than when training starts.
+        probe = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=setup.schedule.max_lr)
+        setup.schedule.build(probe, total_steps=steps_per_epoch * epochs)
+        return setup
+
+    def schedule_for(self, *, steps_per_epoch: int, epochs: int) -> Schedule:
+        """The tuned schedule for your own run: ``steps_per_epoch`` optimizer steps an epoch
+        for ``epochs`` epochs (build it with ``total_steps=steps_per_epoch * epochs``).
+
+        :attr:`best_params` hold ``step_size`` and ``warmup`` in epochs (``patience`` too), and
+        :attr:`schedule` is them in this study's optimizer steps: a run with another batch
+        size, data set or gradient accumulation needs them in its own steps, which this
+        rebuilds. Periods stay in epochs; ``onecycle``, ``cosine`` and ``wsd`` span the whole
+        run. Training as many epochs as the study did is what it tuned.
+
+        Args:
+            steps_per_epoch: Optimizer steps in one epoch of your run (with gradient
+                accumulation, batches divided by it, rounded up).
+            epochs: Epochs of your run.
+
+        Returns:
+            The :class:`Schedule`, in your run's optimizer steps.
+
+        Raises:
+            InvalidParameterError: a bad count, a ``step_size`` or ``warmup`` longer than the
+                run, or a run too short for the schedule.
+
+        Example:
+            Needs a finished study (``lrsearch run --study digits``), so it is not run here:
+
+            >>> result = load_result("digits")  # doctest: +SKIP
+            >>> schedule = result.schedule_for(steps_per_epoch=30, epochs=20)  # doctest: +SKIP
+            >>> scheduler = schedule.build(optimizer, total_steps=30 * 20)  # doctest: +SKIP
+        """
+        return self.setup_for(steps_per_epoch=steps_per_epoch, epochs=epochs).schedule
 
     def table(self) -> pd.DataFrame:
         """The final comparison, one row per arm (empty without one)."""
@@ -146,6 +196,7 @@ def load_result(
         schedule=setup.schedule,
         schedule_words=setup.describe(spe_full),
         optimizer=setup.optimizer,
+        optimizers=optimizers,
         trial_states=trial_states(study),
         constant_lr=constant_lr,
         comparison=comparison,
