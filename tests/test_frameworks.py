@@ -8,6 +8,8 @@ tiny (50 examples, batches of 8, 3 epochs, a linear model on the CPU).
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 import re
 import types
@@ -349,3 +351,26 @@ def test_hf_total_steps_refuses_an_older_transformers(
     with pytest.raises(LrsearchError, match=r"transformers >= 4\.52 .*got transformers 4\.51\.3"):
         hf_total_steps(args, N)
     assert hf_total_steps(_hf_args(transformers, tmp_path, max_steps=7), N) == 7
+
+
+# --- the docs ----------------------------------------------------------------------------------
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "frameworks.md"
+
+
+def test_the_docs_recipes_run_as_written(
+    lightning: Any, transformers: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Blocks fenced as ```python are complete programs; ```py marks a fragment.
+    monkeypatch.chdir(tmp_path)  # the Trainer's output_dir
+    blocks = re.findall(r"^```python\n(.*?)^```", DOC.read_text(), flags=re.S | re.M)
+    printed = []
+    for block in blocks:
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            exec(compile(block, str(DOC), "exec"), {"__name__": "__docs__"})
+        printed.append(out.getvalue().splitlines()[-1])
+    # The plain loop, Lightning (64 examples, batches of 8, accumulation 2, 3 epochs), the
+    # Trainer (50 examples, same): the steps the docs' comments count.
+    assert printed == ["24 steps, last LR 0.001", "12 optimizer steps", "12 optimizer steps"]
