@@ -127,11 +127,14 @@ class StudyResult:
                 run, or a run too short for the schedule.
 
         Example:
-            Needs a finished study (``lrsearch run --study digits``), so it is not run here:
+            After ``lrsearch run --study digits`` (a finished study, so no doctest), for your
+            run of 20 epochs of 45 optimizer steps:
 
-            >>> result = load_result("digits")  # doctest: +SKIP
-            >>> schedule = result.schedule_for(steps_per_epoch=30, epochs=20)  # doctest: +SKIP
-            >>> scheduler = schedule.build(optimizer, total_steps=30 * 20)  # doctest: +SKIP
+            ```python
+            result = load_result("digits")
+            schedule = result.schedule_for(steps_per_epoch=45, epochs=20)
+            scheduler = schedule.build(optimizer, total_steps=45 * 20)
+            ```
         """
         return self.setup_for(steps_per_epoch=steps_per_epoch, epochs=epochs).schedule
 
