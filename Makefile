@@ -4,6 +4,9 @@
 # torch: TORCH_SPEC is installed before anything else, so lrsearch's own `torch>=2.2` is already
 # met and pip pulls no other build. Elsewhere, pick the build you want, e.g.
 #   make test TORCH_SPEC=torch TORCH_INDEX=https://download.pytorch.org/whl/cpu
+# Everything after it installs under a constraint pinning that very build (TORCH_PIN), so a
+# package wanting another torch (lightning, transformers, ...) fails the install instead of
+# replacing a CPU build with a CUDA one and its nvidia-* wheels.
 
 PYTHON      ?= python3
 VENV        ?= .venv
@@ -12,9 +15,10 @@ TORCH_INDEX ?=
 PYTEST_ARGS ?=
 DEMO_ARGS   ?=
 
-BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.lrsearch-installed
-PIP    := $(BIN)/python -m pip
+BIN       := $(VENV)/bin
+STAMP     := $(VENV)/.lrsearch-installed
+PIP       := $(BIN)/python -m pip
+TORCH_PIN := $(VENV)/torch-constraint.txt
 
 .PHONY: help setup demo test lint typecheck docs pytest browser bench-range-test clean
 
@@ -30,7 +34,8 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "lrsearch needs Python >= 3.11; got " + sys.version.split()[0])'
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH_SPEC)"
-	$(PIP) install --quiet -e ".[test,docs]"
+	$(BIN)/python -c 'import torch; print("torch==" + torch.__version__)' > $(TORCH_PIN)
+	$(PIP) install --quiet -c $(TORCH_PIN) -e ".[test,docs]"
 	@touch $@
 
 setup: $(STAMP)
@@ -75,7 +80,7 @@ test: lint typecheck docs pytest
 BENCH_STAMP := $(VENV)/.lrsearch-bench-installed
 
 $(BENCH_STAMP): $(STAMP)
-	$(PIP) install --quiet -e ".[test,docs,bench]"
+	$(PIP) install --quiet -c $(TORCH_PIN) -e ".[test,docs,bench]"
 	@touch $@
 
 bench-range-test: $(BENCH_STAMP)

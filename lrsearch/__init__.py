@@ -16,7 +16,14 @@ if TYPE_CHECKING:
     from lrsearch.choices import KINDS
     from lrsearch.config import StudyConfig, load_config
     from lrsearch.exceptions import InvalidParameterError, LrsearchError
-    from lrsearch.pipeline import StudyResult, load_result
+    from lrsearch.frameworks import (
+        hf_optimizers,
+        hf_steps_per_epoch,
+        hf_total_steps,
+        lightning_scheduler,
+    )
+    from lrsearch.pipeline import StudyResult, StudyWarning, load_result
+    from lrsearch.preflight import PreflightError
     from lrsearch.range_test import RangeTestResult, range_test
     from lrsearch.report import EXPORT_COLUMNS, export_frame, report_html
     from lrsearch.schedules import Schedule
@@ -44,8 +51,14 @@ _HOME: dict[str, str] = {
     "Setup": "lrsearch.space",
     "StudyConfig": "lrsearch.config",
     "StudyResult": "lrsearch.pipeline",
+    "StudyWarning": "lrsearch.pipeline",
+    "PreflightError": "lrsearch.preflight",
     "Task": "lrsearch.tasks",
     "export_frame": "lrsearch.report",
+    "hf_optimizers": "lrsearch.frameworks",
+    "hf_steps_per_epoch": "lrsearch.frameworks",
+    "hf_total_steps": "lrsearch.frameworks",
+    "lightning_scheduler": "lrsearch.frameworks",
     "load_config": "lrsearch.config",
     "load_result": "lrsearch.pipeline",
     "load_stored": "lrsearch.store",
@@ -65,13 +78,19 @@ __all__ = [
     "InvalidParameterError",
     "LRBounds",
     "LrsearchError",
+    "PreflightError",
     "RangeTestResult",
     "Schedule",
     "Setup",
     "StudyConfig",
     "StudyResult",
+    "StudyWarning",
     "Task",
     "export_frame",
+    "hf_optimizers",
+    "hf_steps_per_epoch",
+    "hf_total_steps",
+    "lightning_scheduler",
     "load_config",
     "load_result",
     "load_stored",

@@ -11,12 +11,18 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from lrsearch import __version__
+from lrsearch.choices import PER_EPOCH_KINDS
 from lrsearch.exceptions import LrsearchError
+
+if TYPE_CHECKING:
+    from lrsearch.pipeline import StudyResult
+    from lrsearch.schedules import Schedule
+    from lrsearch.space import Setup
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -71,6 +77,7 @@ def cli(ctx: click.Context, debug: bool, verbose: bool) -> None:
     lrsearch studies                   what the study database holds
     lrsearch range-test --study NAME   only the range test of a study's task
     lrsearch report --study NAME       one HTML page with every figure and table
+    lrsearch best --study NAME --steps-per-epoch N --epochs E   train with the winner
     lrsearch export --study NAME --out runs.csv   every run as CSV
     lrsearch dashboard                 optuna-dashboard on the study database
     """
@@ -393,6 +400,122 @@ def export(name: str, storage: str | None, out: Path) -> None:
     click.echo(f"{len(frame)} rows: {out}")
     for warning in frame.attrs.get("warnings", []):
         click.echo(f"warning: {warning['text']}", err=True)
+
+
+@cli.command()
+@STUDY
+@STORAGE
+@click.option(
+    "--steps-per-epoch",
+    type=click.IntRange(min=1),
+    required=True,
+    metavar="N",
+    help="Optimizer steps in one epoch of your run (batches / gradient accumulation, rounded up).",
+)
+@click.option(
+    "--epochs", type=click.IntRange(min=1), required=True, metavar="E", help="Epochs of your run."
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["python", "json"]),
+    default="python",
+    show_default=True,
+    help="Python code that builds optimizer and scheduler, or the schedule's fields as JSON.",
+)
+@_errors
+def best(name: str, storage: str | None, steps_per_epoch: int, epochs: int, fmt: str) -> None:
+    """Print study NAME's tuned optimizer and schedule for a run of your own.
+
+    The study stores step sizes and warm-ups in epochs; --steps-per-epoch and --epochs put them
+    in your run's optimizer steps (StudyResult.schedule_for in Python). Step the scheduler once
+    after every optimizer step (a plateau schedule: once per epoch with the metric).
+    """
+    from lrsearch.pipeline import load_result
+
+    result = load_result(name, storage=storage)
+    setup = result.setup_for(steps_per_epoch=steps_per_epoch, epochs=epochs)
+    if fmt == "json":
+        click.echo(_best_json(result, setup, steps_per_epoch, epochs))
+    else:
+        click.echo(_best_python(result, setup, steps_per_epoch, epochs))
+
+
+def _best_json(result: StudyResult, setup: Setup, steps_per_epoch: int, epochs: int) -> str:
+    import json
+
+    record = {
+        "study": result.name,
+        "trial": result.tuned_trial,
+        "metric": result.metric,
+        "value": result.best_value,
+        "steps_per_epoch": steps_per_epoch,
+        "epochs": epochs,
+        "total_steps": steps_per_epoch * epochs,
+        "optimizer": setup.optimizer,
+        "weight_decay": setup.weight_decay,
+        "schedule": setup.schedule.to_dict(),
+    }
+    return json.dumps(record, indent=2)
+
+
+#: How each searched optimizer is made (lrsearch.optimizers.search_optimizer), as code.
+_OPTIMIZER_CODE = {
+    "sgd": ("import torch", "torch.optim.SGD({params}, lr={lr}, momentum=0.9)"),
+    "nesterov": (
+        "import torch",
+        "torch.optim.SGD({params}, lr={lr}, momentum=0.9, nesterov=True)",
+    ),
+    "adamw": ("from lrsearch.tasks import adamw", "adamw(weight_decay={decay!r})({params}, {lr})"),
+}
+
+
+def _best_python(result: StudyResult, setup: Setup, steps_per_epoch: int, epochs: int) -> str:
+    """Code that makes the tuned optimizer and scheduler for ``model``, under three comment
+    lines saying where it comes from."""
+    schedule = setup.schedule
+    total = steps_per_epoch * epochs
+    header = [
+        f"# study {result.name}, trial #{result.tuned_trial}: validation {result.metric} "
+        f"{result.best_value:.4f}",
+        f"# {setup.describe(steps_per_epoch)}",
+        f"# for {steps_per_epoch} optimizer steps per epoch and {epochs} epochs ({total} steps)",
+    ]
+    imports = ["from lrsearch import Schedule"]
+    code = [f"schedule = {_schedule_code(schedule)}"]
+    if setup.optimizer in _OPTIMIZER_CODE:
+        module, make = _OPTIMIZER_CODE[setup.optimizer]
+        imports.insert(0 if module.startswith("import ") else 1, module)
+        made = make.format(
+            params="model.parameters()", lr="schedule.max_lr", decay=setup.weight_decay
+        )
+        code.append(f"optimizer = {made}")
+    else:
+        code.append("# optimizer: your task's own (the study tuned the schedule of its optimizer)")
+    if schedule.kind in PER_EPOCH_KINDS:
+        maximize = result.direction == "maximize"
+        code.append(
+            f"scheduler = schedule.build(optimizer, total_steps={total}, maximize={maximize})"
+        )
+        code.append(f"# once per epoch: scheduler.step(validation {result.metric})")
+    else:
+        code.append(f"scheduler = schedule.build(optimizer, total_steps={total})")
+        code.append("# after every optimizer.step(): scheduler.step()")
+    return "\n".join([*header, *imports, "", *code])
+
+
+def _schedule_code(schedule: Schedule) -> str:
+    """A ``Schedule(...)`` call that evaluates to ``schedule``: its kind and every field that
+    differs from the default."""
+    import dataclasses
+
+    fields = dataclasses.fields(schedule)
+    args = [f'"{schedule.kind}"']  # a name from KINDS: no quoting to escape
+    for field in fields[1:]:
+        value = getattr(schedule, field.name)
+        if value != field.default:
+            args.append(f"{field.name}={value!r}")
+    return f"Schedule({', '.join(args)})"
 
 
 @cli.command()

@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
+import torch
 from click.testing import CliRunner, Result
 from optuna.trial import TrialState
 
 import lrsearch
+from lrsearch import Schedule, StudyResult
 from lrsearch.choices import ARMS
 from lrsearch.cli import cli
 from lrsearch.exceptions import InvalidParameterError, LrsearchError
+from lrsearch.optimizers import search_optimizer
+from lrsearch.study import run_study
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 
@@ -299,3 +306,168 @@ def test_debug_raises_instead(cwd: Path) -> None:
     assert result.exit_code == 1
     assert "lrsearch: error:" not in result.output
     assert _contents(cwd) == before
+
+
+# --- lrsearch best: train with the winner ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, StudyResult]:
+    """A finished tiny study (every stage, 4 search trials) and its result."""
+    import tiny_task
+
+    url = f"sqlite:///{tmp_path_factory.mktemp('best') / 'x.db'}"
+    return url, run_study(tiny_task.config(n_trials=4), storage=url)
+
+
+def _exec_best(code: str, optimizer: torch.optim.Optimizer | None = None) -> dict[str, Any]:
+    """Run what `lrsearch best` printed, for a small ``model`` (and a task's own optimizer)."""
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2))
+    namespace: dict[str, Any] = {"model": model}
+    if optimizer is not None:
+        namespace["optimizer"] = optimizer
+    exec(compile(code, "<lrsearch best>", "exec"), namespace)
+    return namespace
+
+
+def test_best_prints_python_that_builds_the_tuned_schedule(
+    finished: tuple[str, StudyResult],
+) -> None:
+    url, result = finished
+    args = ["best", "--study", "tiny", "--storage", url, "--steps-per-epoch", "7"]
+    out = CliRunner().invoke(cli, [*args, "--epochs", "3"])
+    assert out.exit_code == 0, out.output
+    expected = result.schedule_for(steps_per_epoch=7, epochs=3)
+    lines = out.stdout.splitlines()
+    assert lines[0] == (
+        f"# study tiny, trial #{result.tuned_trial}: validation accuracy {result.best_value:.4f}"
+    )
+    assert lines[1] == f"# {expected.describe(7)}"
+    assert lines[2] == "# for 7 optimizer steps per epoch and 3 epochs (21 steps)"
+    # The task's own optimizer (the study searched `task`): the code builds the scheduler on it.
+    mine = torch.optim.SGD(torch.nn.Linear(2, 1).parameters(), lr=1.0, momentum=0.9)
+    namespace = _exec_best(out.stdout, mine)
+    assert namespace["schedule"] == expected
+    assert namespace["scheduler"].optimizer is mine
+    assert mine.param_groups[0]["lr"] == pytest.approx(expected.lrs(21)[0])
+
+
+def test_best_json_holds_the_schedules_fields(finished: tuple[str, StudyResult]) -> None:
+    url, result = finished
+    args = ["best", "--study", "tiny", "--storage", url, "--steps-per-epoch", "7"]
+    out = CliRunner().invoke(cli, [*args, "--epochs", "3", "--format", "json"])
+    assert out.exit_code == 0, out.output
+    record = json.loads(out.stdout)
+    assert Schedule.from_dict(record["schedule"]) == result.schedule_for(
+        steps_per_epoch=7, epochs=3
+    )
+    assert {k: v for k, v in record.items() if k != "schedule"} == {
+        "study": "tiny",
+        "trial": result.tuned_trial,
+        "metric": "accuracy",
+        "value": result.best_value,
+        "steps_per_epoch": 7,
+        "epochs": 3,
+        "total_steps": 21,
+        "optimizer": "task",
+        "weight_decay": None,
+    }
+
+
+#: Winners of studies that searched lrsearch's optimizers: params as a trial stores them.
+WINNERS = {
+    "adamw": {
+        "optimizer": "adamw",
+        "adamw:schedule": "cosine",
+        "adamw:max_lr": 0.01,
+        "adamw:base_lr": 0.001,
+        "adamw:warmup": 1,
+        "adamw:weight_decay": 0.05,
+    },
+    "nesterov": {
+        "optimizer": "nesterov",
+        "nesterov:schedule": "onecycle",
+        "nesterov:max_lr": 0.3,
+        "nesterov:base_lr": 0.012,
+    },
+    "sgd": {
+        "optimizer": "sgd",
+        "sgd:schedule": "plateau",
+        "sgd:max_lr": 0.2,
+        "sgd:base_lr": 0.0,
+        "sgd:decay": 0.5,
+        "sgd:patience": 1,
+    },
+}
+
+
+@pytest.mark.parametrize("name", sorted(WINNERS))
+def test_best_prints_the_searched_optimizer_as_the_search_made_it(
+    finished: tuple[str, StudyResult], monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    import lrsearch.pipeline
+
+    _, result = finished
+    winner = dataclasses.replace(
+        result, best_params=WINNERS[name], optimizers=("sgd", "nesterov", "adamw")
+    )
+    monkeypatch.setattr(lrsearch.pipeline, "load_result", lambda *a, **k: winner)
+    out = CliRunner().invoke(
+        cli, ["best", "--study", "tiny", "--steps-per-epoch", "5", "--epochs", "4"]
+    )
+    assert out.exit_code == 0, out.output
+    namespace = _exec_best(out.stdout)
+    setup = winner.setup_for(steps_per_epoch=5, epochs=4)
+    assert namespace["schedule"] == setup.schedule
+    made = namespace["optimizer"]
+    factory = search_optimizer(name, None, weight_decay=setup.weight_decay)
+    reference = factory(namespace["model"].parameters(), setup.schedule.max_lr)
+    assert type(made) is type(reference)
+    # Every setting the search's optimizer has (momentum, Nesterov, betas, each group's decay),
+    # but the LR, which the schedule sets.
+    assert len(made.param_groups) == len(reference.param_groups)
+    for mine, theirs in zip(made.param_groups, reference.param_groups, strict=True):
+        assert len(mine["params"]) == len(theirs["params"])
+        assert {k: mine[k] for k in theirs if k not in ("params", "lr")} == {
+            k: v for k, v in theirs.items() if k not in ("params", "lr")
+        }
+    if name == "sgd":  # plateau: stepped per epoch with the study's metric, in its direction
+        assert "maximize=True" in out.stdout
+        assert "# once per epoch: scheduler.step(validation accuracy)" in out.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--study", "nosuch"], "no study 'nosuch'"),
+        (["--epochs", "1", "--steps-per-epoch", "2"], "total_steps must be at least"),
+    ],
+)
+def test_best_errors_are_one_line_exit_2(
+    finished: tuple[str, StudyResult],
+    monkeypatch: pytest.MonkeyPatch,
+    args: list[str],
+    message: str,
+) -> None:
+    url, result = finished
+    if "total_steps" in message:  # a 1cycle winner does not fit a 2-step run
+        import lrsearch.pipeline
+
+        onecycle = {"schedule": "onecycle", "max_lr": 0.1, "base_lr": 0.004}
+        winner = dataclasses.replace(result, best_params=onecycle)
+        monkeypatch.setattr(lrsearch.pipeline, "load_result", lambda *a, **k: winner)
+    base = {"--study": "tiny", "--storage": url, "--steps-per-epoch": "7", "--epochs": "3"}
+    base.update(dict(zip(args[::2], args[1::2], strict=True)))
+    out = CliRunner().invoke(cli, ["best", *(x for kv in base.items() for x in kv)])
+    _assert_one_line_error(out, message)
+
+
+@pytest.mark.parametrize("args", [["--steps-per-epoch", "0"], ["--epochs", "-1"], []])
+def test_best_bad_counts_are_usage_errors(
+    finished: tuple[str, StudyResult], args: list[str]
+) -> None:
+    url, _ = finished
+    base = ["best", "--study", "tiny", "--storage", url]
+    out = CliRunner().invoke(cli, [*base, *args])
+    assert out.exit_code == 2
+    assert "Invalid value for" in out.stderr or "Missing option" in out.stderr

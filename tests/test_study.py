@@ -38,7 +38,7 @@ from lrsearch.config import StudyConfig
 from lrsearch.exceptions import InvalidParameterError, LrsearchError
 from lrsearch.pipeline import bounds as _bounds
 from lrsearch.pipeline.arms import ADAM_LR, healed_grid
-from lrsearch.schedules import KINDS
+from lrsearch.schedules import KINDS, Schedule
 from lrsearch.space import LRBounds, seed_params, seed_peak
 from lrsearch.store import history, load_stored, timings
 from lrsearch.study import StudyResult, list_studies, load_result, run_study
@@ -266,6 +266,65 @@ def test_load_result_rebuilds_the_result(done: Done) -> None:
     table = loaded.table()
     assert [arm for arm in table["arm"] if arm != SNAPSHOT_ARM] == list(ARMS)
     assert loaded.verdict().startswith("tuned ")
+
+
+def test_schedule_for_rebuilds_the_tuned_schedule_in_your_own_steps(done: Done) -> None:
+    result = done.result
+    assert result.optimizers == ("task",)
+    # In the study's own steps (200 examples in batches of 20), it is the stored schedule.
+    own = result.schedule_for(steps_per_epoch=10, epochs=done.config.epochs)
+    assert own == result.schedule
+    # In another run's steps: the params' epochs times that run's steps per epoch.
+    mine = result.schedule_for(steps_per_epoch=7, epochs=3)
+    assert mine == Schedule.from_params(result.best_params, steps_per_epoch=7)
+    for name in ("step_size", "warmup"):
+        epochs = result.best_params.get(name)
+        if epochs is not None:
+            assert getattr(mine, name) == 7 * epochs
+
+
+def test_schedule_for_reads_a_searched_optimizers_params(done: Done) -> None:
+    params = {
+        "optimizer": "adamw",
+        "sgd:schedule": "constant",  # another optimizer's params are not this trial's
+        "adamw:schedule": "cosine",
+        "adamw:max_lr": 0.01,
+        "adamw:base_lr": 0.001,
+        "adamw:warmup": 1,
+        "adamw:weight_decay": 0.05,
+    }
+    result = dataclasses.replace(done.result, best_params=params, optimizers=("sgd", "adamw"))
+    setup = result.setup_for(steps_per_epoch=30, epochs=5)
+    assert (setup.optimizer, setup.weight_decay) == ("adamw", 0.05)
+    assert setup.schedule == Schedule("cosine", 0.01, base_lr=0.001, warmup=30)
+    assert result.schedule_for(steps_per_epoch=30, epochs=5) == setup.schedule
+
+
+@pytest.mark.parametrize(
+    ("params", "steps_per_epoch", "epochs", "message"),
+    [
+        (
+            {"schedule": "step", "max_lr": 0.1, "step_size": 4, "decay": 0.5},
+            10,
+            3,
+            "step_size of 4 epochs is longer than the run's 3 epochs",
+        ),
+        (
+            {"schedule": "onecycle", "max_lr": 0.1, "base_lr": 0.004},
+            2,
+            3,
+            "total_steps must be at least 7 for onecycle",
+        ),
+        ({"schedule": "constant", "max_lr": 0.1}, 0, 3, "steps_per_epoch must be a positive"),
+        ({"schedule": "constant", "max_lr": 0.1}, 10, 0, "epochs must be a positive integer"),
+    ],
+)
+def test_schedule_for_refuses_a_run_the_schedule_does_not_fit(
+    done: Done, params: dict[str, Any], steps_per_epoch: int, epochs: int, message: str
+) -> None:
+    result = dataclasses.replace(done.result, best_params=params)
+    with pytest.raises(InvalidParameterError, match=message):
+        result.schedule_for(steps_per_epoch=steps_per_epoch, epochs=epochs)
 
 
 def test_a_changed_config_is_refused_and_nothing_is_written(

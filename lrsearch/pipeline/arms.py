@@ -178,9 +178,9 @@ def _constant_cv(
     ctx: Context, start: LRBounds, extensions: Sequence[_bounds.Extension]
 ) -> tuple[Stage, KeyedPlan, list[float]]:
     """The constant-LR CV stage: one unit per LR of the grid over ``start`` grown by
-    ``extensions`` (:func:`healed_grid`; param ``lr``), with the study's first optimizer; its value is the mean fold
-    metric, the fold scores are in user attr ``fold_scores``. A fold whose training diverges
-    prunes the unit."""
+    ``extensions`` (:func:`healed_grid`; param ``lr``), with the study's first optimizer; its
+    value is the mean fold metric, the fold scores are in user attr ``fold_scores``. A fold
+    whose training diverges prunes the unit."""
     cfg, task = ctx.cfg, ctx.task
     study = ctx.study("constant_cv")
     grid = healed_grid(start, cfg.cv_grid, extensions)

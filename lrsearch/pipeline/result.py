@@ -12,6 +12,7 @@ import dataclasses
 from typing import Any
 
 import pandas as pd
+import torch
 from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
@@ -25,7 +26,7 @@ from lrsearch.pipeline.verdicts import StudyWarning, verdicts
 from lrsearch.preflight import Baseline
 from lrsearch.range_test import RangeTestResult
 from lrsearch.schedules import Schedule
-from lrsearch.space import LRBounds, setup_from_params
+from lrsearch.space import LRBounds, Setup, setup_from_params
 from lrsearch.store import (
     ATTR_BASELINE,
     ATTR_CHOSEN_LR,
@@ -62,10 +63,12 @@ class StudyResult:
             mean among the finalists, or the best search trial without finalists.
         best_value: That trial's validation metric.
         tuned_trial: That trial's number.
-        schedule: Its schedule (step size in steps of the full training set).
+        schedule: Its schedule, in optimizer steps of this study's runs (batches of the full
+            training set); :meth:`schedule_for` rebuilds it for another run.
         schedule_words: It in words (with its optimizer when the study searched several).
         optimizer: The tuned arm's optimizer (``task``: the task's own; see the config's
             ``optimizers``).
+        optimizers: The optimizers the study searched (the config's ``optimizers``).
         trial_states: How many search trials ended in each state.
         constant_lr: The CV-chosen constant LR (``None`` with baselines skipped).
         comparison: The final comparison ``{arm: ARM}`` (``None`` until every run is done).
@@ -90,6 +93,7 @@ class StudyResult:
     schedule: Schedule
     schedule_words: str
     optimizer: str
+    optimizers: tuple[str, ...]
     trial_states: dict[str, int]
     constant_lr: float | None
     comparison: dict[str, Any] | None
@@ -97,6 +101,55 @@ class StudyResult:
     bounds: LRBounds
     bounds_history: tuple[dict[str, Any], ...] = ()
     warnings: tuple[StudyWarning, ...] = ()
+
+    def setup_for(self, *, steps_per_epoch: int, epochs: int) -> Setup:
+        """The tuned arm's optimizer and schedule for a run of your own (see
+        :meth:`schedule_for`), with AdamW's ``weight_decay`` when the study searched it."""
+        setup = setup_from_params(
+            self.best_params,
+            optimizers=self.optimizers,
+            steps_per_epoch=steps_per_epoch,
+            epochs=epochs,
+        )
+        # Build once on a throw-away optimizer, so a run too short for the schedule (onecycle's
+        # warm-up, wsd's cooldown) is refused here rather than when training starts.
+        probe = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=setup.schedule.max_lr)
+        setup.schedule.build(probe, total_steps=steps_per_epoch * epochs)
+        return setup
+
+    def schedule_for(self, *, steps_per_epoch: int, epochs: int) -> Schedule:
+        """The tuned schedule for your own run: ``steps_per_epoch`` optimizer steps an epoch
+        for ``epochs`` epochs (build it with ``total_steps=steps_per_epoch * epochs``).
+
+        :attr:`best_params` hold ``step_size`` and ``warmup`` in epochs (``patience`` too), and
+        :attr:`schedule` is them in this study's optimizer steps: a run with another batch
+        size, data set or gradient accumulation needs them in its own steps, which this
+        rebuilds. Periods stay in epochs; ``onecycle``, ``cosine`` and ``wsd`` span the whole
+        run. Training as many epochs as the study did is what it tuned.
+
+        Args:
+            steps_per_epoch: Optimizer steps in one epoch of your run (with gradient
+                accumulation, batches divided by it, rounded up).
+            epochs: Epochs of your run.
+
+        Returns:
+            The :class:`Schedule`, in your run's optimizer steps.
+
+        Raises:
+            InvalidParameterError: a bad count, a ``step_size`` or ``warmup`` longer than the
+                run, or a run too short for the schedule.
+
+        Example:
+            After ``lrsearch run --study digits`` (a finished study, so no doctest), for your
+            run of 20 epochs of 45 optimizer steps:
+
+            ```python
+            result = load_result("digits")
+            schedule = result.schedule_for(steps_per_epoch=45, epochs=20)
+            scheduler = schedule.build(optimizer, total_steps=45 * 20)
+            ```
+        """
+        return self.setup_for(steps_per_epoch=steps_per_epoch, epochs=epochs).schedule
 
     def table(self) -> pd.DataFrame:
         """The final comparison, one row per arm (empty without one)."""
@@ -185,6 +238,7 @@ def load_result(
         schedule=setup.schedule,
         schedule_words=setup.describe(spe_full),
         optimizer=setup.optimizer,
+        optimizers=optimizers,
         trial_states=trial_states(study),
         constant_lr=constant_lr,
         comparison=comparison,
