@@ -28,9 +28,15 @@ from torch import nn
 from torch.optim import Optimizer
 from torch.utils.data import DataLoader, TensorDataset
 
-from lrsearch import LrsearchError, RangeTestResult, range_test
+from lrsearch import InvalidParameterError, LrsearchError, RangeTestResult, range_test
 from lrsearch.range_test import Sweep, read_curve
 from lrsearch.range_test.curve import SUGGESTION_RULE, Rule
+from lrsearch.range_test.result import (
+    MAX_SPREAD_DECADES,
+    MIN_SIGNAL_TO_NOISE,
+    MIN_VALLEY_RUNGS,
+    median_lr,
+)
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -1594,3 +1600,85 @@ def test_a_sweep_stored_before_the_ratios_reads_back_without_them() -> None:
     for sweep in stored["sweeps"]:
         del sweep["update_ratios"]
     assert RangeTestResult.from_dict(stored).sweeps[0].update_ratios is None
+
+
+# --- how far a reading can be trusted ---------------------------------------------------------
+
+
+def _valley(n: int = 100, *, fall: float = 1.5, noise: float = 0.02, seed: int = 0) -> Sweep:
+    """A sweep over 1e-5..1 whose loss falls by ``fall`` around 1e-3 and blows up past
+    10**-1.5, with Gaussian batch noise of ``noise``."""
+    lrs = np.geomspace(1e-5, 1.0, n)
+    x = np.log10(lrs)
+    rng = np.random.default_rng(seed)
+    losses = np.where(x < -1.5, 2 - fall / (1 + np.exp(-4 * (x + 3))), 10.0)
+    return read_curve(lrs, losses + noise * rng.standard_normal(n), total_steps=500)
+
+
+def _result(*sweeps: Sweep) -> RangeTestResult:
+    return RangeTestResult.from_sweeps(list(sweeps), start_lr=1e-5, end_lr=1.0, num_iter=100)
+
+
+def test_a_clear_valley_is_read_with_confidence() -> None:
+    sweep = _valley()
+    assert sweep.signal_to_noise > 20
+    assert sweep.valley_rungs >= 30
+    result = _result(sweep)
+    assert result.confident and result.doubts == ()
+    assert result.to_dict()["confident"] is True and result.to_dict()["doubts"] == []
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_fall_lost_in_its_noise_is_doubted(seed: int) -> None:
+    # The new user's case: a fall of about three batch-noise deviations, which the smoother
+    # can still turn into a "valley" with bounds.
+    sweep = _valley(fall=0.3, noise=0.1, seed=seed)
+    result = _result(sweep)
+    assert not result.confident
+    (doubt,) = [d for d in result.doubts if d.code == "no-fall"]
+    assert "never clearly fell" in doubt.text
+    assert sweep.signal_to_noise < MIN_SIGNAL_TO_NOISE or sweep.no_valley
+
+
+def test_a_fall_in_the_last_steps_is_doubted() -> None:
+    lrs = np.geomspace(1e-5, 1.0, 100)
+    losses = np.full(100, 2.0)
+    losses[-6:] = [1.6, 1.2, 0.8, 0.5, 6.0, 9.0]  # falls, then blows up at once
+    sweep = read_curve(lrs, losses + 0.001 * np.random.default_rng(0).standard_normal(100))
+    assert sweep.valley_rungs < MIN_VALLEY_RUNGS
+    assert "late-fall" in [d.code for d in _result(sweep).doubts]
+
+
+def test_sweeps_that_disagree_are_doubted() -> None:
+    early = _valley()
+    late = read_curve(
+        early.lrs * 10**-1.5, early.losses_raw, total_steps=500
+    )  # the same curve, read 1.5 decades lower
+    result = _result(early, late)
+    assert result.spread_decades > MAX_SPREAD_DECADES
+    assert [d.code for d in result.doubts] == ["disagree"]
+    assert _result(early, early).confident
+
+
+def test_a_sweep_stored_before_its_noise_was_kept_is_judged_on_no_valley() -> None:
+    data = _valley().to_dict()
+    for key in ("fall", "noise", "fall_start"):
+        del data[key]
+    old = Sweep.from_dict(data)
+    assert math.isnan(old.signal_to_noise)
+    assert _result(old).confident  # its valley is clear, and nothing else is known
+    again = Sweep.from_dict(_valley().to_dict())
+    assert (again.fall, again.noise, again.fall_start) == (
+        _valley().fall,
+        _valley().noise,
+        _valley().fall_start,
+    )
+
+
+def test_from_sweeps_takes_the_medians_and_keeps_a_valid_range() -> None:
+    sweeps = [_valley(seed=s) for s in range(3)]
+    result = _result(*sweeps)
+    assert result.suggestion == median_lr([s.suggestion for s in sweeps])
+    assert result.bounds.low == median_lr([s.low for s in sweeps])
+    with pytest.raises(InvalidParameterError, match="at least one sweep"):
+        _result()

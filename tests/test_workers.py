@@ -78,7 +78,7 @@ class Setup:
     final_seeds: int = 2
 
 
-def _setup(tmp_path: Path, *, grace: int) -> Setup:
+def _setup(tmp_path: Path, *, grace: int, range_test: str = "num_iter = 20") -> Setup:
     setup = Setup(tmp_path)
     (tmp_path / "workertask.py").write_text(TASK_MODULE)
     (tmp_path / "studies").mkdir()
@@ -98,7 +98,7 @@ def _setup(tmp_path: Path, *, grace: int) -> Setup:
             grace_period = {grace}
 
             [range_test]
-            num_iter = 20
+            {range_test}
             """
         )
     )
@@ -340,6 +340,83 @@ def test_a_worker_killed_in_any_stage_leaves_one_correct_study(stage: str, tmp_p
         runs = history(stored)
         assert [r.finished() for r in runs] == [False, True]
         assert runs[0].n_units >= len(done_before)
+    finally:
+        store.engine.dispose()
+
+
+# --- bounds that heal, with several workers and a kill -9 ------------------------------------
+
+#: The tiny task's range test over a ladder that stops short of its best LRs (about 0.1 to 1):
+#: a confident reading whose top is too low, so the bounds heal.
+NARROW = "start_lr = 1e-4\n            end_lr = 0.03\n            num_iter = 40"
+
+
+def _extensions(url: str) -> list[tuple[str, float, float]]:
+    store = open_storage(url)
+    try:
+        stored = load_stored("w", store=store)
+        return [(e.cause, e.low, e.high) for e in _bounds.history(stored.trials("bounds"), "task")]
+    finally:
+        store.engine.dispose()
+
+
+def test_workers_that_heal_the_bounds_keep_one_history(tmp_path: Path) -> None:
+    setup = _setup(tmp_path, grace=20, range_test=NARROW)
+    url = f"sqlite:///{tmp_path}/w.db"
+    logs = [tmp_path / f"worker{i}.log" for i in range(2)]
+    procs = [_start(setup, url, log, delay=0.005) for log in logs]
+    _wait(procs, logs, timeout=400)
+    tables = [_table(log) for log in logs]
+    assert tables[0] == tables[1]
+    history_of = _extensions(url)
+    assert history_of and history_of[0][0] == "cv-edge"
+    store = open_storage(url)
+    try:
+        stored = load_stored("w", store=store)
+        check_one_study(stored, setup)  # every unit once: the bounds' records included
+        assert len(stored.trials("bounds")) == len(history_of)
+    finally:
+        store.engine.dispose()
+
+
+def test_a_worker_killed_inside_an_extension_leaves_one_history(tmp_path: Path) -> None:
+    setup = _setup(tmp_path, grace=2, range_test=NARROW)
+    path = tmp_path / "w.db"
+    url = f"sqlite:///{path}"
+    log = tmp_path / "killed.log"
+    proc = _start(setup, url, log, delay=0.01)
+    # Wait for the first extension's record, then kill the worker inside the grid point it
+    # added (a constant-cv unit running after the record was written).
+    deadline = time.monotonic() + 180
+    try:
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"the worker ended before it was killed:\n{log.read_text()}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"the bounds never healed:\n{log.read_text()}")
+            records = [s for (s,) in _rows(path, _STATES, "w/bounds")]
+            cv = [s for (s,) in _rows(path, _STATES, "w/constant-cv")]
+            if records and "RUNNING" in cv:
+                os.kill(proc.pid, signal.SIGKILL)
+                break
+            time.sleep(0.02)
+    finally:
+        if proc.poll() is None and proc.returncode is None:
+            proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    before = _extensions(url)
+    assert before
+    time.sleep(2.5)  # past the grace period
+    again = tmp_path / "again.log"
+    _wait([_start(setup, url, again)], [again], timeout=300)
+    after = _extensions(url)
+    assert after[: len(before)] == before  # the history is kept, never rewritten
+    store = open_storage(url)
+    try:
+        stored = load_stored("w", store=store)
+        check_one_study(stored, setup, duplicates=True)
+        records = stored.trials("bounds")
+        assert len(records) == len(after)  # no record twice
     finally:
         store.engine.dispose()
 

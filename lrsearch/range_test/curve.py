@@ -268,7 +268,7 @@ def read_curve(
         edge=edge,
         fall=fall,
         noise=noise,
-        fall_start=float(lrs[i_low]),
+        fall_start=float(lrs[_fall_start(rough, i_low, i_min, top - _FALL_STARTED * fall)]),
     )
     return dataclasses.replace(sweep, suggestion=rule.suggest(sweep, total_steps=total_steps))
 
@@ -294,6 +294,15 @@ def _blowup(clipped: np.ndarray, rough: np.ndarray, start: float, spread: float)
     while cut > i_min + 1 and clipped[cut - 1] > level:
         cut -= 1
     return cut
+
+
+def _fall_start(rough: np.ndarray, i_low: int, i_min: int, level: float) -> int:
+    """Where the lightly smoothed loss (a running median of 5) first reaches ``level``, from
+    ``i_low`` (where the smoothed curve does) to the minimum: the wide moving average moves a
+    sharp fall several rungs early, and how many rungs a sweep spent learning must not depend
+    on the smoothing window."""
+    below = np.nonzero(rough[i_low : i_min + 1] <= level)[0]
+    return i_low + int(below[0]) if len(below) else i_low
 
 
 def _crossing(x: np.ndarray, y: np.ndarray, level: float, lo: int, hi: int) -> float:
