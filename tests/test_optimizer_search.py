@@ -11,12 +11,12 @@ from typing import Any
 import optuna
 import pytest
 import tiny_task
-from assertions import seed_top
 from optuna.trial import TrialState
 
 import lrsearch.pipeline.range_test
 from lrsearch.pipeline import run_study
-from lrsearch.pipeline.range_test import unit_key
+from lrsearch.pipeline.range_test import REDO_SWEEPS, Reading, read, redo_key, unit_key
+from lrsearch.space import LRBounds
 from lrsearch.store import ATTR_RANGE_TEST, ATTR_RANGE_TESTS, UNIT, UNIT_RANGE_TEST
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
@@ -39,29 +39,45 @@ def multi(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Any]:
     return url, run_study(cfg, storage=url)
 
 
+def _readings(url: str) -> dict[str, Reading]:
+    units = optuna.load_study(study_name="tiny/range-test", storage=url).get_trials()
+    cfg = optuna.load_study(study_name="tiny", storage=url).user_attrs["config"]
+    return read(units, OPTIMIZERS, cfg)
+
+
 def test_one_range_test_per_optimizer_each_with_its_optimizer(multi: tuple[str, Any]) -> None:
     url, _ = multi
     units = optuna.load_study(study_name="tiny/range-test", storage=url).get_trials()
-    assert sorted(t.user_attrs[UNIT] for t in units) == sorted(unit_key(o) for o in OPTIMIZERS)
+    readings = _readings(url)
+    # One unit per optimizer, and the redo's sweeps of each whose first reading was doubtful.
+    redone = [o for o in OPTIMIZERS if readings[o].redo is not None]
+    expected = [unit_key(o) for o in OPTIMIZERS]
+    expected += [redo_key(o, r) for o in redone for r in range(REDO_SWEEPS)]
+    assert sorted(t.user_attrs[UNIT] for t in units) == sorted(expected)
     assert all(t.state == TrialState.COMPLETE for t in units)
+    assert all(not readings[o].first.confident for o in redone)
     attrs = optuna.load_study(study_name="tiny", storage=url).user_attrs
     by_unit = {t.user_attrs[UNIT]: t.user_attrs[UNIT_RANGE_TEST] for t in units}
-    assert attrs[ATTR_RANGE_TESTS] == {o: by_unit[unit_key(o)] for o in OPTIMIZERS}
-    assert attrs[ATTR_RANGE_TEST] == by_unit[unit_key("sgd")]  # the first optimizer's
+    # The range test each optimizer's search read: the redo where there was one.
+    assert attrs[ATTR_RANGE_TESTS] == {o: readings[o].range_test.to_dict() for o in OPTIMIZERS}
+    assert attrs[ATTR_RANGE_TEST] == readings["sgd"].range_test.to_dict()  # the first's
     # Different optimizers, different curves: the sweeps really used each one.
     assert by_unit["range-test/sgd"]["losses"] != by_unit["range-test/adamw"]["losses"]
 
 
 def test_each_trial_draws_from_its_own_optimizers_bounds(multi: tuple[str, Any]) -> None:
-    url, _ = multi
+    url, result = multi
     study = optuna.load_study(study_name="tiny", storage=url)
-    tests = study.user_attrs[ATTR_RANGE_TESTS]
+    readings = _readings(url)
     trials = study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
     assert len(trials) == 8
     assert {t.params["optimizer"] for t in trials} == set(OPTIMIZERS)
     for t in trials:
         name = t.params["optimizer"]
-        low, high = tests[name]["low"], tests[name]["high"]
+        # Inside its optimizer's bounds: where they started, grown by any extensions.
+        rows = [r for r in result.bounds_history if r["optimizer"] == name]
+        assert LRBounds(rows[0]["low"], rows[0]["high"]) == readings[name].bounds
+        low, high = min(r["low"] for r in rows), max(r["high"] for r in rows)
         assert low <= t.params[f"{name}:max_lr"] <= high * (1 + 1e-9)
         assert not any(k.startswith(f"{o}:") for o in OPTIMIZERS if o != name for k in t.params)
         assert t.user_attrs["optimizer"] == name
@@ -70,12 +86,18 @@ def test_each_trial_draws_from_its_own_optimizers_bounds(multi: tuple[str, Any])
     # The seeds go first and take turns between the optimizers.
     seeded = [t.params["optimizer"] for t in trials if t.user_attrs.get("seeded")]
     assert seeded[:2] == list(OPTIMIZERS)
-    for t in trials:  # each optimizer's seeds peak over its own range test's suggestion
+    for t in trials:  # each optimizer's seeds peak where its own reading puts them
         if t.user_attrs.get("seeded"):
             name = t.params["optimizer"]
-            rt = tests[name]
-            top = seed_top(t.params[f"{name}:schedule"], rt)
-            assert t.params[f"{name}:max_lr"] == pytest.approx(top)
+            kind, peak = t.params[f"{name}:schedule"], t.params[f"{name}:max_lr"]
+            dist = t.distributions[f"{name}:max_lr"]
+            reading = readings[name]
+            if kind == "triangular2":  # Smith's CLR at the top of the bounds in force
+                assert peak == pytest.approx(dist.high)
+            elif kind == "onecycle":
+                assert peak == pytest.approx(min(max(reading.onecycle_peak, dist.low), dist.high))
+            else:
+                assert peak == pytest.approx(min(max(reading.peak, dist.low), dist.high))
 
 
 def test_the_tuned_arm_trains_with_the_optimizer_it_won_with(multi: tuple[str, Any]) -> None:
