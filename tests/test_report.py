@@ -29,6 +29,7 @@ from lrsearch.cli import cli
 from lrsearch.report import (
     DASHBOARD_GRAPHS,
     attach_to_dashboard,
+    bounds_table,
     comparison_figure,
     diagnostics_table,
     learning_curves_figure,
@@ -258,13 +259,20 @@ def test_report_opens_offline_with_every_figure_and_no_js_error(
         stored = load_stored(name, storage=url).search
         diagnosed = not diagnostics_table(stored).empty
         snapshots = SNAPSHOT_ARM in (stored.user_attrs.get("comparison") or {})
-        tables = (4 if name == "tiny" else 3) + diagnosed + snapshots
+        bounds = not bounds_table(stored).empty  # the searched range, step by step
+        tables = (4 if name == "tiny" else 3) + diagnosed + snapshots + bounds
         assert page.locator("table.dataframe").count() == tables
         history = page.locator("table.dataframe").last.inner_text()
         assert "finished" in history and "range_test 1" in history
         if name == "tiny":
             assert any(t.startswith("Final comparison") for t in titles)
-            assert page.locator("table.dataframe").first.inner_text().count("constant-cv") >= 1
+            # The comparison's table comes after the searched range's, when the study has one.
+            first_comparison = page.locator("table.dataframe").nth(int(bounds))
+            assert first_comparison.inner_text().count("constant-cv") >= 1
+        if bounds:
+            steps = page.locator("table.dataframe").first.inner_text()
+            widened = len(bounds_table(stored)) > 1
+            assert "the range test" in steps and ("widened" in steps) == widened
         else:
             assert page.get_by_text("no final comparison").count() == 1
         assert errors == []

@@ -25,6 +25,7 @@ from lrsearch.report.figures import (
 from lrsearch.report.html import report_html
 from lrsearch.report.reading import search_steps_per_epoch
 from lrsearch.report.tables import (
+    bounds_table,
     comparison_table,
     diagnostics_table,
     history_table,
@@ -41,6 +42,7 @@ __all__ = [
     "DASHBOARD_GRAPHS",
     "EXPORT_COLUMNS",
     "attach_to_dashboard",
+    "bounds_table",
     "comparison_figure",
     "comparison_table",
     "diagnostics_table",

@@ -25,6 +25,7 @@ from lrsearch.report.figures import (
 )
 from lrsearch.report.reading import causes_in_words, has_complete, metric_name
 from lrsearch.report.tables import (
+    bounds_table,
     comparison_table,
     diagnostics_table,
     history_table,
@@ -140,6 +141,9 @@ def report_html(stored: StoredStudy) -> str:
     ]
     rt = RangeTestResult.from_dict(study.user_attrs[ATTR_RANGE_TEST])
     parts += [f"<p>Note: {html.escape(line)}</p>" for line in rt.advice]
+    bounds = bounds_table(study)
+    if not bounds.empty:
+        parts += ["<h3>The searched LR range, step by step</h3>", _table_html(bounds)]
     parts += [
         "<h2>2. LR schedules of the top trials</h2>",
         _figure_html(schedules_figure(study), "fig-schedules"),

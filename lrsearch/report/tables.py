@@ -13,6 +13,7 @@ from lrsearch.choices import SNAPSHOT_ARM
 from lrsearch.pipeline.comparison import comparison_table, verdict
 from lrsearch.report.reading import cause, diagnosed_trials, metric_name, tuned_trial
 from lrsearch.store import (
+    ATTR_BOUNDS_HISTORY,
     ATTR_CONFIG,
     ATTR_FINALISTS,
     ATTR_RANGE_TEST,
@@ -24,6 +25,7 @@ from lrsearch.store import (
 )
 
 __all__ = [
+    "bounds_table",
     "comparison_table",
     "diagnostics_table",
     "history_table",
@@ -140,6 +142,35 @@ def settings_table(stored: StoredStudy) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=["group", "setting", "value"])
     frame["value"] = frame["value"].map(_setting)
     return frame
+
+
+#: How a bounds-history row's cause reads.
+_CAUSES = {
+    "range-test": "the range test",
+    "redo": "the range test, redone",
+    "wide": "the optimizer's plausible span (the range test could not be read)",
+    "cv-edge": "widened: the CV-chosen constant sat at the grid's end",
+    "search-edge": "widened: the best search trial peaked at the edge",
+}
+
+
+def bounds_table(study: optuna.Study) -> pd.DataFrame:
+    """The searched LR range step by step: where it started and each widening (empty for a
+    study stored before the history was kept)."""
+    rows = study.user_attrs.get(ATTR_BOUNDS_HISTORY) or []
+    return pd.DataFrame(
+        [
+            {
+                "optimizer": row["optimizer"],
+                "step": row["step"],
+                "bounds": f"{row['low']:.3g} .. {row['high']:.3g}",
+                "from": _CAUSES.get(row["cause"], row["cause"]),
+                "LR at the edge": "" if row["lr"] is None else f"{row['lr']:.3g}",
+                "trial": "" if row["trial"] is None else f"#{row['trial']}",
+            }
+            for row in rows
+        ]
+    )
 
 
 def history_table(stored: StoredStudy) -> pd.DataFrame:
