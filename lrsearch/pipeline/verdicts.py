@@ -130,7 +130,7 @@ def _bounds(
             continue
         causes = sorted(
             {
-                "the CV-chosen constant" if e.cause == "cv-edge" else "the best trial"
+                "the CV-chosen constant" if e.cause == "cv-edge" else "the best trial so far"
                 for e in history
             }
         )
@@ -140,8 +140,9 @@ def _bounds(
                 f"the searched LR range{_who(name, optimizers)} was widened {len(history)} "
                 f"time{'s' if len(history) > 1 else ''}, {_range(start[name])} to "
                 f"{_range(history[-1].bounds)}, because {' and '.join(causes)} sat at its "
-                "edge: the range test read too narrow a range for this model; the study "
-                "healed it (a longer range_test.num_iter may read it right next time)",
+                "edge, and the study looked past it: nothing to do (a warning of its own says "
+                "so if the winner still sits at an edge); a range test reading wider would "
+                "save the detour",
             )
         )
     return out
