@@ -456,6 +456,8 @@ def figure(studies: pd.DataFrame, table: pd.DataFrame, out: Path) -> list[str]:
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
+    near_lines = ((1, -NEAR_POINTS), (2, NEAR_RATIO))
+    silent_lines = ((1, -SILENT_POINTS), (2, SILENT_RATIO))
     acc = [p for p in table.index if table.loc[p, "metric"] == "accuracy"]
     loss = [p for p in table.index if table.loc[p, "metric"] != "accuracy"]
     fig = make_subplots(
@@ -505,24 +507,32 @@ def figure(studies: pd.DataFrame, table: pd.DataFrame, out: Path) -> list[str]:
                 row=1,
                 col=col,
             )
-    lines = (
-        (1, -NEAR_POINTS, "dot", "green", f"goal: within {NEAR_POINTS:g} point"),
-        (1, -SILENT_POINTS, "dash", "red", "a warning is due below"),
-        (2, NEAR_RATIO, "dot", "green", f"goal: within {NEAR_RATIO:.2f}x"),
-        (2, SILENT_RATIO, "dash", "red", "a warning is due above"),
-    )
-    for col, y, dash, color, words in lines:
-        if (acc, loss)[col - 1]:
-            fig.add_hline(
-                y=y,
-                line_dash=dash,
-                line_color=color,
-                annotation_text=words,
-                annotation_font_color=color,
-                row=1,
-                col=col,
-            )
-    fig.update_yaxes(type="log", row=1, col=2)
+    # The thresholds as lines, named once in the legend (an hline's own annotation lands in
+    # the wrong place on a log axis).
+    for dash, color, words, where in (
+        ("dot", "green", f"goal: within {NEAR_POINTS:g} point / {NEAR_RATIO:.2f}x", near_lines),
+        (
+            "dash",
+            "red",
+            f"a warning is due beyond {SILENT_POINTS:g} points / {SILENT_RATIO:g}x",
+            silent_lines,
+        ),
+    ):
+        for col, y in where:
+            if (acc, loss)[col - 1]:
+                fig.add_hline(y=y, line_dash=dash, line_color=color, row=1, col=col)
+        fig.add_trace(
+            go.Scatter(
+                x=[None], y=[None], mode="lines", line={"dash": dash, "color": color}, name=words
+            ),
+            row=1,
+            col=1 if acc else 2,
+        )
+    if loss:
+        ratios = studies[studies["problem"].isin(loss)]["gap"].clip(1e-3, 1e3)
+        low = min(float(ratios.min()), 1.0) / 1.5
+        high = max(float(ratios.max()), SILENT_RATIO) * 1.5
+        fig.update_yaxes(type="log", range=[math.log10(low), math.log10(high)], row=1, col=2)
     fig.update_layout(
         title="lrsearch on unseen problems: the tuned arm against the best constant LR of a grid",
         height=520,
