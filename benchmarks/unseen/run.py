@@ -249,7 +249,7 @@ def gap(tuned: float, best: float, *, maximize: bool) -> float:
     (``inf`` for a tuned loss that is not finite).
 
     Example:
-        >>> round(gap(0.9, 0.95, maximize=True), 6), gap(0.3, 0.2, maximize=False)
+        >>> round(gap(0.9, 0.95, maximize=True), 6), round(gap(0.3, 0.2, maximize=False), 6)
         (-5.0, 1.5)
     """
     if not math.isfinite(tuned):
