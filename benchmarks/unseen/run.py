@@ -21,8 +21,9 @@ kept out of every calibration of lrsearch: they judge it on problems nothing was
    the warning codes seen, and the **silent failures**: seeds where tuned is more than 5
    accuracy points below the oracle (more than 1.5x its loss) and the study gave no warning.
    Then the goals, each met or missed, and the cost per study: training runs (the study's
-   units: the range test, search trials, CV runs, finalists' CV runs and final runs), seconds
-   inside training (the sum of the units' stored ``train_seconds``) and the wall time of the
+   units, each CV unit counted as its folds: the range test's sweep, search trials, constant
+   grid x folds, Prodigy's validation run, finalists x folds, final runs), seconds inside
+   training (the sum of the units' stored ``train_seconds``) and the wall time of the
    ``run_study`` call.
 
 Writes ``table.csv`` / ``table.md`` (per problem), ``studies.csv`` (per study),
@@ -271,6 +272,22 @@ def _geomean(values: Iterable[float]) -> float:
     return float(np.exp(np.mean(np.log(list(values)))))
 
 
+#: The stages whose every unit trains one model per CV fold.
+CV_STAGES = ("constant_cv", "finalists")
+
+
+def training_runs(record: dict[str, Any]) -> int:
+    """Training runs a study spent: its units, a CV unit counted as its folds (at most: one
+    stopped early trains fewer), the range test's sweep as one run.
+
+    Example:
+        >>> training_runs({"units": {"search": 20, "constant_cv": 6}, "config": {"cv_folds": 3}})
+        38
+    """
+    folds = int(record["config"]["cv_folds"])
+    return sum(n * (folds if stage in CV_STAGES else 1) for stage, n in record["units"].items())
+
+
 def per_study(records: Sequence[dict[str, Any]], oracles: dict[str, Any]) -> pd.DataFrame:
     """One row per study: tuned against the oracle, bounds, warnings, silent or not, cost."""
     rows = []
@@ -301,7 +318,8 @@ def per_study(records: Sequence[dict[str, Any]], oracles: dict[str, Any]) -> pd.
                 "silent": bad(g, maximize=maximize) and not codes,
                 "schedule": r["schedule"],
                 "constant lr": r["constant_lr"],
-                "runs": sum(r["units"].values()),
+                "units": sum(r["units"].values()),
+                "runs": training_runs(r),
                 "train s": r["train_seconds"],
                 "wall s": r["wall_seconds"],
             }
@@ -347,6 +365,7 @@ def per_problem(studies: pd.DataFrame, oracles: dict[str, Any]) -> pd.DataFrame:
                 ),
                 "silent": len(silent),
                 "silent seeds": " ".join(str(s) for s in silent["seed"]),
+                "units": float(group["units"].mean()),
                 "runs": float(group["runs"].mean()),
                 "train s": float(group["train s"].mean()),
                 "wall s": float(group["wall s"].mean()),
@@ -435,14 +454,18 @@ def goals(table: pd.DataFrame, studies: pd.DataFrame) -> list[str]:
 
 def cost(studies: pd.DataFrame, wall: float) -> list[str]:
     """What the studies cost."""
+
+    def spread(column: str) -> str:
+        values = studies[column]
+        return f"{values.median():.0f} [{values.min():.0f}, {values.max():.0f}]"
+
     return [
         "cost per study (median [min, max] over the studies): "
-        f"{studies['runs'].median():.0f} [{studies['runs'].min()}, {studies['runs'].max()}] "
-        "training runs (units: range test, search trials, CV runs, finalists' CV runs, final "
-        f"runs); {studies['train s'].median():.0f} [{studies['train s'].min():.0f}, "
-        f"{studies['train s'].max():.0f}] s inside training (sum of the units' stored "
-        f"train_seconds); {studies['wall s'].median():.0f} [{studies['wall s'].min():.0f}, "
-        f"{studies['wall s'].max():.0f}] s wall per run_study call (one thread)",
+        f"{spread('runs')} training runs ({spread('units')} units: the range test's sweep, "
+        "search trials, the recipe arms' validation runs and final runs count one each, a CV "
+        "unit of the constant grid or the finalists one per fold; a pruned trial counts as a "
+        f"run); {spread('train s')} s inside training (sum of the units' stored "
+        f"train_seconds); {spread('wall s')} s wall per run_study call (one thread)",
         f"benchmark wall time: {wall:.0f} s ({wall / 60:.1f} min)",
     ]
 
