@@ -20,7 +20,7 @@ STAMP     := $(VENV)/.lrsearch-installed
 PIP       := $(BIN)/python -m pip
 TORCH_PIN := $(VENV)/torch-constraint.txt
 
-.PHONY: help setup demo test lint typecheck docs pytest browser bench-range-test clean
+.PHONY: help setup demo test lint typecheck docs pytest browser bench-range-test bench-unseen clean
 
 help:
 	@echo "make demo   set up .venv if needed, then run the default study: lrsearch run --study digits"
@@ -28,6 +28,7 @@ help:
 	@echo "make setup  only set up .venv (torch, lrsearch in editable mode, test and docs tools)"
 	@echo "make docs   build the docs site strictly into build/docs (a dead link or stale API name fails)"
 	@echo "make bench-range-test  the range-test suite and its held-out table (an hour once, cached; by hand, not in CI)"
+	@echo "make bench-unseen  whole studies on 14 unseen problems against a grid oracle (half an hour; by hand, not in CI)"
 	@echo "make clean  remove .venv and caches"
 
 $(STAMP): pyproject.toml
@@ -85,6 +86,10 @@ $(BENCH_STAMP): $(STAMP)
 
 bench-range-test: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/range_test/heldout.py $(BENCH_ARGS)
+
+# Needs nothing beyond lrsearch itself (kaleido, if installed, adds a PNG of the figure).
+bench-unseen: $(STAMP)
+	$(BIN)/python benchmarks/unseen/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache .hypothesis
