@@ -21,6 +21,7 @@ import sys
 import textwrap
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -269,6 +270,34 @@ _STUDY = {
 }
 
 
+def _kill_when(
+    proc: subprocess.Popen[bytes],
+    log: Path,
+    ready: Callable[[], bool],
+    never: str,
+    *,
+    jitter: float = 0.0,
+) -> None:
+    """SIGKILL ``proc`` once ``ready()`` (polled), up to ``jitter`` seconds later; fail with
+    ``never`` after 3 minutes, or if the worker ended first."""
+    deadline = time.monotonic() + 180
+    try:
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"the worker ended before it was killed:\n{log.read_text()}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"{never}:\n{log.read_text()}")
+            if ready():
+                time.sleep(random.uniform(0.0, jitter))  # somewhere inside the unit
+                os.kill(proc.pid, signal.SIGKILL)
+                break
+            time.sleep(0.02)
+    finally:
+        if proc.poll() is None and proc.returncode is None:
+            proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+
+
 @pytest.mark.parametrize("stage", list(_STUDY))
 def test_a_worker_killed_in_any_stage_leaves_one_correct_study(stage: str, tmp_path: Path) -> None:
     setup = _setup(tmp_path, grace=2)
@@ -279,26 +308,13 @@ def test_a_worker_killed_in_any_stage_leaves_one_correct_study(stage: str, tmp_p
     proc = _start(setup, url, log, delay=0.05 if stage == "range_test" else 0.01)
     # Wait until the stage has a unit running (and, where it has several, one done already).
     need_done = 0 if stage in ("range_test",) else 1
-    deadline = time.monotonic() + 180
-    try:
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"the worker ended before it was killed:\n{log.read_text()}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"the worker never reached {stage}:\n{log.read_text()}")
-            states = [s for (s,) in _rows(path, _STATES, _STUDY[stage])]
-            if (
-                "RUNNING" in states
-                and sum(s in ("COMPLETE", "PRUNED") for s in states) >= need_done
-            ):
-                time.sleep(random.uniform(0.0, 0.05))  # somewhere inside the unit
-                os.kill(proc.pid, signal.SIGKILL)
-                break
-            time.sleep(0.02)
-    finally:
-        if proc.poll() is None and proc.returncode is None:
-            proc.wait(timeout=30)
-    assert proc.returncode == -signal.SIGKILL
+
+    def inside() -> bool:
+        states = [s for (s,) in _rows(path, _STATES, _STUDY[stage])]
+        done = sum(s in ("COMPLETE", "PRUNED") for s in states)
+        return "RUNNING" in states and done >= need_done
+
+    _kill_when(proc, log, inside, f"the worker never reached {stage}", jitter=0.05)
     store = open_storage(url)
     try:
         before = load_stored("w", store=store)
@@ -387,23 +403,12 @@ def test_a_worker_killed_inside_an_extension_leaves_one_history(tmp_path: Path) 
     proc = _start(setup, url, log, delay=0.01)
     # Wait for the first extension's record, then kill the worker inside the grid point it
     # added (a constant-cv unit running after the record was written).
-    deadline = time.monotonic() + 180
-    try:
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"the worker ended before it was killed:\n{log.read_text()}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"the bounds never healed:\n{log.read_text()}")
-            records = [s for (s,) in _rows(path, _STATES, "w/bounds")]
-            cv = [s for (s,) in _rows(path, _STATES, "w/constant-cv")]
-            if records and "RUNNING" in cv:
-                os.kill(proc.pid, signal.SIGKILL)
-                break
-            time.sleep(0.02)
-    finally:
-        if proc.poll() is None and proc.returncode is None:
-            proc.wait(timeout=30)
-    assert proc.returncode == -signal.SIGKILL
+
+    def inside() -> bool:
+        records = _rows(path, _STATES, "w/bounds")
+        return bool(records) and ("RUNNING",) in _rows(path, _STATES, "w/constant-cv")
+
+    _kill_when(proc, log, inside, "the bounds never healed")
     before = _extensions(url)
     assert before
     time.sleep(2.5)  # past the grace period
