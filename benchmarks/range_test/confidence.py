@@ -32,9 +32,11 @@ from pathlib import Path
 
 import pandas as pd
 import suite
+import torch
 from heldout import Case, load_case
 from problems import PROBLEMS
 
+from lrsearch.optimizers import plausible_span
 from lrsearch.range_test import RangeTestResult
 
 MISS_REGRET = 1.5
@@ -131,6 +133,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if not math.isfinite(frame["regret"].max()):
         print("note: some regrets are not finite (a grid score was)")
+    print("\nThe best constant LR of each problem's grid against the plausible span a study")
+    print("searches when its range test cannot be read (optimizers.plausible_span):")
+    spans = []
+    for name in names:
+        problem = PROBLEMS[name]
+        best = suite.grid_of(problem, suite.Cache(args.out, problem))["best_lr"]
+        # The suite's optimizers take a model: one of its own shows which kind it makes.
+        span = plausible_span(lambda _, lr, p=problem: p.optimizer(torch.nn.Linear(1, 1), lr))
+        spans.append(
+            {
+                "problem": name,
+                "optimizer": problem.optimizer_name,
+                "best LR": f"{best:.3g}",
+                "span": f"{span.low:g}..{span.high:g}",
+                "decades inside": round(
+                    min(math.log10(best / span.low), math.log10(span.high / best)), 2
+                ),
+            }
+        )
+    print(pd.DataFrame(spans).to_markdown(index=False))
     command = "python benchmarks/range_test/confidence.py " + shlex.join(sys.argv[1:])
     print(f"\n{time.perf_counter() - began:.0f} s; command: {command.strip()}")
     return 0
