@@ -4,7 +4,9 @@ Each trial is a unit enqueued just before it is claimed, so the budget holds exa
 many workers share the study (``n_trials`` finished trials: complete or pruned). The
 literature's recipes built from the range-test bounds go first (user attr ``seeded``), then the
 constant LR the CV grid chose (when ``constant`` is searched and the ``constant-cv`` arm runs:
-the search starts from the bar it is compared against); after them the sampler draws. Every
+the search starts from the bar it is compared against); after them the sampler draws. Before
+each trial the bounds may heal (:mod:`lrsearch.pipeline.bounds`): the best trial so far at an
+edge widens that side, and two schedules in the new range run next (user attr ``healed``). Every
 trial has its own sampler seed, from the study's seed and the trial's number: workers never
 replay each other's draws, a resumed study does not replay its own, and one worker alone is
 reproducible. TPE runs with ``constant_liar`` while other trials run, so that trials running
