@@ -84,12 +84,15 @@ def test_a_redone_range_test_is_said_and_so_is_a_wide_start() -> None:
     ]
 
 
-def test_extended_bounds_are_said() -> None:
+def test_extended_bounds_are_said_when_the_winner_lies_past_the_start() -> None:
     reading = Reading(_rt(**CLEAR), run_steps=500)
     start = reading.bounds
     ext = Extension("task", 0, "high", start.low, start.high * 10, "cv-edge", start.high)
-    codes = _codes(readings={"task": reading}, extensions={"task": [ext]})
+    past = start.high * 3  # inside the widened bounds, past the range test's
+    codes = _codes(readings={"task": reading}, extensions={"task": [ext]}, constant_lr=past)
     assert codes == ["bounds-extended"]
+    # A widening the winners did not need is history, not a doubt.
+    assert _codes(readings={"task": reading}, extensions={"task": [ext]}) == []
 
 
 @pytest.mark.parametrize("what", ["tuned_peak", "constant_lr"])

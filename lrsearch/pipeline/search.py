@@ -51,7 +51,6 @@ from lrsearch.store import (
     HEALED,
     SEEDED,
     UPDATE_RATIOS,
-    top_trials,
     unit_key,
 )
 from lrsearch.tasks import OptimizerFactory, Task
@@ -318,12 +317,18 @@ def ensure(
 
 def _heal(ctx: Context, start: Mapping[str, LRBounds], now: Mapping[str, LRBounds]) -> None:
     """Extend the side of the bounds the best search trial so far peaks at (a stored record),
-    unless that side has reached its cap."""
+    unless that side has reached its cap. The literature's seeds are not judged: Smith's CLR
+    seed peaks at the top by construction, which says nothing of what lies beyond."""
     search = ctx.study("search")
-    best = top_trials(search, 1)
-    if not best:
+    drawn = [
+        t
+        for t in search.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if not t.user_attrs.get(SEEDED)
+    ]
+    if not drawn:
         return
-    trial = best[0]
+    sign = 1.0 if ctx.task.maximize else -1.0
+    trial = max(drawn, key=lambda t: (sign * float(t.value), -t.number))  # type: ignore[arg-type]
     optimizers = ctx.cfg.optimizers
     name = optimizers[0] if len(optimizers) == 1 else str(trial.params.get(OPTIMIZER_PARAM))
     peak = trial.params.get(optimizer_prefix(optimizers, name) + "max_lr")

@@ -123,10 +123,17 @@ def _bounds(
     start: Mapping[str, LRBounds],
     extensions: Mapping[str, Sequence[Extension]],
     optimizers: Sequence[str],
+    winners: Mapping[str, Sequence[float]],
 ) -> list[StudyWarning]:
+    """A widening that mattered: a winner (``winners``: each optimizer's tuned peak or CV
+    constant) lies outside where the study started. One that did not is in the bounds'
+    history, not a doubt."""
     out = []
     for name, history in extensions.items():
-        if not history:
+        outside = [
+            lr for lr in winners.get(name, ()) if not start[name].low <= lr <= start[name].high
+        ]
+        if not history or not outside:
             continue
         causes = sorted(
             {
@@ -140,9 +147,10 @@ def _bounds(
                 f"the searched LR range{_who(name, optimizers)} was widened {len(history)} "
                 f"time{'s' if len(history) > 1 else ''}, {_range(start[name])} to "
                 f"{_range(history[-1].bounds)}, because {' and '.join(causes)} sat at its "
-                "edge, and the study looked past it: nothing to do (a warning of its own says "
-                "so if the winner still sits at an edge); a range test reading wider would "
-                "save the detour",
+                f"edge, and the winner ({', '.join(f'{lr:.3g}' for lr in outside)}) lies "
+                "outside where it started: the range test read too narrow a range for this "
+                "model, and the study healed it; nothing to do (a range_test.end_lr or "
+                "start_lr past it would save the detour)",
             )
         )
     return out
@@ -275,8 +283,13 @@ def verdicts(
     """
     start = {name: reading.bounds for name, reading in readings.items()}
     now = {name: current(bounds, extensions.get(name, ())) for name, bounds in start.items()}
+    winners: dict[str, list[float]] = {}
+    if tuned_peak is not None:
+        winners.setdefault(tuned_optimizer, []).append(tuned_peak)
+    if constant_lr is not None:
+        winners.setdefault(optimizers[0], []).append(constant_lr)
     out = _range_test(readings, optimizers)
-    out += _bounds(start, extensions, optimizers)
+    out += _bounds(start, extensions, optimizers, winners)
     if tuned_optimizer in now:
         out += _at_edge(
             "the tuned schedule's peak LR",
