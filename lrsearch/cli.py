@@ -310,6 +310,11 @@ def range_test_command(
     click.echo(f"steps run:  {result.num_iter_run} of {result.num_iter}")
     for line in result.advice:
         click.echo(f"note: {line}")
+    for doubt in result.doubts:
+        click.echo(
+            f"warning: {doubt.text}: the reading is doubtful (`lrsearch run` redoes it longer, "
+            "and searches the optimizer's plausible span if it stays doubtful)"
+        )
     if plot is not None:
         result.figure().write_html(plot, include_plotlyjs=True)
         click.echo(f"plot: {plot}")

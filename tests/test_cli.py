@@ -174,6 +174,19 @@ def test_range_test_prints_bounds_and_writes_a_plot(cwd: Path) -> None:
     assert not (cwd / "studies" / "lrsearch.db").exists()
 
 
+def test_range_test_says_when_its_reading_is_doubtful(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent))
+    _studies_dir(tmp_path, "cnn", 'task = "newuser_task:task"\nthreads = 1\n')
+    result = CliRunner().invoke(cli, ["range-test", "--study", "cnn"])
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.stdout.splitlines() if line.startswith("warning: ")]
+    assert warnings and "never clearly fell beyond its noise" in warnings[0]
+    assert "redoes it longer" in warnings[0]
+
+
 #: TOML text -> what the one-line error says (config errors also name the file).
 BAD_CONFIGS = {
     "unknown key": ('task = "tiny_task:task"\nepochz = 3\n', "bad.toml: unknown key 'epochz'"),
