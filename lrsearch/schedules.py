@@ -74,8 +74,18 @@ USES: Final[Mapping[str, frozenset[str]]] = {
     "plateau": frozenset({"base_lr", "decay", "patience"}),
 }
 
-# Kinds whose floor `base_lr` may be 0 (it is where they end or rest, not where they start).
+# Kinds whose floor `base_lr` may be 0 (it is where they end or rest, not where they start);
+# an omitted `base_lr` is 0 for them.
 _FLOOR_MAY_BE_ZERO: Final = frozenset({"sgdr", "cosine", "wsd", "plateau"})
+
+# Why a kind that starts at `base_lr` cannot do without one, for the error that says so.
+_WHY_REQUIRED: Final[Mapping[tuple[str, str], str]] = {
+    ("onecycle", "base_lr"): " (a positive start: div_factor = max_lr / base_lr)",
+    **{
+        (kind, "base_lr"): " (a positive low end of each cycle)"
+        for kind in ("triangular", "triangular2", "exp_range")
+    },
+}
 
 # The fields a trial's params hold (beyond `schedule` and `max_lr`), in the order
 # `suggest_schedule` suggests them; `step_size` and `warmup` are in epochs there.
@@ -110,8 +120,8 @@ class Schedule:
         kind: One of :data:`KINDS`.
         max_lr: The peak (or, for ``constant``, the only) learning rate.
         base_lr: The low end of a cycle: ``triangular``, ``triangular2``, ``exp_range``,
-            ``onecycle`` (its start); the floor of ``sgdr``, ``cosine``, ``wsd`` and ``plateau``
-            (which may be 0).
+            ``onecycle`` (its start), required and positive for these; the floor of ``sgdr``,
+            ``cosine``, ``wsd`` and ``plateau``, which may be 0 and is 0 when omitted.
         step_size: In optimizer steps: the decay period of ``step`` and ``exponential``, the
             half-cycle of the cyclical kinds, the first restart cycle of ``sgdr``.
         decay: In (0, 1]: the factor per ``step_size`` (``step``, ``exponential``), per cycle
@@ -158,6 +168,10 @@ class Schedule:
                 f"kind must be one of {', '.join(KINDS)}; got {self.kind!r}"
             )
         uses = USES[self.kind]
+        if self.base_lr is None and self.kind in _FLOOR_MAY_BE_ZERO:
+            # An omitted floor is no floor: the LR ends (or rests) at 0. The kinds that start
+            # at base_lr (the cyclical ones, onecycle's div_factor) still need one given.
+            object.__setattr__(self, "base_lr", 0.0)
         for name, default in _DEFAULTS.items():
             value = getattr(self, name)
             if name not in uses and value != default:
@@ -165,7 +179,8 @@ class Schedule:
                     f"{name} does not apply to kind {self.kind!r}; got {value!r}"
                 )
             if name in uses and value is None:
-                raise InvalidParameterError(f"{name} is required for kind {self.kind!r}")
+                why = _WHY_REQUIRED.get((self.kind, name), "")
+                raise InvalidParameterError(f"{name} is required for kind {self.kind!r}{why}")
 
         set_ = object.__setattr__  # normalise numbers so equal schedules compare equal
         max_lr = check_positive_real("max_lr", self.max_lr)

@@ -663,16 +663,12 @@ MISSING = [
     ("exp_range", {"max_lr": 0.1, "base_lr": 0.01, "step_size": 2}, "decay"),
     ("exp_range", {"max_lr": 0.1, "base_lr": 0.01, "decay": 0.9}, "step_size"),
     ("exp_range", {"max_lr": 0.1, "step_size": 2, "decay": 0.9}, "base_lr"),
-    ("sgdr", {"max_lr": 0.1, "step_size": 2, "decay": 0.9}, "base_lr"),
     ("sgdr", {"max_lr": 0.1, "base_lr": 0.0, "decay": 0.9}, "step_size"),
     ("sgdr", {"max_lr": 0.1, "base_lr": 0.0, "step_size": 2}, "decay"),
     ("onecycle", {"max_lr": 0.1}, "base_lr"),
-    ("cosine", {"max_lr": 0.1, "warmup": 3}, "base_lr"),
     ("wsd", {"max_lr": 0.1, "base_lr": 0.0}, "cooldown"),
-    ("wsd", {"max_lr": 0.1, "cooldown": 0.2}, "base_lr"),
     ("plateau", {"max_lr": 0.1, "base_lr": 0.0, "decay": 0.5}, "patience"),
     ("plateau", {"max_lr": 0.1, "base_lr": 0.0, "patience": 1}, "decay"),
-    ("plateau", {"max_lr": 0.1, "decay": 0.5, "patience": 1}, "base_lr"),
 ]
 
 
@@ -683,6 +679,56 @@ MISSING = [
 def test_missing_fields_are_named(kind: str, fields: Fields, field: str) -> None:
     with invalid(field, kind):
         Schedule(kind, **fields)
+
+
+# The kinds whose floor may be 0 (where they end or rest) take an omitted base_lr as 0.
+FLOOR_KINDS = {
+    "sgdr": {"max_lr": 0.1, "step_size": 2, "decay": 0.9},
+    "cosine": {"max_lr": 0.1, "warmup": 3},
+    "wsd": {"max_lr": 0.1, "cooldown": 0.2},
+    "plateau": {"max_lr": 0.1, "decay": 0.5, "patience": 1},
+}
+
+
+def test_floor_kinds_are_the_kinds_with_a_base_lr_that_may_be_zero() -> None:
+    # Every kind that reads base_lr either defaults it (here) or requires it (MISSING).
+    required = {kind for kind, _, field in MISSING if field == "base_lr"}
+    assert set(FLOOR_KINDS) | required == {kind for kind in KINDS if "base_lr" in VALID[kind]}
+    assert not set(FLOOR_KINDS) & required
+
+
+@pytest.mark.parametrize("kind", FLOOR_KINDS)
+def test_an_omitted_floor_is_zero(kind: str) -> None:
+    schedule = Schedule(kind, **FLOOR_KINDS[kind])
+    assert schedule.base_lr == 0.0 and type(schedule.base_lr) is float
+    assert schedule == Schedule(kind, base_lr=0.0, **FLOOR_KINDS[kind])
+    assert schedule.to_dict()["base_lr"] == 0.0
+    assert Schedule.from_dict(schedule.to_dict()) == schedule
+    params = schedule.to_params(steps_per_epoch=1)
+    assert params["base_lr"] == 0.0  # the params form is as before: the floor is explicit
+    assert Schedule.from_params(params, steps_per_epoch=1) == schedule
+
+
+def test_an_omitted_floor_lets_plateau_decay_towards_zero() -> None:
+    schedule = Schedule("plateau", 0.1, decay=0.5, patience=0)
+    lrs = schedule.lrs(6, metrics=[1.0] * 5, steps_per_epoch=1)
+    assert lrs.tolist() == pytest.approx([0.1, 0.1, 0.05, 0.025, 0.0125, 0.00625])
+    assert Schedule("cosine", 1.0).lrs(5)[-1] == pytest.approx(math.cos(math.pi * 4 / 5 / 2) ** 2)
+
+
+@pytest.mark.parametrize(
+    ("kind", "fields", "why"),
+    [
+        ("onecycle", {"max_lr": 0.1}, "div_factor"),
+        ("triangular", {"max_lr": 0.1, "step_size": 2}, "cycle"),
+        ("triangular2", {"max_lr": 0.1, "step_size": 2}, "cycle"),
+        ("exp_range", {"max_lr": 0.1, "step_size": 2, "decay": 0.9}, "cycle"),
+    ],
+)
+def test_kinds_that_start_at_base_lr_still_require_it(kind: str, fields: Fields, why: str) -> None:
+    with invalid("base_lr", kind) as info:
+        Schedule(kind, **fields)
+    assert why in str(info.value)
 
 
 def test_max_lr_is_required() -> None:
