@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import difflib
 import importlib.resources
 import math
 import re
@@ -309,8 +310,26 @@ def _to_fields(data: Mapping[str, Any]) -> dict[str, Any]:
 _LISTS = ("kinds", "optimizers", "arms")
 
 
+# What a mistyped key is compared with, and the key each spelling suggests: every key, the
+# `range_test` table itself, and its sub-keys written without the table (`num_iter` at the top
+# level suggests `range_test.num_iter`).
+_SPELLINGS: dict[str, str] = (
+    {key: key for key in KEYS}
+    | {"range_test": "range_test"}
+    | {key.removeprefix("range_test."): key for key in KEYS if key.startswith("range_test.")}
+)
+
+
 def _unknown(key: str) -> InvalidParameterError:
-    return InvalidParameterError(f"unknown key {key!r} (valid keys: {', '.join(KEYS)})")
+    """The error for an unknown ``key``: the nearest valid key, or all of them if none is near.
+
+    Example:
+        >>> str(_unknown("epochz"))
+        "unknown key 'epochz' (did you mean 'epochs'?)"
+    """
+    close = difflib.get_close_matches(key, _SPELLINGS, n=1)
+    hint = f"did you mean {_SPELLINGS[close[0]]!r}?" if close else f"valid keys: {', '.join(KEYS)}"
+    return InvalidParameterError(f"unknown key {key!r} ({hint})")
 
 
 def _want_str(key: str, value: object) -> None:

@@ -189,7 +189,14 @@ def test_range_test_says_when_its_reading_is_doubtful(
 
 #: TOML text -> what the one-line error says (config errors also name the file).
 BAD_CONFIGS = {
-    "unknown key": ('task = "tiny_task:task"\nepochz = 3\n', "bad.toml: unknown key 'epochz'"),
+    "unknown key": (
+        'task = "tiny_task:task"\nepochz = 3\n',
+        "bad.toml: unknown key 'epochz' (did you mean 'epochs'?)",
+    ),
+    "unknown key, nothing close": (
+        'task = "tiny_task:task"\ncolour = "red"\n',
+        "bad.toml: unknown key 'colour' (valid keys: task, n_trials,",
+    ),
     "wrong type": (
         'task = "tiny_task:task"\nn_trials = "ten"\n',
         "bad.toml: n_trials must be an integer >= 1; got 'ten'",

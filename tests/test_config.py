@@ -331,24 +331,43 @@ def test_range_start_must_be_below_end(start: float, end: float, tmp_path: Path)
 
 
 @pytest.mark.parametrize(
-    ("body", "key"),
+    ("body", "key", "suggestion"),
     [
-        ('task = "digits"\nn_trail = 5\n', "n_trail"),
-        ('task = "digits"\nrange_start_lr = 1e-5\n', "range_start_lr"),
-        ('task = "digits"\nname = "x"\n', "name"),
-        ('task = "digits"\nsource = "x"\n', "source"),
-        ('task = "digits"\n[range_test]\nstart = 1e-5\n', "range_test.start"),
-        ('task = "digits"\n[range_tests]\nstart_lr = 1e-5\n', "range_tests"),
-        ('task = "digits"\n[sampler]\nkind = "tpe"\n', "sampler"),
+        ('task = "digits"\nn_trail = 5\n', "n_trail", "n_trials"),
+        ('task = "digits"\nEpochs = 5\n', "Epochs", "epochs"),
+        ('task = "digits"\nrange_start_lr = 1e-5\n', "range_start_lr", "range_test.start_lr"),
+        ('task = "digits"\nnum_iters = 50\n', "num_iters", "range_test.num_iter"),
+        (
+            'task = "digits"\n[range_test]\nstart = 1e-5\n',
+            "range_test.start",
+            "range_test.start_lr",
+        ),
+        ('task = "digits"\n"range_test.repeat" = 2\n', "range_test.repeat", "range_test.repeats"),
+        ('task = "digits"\n[range_tests]\nstart_lr = 1e-5\n', "range_tests", "range_test"),
+        ('task = "digits"\nname = "x"\n', "name", None),
+        ('task = "digits"\nsource = "x"\n', "source", None),
+        ('task = "digits"\ncolour = "red"\n', "colour", None),
     ],
 )
-def test_unknown_keys_are_named_with_the_valid_ones(body: str, key: str, tmp_path: Path) -> None:
+def test_unknown_keys_suggest_the_nearest_valid_one(
+    body: str, key: str, suggestion: str | None, tmp_path: Path
+) -> None:
     with invalid(key) as info:
         load_text(tmp_path, body)
     message = str(info.value)
-    if key != "sampler":  # a table where a string belongs is a bad value, not an unknown key
-        assert "unknown key" in message
+    assert "unknown key" in message
+    if suggestion is None:  # nothing close: every valid key, and no guess
+        assert "did you mean" not in message
         assert "range_test.num_iter" in message and "n_trials" in message
+    else:
+        assert message.endswith(f"unknown key {key!r} (did you mean {suggestion!r}?)")
+    one_line(info)
+
+
+def test_a_table_where_a_value_belongs_is_a_bad_value(tmp_path: Path) -> None:
+    with invalid("sampler") as info:
+        load_text(tmp_path, 'task = "digits"\n[sampler]\nkind = "tpe"\n')
+    assert "unknown key" not in str(info.value)
     one_line(info)
 
 
