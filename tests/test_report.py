@@ -122,6 +122,49 @@ def test_comparison_figure_shows_every_seed_the_interval_and_the_target(full: St
         comparison_figure(comparison, panels=("bars",))
 
 
+def _every_arm_comparison() -> dict[str, Any]:
+    """A comparison with every arm the figures may draw, the snapshot ensemble included."""
+    arms = (*ARMS, SNAPSHOT_ARM)
+    target = 0.8
+    out: dict[str, Any] = {}
+    for i, arm in enumerate(arms):
+        curve = [0.5 + 0.1 * e + 0.01 * i for e in range(4)]
+        out[arm] = {
+            "test_metric_per_seed": [curve[-1] - 0.01, curve[-1] + 0.01],
+            "test_metric_mean": curve[-1],
+            "test_curve_mean": curve,
+            "epochs_to_target": next((e + 1 for e, v in enumerate(curve) if v >= target), None),
+            "target": target,
+        }
+    return out
+
+
+def _trace_colour(trace: Any) -> str:
+    return str(trace.line.color if trace.mode == "lines" else trace.marker.color)
+
+
+def test_every_arm_has_its_own_colour_the_same_in_every_panel() -> None:
+    comparison = _every_arm_comparison()
+    arms = list(comparison)
+    fig = comparison_figure(comparison, metric="accuracy")
+    # Each arm's traces in both panels: seeds, mean, curve and the target's star.
+    colours: dict[str, set[str]] = {}
+    for trace in fig.data:
+        colours.setdefault(trace.legendgroup, set()).add(_trace_colour(trace))
+    assert set(colours) == set(arms)
+    for arm in arms:
+        names = {t.name for t in fig.data if t.legendgroup == arm}
+        assert names == {f"{arm}: per seed", f"{arm}: mean", arm, f"{arm} reaches the target"}
+        assert len(colours[arm]) == 1, (arm, colours[arm])  # one colour across the panels
+    one_each = [next(iter(colours[arm])) for arm in arms]
+    assert len(set(one_each)) == len(arms), dict(zip(arms, one_each, strict=True))
+    # The one-panel figures (the dashboard's cards) keep each arm's colour.
+    for panel in ("seeds", "curves"):
+        single = comparison_figure(comparison, metric="accuracy", panels=(panel,))
+        for trace in single.data:
+            assert _trace_colour(trace) in colours[trace.legendgroup]
+
+
 def test_schedules_figure_draws_the_top_trials_as_trained(full: StoredStudy) -> None:
     study = full.search
     spe = search_steps_per_epoch(study)

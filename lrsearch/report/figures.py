@@ -45,11 +45,15 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
+#: Each arm's colour, the same in every figure and panel that draws arms (every arm of
+#: :data:`~lrsearch.choices.ARM_ORDER`, each its own; grey is left for reference lines).
 ARM_COLORS: Mapping[str, str] = {
     "tuned": "#1f77b4",
+    SNAPSHOT_ARM: "#17becf",
     "constant-cv": "#ff7f0e",
     "adam-3e-4": "#2ca02c",
-    SNAPSHOT_ARM: "#17becf",
+    "prodigy": "#d62728",
+    "schedule-free-adamw": "#9467bd",
 }
 _PALETTE = ("#1f77b4", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
 _LEVEL = 0.95
@@ -365,7 +369,7 @@ def _seed_traces(fig: go.Figure, arm: str, data: Mapping[str, Any], at: Mapping[
     """One arm's per-seed test scores, and its mean with the 95% interval as error bars."""
     import plotly.graph_objects as go
 
-    color = ARM_COLORS.get(arm, "#7f7f7f")
+    color = ARM_COLORS[arm]
     per_seed = [float(v) for v in data["test_metric_per_seed"]]
     mean, low, high = _mean_interval(per_seed)
     fig.add_trace(
@@ -407,7 +411,7 @@ def _curve_traces(
     """One arm's mean test curve per epoch, with a star at its first epoch at the target."""
     import plotly.graph_objects as go
 
-    color = ARM_COLORS.get(arm, "#7f7f7f")
+    color = ARM_COLORS[arm]
     curve = [float(v) for v in data["test_curve_mean"]]
     fig.add_trace(
         go.Scatter(
