@@ -19,10 +19,12 @@ from lrsearch.pipeline.comparison import (
     Arm,
     arm_key,
     compare,
+    comparison_table,
     epochs_to_target,
     make_arms,
     paired_interval,
     run_arm,
+    summarize,
 )
 from lrsearch.schedules import Schedule
 from lrsearch.store import FinalRun
@@ -265,6 +267,56 @@ def test_a_plateau_arm_watches_a_slice_of_train_never_the_test_set(
         holdout=(fit, val),
     )
     assert calls[0]["train"] == task.n_train and calls[0]["plateau_data"] is None
+
+
+# -- the table ------------------------------------------------------------------------------------
+
+
+def _runs(curves: dict[str, list[list[float]]]) -> dict[str, list[FinalRun]]:
+    """Final runs of each arm with these test curves (one per seed), as compare stores them."""
+    return {
+        arm: [
+            FinalRun(arm, 1000 + s, {"lr": 0.1}, "task", "constant 0.1", c, len(c), 10 * len(c))
+            for s, c in enumerate(arm_curves)
+        ]
+        for arm, arm_curves in curves.items()
+    }
+
+
+def test_the_table_names_the_target_it_counts_epochs_to() -> None:
+    curves = {
+        "tuned": [[0.6, 0.9, 0.95, 0.96], [0.6, 0.92, 0.95, 0.98]],  # mean reaches 0.9 in 2
+        "constant-cv": [[0.5, 0.7, 0.85, 0.89], [0.5, 0.7, 0.85, 0.91]],  # target: mean 0.9
+        "adam-3e-4": [[0.3, 0.4, 0.5, 0.6], [0.3, 0.4, 0.5, 0.6]],  # never
+    }
+    comparison = {k: v.to_dict() for k, v in summarize(_runs(curves), maximize=True).items()}
+    table = comparison_table(comparison, "accuracy")
+    column = "epochs to 0.9000 (constant-cv)"
+    assert list(table.columns) == [
+        "arm",
+        "optimizer",
+        "test accuracy",
+        "tuned - arm [95% CI]",
+        "significant",
+        column,
+        "schedule",
+    ]
+    assert dict(zip(table["arm"], table[column], strict=True)) == {
+        "tuned": "2/4",
+        "constant-cv": "4/4",
+        "adam-3e-4": "not in 4",
+    }
+
+
+def test_without_a_constant_cv_arm_the_table_has_no_target_column() -> None:
+    curves = {"tuned": [[0.6, 0.9], [0.6, 0.92]], "adam-3e-4": [[0.3, 0.4], [0.3, 0.5]]}
+    comparison = {k: v.to_dict() for k, v in summarize(_runs(curves), maximize=True).items()}
+    assert all("target" not in arm for arm in comparison.values())
+    table = comparison_table(comparison, "accuracy")
+    assert list(table["arm"]) == ["tuned", "adam-3e-4"]
+    assert not [c for c in table.columns if c.startswith("epochs to")]
+    assert list(table.columns)[-1] == "schedule"
+    assert comparison_table(None, "accuracy").empty
 
 
 # -- the snapshot ensemble arm --------------------------------------------------------------------

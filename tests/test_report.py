@@ -224,6 +224,8 @@ def test_the_note_holds_the_comparison_and_the_winning_schedule(full: StoredStud
     assert f"**Winning schedule:** {comparison['tuned']['schedule']}." in note
     rows = [line for line in note.splitlines() if line.startswith("| ")]
     assert len(rows) == 1 + len(comparison)  # header and one row per arm
+    target = comparison["constant-cv"]["test_metric_mean"]
+    assert f"epochs to {target:.4f} (constant-cv)" in [c.strip() for c in rows[0].split("|")]
     for arm in ARMS:
         data = comparison[arm]
         (row,) = [r for r in rows if r.startswith(f"| {arm} ")]

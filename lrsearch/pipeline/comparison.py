@@ -456,36 +456,47 @@ _OPTIMIZER_WORDS = {
 def comparison_table(comparison: Mapping[str, Any] | None, metric: str) -> pd.DataFrame:
     """The final comparison, one row per arm (empty without one): test metric mean ± std,
     tuned - arm with its 95% interval, whether that is significant, epochs to the target, the
-    schedule in words."""
+    schedule in words.
+
+    The target is the constant-cv arm's final mean test metric, and the column's header says
+    so with its value (``epochs to 0.9716 (constant-cv)``); a comparison without that arm has
+    no target, and no such column.
+
+    Example:
+        >>> arm = {"test_metric_mean": 0.9, "test_metric_std": 0.01, "epochs": 4,
+        ...        "schedule": "constant 0.1", "target": 0.9, "epochs_to_target": 3}
+        >>> list(comparison_table({"tuned": arm}, "accuracy").columns)[-2:]
+        ['epochs to 0.9000 (constant-cv)', 'schedule']
+    """
+    given = comparison or {}
+    arms = [(arm, given[arm]) for arm in ARM_ORDER if arm in given]
+    target = next((d["target"] for _, d in arms if d.get("target") is not None), None)
     rows = []
-    for arm in ARM_ORDER:
-        data = (comparison or {}).get(arm)
-        if data is None:
-            continue
+    for arm, data in arms:
         diff = data.get("tuned_minus_this")
-        reached = data.get("epochs_to_target")
         mean, std = data["test_metric_mean"], data["test_metric_std"]
-        rows.append(
-            {
-                "arm": arm,
-                "optimizer": _OPTIMIZER_WORDS.get(
-                    data.get("optimizer", "task"), data.get("optimizer")
-                ),
-                f"test {metric}": f"{mean:.4f} ± {std:.4f}",
-                "tuned - arm [95% CI]": (
-                    f"{diff['mean_diff']:+.4f} [{diff['ci_low']:+.4f}, {diff['ci_high']:+.4f}]"
-                    if diff
-                    else ""
-                ),
-                "significant": ("yes" if diff["significant"] else "no") if diff else "",
-                "epochs to target": (
-                    f"{reached}/{data['epochs']}"
-                    if reached is not None
-                    else f"not in {data['epochs']}"
-                ),
-                "schedule": data["schedule"],
-            }
-        )
+        row = {
+            "arm": arm,
+            "optimizer": _OPTIMIZER_WORDS.get(
+                data.get("optimizer", "task"), data.get("optimizer")
+            ),
+            f"test {metric}": f"{mean:.4f} ± {std:.4f}",
+            "tuned - arm [95% CI]": (
+                f"{diff['mean_diff']:+.4f} [{diff['ci_low']:+.4f}, {diff['ci_high']:+.4f}]"
+                if diff
+                else ""
+            ),
+            "significant": ("yes" if diff["significant"] else "no") if diff else "",
+        }
+        if target is not None:
+            reached = data.get("epochs_to_target")
+            row[f"epochs to {target:.4f} (constant-cv)"] = (
+                f"{reached}/{data['epochs']}"
+                if reached is not None
+                else f"not in {data['epochs']}"
+            )
+        row["schedule"] = data["schedule"]
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
