@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import re
+import socket
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -392,6 +395,91 @@ def test_best_json_holds_the_schedules_fields(finished: tuple[str, StudyResult])
         "optimizer": "task",
         "weight_decay": None,
     }
+
+
+def _journal_mode(path: Path) -> str:
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        mode: str = conn.execute("PRAGMA journal_mode").fetchone()[0]
+        return mode
+
+
+@pytest.fixture
+def rollback_journal(finished: tuple[str, StudyResult], tmp_path: Path) -> Path:
+    """A copy of the finished study's SQLite file, in the rollback-journal mode ``delete``."""
+    source = Path(finished[0].removeprefix("sqlite:///"))
+    copy = tmp_path / "delete.db"
+    with (
+        contextlib.closing(sqlite3.connect(source)) as src,
+        contextlib.closing(sqlite3.connect(copy)) as dst,
+    ):
+        src.backup(dst)
+        assert dst.execute("PRAGMA journal_mode=DELETE").fetchone()[0] == "delete"
+    assert _journal_mode(copy) == "delete"
+    return copy
+
+
+def test_readers_leave_a_sqlite_files_journal_mode_as_they_found_it(
+    rollback_journal: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import optuna_dashboard
+
+    from lrsearch.pipeline import load_result
+    from lrsearch.report import export_frame
+    from lrsearch.store import list_studies, load_stored
+
+    path = rollback_journal
+    url = f"sqlite:///{path}"
+    runner = CliRunner()
+    study = ["--study", "tiny", "--storage", url]
+    commands = {
+        "report": ["report", *study, "--out", str(tmp_path / "r.html")],
+        "export": ["export", *study, "--out", str(tmp_path / "r.csv")],
+        "studies": ["studies", "--storage", url],
+        "best": ["best", *study, "--steps-per-epoch", "7", "--epochs", "3"],
+    }
+    for what, args in commands.items():
+        out = runner.invoke(cli, args)
+        assert out.exit_code == 0, (what, out.output)
+        assert _journal_mode(path) == "delete", what
+        if what == "studies":
+            assert out.stdout.splitlines()[1].split()[0] == "tiny"  # it read the file
+    assert "tiny" in (tmp_path / "r.html").read_text() and (tmp_path / "r.csv").stat().st_size
+
+    # In Python: the readers behind those commands.
+    assert load_result("tiny", storage=url).name == "tiny"
+    stored = load_stored("tiny", storage=url)
+    assert stored.search.user_attrs["comparison"]  # read through the open storage
+    assert not export_frame("tiny", storage=url).empty
+    assert list(list_studies(url)["study"]) == ["tiny"]
+    assert _journal_mode(path) == "delete"
+
+    # `lrsearch dashboard`: the storage it hands optuna-dashboard, used as the server would.
+    served: list[int] = []
+
+    def run_server(store: Any, *, host: str, port: int) -> None:
+        served.append(len(optuna.get_all_study_summaries(store)))
+        store.engine.dispose()
+
+    monkeypatch.setattr(optuna_dashboard, "run_server", run_server)
+    out = runner.invoke(cli, ["dashboard", "--storage", url, "--port", str(_free_port())])
+    assert out.exit_code == 0, out.output
+    assert served and served[0] >= 1
+    assert _journal_mode(path) == "delete"
+
+    # A writer may still switch it: `lrsearch run` keeps its write-ahead log.
+    from lrsearch.store import open_storage
+
+    writer = open_storage(url)
+    optuna.load_study(study_name="tiny", storage=writer).set_user_attr("written", True)
+    writer.engine.dispose()
+    assert _journal_mode(path) == "wal"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
 
 
 #: Winners of studies that searched lrsearch's optimizers: params as a trial stores them.

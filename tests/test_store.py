@@ -3,9 +3,11 @@ the typed records, and reading units, history and timings back."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import itertools
 import math
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -87,6 +89,25 @@ def test_a_sqlite_file_writes_ahead_and_is_whole_once_closed(tmp_path: Path) -> 
     copy = tmp_path / "copy.db"
     copy.write_bytes(path.read_bytes())
     assert optuna.load_study(study_name="w", storage=f"sqlite:///{copy}").user_attrs == {"kept": 1}
+
+
+# Only WAL is stored in the file; the other modes are per connection, seen as `delete`.
+@pytest.mark.parametrize("mode", ["delete", "wal"])
+def test_a_reader_leaves_the_files_journal_mode_as_it_found_it(tmp_path: Path, mode: str) -> None:
+    path = tmp_path / "s.db"
+    writer = open_storage(f"sqlite:///{path}")
+    optuna.create_study(study_name="r", storage=writer).set_user_attr("k", 1)
+    writer.engine.dispose()
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        assert conn.execute(f"PRAGMA journal_mode={mode}").fetchone()[0] == mode
+
+    reader = open_storage(f"sqlite:///{path}", create=False)
+    with reader.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == mode
+    assert optuna.load_study(study_name="r", storage=reader).user_attrs == {"k": 1}
+    reader.engine.dispose()
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == mode
 
 
 def test_bare_urls_open_with_the_installed_driver(url: str) -> None:

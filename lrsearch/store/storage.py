@@ -49,6 +49,8 @@ _SQLITE_BUSY_TIMEOUT = 60
 #: loses nothing committed and never corrupts the file (SQLite's documented guarantee for WAL);
 #: only a power cut may lose the last commits. WAL needs every process on one machine, which
 #: SQLite storages are for (see docs/how-it-works.md); readers no longer block the writer.
+#: Only a writer sets them: the journal mode is stored in the file, and a reader (``report``,
+#: ``export``, ``studies``, ``dashboard``) leaves a file as it found it.
 _SQLITE_PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL")
 
 
@@ -78,6 +80,11 @@ def open_storage(
     ``create`` (else a missing database is an error). ``heartbeat_interval`` and
     ``grace_period`` are seconds: a RUNNING trial whose heartbeat is older than the grace period
     is failed and enqueued again (``RetryHeartbeatStaleTrialCallback``).
+
+    ``create`` also tells a writer from a reader. A writer (``create=True``, as ``lrsearch
+    run``) switches a SQLite file to write-ahead logging (``journal_mode=WAL``,
+    ``synchronous=NORMAL``); a reader (``create=False``) changes nothing of the file's, its
+    journal mode included.
 
     Raises:
         InvalidParameterError: ``url`` is not a storage URL.
@@ -119,7 +126,7 @@ def open_storage(
                 grace_period=grace_period,
                 heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
             )
-        if file_sqlite:
+        if file_sqlite and create:
             sqlalchemy.event.listen(store.engine, "connect", _sqlite_pragmas)
             store.engine.dispose()  # connections opened before the listener reopen with it
         return store
