@@ -35,7 +35,7 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "lrsearch needs Python >= 3.11; got " + sys.version.split()[0])'
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH_SPEC)"
-	$(BIN)/python -c 'import torch; print("torch==" + torch.__version__)' > $(TORCH_PIN)
+	$(BIN)/python -c 'from importlib.metadata import version; print("torch==" + version("torch"))' > $(TORCH_PIN)
 	$(PIP) install --quiet -c $(TORCH_PIN) -e ".[test,docs]"
 	@touch $@
 
