@@ -80,6 +80,9 @@ def test_an_extensions_seeds_step_into_the_new_range() -> None:
     # The base LR falls with the peak, so it stays inside its range below the new low.
     assert [s["base_lr"] / s["max_lr"] for s in seeds] == pytest.approx([0.1, 0.1])
     assert Extension("task", 0, "high", 1e-3, 1.0, "cv-edge", 0.1).seeds(["task"]) == []
+    # Near the cap both steps clip to the new high: one schedule, not the same one twice.
+    capped = Extension("task", 3, "high", 1e-3, 0.15, "search-edge", 0.1, 5, {"max_lr": 0.1})
+    assert [s["max_lr"] for s in capped.seeds(["task"])] == [0.15]
 
 
 def test_extension_round_trips() -> None:

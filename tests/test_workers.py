@@ -196,7 +196,8 @@ def check_one_study(stored: StoredStudy, setup: Setup, *, duplicates: bool = Fal
             if stage == "search":
                 continue
             counts = _units_done(stored.trials(stage))
-            assert set(counts.values()) == {1}, (stage, counts)
+            # Every stage ran units, but the bounds have records only where they widened.
+            assert set(counts.values()) == ({1} if counts or stage != "bounds" else set())
             assert len(stored.trials(stage)) == sum(counts.values()), stage
         assert len(search) == setup.n_trials
     # The history: the units each run says it ran are the units that ran to an end.

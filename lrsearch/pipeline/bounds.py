@@ -111,10 +111,12 @@ class Extension:
             return []
         prefix = optimizer_prefix(optimizers, self.optimizer)
         sign = 1.0 if self.side == "high" else -1.0
-        out = []
+        out: list[dict[str, Any]] = []
         for decades in (0.5, 1.0):
             factor = 10 ** (sign * decades)
             peak = min(max(self.lr * factor, self.low), self.high)
+            if out and out[-1][prefix + "max_lr"] == peak:  # both clipped to the cap: one trial
+                continue
             params = dict(self.params)
             params[prefix + "max_lr"] = peak
             base = params.get(prefix + "base_lr")
