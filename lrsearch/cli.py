@@ -213,15 +213,12 @@ def _print_result(result: Any) -> None:
         f"suggestion {rt.suggestion:.3g}"
     )
     if first and (first[0]["cause"] != "range-test" or len(first) > 1):
-        words = {
-            "range-test": "the range test",
-            "redo": "the redone range test",
-            "wide": "the optimizer's plausible span",
-        }
+        from lrsearch.pipeline.bounds import CAUSES
+
         grown = f", widened {len(first) - 1} time(s)" if len(first) > 1 else ""
         click.echo(
             f"searched LR range: {first[-1]['low']:.3g} .. {first[-1]['high']:.3g} "
-            f"(from {words[first[0]['cause']]}{grown})"
+            f"(from {CAUSES[first[0]['cause']]}{grown})"
         )
     click.echo(
         f"search: {states}; tuned arm: trial #{result.tuned_trial}, validation "
@@ -403,8 +400,10 @@ def export(name: str, storage: str | None, out: Path) -> None:
     frame = export_frame(name, storage=storage)
     _write_atomically(out, frame.to_csv(index=False))
     click.echo(f"{len(frame)} rows: {out}")
+    from lrsearch.pipeline import StudyWarning
+
     for warning in frame.attrs.get("warnings", []):
-        click.echo(f"warning: {warning['text']}", err=True)
+        click.echo(StudyWarning.from_dict(warning).line(), err=True)
 
 
 @cli.command()

@@ -33,6 +33,7 @@ from lrsearch.store import UNIT, UNIT_BOUNDS, first_done
 
 __all__ = [
     "CAP_DECADES",
+    "CAUSES",
     "EDGE_DECADES",
     "EXTEND_DECADES",
     "Extension",
@@ -53,6 +54,15 @@ EXTEND_DECADES: Final = 1.0
 CAP_DECADES: Final = 3.0
 
 Side = Literal["low", "high"]
+
+#: A bounds-history row's cause (:func:`steps`), in words.
+CAUSES: Final = {
+    "range-test": "the range test",
+    "redo": "the redone range test",
+    "wide": "the optimizer's plausible span",
+    "cv-edge": "widened: the CV-chosen constant sat at the grid's end",
+    "search-edge": "widened: the best search trial peaked at the edge",
+}
 
 
 def bounds_key(optimizer: str, number: int) -> str:

@@ -262,11 +262,12 @@ def ensure(
     search_train, validation = ctx.search_train, ctx.validation
 
     def objective(trial: optuna.Trial) -> float:
-        if heal:
-            _heal(ctx, start, grown())
+        now = grown()
+        if heal and _heal(ctx, start, now):
+            now = grown()  # as stored: another worker's record of the same widening wins
         setup = suggest_setup(
             trial,
-            bounds=grown(),
+            bounds=now,
             steps_per_epoch=ctx.spe_search,
             epochs=task.epochs,
             kinds=cfg.kinds,
@@ -315,10 +316,11 @@ def ensure(
     return trials
 
 
-def _heal(ctx: Context, start: Mapping[str, LRBounds], now: Mapping[str, LRBounds]) -> None:
+def _heal(ctx: Context, start: Mapping[str, LRBounds], now: Mapping[str, LRBounds]) -> bool:
     """Extend the side of the bounds the best search trial so far peaks at (a stored record),
-    unless that side has reached its cap. The literature's seeds are not judged: Smith's CLR
-    seed peaks at the top by construction, which says nothing of what lies beyond."""
+    unless that side has reached its cap; whether a widening was decided. The literature's
+    seeds are not judged: Smith's CLR seed peaks at the top by construction, which says
+    nothing of what lies beyond."""
     search = ctx.study("search")
     drawn = [
         t
@@ -326,18 +328,18 @@ def _heal(ctx: Context, start: Mapping[str, LRBounds], now: Mapping[str, LRBound
         if not t.user_attrs.get(SEEDED)
     ]
     if not drawn:
-        return
+        return False
     sign = 1.0 if ctx.task.maximize else -1.0
     trial = max(drawn, key=lambda t: (sign * float(t.value), -t.number))  # type: ignore[arg-type]
     optimizers = ctx.cfg.optimizers
     name = optimizers[0] if len(optimizers) == 1 else str(trial.params.get(OPTIMIZER_PARAM))
     peak = trial.params.get(optimizer_prefix(optimizers, name) + "max_lr")
     if name not in now or peak is None:
-        return
+        return False
     side = _bounds.at_edge(float(peak), now[name])
     wider = None if side is None else _bounds.extended(now[name], side, start[name])
     if side is None or wider is None:
-        return
+        return False
     records = ctx.study("bounds")
     number = len(_bounds.history(records.get_trials(deepcopy=False), name))
     stored = _bounds.record(
@@ -365,3 +367,4 @@ def _heal(ctx: Context, start: Mapping[str, LRBounds], now: Mapping[str, LRBound
             wider.low,
             wider.high,
         )
+    return True

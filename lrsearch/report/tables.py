@@ -10,6 +10,7 @@ import optuna
 import pandas as pd
 
 from lrsearch.choices import SNAPSHOT_ARM
+from lrsearch.pipeline.bounds import CAUSES
 from lrsearch.pipeline.comparison import comparison_table, verdict
 from lrsearch.report.reading import cause, diagnosed_trials, metric_name, tuned_trial
 from lrsearch.store import (
@@ -144,16 +145,6 @@ def settings_table(stored: StoredStudy) -> pd.DataFrame:
     return frame
 
 
-#: How a bounds-history row's cause reads.
-_CAUSES = {
-    "range-test": "the range test",
-    "redo": "the range test, redone",
-    "wide": "the optimizer's plausible span (the range test could not be read)",
-    "cv-edge": "widened: the CV-chosen constant sat at the grid's end",
-    "search-edge": "widened: the best search trial peaked at the edge",
-}
-
-
 def bounds_table(study: optuna.Study) -> pd.DataFrame:
     """The searched LR range step by step: where it started and each widening (empty for a
     study stored before the history was kept)."""
@@ -164,7 +155,7 @@ def bounds_table(study: optuna.Study) -> pd.DataFrame:
                 "optimizer": row["optimizer"],
                 "step": row["step"],
                 "bounds": f"{row['low']:.3g} .. {row['high']:.3g}",
-                "from": _CAUSES.get(row["cause"], row["cause"]),
+                "from": CAUSES.get(row["cause"], row["cause"]),
                 "LR at the edge": "" if row["lr"] is None else f"{row['lr']:.3g}",
                 "trial": "" if row["trial"] is None else f"#{row['trial']}",
             }
