@@ -28,11 +28,22 @@ __all__ = [
     "ATTR_WARNINGS",
     "EPOCHS_RUN",
     "EPOCH_LRS",
+    "FINALIST_TRIAL",
     "FLAGS",
+    "FOLD_SCORES",
+    "FOLD_SIZES",
+    "FULL",
     "HEALED",
+    "LR_MEAN",
+    "LR_PEAK",
+    "OPTIMIZER",
+    "OPTUNA_FAIL_REASON",
     "PRUNED_REASON",
     "RUN_PREFIX",
+    "SCHEDULE",
+    "SEARCH",
     "SEEDED",
+    "STOP_CODE",
     "TRAIN_SECONDS",
     "UNIT",
     "UNIT_BOUNDS",
@@ -62,8 +73,10 @@ ATTR_TASK: Final = "task"
 #: The task's metric name and its direction (``maximize`` / ``minimize``).
 ATTR_METRIC: Final = "metric"
 ATTR_DIRECTION: Final = "direction"
-#: Optimizer steps per epoch: ``{"search": n, "full": n}``.
+#: Optimizer steps per epoch: ``{"search": n, "full": n}`` (keys :data:`SEARCH`, :data:`FULL`).
 ATTR_STEPS_PER_EPOCH: Final = "steps_per_epoch"
+SEARCH: Final = "search"
+FULL: Final = "full"
 #: What doing nothing scores (``Baseline.to_dict()``: the untrained model on the validation
 #: split, and chance for accuracy), measured by the pre-flight; the verdicts compare with it.
 ATTR_BASELINE: Final = "baseline"
@@ -80,6 +93,10 @@ RUN_PREFIX: Final = "run:"
 ATTR_GRID: Final = "grid"
 ATTR_CHOSEN_LR: Final = "chosen_lr"
 
+# --- Optuna's own system attrs that lrsearch reads ------------------------------------------
+#: Why Optuna failed a trial (set by Optuna, e.g. a stale heartbeat).
+OPTUNA_FAIL_REASON: Final = "fail_reason"
+
 # --- user attrs of every unit trial ----------------------------------------------------------
 #: The unit's key: readers take the first COMPLETE trial per key.
 UNIT: Final = "unit"
@@ -91,6 +108,18 @@ TRAIN_SECONDS: Final = "train_seconds"
 SEEDED: Final = "seeded"
 #: Search trials enqueued in a range the bounds just grew to (``Extension.seeds``).
 HEALED: Final = "healed"
+#: What a trial trained, in words (``Setup.describe``), on search, CV, recipe and final trials.
+SCHEDULE: Final = "schedule"
+#: The optimizer a trial trained with: ``"task"`` or a searched/recipe optimizer's name.
+OPTIMIZER: Final = "optimizer"
+#: A CV unit's metric on each fold (up to the fold that stopped), and each fold's size.
+FOLD_SCORES: Final = "fold_scores"
+FOLD_SIZES: Final = "fold_sizes"
+#: A finalist unit's search trial number.
+FINALIST_TRIAL: Final = "trial"
+#: A search trial's largest and mean learning rate over the run (first param group).
+LR_PEAK: Final = "lr_peak"
+LR_MEAN: Final = "lr_mean"
 
 # --- user attrs holding a unit's record, one per stage that has one -------------------------
 #: The range-test unit's ``RangeTestResult.to_dict()``.
@@ -106,8 +135,11 @@ UNIT_FINALIST: Final = "finalist"
 UNIT_FINAL_RUN: Final = "run"
 
 # --- user attrs the training loop writes on a trial (lrsearch.training.fit) ------------------
-#: Why a run was pruned or stopped (the pruner, a NaN, a divergence).
+#: Why a run was pruned or stopped, in words (``StopReason.words``: the pruner, a NaN, a
+#: divergence, with what it says about the learning rate).
 PRUNED_REASON: Final = "pruned_reason"
+#: The same as a code (``StopReason.code``, one of ``STOP_CODES``): what code reads.
+STOP_CODE: Final = "stop_code"
 #: Epochs it trained.
 EPOCHS_RUN: Final = "epochs_run"
 #: The learning rate of every epoch as trained (what a ``plateau`` schedule really did).

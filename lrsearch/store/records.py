@@ -10,15 +10,20 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any, Final, Self
+
+from lrsearch.store.names import PRUNED_REASON, STOP_CODE
 
 __all__ = [
     "RATIO_BAND",
+    "STOP_CODES",
     "ArmResult",
     "FinalRun",
     "Finalist",
+    "Record",
     "RunRecord",
     "StageTime",
+    "StopReason",
     "Timings",
     "UpdateRatios",
 ]
@@ -42,8 +47,93 @@ def _float(value: Any) -> float:
     return math.nan if value is None else float(value)
 
 
+class Record:
+    """What every stored record shares: ``from_dict`` keeps the fields the class knows.
+
+    A record written by a later release may carry fields this one does not know; they are
+    dropped on read rather than refused. Records whose fields need converting (NaN stored as
+    ``null``) override :meth:`_convert`.
+    """
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        """The record stored as ``data`` (``to_dict``'s output)."""
+        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        return cls(**cls._convert({k: v for k, v in data.items() if k in names}))
+
+    @classmethod
+    def _convert(cls, fields: dict[str, Any]) -> dict[str, Any]:
+        return fields
+
+
+#: What stopped a run early, as codes: the pruner (``pruned``), the pruner on a run whose
+#: training loss had stopped falling (``stalled``), a loss that blew up (``diverged``), a NaN
+#: or inf (``non-finite``), anything else (``other``).
+STOP_CODES: Final = ("pruned", "stalled", "diverged", "non-finite", "other")
+
+
 @dataclasses.dataclass(frozen=True)
-class FinalRun:
+class StopReason(Record):
+    """Why a run stopped early: a code that code reads, and words that people read.
+
+    Stored on a trial as user attrs ``stop_code`` and ``pruned_reason``
+    (:meth:`to_attrs`); a trial stored before the code existed gets it from its words
+    (:meth:`from_attrs`).
+
+    Attributes:
+        code: One of :data:`STOP_CODES`.
+        words: What happened, then what it says about the learning rate.
+
+    Example:
+        >>> stop = StopReason("diverged", "diverged in epoch 2: learning rate too high")
+        >>> StopReason.from_attrs(stop.to_attrs()) == stop
+        True
+        >>> StopReason.from_attrs({"pruned_reason": "pruner: stopped after epoch 3"}).code
+        'pruned'
+    """
+
+    code: str
+    words: str
+
+    def __post_init__(self) -> None:
+        if self.code not in STOP_CODES:
+            raise ValueError(f"code must be one of {STOP_CODES}; got {self.code!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_attrs(self) -> dict[str, str]:
+        """The trial user attrs that store it."""
+        return {STOP_CODE: self.code, PRUNED_REASON: self.words}
+
+    @classmethod
+    def from_attrs(cls, attrs: Mapping[str, Any]) -> StopReason | None:
+        """The reason stored in a trial's user attrs, ``None`` if it did not stop early."""
+        words = attrs.get(PRUNED_REASON)
+        if not words:
+            return None
+        code = attrs.get(STOP_CODE)
+        return cls(code if code in STOP_CODES else cls.classify(words), words)
+
+    @staticmethod
+    def classify(words: str) -> str:
+        """The code of a reason stored as words only (by a release before the codes).
+
+        Example:
+            >>> StopReason.classify("non-finite training loss in epoch 3: learning rate too high")
+            'non-finite'
+        """
+        if words.startswith("pruner"):
+            return "stalled" if "too low" in words else "pruned"
+        if "non-finite" in words or "division by zero" in words:
+            return "non-finite"
+        if "diverged" in words or "too high" in words:
+            return "diverged"
+        return "other"
+
+
+@dataclasses.dataclass(frozen=True)
+class FinalRun(Record):
     """One run of the final comparison: an arm trained on all of ``train`` with one seed and
     scored on ``test`` after every epoch (a unit of study ``NAME/final``).
 
@@ -97,17 +187,16 @@ class FinalRun:
         return out
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> FinalRun:
-        fields = dict(data)
+    def _convert(cls, fields: dict[str, Any]) -> dict[str, Any]:
         fields["curve"] = [_float(v) for v in fields["curve"]]
         if fields.get("snapshot_steps"):  # a stored null is a NaN score, not a missing one
             for name in ("ensemble_final", "snapshot_final"):
                 fields[name] = _float(fields.get(name))
-        return cls(**fields)
+        return fields
 
 
 @dataclasses.dataclass(frozen=True)
-class Finalist:
+class Finalist(Record):
     """A top search trial re-scored on the constant baseline's CV folds (study
     ``NAME/finalists``); the best ``cv_mean`` becomes the tuned arm.
 
@@ -134,14 +223,13 @@ class Finalist:
         return out
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Finalist:
-        fields = dict(data)
+    def _convert(cls, fields: dict[str, Any]) -> dict[str, Any]:
         fields["fold_scores"] = [_float(v) for v in fields["fold_scores"]]
-        return cls(**fields)
+        return fields
 
 
 @dataclasses.dataclass(frozen=True)
-class ArmResult:
+class ArmResult(Record):
     """One arm of the final comparison, summarised over its seeds (study user attr
     ``comparison`` maps arm names to these).
 
@@ -198,14 +286,9 @@ class ArmResult:
                 del out[name]
         return out
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ArmResult:
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
-
 
 @dataclasses.dataclass(frozen=True)
-class RunRecord:
+class RunRecord(Record):
     """One ``lrsearch run`` invocation on a study: who ran it, where, and what it did.
 
     Stored as study user attr ``run:<started>:<host>:<pid>`` and written only by the process it
@@ -265,11 +348,6 @@ class RunRecord:
         del out["units"]  # counted from the units on read
         return out
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> RunRecord:
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
-
 
 @dataclasses.dataclass(frozen=True)
 class StageTime:
@@ -326,7 +404,7 @@ class Timings:
 
 
 @dataclasses.dataclass(frozen=True)
-class UpdateRatios:
+class UpdateRatios(Record):
     """The update/weight ratio ``||dw|| / ||w||`` of one training run, per param group.
 
     ``dw`` is what one optimizer step changed, ``w`` the weights after it; both norms run over
@@ -381,11 +459,6 @@ class UpdateRatios:
         out["medians"] = [_num(v) for v in self.medians]
         out["flags"] = self.flags  # for a reader of the raw storage; derived again on read
         return out
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> UpdateRatios:
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
 
 
 def _ratio_flag(way: str, group: int, where: str, share: float, median: float | None) -> str:
