@@ -116,5 +116,5 @@ def context(
     cfg, made, device, _ = prepare(config(name, **changes), task=task)
     store = open_storage(f"sqlite:///{path}", heartbeat_interval=1, grace_period=2)
     ctx = Context(cfg, made, device, store, f"sqlite:///{path}", lambda *a: None, 1, 2)
-    ctx.log = RunLog(ctx.study("search"), device="cpu", storage=ctx.url, interval=1)
+    ctx.log = RunLog(ctx.study("runs"), device="cpu", storage=ctx.url, interval=1)
     return ctx

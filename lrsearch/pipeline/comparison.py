@@ -37,7 +37,7 @@ from lrsearch.pipeline.queue import KeyedPlan, Stage, Unit
 from lrsearch.schedules import Schedule
 from lrsearch.space import setup_from_params
 from lrsearch.splits import holdout
-from lrsearch.store import ATTR_COMPARISON, UNIT_FINAL_RUN, ArmResult, FinalRun, first_done
+from lrsearch.store import UNIT_FINAL_RUN, ArmResult, FinalRun, first_done
 from lrsearch.tasks import Data, OptimizerFactory, Task, steps_per_epoch
 from lrsearch.training import subset, train_task
 
@@ -436,9 +436,7 @@ def ensure(ctx: Context, arms: list[Arm]) -> dict[str, dict[str, Any]]:
     ctx.work(Stage("final", "final comparison", study, objective, ctx.store), KeyedPlan(units))
     runs = collect(study.get_trials(deepcopy=False), arms, seeds)
     assert runs is not None  # the stage is done
-    comparison = {k: v.to_dict() for k, v in summarize(runs, maximize=task.maximize).items()}
-    ctx.derive(ctx.study("search"), ATTR_COMPARISON, comparison)
-    return comparison
+    return {k: v.to_dict() for k, v in summarize(runs, maximize=task.maximize).items()}
 
 
 #: How the table names an arm's optimizer.

@@ -16,6 +16,8 @@ import os
 import platform
 import socket
 import threading
+import time
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
@@ -31,9 +33,17 @@ from lrsearch.optimizers import search_optimizer
 from lrsearch.pipeline.queue import Plan, Stage, work
 from lrsearch.preflight import Baseline, preflight
 from lrsearch.splits import cv_folds, holdout, watch_split
-from lrsearch.store import RunRecord, StorageLock, StudyNames
+from lrsearch.store import (
+    ATTR_SUMMARY,
+    RUN_RECORD,
+    RunRecord,
+    StorageLock,
+    StudyNames,
+    StudySummary,
+)
 from lrsearch.tasks import Data, Task, load_task, steps_per_epoch
 from lrsearch.training import default_threads, resolve_device, subset
+from lrsearch.version import __version__
 
 __all__ = ["Context", "Progress", "RunLog", "prepare"]
 
@@ -99,8 +109,6 @@ def _now() -> str:
 
 
 def _versions() -> dict[str, str]:
-    from lrsearch import __version__
-
     return {
         "lrsearch": __version__,
         "optuna": optuna.__version__,
@@ -110,19 +118,33 @@ def _versions() -> dict[str, str]:
 
 
 class RunLog:
-    """This process's record in study NAME's history, kept up to date while it works.
+    """This process's record in the study's history, kept up to date while it works: a trial
+    of ``NAME/runs`` carrying the :class:`RunRecord` (user attr ``run_record``) and what the
+    run was made with (``inputs``: config, task, steps per epoch, baseline).
 
     A thread refreshes ``last_seen`` every ``interval`` seconds, so a live worker (busy in a
-    long unit or waiting for others) can be told from a killed one.
+    long unit or waiting for others) can be told from a killed one. The trial ends COMPLETE
+    (value: the run's seconds) or FAIL with the run; a killed run's stays RUNNING.
     """
 
-    def __init__(self, study: optuna.Study, *, device: str, storage: str, interval: float) -> None:
+    def __init__(
+        self,
+        study: optuna.Study,
+        *,
+        device: str,
+        storage: str,
+        interval: float,
+        inputs: Mapping[str, Any] | None = None,
+    ) -> None:
         now = _now()
         self._study = study
+        self._inputs = dict(inputs or {})
         self._interval = interval
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._trial: optuna.Trial | None = None
+        self._clock = time.monotonic()
         self.record = RunRecord(
             started=now,
             host=socket.gethostname(),
@@ -140,6 +162,11 @@ class RunLog:
 
     def start(self) -> None:
         """Write the record and keep it fresh until :meth:`end`."""
+        with warnings.catch_warnings():  # the storage's heartbeat is for the units, not this
+            warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)
+            self._trial = self._study.ask()
+        for key, value in self._inputs.items():
+            self._trial.set_user_attr(key, json.loads(json.dumps(value)))
         self._write()
         self._thread = threading.Thread(target=self._beat, name="lrsearch-runlog", daemon=True)
         self._thread.start()
@@ -157,6 +184,11 @@ class RunLog:
                 error=error,
             )
         self._write()
+        if self._trial is not None:
+            if error:
+                self._study.tell(self._trial, state=optuna.trial.TrialState.FAIL)
+            else:
+                self._study.tell(self._trial, time.monotonic() - self._clock)
 
     def _beat(self) -> None:
         while not self._stop.wait(self._interval):
@@ -169,7 +201,8 @@ class RunLog:
         with self._lock:
             self.record = dataclasses.replace(self.record, last_seen=_now())
             record = self.record
-        self._study.set_user_attr(record.key, record.to_dict())
+        if self._trial is not None:
+            self._trial.set_user_attr(RUN_RECORD, record.to_dict())
 
 
 @dataclasses.dataclass
@@ -226,6 +259,13 @@ class Context:
         if study.user_attrs.get(key) != value:
             study.set_user_attr(key, value)
             self.changed = True
+
+    def summarize(self, **fields: Any) -> None:
+        """Update the fields given of study NAME's small summary (user attr ``summary``),
+        keeping the others (:class:`~lrsearch.store.StudySummary`)."""
+        search = self.study("search")
+        current = dict(search.user_attrs.get(ATTR_SUMMARY) or {})
+        self.derive(search, ATTR_SUMMARY, current | StudySummary(**fields).to_dict())
 
     def work(
         self, stage: Stage, plan: Plan, *, deadline: float | None = None, wait: bool = True

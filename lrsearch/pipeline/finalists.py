@@ -23,7 +23,6 @@ from lrsearch.pipeline.search import optimizer_factory
 from lrsearch.space import setup_from_params
 from lrsearch.splits import cv_folds
 from lrsearch.store import (
-    ATTR_FINALISTS,
     FINISHED,
     UNIT_FINALIST,
     Finalist,
@@ -129,11 +128,9 @@ def ensure(ctx: Context) -> FrozenTrial:
     search = ctx.study("search")
     top = top_trials(search, ctx.cfg.finalists)
     if len(top) <= 1:
-        ctx.derive(search, ATTR_FINALISTS, [])
         return top[0]
     stage, plan = _stage(ctx, top)
     ctx.work(stage, plan)
     units = stage.study.get_trials(deepcopy=False)
-    tuned, finalists = pick(top, units, maximize=ctx.task.maximize)
-    ctx.derive(search, ATTR_FINALISTS, [f.to_dict() for f in finalists])
+    tuned, _ = pick(top, units, maximize=ctx.task.maximize)
     return tuned

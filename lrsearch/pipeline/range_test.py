@@ -39,7 +39,6 @@ from lrsearch.splits import holdout
 from lrsearch.store import (
     ATTR_CONFIG,
     ATTR_RANGE_TEST,
-    ATTR_RANGE_TESTS,
     ATTR_STEPS_PER_EPOCH,
     UNIT,
     UNIT_RANGE_TEST,
@@ -275,9 +274,8 @@ def ensure(ctx: Context) -> dict[str, Reading]:
         redo_units = [Unit(redo_key(name, r)) for name in doubtful for r in range(REDO_SWEEPS)]
         ctx.work(stage, KeyedPlan(redo_units))
     found = read(study.get_trials(deepcopy=False), optimizers, ctx.cfg, run_steps=steps)
-    ctx.derive(search, ATTR_RANGE_TEST, found[optimizers[0]].range_test.to_dict())
-    if len(optimizers) > 1:
-        ctx.derive(search, ATTR_RANGE_TESTS, {k: v.range_test.to_dict() for k, v in found.items()})
+    first = found[optimizers[0]].bounds
+    ctx.summarize(bounds=[first.low, first.high])
     return found
 
 

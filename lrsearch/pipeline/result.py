@@ -37,6 +37,7 @@ from lrsearch.store import (
     ATTR_GRID,
     ATTR_METRIC,
     ATTR_TASK,
+    ArmResult,
     Finalist,
     StoredStudy,
     load_stored,
@@ -80,6 +81,9 @@ class StudyResult:
             (:func:`lrsearch.pipeline.bounds.steps`).
         warnings: Where the answer may be wrong, and what to do
             (:func:`lrsearch.pipeline.verdicts.verdicts`); empty when nothing doubtful was seen.
+        finalists: The top search trials' CV scores (empty when one trial needed none).
+        range_tests: Each searched optimizer's range test (the first one's is
+            :attr:`range_test`).
     """
 
     name: str
@@ -101,6 +105,13 @@ class StudyResult:
     bounds: LRBounds
     bounds_history: tuple[dict[str, Any], ...] = ()
     warnings: tuple[StudyWarning, ...] = ()
+    finalists: tuple[Finalist, ...] = ()
+    range_tests: dict[str, RangeTestResult] = dataclasses.field(default_factory=dict)
+
+    @property
+    def arms(self) -> dict[str, ArmResult]:
+        """The final comparison as records, ``{arm: ArmResult}`` (empty without one)."""
+        return {arm: ArmResult.from_dict(data) for arm, data in (self.comparison or {}).items()}
 
     def setup_for(self, *, steps_per_epoch: int, epochs: int) -> Setup:
         """The tuned arm's optimizer and schedule for a run of your own (see
@@ -174,84 +185,124 @@ def load_result(
         LrsearchError: No database, no such study, no range test or no completed trial yet.
     """
     stored = load_stored(name, storage=storage, store=store)
-    study, url, attrs = stored.search, stored.storage, stored.attrs
-    cfg = attrs.get(ATTR_CONFIG, {})
-    optimizers = tuple(cfg.get("optimizers", ("task",)))
-    readings = _range_test.load_all(stored, optimizers)
-    if optimizers[0] not in readings:
-        raise LrsearchError(f"study {name!r} in {url} has no range test yet")
-    reading = readings[optimizers[0]]
-    rt = reading.range_test
-    records = stored.trials("bounds")
-    extensions = {n: _bounds.history(records, n) for n in readings}
-    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        raise LrsearchError(f"study {name!r} in {url} has no completed trial yet")
-    direction = str(attrs.get(ATTR_DIRECTION, study.direction.name.lower()))
-    maximize = direction == "maximize"
-    epochs = int(cfg.get("epochs", 1))
-    n_train = int(attrs.get(ATTR_TASK, {}).get("n_train", 1))
-    spe_full = steps_per_epoch(n_train, int(cfg.get("batch_size", 1)))
-
-    top = top_trials(study, int(cfg.get("finalists", 5)))
-    if "finalists" in stored.stages:
-        tuned, _ = _finalists.pick(top, stored.trials("finalists"), maximize=maximize)
-    else:  # stored before the finalists were units (or none were needed)
-        tuned = _legacy_pick(top, attrs.get(ATTR_FINALISTS) or [], maximize=maximize)
+    study = _Study.read(stored)
+    tuned, finalists = study.tuned()
     setup = setup_from_params(
-        tuned.params, optimizers=optimizers, steps_per_epoch=spe_full, epochs=epochs
+        tuned.params,
+        optimizers=study.optimizers,
+        steps_per_epoch=study.spe_full,
+        epochs=study.epochs,
     )
-    constant_lr = _constant_lr(
-        stored, _bounds.current(reading.bounds, extensions[optimizers[0]]), cfg, maximize=maximize
-    )
-    comparison = _stored_comparison(
-        stored, tuned.params, constant_lr, cfg, optimizers, spe_full, maximize
-    )
-    baseline = attrs.get(ATTR_BASELINE)
+    bounds = study.bounds(study.optimizers[0])
+    constant_lr = _constant_lr(stored, bounds, study.cfg, maximize=study.maximize)
+    comparison = _stored_comparison(stored, tuned.params, constant_lr, study)
+    baseline = stored.attrs.get(ATTR_BASELINE)
     warnings = verdicts(
-        optimizers=optimizers,
-        readings=readings,
-        extensions=extensions,
+        optimizers=study.optimizers,
+        readings=study.readings,
+        extensions=study.extensions,
         tuned_optimizer=setup.optimizer,
         tuned_peak=setup.schedule.max_lr,
-        tuned_value=float(tuned.value),  # type: ignore[arg-type]
+        tuned_value=float(tuned.value),
         constant_lr=constant_lr,
         comparison=comparison,
         baseline=None if baseline is None else Baseline.from_dict(baseline),
-        search=study.get_trials(deepcopy=False),
-        maximize=maximize,
-        metric=str(attrs.get(ATTR_METRIC) or "metric"),
+        search=stored.search.get_trials(deepcopy=False),
+        maximize=study.maximize,
+        metric=study.metric,
     )
-    history = [
-        row
-        for n, r in readings.items()
-        for row in _bounds.steps(n, r.source, r.bounds, extensions[n])
-    ]
     return StudyResult(
         name=name,
-        storage=url,
-        metric=str(attrs.get(ATTR_METRIC) or "metric"),
-        direction=direction,
-        range_test=rt,
+        storage=stored.storage,
+        metric=study.metric,
+        direction=study.direction,
+        range_test=study.readings[study.optimizers[0]].range_test,
         best_params=dict(tuned.params),
-        best_value=float(tuned.value),  # type: ignore[arg-type]
+        best_value=float(tuned.value),
         tuned_trial=tuned.number,
         schedule=setup.schedule,
-        schedule_words=setup.describe(spe_full),
+        schedule_words=setup.describe(study.spe_full),
         optimizer=setup.optimizer,
-        optimizers=optimizers,
-        trial_states=trial_states(study),
+        optimizers=study.optimizers,
+        trial_states=trial_states(stored.search),
         constant_lr=constant_lr,
         comparison=comparison,
         timings=timings(stored).to_dict(),
-        bounds=_bounds.current(reading.bounds, extensions[optimizers[0]]),
-        bounds_history=tuple(history),
+        bounds=bounds,
+        bounds_history=study.history(),
         warnings=warnings,
+        finalists=tuple(finalists),
+        range_tests={n: r.range_test for n, r in study.readings.items()},
     )
 
 
-def _legacy_pick(top: list[Any], records: list[Any], *, maximize: bool) -> Any:
-    scored = [Finalist.from_dict(r) for r in records]
-    scored = [f for f in scored if f.cv_mean is not None]
+@dataclasses.dataclass(frozen=True)
+class _Study:
+    """What :func:`load_result` reads once from a stored study: its config and direction, each
+    optimizer's range test and bounds' extensions."""
+
+    stored: StoredStudy
+    cfg: dict[str, Any]
+    optimizers: tuple[str, ...]
+    readings: dict[str, _range_test.Reading]
+    extensions: dict[str, list[_bounds.Extension]]
+    direction: str
+    metric: str
+    epochs: int
+    spe_full: int
+
+    @classmethod
+    def read(cls, stored: StoredStudy) -> _Study:
+        study, url, attrs = stored.search, stored.storage, stored.attrs
+        cfg = attrs.get(ATTR_CONFIG, {})
+        optimizers = tuple(cfg.get("optimizers", ("task",)))
+        readings = _range_test.load_all(stored, optimizers)
+        if optimizers[0] not in readings:
+            raise LrsearchError(f"study {stored.name!r} in {url} has no range test yet")
+        if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            raise LrsearchError(f"study {stored.name!r} in {url} has no completed trial yet")
+        records = stored.trials("bounds")
+        n_train = int(attrs.get(ATTR_TASK, {}).get("n_train", 1))
+        return cls(
+            stored,
+            cfg,
+            optimizers,
+            readings,
+            {n: _bounds.history(records, n) for n in readings},
+            str(attrs.get(ATTR_DIRECTION, study.direction.name.lower())),
+            str(attrs.get(ATTR_METRIC) or "metric"),
+            int(cfg.get("epochs", 1)),
+            steps_per_epoch(n_train, int(cfg.get("batch_size", 1))),
+        )
+
+    @property
+    def maximize(self) -> bool:
+        return self.direction == "maximize"
+
+    def bounds(self, optimizer: str) -> LRBounds:
+        """Where ``optimizer``'s search ended: its range test's bounds, extended."""
+        return _bounds.current(self.readings[optimizer].bounds, self.extensions[optimizer])
+
+    def tuned(self) -> tuple[Any, list[Finalist]]:
+        """The tuned arm's search trial and the finalists' scores."""
+        top = top_trials(self.stored.search, int(self.cfg.get("finalists", 5)))
+        if "finalists" in self.stored.stages:
+            return _finalists.pick(top, self.stored.trials("finalists"), maximize=self.maximize)
+        # stored before the finalists were units (or none were needed)
+        legacy = [Finalist.from_dict(r) for r in self.stored.attrs.get(ATTR_FINALISTS) or []]
+        return _legacy_pick(top, legacy, maximize=self.maximize), legacy
+
+    def history(self) -> tuple[dict[str, Any], ...]:
+        """Each optimizer's bounds, step by step."""
+        return tuple(
+            row
+            for n, r in self.readings.items()
+            for row in _bounds.steps(n, r.source, r.bounds, self.extensions[n])
+        )
+
+
+def _legacy_pick(top: list[Any], records: list[Finalist], *, maximize: bool) -> Any:
+    scored = [f for f in records if f.cv_mean is not None]
     if not scored:
         return top[0]
     sign = 1.0 if maximize else -1.0
@@ -278,14 +329,14 @@ _EARLIER_ARMS = ("tuned", "constant-cv", "adam-3e-4")
 
 
 def _stored_comparison(
-    stored: StoredStudy,
-    tuned: dict[str, Any],
-    constant_lr: float | None,
-    cfg: dict[str, Any],
-    optimizers: tuple[str, ...],
-    spe_full: int,
-    maximize: bool,
+    stored: StoredStudy, tuned: dict[str, Any], constant_lr: float | None, study: _Study
 ) -> dict[str, Any] | None:
+    cfg, optimizers, spe_full, maximize = (
+        study.cfg,
+        study.optimizers,
+        study.spe_full,
+        study.maximize,
+    )
     if "final" not in stored.stages:  # stored before final runs were units
         legacy = stored.attrs.get(ATTR_COMPARISON)
         return dict(legacy) if legacy else None

@@ -31,15 +31,17 @@ from lrsearch.pipeline.result import StudyResult, load_result
 from lrsearch.space import LRBounds
 from lrsearch.store import (
     ATTR_BASELINE,
-    ATTR_BOUNDS_HISTORY,
     ATTR_CONFIG,
     ATTR_DIRECTION,
     ATTR_METRIC,
     ATTR_STEPS_PER_EPOCH,
     ATTR_TASK,
-    ATTR_WARNINGS,
     DEFAULT_STORAGE,
+    FULL,
+    SEARCH,
+    StoredStudy,
     StudyNames,
+    load_stored,
     mask_url,
     open_storage,
     run_records,
@@ -130,9 +132,20 @@ def run_study(
     else:
         _check_existing(store, ctx.names, url, cfg_dict, ctx.direction)
     search = ctx.study("search")
-    _describe(ctx, search, cfg_dict)
-    ctx.derive(search, ATTR_BASELINE, baseline.to_dict())
-    ctx.log = RunLog(search, device=device.type, storage=url, interval=heartbeat_interval)
+    _describe(ctx, search)
+    inputs = {
+        ATTR_CONFIG: cfg_dict,
+        ATTR_TASK: task.describe(),
+        ATTR_STEPS_PER_EPOCH: {SEARCH: ctx.spe_search, FULL: ctx.spe_full},
+        ATTR_BASELINE: baseline.to_dict(),
+    }
+    ctx.log = RunLog(
+        ctx.study("runs"),
+        device=device.type,
+        storage=url,
+        interval=heartbeat_interval,
+        inputs=inputs,
+    )
     ctx.log.start()
     try:
         _stages(ctx, skip_baselines, search_bounds, enqueue_seeds, on_stored)
@@ -142,9 +155,13 @@ def run_study(
     ctx.log.end()
     try:
         result = load_result(cfg.name, storage=storage, store=store)
-        # Summaries for the report, the dashboard's note and Optuna's own tools to read.
-        ctx.derive(search, ATTR_WARNINGS, [w.to_dict() for w in result.warnings])
-        ctx.derive(search, ATTR_BOUNDS_HISTORY, list(result.bounds_history))
+        # What Optuna's own tools show on the study's line; the records stay on the units.
+        ctx.summarize(
+            bounds=[result.bounds.low, result.bounds.high],
+            tuned=result.schedule_words,
+            test={arm: r.test_metric_mean for arm, r in result.arms.items()},
+            warnings=[w.code for w in result.warnings],
+        )
         if ctx.changed and on_stored is not None:
             on_stored(search)
         return result
@@ -213,14 +230,12 @@ def _stages(
     _comparison.ensure(ctx, contenders)
 
 
-def _describe(ctx: Context, search: optuna.Study, cfg_dict: dict[str, Any]) -> None:
-    """What the study is: its config, task, metric and steps per epoch (written when new)."""
+def _describe(ctx: Context, search: optuna.Study) -> None:
+    """What the study optimizes: its metric and direction (written when new; the config and
+    the task go on this run's trial of ``NAME/runs``)."""
     task = ctx.task
-    ctx.derive(search, ATTR_CONFIG, cfg_dict)
-    ctx.derive(search, ATTR_TASK, task.describe())
     ctx.derive(search, ATTR_METRIC, task.metric_name)
     ctx.derive(search, ATTR_DIRECTION, ctx.direction)
-    ctx.derive(search, ATTR_STEPS_PER_EPOCH, {"search": ctx.spe_search, "full": ctx.spe_full})
     # The dashboard's name for the objective (else "Objective 0").
     metric_names = [f"validation {task.metric_name or 'metric'}"]
     if search.metric_names != metric_names:
@@ -250,10 +265,11 @@ def _check_existing(
 ) -> None:
     """Refuse to continue a study made with another config or direction (writes nothing)."""
     try:
-        study = optuna.load_study(study_name=names.search, storage=store)
-    except KeyError:
+        stored = load_stored(names.name, store=store)
+    except LrsearchError:
         return
-    stored_cfg = study.user_attrs.get(ATTR_CONFIG)
+    study = stored.search
+    stored_cfg = stored.attrs.get(ATTR_CONFIG)
     if stored_cfg is not None:
         conflicts = _config_conflicts(stored_cfg, cfg_dict)
         if conflicts:
@@ -270,8 +286,7 @@ def _delete(store: RDBStorage, names: StudyNames, url: str, grace_period: int) -
     """``--fresh``: delete the study's Optuna studies, unless another process is working on it."""
     existing = set(optuna.get_all_study_names(store))
     if names.search in existing:
-        study = optuna.load_study(study_name=names.search, storage=store)
-        live = _live_workers(study, grace_period)
+        live = _live_workers(load_stored(names.name, store=store), grace_period)
         if live:
             raise LrsearchError(
                 f"study {names.name!r} in {url} has {len(live)} live worker(s) "
@@ -283,11 +298,11 @@ def _delete(store: RDBStorage, names: StudyNames, url: str, grace_period: int) -
                 optuna.delete_study(study_name=name, storage=store)
 
 
-def _live_workers(study: optuna.Study, grace_period: int) -> list[str]:
+def _live_workers(stored: StoredStudy, grace_period: int) -> list[str]:
     """Workers whose run record is unfinished and was refreshed within the grace period."""
     now = datetime.datetime.now(datetime.UTC)
     live = []
-    for record in run_records(study):
+    for record in run_records(stored):
         if record.finished() or not record.last_seen:
             continue
         seen = datetime.datetime.fromisoformat(record.last_seen)

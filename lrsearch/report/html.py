@@ -47,6 +47,7 @@ from lrsearch.store import (
     StoredStudy,
     trial_states,
 )
+from lrsearch.version import __version__
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -111,8 +112,6 @@ def report_html(stored: StoredStudy) -> str:
         LrsearchError: The study has no range test yet.
     """
     from plotly.offline import get_plotlyjs
-
-    from lrsearch import __version__
 
     study, storage = stored.search, stored.storage
     if ATTR_RANGE_TEST not in study.user_attrs:

@@ -4,6 +4,12 @@ One place for every name, so the pipeline that writes them, and the report, expo
 read them, cannot drift apart. Study ``NAME`` holds the search; the work of the other stages
 lives in studies named ``NAME/<stage>`` (see :class:`StudyNames`). Every trial that is a unit of
 work carries its key in user attr :data:`UNIT`.
+
+Study-level user attrs stay a small summary (what ``optuna studies`` prints on one line): the
+records a reader asks for live on trials, each where it was made: a run's config and task on its
+trial of ``NAME/runs``, the range test on its unit, the final runs' curves on theirs. A study
+stored by 0.1.0 kept config, task, comparison, range test and history among study NAME's user
+attrs; the readers of :mod:`lrsearch.store.stored` still find them there.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ __all__ = [
     "ATTR_RANGE_TEST",
     "ATTR_RANGE_TESTS",
     "ATTR_STEPS_PER_EPOCH",
+    "ATTR_SUMMARY",
     "ATTR_TASK",
     "ATTR_WARNINGS",
     "EPOCHS_RUN",
@@ -40,6 +47,7 @@ __all__ = [
     "OPTUNA_FAIL_REASON",
     "PRUNED_REASON",
     "RUN_PREFIX",
+    "RUN_RECORD",
     "SCHEDULE",
     "SEARCH",
     "SEEDED",
@@ -56,7 +64,29 @@ __all__ = [
     "StudyNames",
 ]
 
-# --- user attrs of study NAME (the search) ---------------------------------------------------
+# --- user attrs of study NAME (the search): a small summary -----------------------------------
+#: The task's metric name and its direction (``maximize`` / ``minimize``).
+ATTR_METRIC: Final = "metric"
+ATTR_DIRECTION: Final = "direction"
+#: What the study found so far, in a few short fields (``StudySummary.to_dict()``).
+ATTR_SUMMARY: Final = "summary"
+
+# --- user attrs of a run's trial in study NAME/runs (one trial per ``lrsearch run``) ----------
+#: The run's ``RunRecord.to_dict()`` (kept fresh while it runs).
+RUN_RECORD: Final = "run_record"
+#: The config the run was made with (TOML-shaped); the latest run's is the study's.
+ATTR_CONFIG: Final = "config"
+#: The task's description (``Task.describe()``).
+ATTR_TASK: Final = "task"
+#: Optimizer steps per epoch: ``{"search": n, "full": n}`` (keys :data:`SEARCH`, :data:`FULL`).
+ATTR_STEPS_PER_EPOCH: Final = "steps_per_epoch"
+SEARCH: Final = "search"
+FULL: Final = "full"
+#: What doing nothing scores (``Baseline.to_dict()``: the untrained model on the validation
+#: split, and chance for accuracy), measured by the pre-flight; the verdicts compare with it.
+ATTR_BASELINE: Final = "baseline"
+
+# --- user attrs of study NAME kept by 0.1.0 (read from old databases, no longer written) ------
 #: The range test (``RangeTestResult.to_dict()``), copied from the range-test unit.
 ATTR_RANGE_TEST: Final = "range_test"
 #: With several searched optimizers: ``{optimizer: RangeTestResult.to_dict()}`` (the first
@@ -66,26 +96,13 @@ ATTR_RANGE_TESTS: Final = "range_tests"
 ATTR_COMPARISON: Final = "comparison"
 #: The finalists' cross-validated scores, from the finalist units (a list, best trial first).
 ATTR_FINALISTS: Final = "finalists"
-#: The config the study was made with (TOML-shaped).
-ATTR_CONFIG: Final = "config"
-#: The task's description (``Task.describe()``).
-ATTR_TASK: Final = "task"
-#: The task's metric name and its direction (``maximize`` / ``minimize``).
-ATTR_METRIC: Final = "metric"
-ATTR_DIRECTION: Final = "direction"
-#: Optimizer steps per epoch: ``{"search": n, "full": n}`` (keys :data:`SEARCH`, :data:`FULL`).
-ATTR_STEPS_PER_EPOCH: Final = "steps_per_epoch"
-SEARCH: Final = "search"
-FULL: Final = "full"
-#: What doing nothing scores (``Baseline.to_dict()``: the untrained model on the validation
-#: split, and chance for accuracy), measured by the pre-flight; the verdicts compare with it.
-ATTR_BASELINE: Final = "baseline"
 #: Where the study's answer may be wrong: ``[StudyWarning.to_dict(), ...]`` (empty: nothing
 #: doubtful), derived from the units by ``load_result`` when a run ends.
 ATTR_WARNINGS: Final = "warnings"
 #: The searched bounds step by step (``StudyResult.bounds_history``), derived likewise.
 ATTR_BOUNDS_HISTORY: Final = "bounds_history"
-#: One user attr per ``lrsearch run`` invocation on the study: ``run:<start>:<host>:<pid>``.
+#: One user attr per ``lrsearch run`` invocation on the study: ``run:<start>:<host>:<pid>``
+#: (now a trial of ``NAME/runs``).
 RUN_PREFIX: Final = "run:"
 
 # --- user attrs of study NAME/constant-cv ----------------------------------------------------
@@ -199,6 +216,11 @@ class StudyNames:
         return f"{self.name}/schedule-free-adamw"
 
     @property
+    def runs(self) -> str:
+        """One trial per ``lrsearch run`` invocation: who ran it, and with what config."""
+        return f"{self.name}/runs"
+
+    @property
     def finalists(self) -> str:
         """The top search trials re-scored on the CV folds."""
         return f"{self.name}/finalists"
@@ -220,6 +242,7 @@ class StudyNames:
             self.finalists,
             self.final,
             self.bounds,
+            self.runs,
         )
 
     @classmethod

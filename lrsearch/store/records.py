@@ -24,6 +24,7 @@ __all__ = [
     "RunRecord",
     "StageTime",
     "StopReason",
+    "StudySummary",
     "Timings",
     "UpdateRatios",
 ]
@@ -130,6 +131,45 @@ class StopReason(Record):
         if "diverged" in words or "too high" in words:
             return "diverged"
         return "other"
+
+
+def _sig(value: float, digits: int) -> float | None:
+    value = float(value)
+    return float(f"{value:.{digits}g}") if math.isfinite(value) else None
+
+
+@dataclasses.dataclass(frozen=True)
+class StudySummary(Record):
+    """What a study found so far, short enough for one line of ``optuna studies`` (study NAME's
+    user attr ``summary``); the records behind it live on the units.
+
+    Attributes:
+        bounds: The searched LR range as it stands, ``[low, high]`` (first optimizer).
+        tuned: The tuned arm's schedule in words, once the finalists are scored.
+        test: Each arm's mean test metric, once the final comparison is done.
+        warnings: The codes of the study's warnings (``StudyWarning.code``).
+
+    Example:
+        >>> StudySummary(bounds=[0.0123456, 1.5]).to_dict()
+        {'bounds': [0.0123, 1.5]}
+    """
+
+    bounds: list[float] | None = None
+    tuned: str | None = None
+    test: dict[str, float] = dataclasses.field(default_factory=dict)
+    warnings: list[str] = dataclasses.field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.bounds is not None:
+            out["bounds"] = [_sig(v, 3) for v in self.bounds]
+        if self.tuned is not None:
+            out["tuned"] = self.tuned
+        if self.test:
+            out["test"] = {arm: _sig(v, 4) for arm, v in self.test.items()}
+        if self.warnings:
+            out["warnings"] = list(self.warnings)
+        return out
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import functools
 import math
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -22,10 +23,14 @@ from optuna.trial import FrozenTrial, TrialState
 from lrsearch.config import check_study_name
 from lrsearch.exceptions import LrsearchError
 from lrsearch.store.names import (
+    ATTR_BASELINE,
     ATTR_COMPARISON,
     ATTR_CONFIG,
-    ATTR_RANGE_TEST,
+    ATTR_STEPS_PER_EPOCH,
+    ATTR_SUMMARY,
+    ATTR_TASK,
     RUN_PREFIX,
+    RUN_RECORD,
     TRAIN_SECONDS,
     UNIT,
     WORKER,
@@ -36,6 +41,7 @@ from lrsearch.store.storage import DEFAULT_STORAGE, mask_url, open_storage
 
 __all__ = [
     "FINISHED",
+    "RUN_INPUTS",
     "STAGES",
     "StoredStudy",
     "first_done",
@@ -65,6 +71,11 @@ STAGES = (
     "final",
     "bounds",
 )
+
+
+#: What a run's trial of ``NAME/runs`` records it was made with; the latest run's is the
+#: study's (``StoredStudy.attrs``).
+RUN_INPUTS = (ATTR_CONFIG, ATTR_TASK, ATTR_STEPS_PER_EPOCH, ATTR_BASELINE)
 
 
 def unit_key(trial: FrozenTrial) -> str | None:
@@ -130,10 +141,15 @@ class StoredStudy:
         """Study ``NAME/adam-3e-4``, or ``None``."""
         return self.stages.get("adam")
 
-    @property
+    @functools.cached_property
     def attrs(self) -> dict[str, Any]:
-        """The search study's user attrs."""
-        return self.search.user_attrs
+        """What the study was made with and found, by attr name: the search study's user attrs
+        (its summary; in a study stored by 0.1.0, every record), with the config, task, steps
+        per epoch and baseline of the latest run that recorded them (:data:`RUN_INPUTS`)."""
+        out = dict(self.search.user_attrs)
+        for trial in sorted(self.trials("runs"), key=lambda t: t.number):
+            out |= {k: v for k, v in trial.user_attrs.items() if k in RUN_INPUTS}
+        return out
 
     def trials(self, stage: str) -> list[FrozenTrial]:
         """All trials of ``stage``'s study (none when it does not exist)."""
@@ -165,7 +181,7 @@ def load_stored(
     except KeyError:
         raise LrsearchError(f"no study {name!r} in {url}") from None
     stages: dict[str, optuna.Study] = {"search": search}
-    for stage in STAGES:
+    for stage in (*STAGES, "runs"):
         if stage == "search":
             continue
         with contextlib.suppress(KeyError):  # a stage not reached yet
@@ -173,13 +189,12 @@ def load_stored(
     return StoredStudy(name, url, search, stages)
 
 
-def run_records(study: optuna.Study) -> list[RunRecord]:
-    """Every ``lrsearch run`` invocation recorded on study NAME, oldest first, as stored."""
-    records = [
-        RunRecord.from_dict(value)
-        for key, value in study.user_attrs.items()
-        if key.startswith(RUN_PREFIX) and isinstance(value, Mapping)
-    ]
+def run_records(stored: StoredStudy) -> list[RunRecord]:
+    """Every ``lrsearch run`` invocation recorded on the study, oldest first, as stored: one
+    trial each of ``NAME/runs`` (a study stored by 0.1.0: user attrs ``run:...`` of NAME)."""
+    values = [t.user_attrs.get(RUN_RECORD) for t in stored.trials("runs")]
+    values += [v for k, v in stored.search.user_attrs.items() if k.startswith(RUN_PREFIX)]
+    records = [RunRecord.from_dict(v) for v in values if isinstance(v, Mapping)]
     return sorted(records, key=lambda r: (r.started, r.host, r.pid))
 
 
@@ -200,9 +215,7 @@ def history(stored: StoredStudy) -> list[RunRecord]:
             if isinstance(worker, str) and _ran(trial):
                 mine = counts.setdefault(worker, {})
                 mine[stage] = mine.get(stage, 0) + 1
-    return [
-        dataclasses.replace(r, units=counts.get(r.worker, {})) for r in run_records(stored.search)
-    ]
+    return [dataclasses.replace(r, units=counts.get(r.worker, {})) for r in run_records(stored)]
 
 
 def _iso(moment: datetime.datetime | None) -> str | None:
@@ -270,7 +283,7 @@ def list_studies(storage: str | None = None) -> pd.DataFrame:
 
 
 def _summary_row(stored: StoredStudy, summary: optuna.study.StudySummary) -> dict[str, Any]:
-    attrs = summary.user_attrs
+    attrs = stored.attrs
     budget = attrs.get(ATTR_CONFIG, {}).get("n_trials")
     search = stored.trials("search")
     finished = sum(t.state in FINISHED for t in search)
@@ -279,7 +292,7 @@ def _summary_row(stored: StoredStudy, summary: optuna.study.StudySummary) -> dic
     def done(stage: str) -> int:
         return len(first_done(stored.trials(stage), FINISHED))
 
-    runs = run_records(stored.search)
+    runs = run_records(stored)
     seen = [r.ended or r.last_seen or r.started for r in runs]
     best = summary.best_trial
     return {
@@ -287,11 +300,11 @@ def _summary_row(stored: StoredStudy, summary: optuna.study.StudySummary) -> dic
         "direction": summary.direction.name.lower(),
         "search": f"{finished}/{budget}" if budget else str(finished),
         "running": running,
-        "range test": ATTR_RANGE_TEST in attrs,
+        "range test": done("range_test") > 0,
         "constant-cv": done("constant_cv"),
         "finalists": done("finalists"),
         "final runs": done("final"),
-        "comparison": ATTR_COMPARISON in attrs,
+        "comparison": "test" in attrs.get(ATTR_SUMMARY, {}) or ATTR_COMPARISON in attrs,
         "best value": None if best is None else best.value,
         "workers": len(runs),
         "unfinished": sum(not r.finished() for r in runs),
