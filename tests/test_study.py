@@ -56,7 +56,15 @@ NAMES = (
     "tiny/finalists",
     "tiny/final",
     "tiny/bounds",
+    "tiny/runs",
 )
+
+
+def _stored_range_test(url: str) -> dict[str, Any]:
+    """The study's range test as stored on its unit (``RangeTestResult.to_dict()``)."""
+    reading = lrsearch.pipeline.range_test.load(load_stored("tiny", storage=url))
+    assert reading is not None
+    return reading.range_test.to_dict()
 
 # lrsearch silences these at import; pytest resets warning filters for every test.
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
@@ -134,7 +142,7 @@ def test_storage_holds_the_search_and_both_baselines(done: Done) -> None:
 def test_search_trials_carry_their_schedule(done: Done) -> None:
     trials = _trials(done.url)
     assert len(trials) == 6 == _finished(trials)
-    rt = optuna.load_study(study_name="tiny", storage=done.url).user_attrs["range_test"]
+    rt = _stored_range_test(done.url)
     # The search space is the range test's, grown where a winner sat at its edge: max_lr is
     # searched up to the high bound in force when the trial ran.
     highs = [row["high"] for row in done.result.bounds_history]
@@ -349,7 +357,7 @@ def test_resume_continues_to_the_budget_and_a_finished_study_does_no_work(
     run_study(tiny_task.config(n_trials=3), storage=url, skip_baselines=True)
     first = _trials(url)
     assert _finished(first) == 3
-    stored_rt = optuna.load_study(study_name="tiny", storage=url).user_attrs["range_test"]
+    stored_rt = _stored_range_test(url)
 
     with monkeypatch.context() as patch:
         patch.setattr(lrsearch.pipeline.range_test, "study_range_test", _boom)
@@ -438,7 +446,7 @@ def test_a_killed_worker_is_resumed_to_the_budget(
     orphans = {t.number: t for t in _trials(url) if t.state == TrialState.RUNNING}
     assert orphans, "the kill left no trial running"
     done_before = _finished(_trials(url))
-    stored_rt = optuna.load_study(study_name="tiny", storage=url).user_attrs["range_test"]
+    stored_rt = _stored_range_test(url)
     time.sleep(3)  # past the grace period: the orphan's heartbeat is stale from the start
 
     monkeypatch.setattr(lrsearch.pipeline.range_test, "study_range_test", _boom)
@@ -508,7 +516,7 @@ def test_the_seeds_peak_where_seed_peak_reads_the_range_test(
     )
     url = _url(tmp_path / "peak.db")
     run_study(tiny_task.config(n_trials=3), storage=url, skip_baselines=True)
-    rt = optuna.load_study(study_name="tiny", storage=url).user_attrs["range_test"]
+    rt = _stored_range_test(url)
     assert rt["suggestion"] < rt["high"]
     seeded = [t for t in _trials(url) if t.user_attrs.get("seeded")]
     assert [t.params["schedule"] for t in seeded] == ["triangular2", "onecycle", "sgdr"]
@@ -535,7 +543,7 @@ def test_search_bounds_and_no_seeds_for_ablations(tmp_path: Path) -> None:
         assert _max_lr_high(t) == pytest.approx(1e-2)
         assert 1e-3 <= t.params["max_lr"] <= 1e-2
     # The range test still runs and is stored, with its own bounds.
-    rt = optuna.load_study(study_name="tiny", storage=url).user_attrs["range_test"]
+    rt = _stored_range_test(url)
     assert rt["high"] != pytest.approx(1e-2)
 
 

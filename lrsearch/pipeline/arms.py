@@ -14,7 +14,7 @@ import dataclasses
 import logging
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import optuna
@@ -30,9 +30,19 @@ from lrsearch.pipeline.queue import KeyedPlan, Stage, Unit
 from lrsearch.schedules import Schedule
 from lrsearch.space import LRBounds
 from lrsearch.splits import cv_folds, watch_split
-from lrsearch.store import ATTR_CHOSEN_LR, ATTR_GRID, FINISHED, first_done
+from lrsearch.store import (
+    ATTR_CHOSEN_LR,
+    ATTR_GRID,
+    FINISHED,
+    FOLD_SCORES,
+    FOLD_SIZES,
+    OPTIMIZER,
+    SCHEDULE,
+    StopReason,
+    first_done,
+)
 from lrsearch.tasks import OptimizerFactory, Task
-from lrsearch.training import subset, train_task
+from lrsearch.training import FitResult, subset, train_task
 
 __all__ = [
     "ADAM_KEY",
@@ -88,7 +98,7 @@ def cv_scores(
     device: torch.device,
     optimizer_factory: OptimizerFactory | None = None,
     watch_fraction: float | None = None,
-) -> tuple[list[float], str | None]:
+) -> tuple[list[float], StopReason | None]:
     """The metric of ``schedule`` on each CV fold (fold k's model seeded ``seed + k``), with
     ``optimizer_factory`` (default: the task's).
 
@@ -96,7 +106,7 @@ def cv_scores(
     the rest (:func:`lrsearch.splits.watch_split`, split seed ``seed``), never the fold it is
     scored on.
 
-    Returns the fold scores and ``None``, or the scores so far and why a fold diverged (the
+    Returns the fold scores and ``None``, or the scores so far and why a fold stopped (the
     folds after it are not run).
 
     Raises:
@@ -127,8 +137,22 @@ def cv_scores(
         )
         scores.append(result.final)
         if result.stop_reason is not None or not math.isfinite(result.final):
-            return scores, f"fold {k}: {result.stop_reason or 'non-finite score'}"
+            return scores, _fold_stop(k, result)
     return scores, None
+
+
+def record_stop(trial: optuna.Trial, stop: StopReason) -> NoReturn:
+    """Store why a CV unit stopped on its trial (code and words), and prune it."""
+    for key, value in stop.to_attrs().items():
+        trial.set_user_attr(key, value)
+    raise optuna.TrialPruned(stop.words)
+
+
+def _fold_stop(k: int, result: FitResult) -> StopReason:
+    """Why fold ``k`` stopped: its run's reason, or a score that is not a number."""
+    if result.stop_reason is None:
+        return StopReason("non-finite", f"fold {k}: non-finite score")
+    return StopReason(StopReason.classify(result.stop_reason), f"fold {k}: {result.stop_reason}")
 
 
 def chosen_lr(trials: Sequence[FrozenTrial], grid: Sequence[float], *, maximize: bool) -> float:
@@ -192,16 +216,15 @@ def _constant_cv(
         lr = trial.suggest_float("lr", low, high, log=True)
         schedule = Schedule("constant", max_lr=lr)
         if cfg.optimizers[0] != "task":
-            trial.set_user_attr("optimizer", cfg.optimizers[0])
-        trial.set_user_attr("schedule", schedule.describe())
-        scores, reason = cv_scores(
+            trial.set_user_attr(OPTIMIZER, cfg.optimizers[0])
+        trial.set_user_attr(SCHEDULE, schedule.describe())
+        scores, stop = cv_scores(
             task, schedule, splits, seed=cfg.seed, device=ctx.device, optimizer_factory=make
         )
-        trial.set_user_attr("fold_scores", scores)
-        trial.set_user_attr("fold_sizes", [len(s) for _, s in splits])
-        if reason is not None:
-            trial.set_user_attr("pruned_reason", reason)
-            raise optuna.TrialPruned(reason)
+        trial.set_user_attr(FOLD_SCORES, scores)
+        trial.set_user_attr(FOLD_SIZES, [len(s) for _, s in splits])
+        if stop is not None:
+            record_stop(trial, stop)
         return float(np.mean(scores))
 
     units = [Unit(grid_key(lr), params={"lr": lr}) for lr in grid]
@@ -328,9 +351,9 @@ def _recipe_stage(ctx: Context, recipe: Recipe) -> tuple[Stage, KeyedPlan]:
 
     def objective(trial: optuna.Trial) -> float:
         lr = trial.suggest_float("lr", recipe.lr, recipe.lr)
-        trial.set_user_attr("optimizer", recipe.optimizer)
+        trial.set_user_attr(OPTIMIZER, recipe.optimizer)
         schedule = dataclasses.replace(recipe.schedule(), max_lr=lr)
-        trial.set_user_attr("schedule", schedule.describe(ctx.spe_search))
+        trial.set_user_attr(SCHEDULE, schedule.describe(ctx.spe_search))
         result = train_task(
             task,
             ctx.search_train,

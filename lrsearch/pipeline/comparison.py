@@ -37,7 +37,7 @@ from lrsearch.pipeline.queue import KeyedPlan, Stage, Unit
 from lrsearch.schedules import Schedule
 from lrsearch.space import setup_from_params
 from lrsearch.splits import holdout
-from lrsearch.store import UNIT_FINAL_RUN, ArmResult, FinalRun, first_done
+from lrsearch.store import ARM, SEED, UNIT, UNIT_FINAL_RUN, ArmResult, FinalRun, first_done
 from lrsearch.tasks import Data, OptimizerFactory, Task, steps_per_epoch
 from lrsearch.training import subset, train_task
 
@@ -419,7 +419,7 @@ def ensure(ctx: Context, arms: list[Arm]) -> dict[str, dict[str, Any]]:
     split = (ctx.fit_idx, ctx.val_idx)  # what a plateau arm trains on and watches
 
     def objective(trial: optuna.Trial) -> float:
-        key = trial.user_attrs["unit"]
+        key = trial.user_attrs[UNIT]
         if key not in by_key:  # a retried unit of an arm no longer compared
             raise optuna.TrialPruned(f"unit {key!r} is not part of the comparison any more")
         arm, seed = by_key[key]
@@ -430,7 +430,7 @@ def ensure(ctx: Context, arms: list[Arm]) -> dict[str, dict[str, Any]]:
         return run.final if math.isfinite(run.final) else _worst(task.maximize)
 
     units = [
-        Unit(key, user_attrs={"arm": arm.name, "seed": seed})
+        Unit(key, user_attrs={ARM: arm.name, SEED: seed})
         for key, (arm, seed) in by_key.items()
     ]
     ctx.work(Stage("final", "final comparison", study, objective, ctx.store), KeyedPlan(units))

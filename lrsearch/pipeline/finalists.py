@@ -16,14 +16,16 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial
 
-from lrsearch.pipeline.arms import cv_scores
+from lrsearch.pipeline.arms import cv_scores, record_stop
 from lrsearch.pipeline.context import Context
 from lrsearch.pipeline.queue import KeyedPlan, Stage, Unit
 from lrsearch.pipeline.search import optimizer_factory
 from lrsearch.space import setup_from_params
 from lrsearch.splits import cv_folds
 from lrsearch.store import (
+    FINALIST_TRIAL,
     FINISHED,
+    FOLD_SCORES,
     UNIT_FINALIST,
     Finalist,
     first_done,
@@ -83,12 +85,12 @@ def _stage(ctx: Context, top: Sequence[FrozenTrial]) -> tuple[Stage, KeyedPlan]:
     spe = steps_per_epoch(len(splits[0][0]), task.batch_size)
 
     def objective(trial: optuna.Trial) -> float:
-        number = int(trial.user_attrs["trial"])
+        number = int(trial.user_attrs[FINALIST_TRIAL])
         searched = by_number.get(number) or search.get_trials(deepcopy=False)[number]
         setup = setup_from_params(
             searched.params, optimizers=cfg.optimizers, steps_per_epoch=spe, epochs=task.epochs
         )
-        scores, reason = cv_scores(
+        scores, stop = cv_scores(
             task,
             setup.schedule,
             splits,
@@ -102,17 +104,16 @@ def _stage(ctx: Context, top: Sequence[FrozenTrial]) -> tuple[Stage, KeyedPlan]:
             params=dict(searched.params),
             value=float(searched.value),  # type: ignore[arg-type]
             fold_scores=scores,
-            cv_mean=None if reason else float(np.mean(scores)),
-            diverged=reason,
+            cv_mean=None if stop else float(np.mean(scores)),
+            diverged=None if stop is None else stop.words,
         )
         trial.set_user_attr(UNIT_FINALIST, record.to_dict())
-        trial.set_user_attr("fold_scores", record.to_dict()["fold_scores"])
-        if reason is not None:
-            trial.set_user_attr("pruned_reason", reason)
-            raise optuna.TrialPruned(reason)
+        trial.set_user_attr(FOLD_SCORES, record.to_dict()[FOLD_SCORES])
+        if stop is not None:
+            record_stop(trial, stop)
         return float(record.cv_mean)  # type: ignore[arg-type]
 
-    units = [Unit(finalist_key(t), user_attrs={"trial": t.number}) for t in top]
+    units = [Unit(finalist_key(t), user_attrs={FINALIST_TRIAL: t.number}) for t in top]
     return Stage("finalists", "finalists", study, objective, ctx.store), KeyedPlan(units, FINISHED)
 
 

@@ -18,6 +18,7 @@ import dataclasses
 from typing import Final
 
 __all__ = [
+    "ARM",
     "ATTR_BASELINE",
     "ATTR_BOUNDS_HISTORY",
     "ATTR_CHOSEN_LR",
@@ -50,6 +51,7 @@ __all__ = [
     "RUN_RECORD",
     "SCHEDULE",
     "SEARCH",
+    "SEED",
     "SEEDED",
     "STOP_CODE",
     "TRAIN_SECONDS",
@@ -134,6 +136,9 @@ FOLD_SCORES: Final = "fold_scores"
 FOLD_SIZES: Final = "fold_sizes"
 #: A finalist unit's search trial number.
 FINALIST_TRIAL: Final = "trial"
+#: A final-comparison unit's arm and model seed.
+ARM: Final = "arm"
+SEED: Final = "seed"
 #: A search trial's largest and mean learning rate over the run (first param group).
 LR_PEAK: Final = "lr_peak"
 LR_MEAN: Final = "lr_mean"

@@ -331,8 +331,9 @@ class ArmResult(Record):
 class RunRecord(Record):
     """One ``lrsearch run`` invocation on a study: who ran it, where, and what it did.
 
-    Stored as study user attr ``run:<started>:<host>:<pid>`` and written only by the process it
-    describes, so workers never overwrite each other's records. The units it ran are not
+    Stored on the run's own trial of study ``NAME/runs`` (user attr ``run_record``; 0.1.0 kept
+    it as study user attr :attr:`key`) and written only by the process it describes, so workers
+    never overwrite each other's records. The units it ran are not
     stored here: :func:`lrsearch.store.history` counts them from the units themselves (user
     attr ``worker`` is the run's :attr:`worker`), so the history and the timings agree however
     a run ended.
@@ -366,7 +367,7 @@ class RunRecord(Record):
 
     @property
     def key(self) -> str:
-        """The user attr this record is stored under."""
+        """The study user attr 0.1.0 stored this record under (``run:<started>:<host>:<pid>``)."""
         return f"run:{self.started}:{self.host}:{self.pid}"
 
     @property
