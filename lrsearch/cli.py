@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from lrsearch import __version__
-from lrsearch.choices import PER_EPOCH_KINDS
+from lrsearch.choices import DEVICES, PER_EPOCH_KINDS, PRUNERS, SAMPLERS
 from lrsearch.exceptions import LrsearchError
 
 if TYPE_CHECKING:
@@ -60,6 +60,27 @@ STORAGE = click.option(
     default=None,
     help="Optuna storage URL  [default: sqlite:///studies/lrsearch.db]",
 )
+DEVICE = click.option("--device", type=click.Choice(DEVICES), default=None)
+
+
+def _study_option(text: str) -> Callable[[F], F]:
+    """The ``--study NAME`` option (the command's ``name`` argument); ``text``: its help."""
+    return click.option("--study", "name", required=True, metavar="NAME", help=text)
+
+
+STUDY = _study_option("Study name (as given to `run`).")
+
+
+def _out_option(metavar: str, text: str, *, required: bool = False) -> Callable[[F], F]:
+    """The ``--out`` option of a command that writes a file (``text``: its help)."""
+    return click.option(
+        "--out",
+        type=click.Path(path_type=Path),
+        default=None,
+        required=required,
+        metavar=metavar,
+        help=text,
+    )
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -114,15 +135,15 @@ class _Bars:
         for bar in self.bars.values():
             bar.close()
 
+    def __enter__(self) -> _Bars:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 @cli.command()
-@click.option(
-    "--study",
-    "name",
-    required=True,
-    metavar="NAME",
-    help="Study name; its config is studies/NAME.toml (cwd first, then packaged).",
-)
+@_study_option("Study name; its config is studies/NAME.toml (cwd first, then packaged).")
 @STORAGE
 @click.option(
     "--n-trials",
@@ -143,11 +164,9 @@ class _Bars:
     default=None,
     help="Seed of sampler, splits, range test and inits.",
 )
-@click.option(
-    "--pruner", type=click.Choice(["halving", "median", "hyperband", "none"]), default=None
-)
-@click.option("--sampler", type=click.Choice(["tpe", "random"]), default=None)
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None)
+@click.option("--pruner", type=click.Choice(PRUNERS), default=None)
+@click.option("--sampler", type=click.Choice(SAMPLERS), default=None)
+@DEVICE
 @click.option(
     "--epochs", type=click.IntRange(min=1), default=None, help="Epochs of every training run."
 )
@@ -185,8 +204,7 @@ def run(
         "device": device,
         "epochs": epochs,
     }
-    bars = _Bars(sys.stderr.isatty())
-    try:
+    with _Bars(sys.stderr.isatty()) as bars:
         result = run_study(
             name,
             storage=storage,
@@ -195,8 +213,6 @@ def run(
             skip_baselines=skip_baselines,
             progress=bars,
         )
-    finally:
-        bars.close()
     _print_result(result)
 
 
@@ -269,13 +285,7 @@ def studies(storage: str | None) -> None:
 
 
 @cli.command("range-test")
-@click.option(
-    "--study",
-    "name",
-    required=True,
-    metavar="NAME",
-    help="Study whose task and range_test settings to use.",
-)
+@_study_option("Study whose task and range_test settings to use.")
 @click.option(
     "--plot",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -288,7 +298,7 @@ def studies(storage: str | None) -> None:
     default=None,
     help="Sweeps with different seeds (medians).",
 )
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None)
+@DEVICE
 @_errors
 def range_test_command(
     name: str, plot: Path | None, repeats: int | None, device: str | None
@@ -315,11 +325,6 @@ def range_test_command(
     if plot is not None:
         result.figure().write_html(plot, include_plotlyjs=True)
         click.echo(f"plot: {plot}")
-
-
-STUDY = click.option(
-    "--study", "name", required=True, metavar="NAME", help="Study name (as given to `run`)."
-)
 
 
 def _check_out(out: Path, option: str = "--out") -> None:
@@ -351,13 +356,7 @@ def _write_atomically(out: Path, text: str) -> None:
 @cli.command()
 @STUDY
 @STORAGE
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path),
-    default=None,
-    metavar="PATH",
-    help="HTML file to write  [default: NAME-report.html]",
-)
+@_out_option("PATH", "HTML file to write  [default: NAME-report.html]")
 @_errors
 def report(name: str, storage: str | None, out: Path | None) -> None:
     """Write study NAME as one self-contained HTML page (opens offline).
@@ -379,13 +378,7 @@ def report(name: str, storage: str | None, out: Path | None) -> None:
 @cli.command()
 @STUDY
 @STORAGE
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path),
-    required=True,
-    metavar="FILE.csv",
-    help="CSV file to write.",
-)
+@_out_option("FILE.csv", "CSV file to write.", required=True)
 @_errors
 def export(name: str, storage: str | None, out: Path) -> None:
     """Write every run of study NAME as CSV: search trials, baseline trials, final runs.

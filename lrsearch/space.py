@@ -313,58 +313,89 @@ def seed_params(
         [{'schedule': 'wsd', 'max_lr': 0.02, 'base_lr': 0.0001, 'warmup': 1, 'cooldown': 0.2}]
     """
     spe = check_positive_int("steps_per_epoch", steps_per_epoch)
-    space = search_space(bounds, epochs=epochs, kinds=KINDS)
-    base, top = space["base_lr"], space["max_lr"]
-    steps, warmup = space["step_size"], space["warmup"]
-    assert isinstance(base, FloatDistribution) and isinstance(top, FloatDistribution)
-    assert isinstance(steps, IntDistribution) and isinstance(warmup, IntDistribution)
+    space = _SeedSpace.of(bounds, epochs=epochs)
+    seeds = _literature_seeds(
+        space,
+        epochs=epochs,
+        steps_per_epoch=spe,
+        peak=space.clip("peak", peak),
+        onecycle_peak=space.clip("onecycle_peak", onecycle_peak),
+    )
+    if constant is not None:
+        seeds.append(Schedule("constant", max_lr=space.clip("constant", constant)))
+    wanted = _check_kinds(kinds)
+    return [s.to_params(steps_per_epoch=spe, prefix=prefix) for s in seeds if s.kind in wanted]
 
-    def clipped(name: str, value: float | None) -> float:
+
+@dataclass(frozen=True)
+class _SeedSpace:
+    """The parts of :func:`search_space` the literature's seeds are placed in."""
+
+    base: FloatDistribution  # base_lr
+    top: FloatDistribution  # max_lr
+    step_range: range  # step_size, in epochs
+    warmup_epochs: int  # the longest warmup, in epochs
+
+    @classmethod
+    def of(cls, bounds: LRBounds | Sequence[float], *, epochs: int) -> _SeedSpace:
+        space = search_space(bounds, epochs=epochs, kinds=KINDS)
+        base, top = space["base_lr"], space["max_lr"]
+        steps, warmup = space["step_size"], space["warmup"]
+        assert isinstance(base, FloatDistribution) and isinstance(top, FloatDistribution)
+        assert isinstance(steps, IntDistribution) and isinstance(warmup, IntDistribution)
+        return cls(base, top, range(steps.low, steps.high + 1), warmup.high)
+
+    def clip(self, name: str, value: float | None) -> float:
+        """``value`` (a positive LR named ``name``) clipped into the ``max_lr`` range; ``None``
+        is its top."""
         if value is None:
-            return top.high
-        return min(max(check_positive_real(name, value), top.low), top.high)
+            return self.top.high
+        return min(max(check_positive_real(name, value), self.top.low), self.top.high)
 
-    peak = clipped("peak", peak)
-    onecycle_top = clipped("onecycle_peak", onecycle_peak)
-    step_range = range(steps.low, steps.high + 1)
-    warmup_steps = min(1, warmup.high) * spe
-    seeds = [
+    def clip_base(self, value: float) -> float:
+        """``value`` clipped into the ``base_lr`` range."""
+        return min(max(value, self.base.low), self.base.high)
+
+
+def _literature_seeds(
+    space: _SeedSpace, *, epochs: int, steps_per_epoch: int, peak: float, onecycle_peak: float
+) -> list[Schedule]:
+    """The five recipes :func:`seed_params` lists, in its order, inside ``space``."""
+    spe = steps_per_epoch
+    warmup_steps = min(1, space.warmup_epochs) * spe
+    return [
         Schedule(
             "triangular2",
-            max_lr=top.high,
-            base_lr=base.high,
-            step_size=_whole_cycles(epochs, step_range, epochs_per_cycle=2) * spe,
+            max_lr=space.top.high,
+            base_lr=space.base.high,
+            step_size=_whole_cycles(epochs, space.step_range, epochs_per_cycle=2) * spe,
         ),
         Schedule(
             "onecycle",
-            max_lr=onecycle_top,
-            base_lr=min(max(onecycle_top / ONECYCLE_DIV, base.low), base.high),
+            max_lr=onecycle_peak,
+            base_lr=space.clip_base(onecycle_peak / ONECYCLE_DIV),
         ),
         Schedule(
             "sgdr",
             max_lr=peak,
-            base_lr=base.low,
-            step_size=_whole_cycles(epochs, step_range, epochs_per_cycle=1) * spe,
+            base_lr=space.base.low,
+            step_size=_whole_cycles(epochs, space.step_range, epochs_per_cycle=1) * spe,
             decay=1.0,
         ),
         Schedule(
             "cosine",
             max_lr=peak,
-            base_lr=min(max(peak * COSINE_FLOOR, base.low), base.high),
+            base_lr=space.clip_base(peak * COSINE_FLOOR),
             warmup=warmup_steps,
         ),
         Schedule(
             "wsd",
             max_lr=peak,
-            base_lr=base.low,
+            base_lr=space.base.low,
             warmup=warmup_steps,
             cooldown=WSD_COOLDOWN,
         ),
     ]
-    if constant is not None:
-        seeds.append(Schedule("constant", max_lr=clipped("constant", constant)))
-    wanted = _check_kinds(kinds)
-    return [s.to_params(steps_per_epoch=spe, prefix=prefix) for s in seeds if s.kind in wanted]
 
 
 def seed_peak(suggestion: float, high: float, *, decades: float = SEED_PEAK_DECADES) -> float:

@@ -18,6 +18,7 @@ the stage's stored trials, so every worker reaches the same answer.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import logging
 import math
 import time
@@ -178,6 +179,14 @@ class Worker(Protocol):
     def id(self) -> str: ...
 
 
+class _Turn(enum.Enum):
+    """What a worker does after its turn with the lock."""
+
+    RAN = "ran"  # it ran a unit: look again at once
+    WAIT = "wait"  # other workers run the last units: look again after a poll
+    OVER = "over"  # the stage is done, or done with this worker
+
+
 def work(
     stage: Stage,
     plan: Plan,
@@ -218,16 +227,9 @@ def work(
         # lock only to claim, or every few polls to look for units of dead workers; with many
         # waiting workers a lock taken on every poll would be busy all the time.
         trials = study.get_trials(deepcopy=False)
-        open_for_work = deadline is None or time.monotonic() < deadline
+        open_for_work = _open_for_work(deadline)
         done = plan.is_done(trials)
-        claimable = (
-            not done
-            and open_for_work
-            and (
-                any(t.state == TrialState.WAITING for t in trials)
-                or plan.next_unit(trials) is not None
-            )
-        )
+        claimable = not done and open_for_work and _claimable(plan, trials)
         running = any(t.state == TrialState.RUNNING for t in trials)
         if done or (not claimable and (not wait or not running or not open_for_work)):
             progress(stage.label, *plan.progress(trials))
@@ -237,37 +239,75 @@ def work(
             progress(stage.label, *plan.progress(trials))
             time.sleep(poll)
             continue
-        lock.acquire()
-        try:
+        with lock:
             checked = time.monotonic()
-            with warnings.catch_warnings():
-                # Optuna calls its heartbeat API experimental; lrsearch relies on it on purpose.
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                optuna.storages.fail_stale_trials(study)
-            _fail_unclaimed(study)
-            trials = study.get_trials(deepcopy=False)
-            progress(stage.label, *plan.progress(trials))
-            if plan.is_done(trials):
-                return
-            open_for_work = deadline is None or time.monotonic() < deadline
-            waiting = [t for t in trials if t.state == TrialState.WAITING]
-            if open_for_work and not waiting:
-                unit = plan.next_unit(trials)
-                if unit is not None:
-                    study.enqueue_trial(dict(unit.params), user_attrs=_attrs(unit))
-                    waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-            if open_for_work and waiting:
-                _run_next(stage, min(t.number for t in waiting), lock, worker)
-                continue
-            if not wait:
-                return
-            if not any(t.state == TrialState.RUNNING for t in trials):
-                if not open_for_work:
-                    return
-                raise LrsearchError(f"stage {stage.label!r} has nothing to run and is not done")
-        finally:
-            lock.release()
-        time.sleep(poll)
+            turn = _take_turn(
+                stage,
+                plan,
+                lock=lock,
+                worker=worker,
+                progress=progress,
+                deadline=deadline,
+                wait=wait,
+            )
+        if turn is _Turn.OVER:
+            return
+        if turn is _Turn.WAIT:
+            time.sleep(poll)
+
+
+def _open_for_work(deadline: float | None) -> bool:
+    return deadline is None or time.monotonic() < deadline
+
+
+def _claimable(plan: Plan, trials: Sequence[FrozenTrial]) -> bool:
+    """Whether a unit is waiting, or the plan has one to enqueue."""
+    return any(t.state == TrialState.WAITING for t in trials) or plan.next_unit(trials) is not None
+
+
+def _take_turn(
+    stage: Stage,
+    plan: Plan,
+    *,
+    lock: StorageLock,
+    worker: Worker,
+    progress: Progress,
+    deadline: float | None,
+    wait: bool,
+) -> _Turn:
+    """Holding ``lock``: fail the units of dead workers, then claim and run the next unit
+    (enqueued first if none is waiting), or say why there is none to run.
+
+    Raises:
+        LrsearchError: Nothing to run, none running, and the stage is not done.
+    """
+    study = stage.study
+    with warnings.catch_warnings():
+        # Optuna calls its heartbeat API experimental; lrsearch relies on it on purpose.
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+    _fail_unclaimed(study)
+    trials = study.get_trials(deepcopy=False)
+    progress(stage.label, *plan.progress(trials))
+    if plan.is_done(trials):
+        return _Turn.OVER
+    open_for_work = _open_for_work(deadline)
+    waiting = [t for t in trials if t.state == TrialState.WAITING]
+    if open_for_work and not waiting:
+        unit = plan.next_unit(trials)
+        if unit is not None:
+            study.enqueue_trial(dict(unit.params), user_attrs=_attrs(unit))
+            waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+    if open_for_work and waiting:
+        _run_next(stage, min(t.number for t in waiting), lock, worker)
+        return _Turn.RAN
+    if not wait:
+        return _Turn.OVER
+    if not any(t.state == TrialState.RUNNING for t in trials):
+        if not open_for_work:
+            return _Turn.OVER
+        raise LrsearchError(f"stage {stage.label!r} has nothing to run and is not done")
+    return _Turn.WAIT
 
 
 def _fail_unclaimed(study: optuna.Study) -> None:
