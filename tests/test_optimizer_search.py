@@ -14,10 +14,10 @@ import tiny_task
 from optuna.trial import TrialState
 
 import lrsearch.pipeline.range_test
-from lrsearch.pipeline import run_study
+from lrsearch.pipeline import load_result, run_study
 from lrsearch.pipeline.range_test import REDO_SWEEPS, Reading, read, redo_key, unit_key
 from lrsearch.space import LRBounds
-from lrsearch.store import ATTR_RANGE_TEST, ATTR_RANGE_TESTS, UNIT, UNIT_RANGE_TEST
+from lrsearch.store import UNIT, UNIT_RANGE_TEST, load_stored
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 
@@ -41,7 +41,7 @@ def multi(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Any]:
 
 def _readings(url: str) -> dict[str, Reading]:
     units = optuna.load_study(study_name="tiny/range-test", storage=url).get_trials()
-    cfg = optuna.load_study(study_name="tiny", storage=url).user_attrs["config"]
+    cfg = load_stored("tiny", storage=url).attrs["config"]
     return read(units, OPTIMIZERS, cfg)
 
 
@@ -56,11 +56,12 @@ def test_one_range_test_per_optimizer_each_with_its_optimizer(multi: tuple[str, 
     assert sorted(t.user_attrs[UNIT] for t in units) == sorted(expected)
     assert all(t.state == TrialState.COMPLETE for t in units)
     assert all(not readings[o].first.confident for o in redone)
-    attrs = optuna.load_study(study_name="tiny", storage=url).user_attrs
+    result = load_result("tiny", storage=url)
     by_unit = {t.user_attrs[UNIT]: t.user_attrs[UNIT_RANGE_TEST] for t in units}
     # The range test each optimizer's search read: the redo where there was one.
-    assert attrs[ATTR_RANGE_TESTS] == {o: readings[o].range_test.to_dict() for o in OPTIMIZERS}
-    assert attrs[ATTR_RANGE_TEST] == readings["sgd"].range_test.to_dict()  # the first's
+    stored = {o: rt.to_dict() for o, rt in result.range_tests.items()}
+    assert stored == {o: readings[o].range_test.to_dict() for o in OPTIMIZERS}
+    assert result.range_test.to_dict() == stored["sgd"]  # the first's
     # Different optimizers, different curves: the sweeps really used each one.
     assert by_unit["range-test/sgd"]["losses"] != by_unit["range-test/adamw"]["losses"]
 

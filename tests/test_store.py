@@ -210,7 +210,7 @@ def test_records_round_trip_as_strict_json() -> None:
 
 def test_study_names_and_their_owner() -> None:
     names = StudyNames("a.b")
-    assert names.all()[0] == "a.b" and len(set(names.all())) == 9
+    assert names.all()[0] == "a.b" and len(set(names.all())) == 10
     for name in names.all():
         assert StudyNames.owner(name) == "a.b"
     assert StudyNames.owner("x/other") == "x/other"  # not a stage of lrsearch's

@@ -66,6 +66,7 @@ def _stored_range_test(url: str) -> dict[str, Any]:
     assert reading is not None
     return reading.range_test.to_dict()
 
+
 # lrsearch silences these at import; pytest resets warning filters for every test.
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 
@@ -165,8 +166,8 @@ def test_search_trials_carry_their_schedule(done: Done) -> None:
 
 
 def test_range_test_is_stored_as_json(done: Done) -> None:
-    attrs = optuna.load_study(study_name="tiny", storage=done.url).user_attrs
-    rt = attrs["range_test"]
+    attrs = load_stored("tiny", storage=done.url).attrs
+    rt = _stored_range_test(done.url)
     assert {"lrs", "losses", "suggestion", "low", "high"} <= set(rt)
     assert len(rt["lrs"]) == len(rt["losses"]) >= 5
     assert np.all(np.diff(rt["lrs"]) > 0)
@@ -206,8 +207,8 @@ def test_adam_study_contract(done: Done) -> None:
 
 
 def test_comparison_contract(done: Done) -> None:
-    attrs = optuna.load_study(study_name="tiny", storage=done.url).user_attrs
-    comparison = attrs["comparison"]
+    comparison = load_result("tiny", storage=done.url).comparison
+    assert comparison is not None
     assert set(comparison) - {SNAPSHOT_ARM} == set(ARMS)
     for name in ARMS:
         arm = comparison[name]
@@ -231,15 +232,27 @@ def test_comparison_contract(done: Done) -> None:
         assert diff["ci_low"] <= diff["mean_diff"] <= diff["ci_high"]
         assert diff["significant"] == (diff["ci_low"] > 0 or diff["ci_high"] < 0)
     assert done.result.comparison == comparison
+    # The study's line in Optuna's own tools: a short summary of the same comparison.
+    summary = optuna.load_study(study_name="tiny", storage=done.url).user_attrs["summary"]
+    assert summary["test"] == {
+        k: pytest.approx(v["test_metric_mean"], rel=1e-3) for k, v in comparison.items()
+    }
+    assert summary["tuned"] == done.result.schedule_words
 
 
 def test_metric_direction_and_config_are_stored(done: Done) -> None:
     attrs = optuna.load_study(study_name="tiny", storage=done.url).user_attrs
+    assert set(attrs) == {"metric", "direction", "summary"}  # a small summary, nothing bulky
     assert attrs["metric"] == "accuracy"
     assert attrs["direction"] == "maximize"
-    assert attrs["config"] == done.config.to_dict() | {"epochs": 2, "batch_size": 20}
-    assert attrs["config"]["task"] == "tiny_task:task"
-    assert attrs["task"]["n_train"] == tiny_task.N_TRAIN
+    # What the run was made with is on its trial of NAME/runs.
+    (run,) = _trials(done.url, "tiny/runs")
+    assert run.state == TrialState.COMPLETE
+    assert run.user_attrs["config"] == done.config.to_dict() | {"epochs": 2, "batch_size": 20}
+    assert run.user_attrs["config"]["task"] == "tiny_task:task"
+    assert run.user_attrs["task"]["n_train"] == tiny_task.N_TRAIN
+    assert run.user_attrs["run_record"]["status"] == "finished"
+    assert load_stored("tiny", storage=done.url).attrs["config"] == run.user_attrs["config"]
 
 
 def test_everything_is_stored_as_plain_json(done: Done) -> None:
@@ -367,17 +380,19 @@ def test_resume_continues_to_the_budget_and_a_finished_study_does_no_work(
     assert [(t.number, t.params, t.value) for t in trials[:3]] == [
         (t.number, t.params, t.value) for t in first
     ]
-    attrs = optuna.load_study(study_name="tiny", storage=url).user_attrs
-    assert attrs["range_test"] == stored_rt
-    assert second.comparison is not None and attrs["comparison"] == second.comparison
+    assert _stored_range_test(url) == stored_rt
+    assert second.comparison is not None
+    assert load_result("tiny", storage=url).comparison == second.comparison
 
-    # Finished: run it again and nothing is trained, nothing is added, the same result.
+    # Finished: run it again and nothing is trained, nothing is added but the run's own record,
+    # the same result.
     counts = {name: len(_trials(url, name)) for name in NAMES}
     _no_training(monkeypatch)
     third = run_study(tiny_task.config(n_trials=6), storage=url)
     assert third.comparison == second.comparison
     assert third.best_params == second.best_params
     assert third.constant_lr == second.constant_lr
+    counts["tiny/runs"] += 1
     assert {name: len(_trials(url, name)) for name in NAMES} == counts
     # A smaller budget than what is done runs nothing either.
     fourth = run_study(tiny_task.config(n_trials=4), storage=url)
@@ -467,8 +482,7 @@ def test_a_killed_worker_is_resumed_to_the_budget(
         (retry,) = [t for t in trials if t.system_attrs.get("failed_trial") == number]
         assert retry.state in FINISHED
         assert retry.params == orphan.params
-    attrs = optuna.load_study(study_name="tiny", storage=url).user_attrs
-    assert attrs["range_test"] == stored_rt
+    assert _stored_range_test(url) == stored_rt
 
 
 # --- divergence -----------------------------------------------------------------------------
@@ -588,8 +602,13 @@ def test_a_search_without_baselines_never_reads_the_test_data(tmp_path: Path) ->
         task=tiny_task.task(test=never),
     )
     assert result.comparison is None and result.constant_lr is None
-    assert sorted(optuna.get_all_study_names(url)) == ["tiny", "tiny/bounds", "tiny/range-test"]
-    assert "comparison" not in optuna.load_study(study_name="tiny", storage=url).user_attrs
+    assert sorted(optuna.get_all_study_names(url)) == [
+        "tiny",
+        "tiny/bounds",
+        "tiny/range-test",
+        "tiny/runs",
+    ]
+    assert "test" not in optuna.load_study(study_name="tiny", storage=url).user_attrs["summary"]
 
 
 # --- the study's record (timings and history accumulate, nothing is overwritten) ------------
@@ -624,14 +643,12 @@ def test_a_rerun_of_a_finished_study_adds_its_history_entry_and_nothing_else(
     assert len(runs) == 2
     assert runs[0].status == runs[1].status == "finished"
     assert runs[1].units == {} and runs[0].n_units > 0
-    # Only the new run's record was added; the timings are the units', unchanged.
-    search_attrs = dict(after["tiny"][0])
-    del search_attrs[runs[1].key]
-    assert search_attrs == before["tiny"][0]
-    assert {k: v for k, v in after.items() if k != "tiny"} == {
-        k: v for k, v in before.items() if k != "tiny"
+    # Only the new run's trial was added; the timings are the units', unchanged.
+    assert after["tiny/runs"][2][:1] == before["tiny/runs"][2]
+    assert [t[1] for t in after["tiny/runs"][2]] == [TrialState.COMPLETE] * 2
+    assert {k: v for k, v in after.items() if k != "tiny/runs"} == {
+        k: v for k, v in before.items() if k != "tiny/runs"
     }
-    assert after["tiny"][1:] == before["tiny"][1:]
     assert again.timings == first.timings == done.result.timings
     assert again.comparison == first.comparison
 

@@ -430,8 +430,7 @@ def ensure(ctx: Context, arms: list[Arm]) -> dict[str, dict[str, Any]]:
         return run.final if math.isfinite(run.final) else _worst(task.maximize)
 
     units = [
-        Unit(key, user_attrs={ARM: arm.name, SEED: seed})
-        for key, (arm, seed) in by_key.items()
+        Unit(key, user_attrs={ARM: arm.name, SEED: seed}) for key, (arm, seed) in by_key.items()
     ]
     ctx.work(Stage("final", "final comparison", study, objective, ctx.store), KeyedPlan(units))
     runs = collect(study.get_trials(deepcopy=False), arms, seeds)

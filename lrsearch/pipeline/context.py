@@ -260,12 +260,14 @@ class Context:
             study.set_user_attr(key, value)
             self.changed = True
 
-    def summarize(self, **fields: Any) -> None:
+    def summarize(self, *, missing: bool = False, **fields: Any) -> None:
         """Update the fields given of study NAME's small summary (user attr ``summary``),
-        keeping the others (:class:`~lrsearch.store.StudySummary`)."""
+        keeping the others (:class:`~lrsearch.store.StudySummary`); with ``missing``, only
+        those it does not hold yet."""
         search = self.study("search")
         current = dict(search.user_attrs.get(ATTR_SUMMARY) or {})
-        self.derive(search, ATTR_SUMMARY, current | StudySummary(**fields).to_dict())
+        new = StudySummary(**fields).to_dict()
+        self.derive(search, ATTR_SUMMARY, (new | current) if missing else (current | new))
 
     def work(
         self, stage: Stage, plan: Plan, *, deadline: float | None = None, wait: bool = True

@@ -274,8 +274,8 @@ def ensure(ctx: Context) -> dict[str, Reading]:
         redo_units = [Unit(redo_key(name, r)) for name in doubtful for r in range(REDO_SWEEPS)]
         ctx.work(stage, KeyedPlan(redo_units))
     found = read(study.get_trials(deepcopy=False), optimizers, ctx.cfg, run_steps=steps)
-    first = found[optimizers[0]].bounds
-    ctx.summarize(bounds=[first.low, first.high])
+    first = found[optimizers[0]].bounds  # until the run's end says where the search ended
+    ctx.summarize(bounds=[first.low, first.high], missing=True)
     return found
 
 
