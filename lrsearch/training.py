@@ -77,6 +77,7 @@ __all__ = [
     "Clock",
     "FitOptions",
     "FitResult",
+    "TrainOptions",
     "TrialRecord",
     "charged",
     "clock",
@@ -527,16 +528,12 @@ def evaluate_ensemble(
     return _score(out, tgt, metric, loss)
 
 
-class FitOptions(TypedDict, total=False):
-    """The rarer keywords of :func:`fit`, each optional.
+class TrainOptions(TypedDict, total=False):
+    """The rarer keywords of :func:`train_task` and :func:`fit` (see :class:`FitOptions`),
+    each optional.
 
     Attributes:
-        diverge_factor: An epoch whose mean training loss exceeds this many times the first
-            batch's loss counts as diverged (only for a positive first loss; default 4).
         on_epoch: Called as ``on_epoch(epoch, value)`` after each evaluated epoch.
-        maximize: Whether a larger ``metric`` is better (a ``plateau`` schedule's mode);
-            ``None`` (default) infers it for ``"accuracy"`` (larger) and ``"loss"`` (smaller),
-            and a ``plateau`` schedule with a metric function needs it.
         plateau_data: The data a ``plateau`` schedule's metric is computed on, when it is not
             ``eval_data``: pass a slice held out of the training data when ``eval_data`` is
             the test set, so the test never steers training.
@@ -554,14 +551,27 @@ class FitOptions(TypedDict, total=False):
             then, and pruning it would throw a finished result away and save nothing.
     """
 
-    diverge_factor: float
     on_epoch: Callable[[int, float], None] | None
-    maximize: bool | None
     plateau_data: Data | DataLoader[Any] | None
     snapshot_steps: Sequence[int] | None
     snapshots: int | None
     diagnostics: bool
     prune_epochs: Collection[int] | None
+
+
+class FitOptions(TrainOptions, total=False):
+    """The rarer keywords of :func:`fit`, each optional: :class:`TrainOptions`' and these.
+
+    Attributes:
+        maximize: Whether a larger ``metric`` is better (a ``plateau`` schedule's mode);
+            ``None`` (default) infers it for ``"accuracy"`` (larger) and ``"loss"`` (smaller),
+            and a ``plateau`` schedule with a metric function needs it.
+        diverge_factor: An epoch whose mean training loss exceeds this many times the first
+            batch's loss counts as diverged (only for a positive first loss; default 4).
+    """
+
+    maximize: bool | None
+    diverge_factor: float
 
 
 def fit(
@@ -641,9 +651,9 @@ class _Settings:
     metric: str | Callable[[torch.Tensor, torch.Tensor], float]
     seed: int
     trial: optuna.trial.BaseTrial | None
+    maximize: bool | None = None
     diverge_factor: float = 4.0
     on_epoch: Callable[[int, float], None] | None = None
-    maximize: bool | None = None
     plateau_data: Data | DataLoader[Any] | None = None
     snapshot_steps: Sequence[int] | None = None
     snapshots: int | None = None
@@ -1024,20 +1034,14 @@ def train_task(
     trial: optuna.trial.BaseTrial | None = None,
     optimizer_factory: Callable[..., torch.optim.Optimizer] | None = None,
     lr: float | None = None,
-    on_epoch: Callable[[int, float], None] | None = None,
-    plateau_data: Data | None = None,
-    snapshot_steps: Sequence[int] | None = None,
-    snapshots: int | None = None,
-    diagnostics: bool = True,
-    prune_epochs: Collection[int] | None = None,
+    **options: Unpack[TrainOptions],
 ) -> FitResult:
     """Train a fresh model of ``task`` (initialised from ``seed``) on ``train``.
 
     The schedule sets the LR; without one, ``lr`` is the constant LR. ``optimizer_factory``
     replaces the task's (the Adam baseline uses it). A ``plateau`` schedule is stepped in the
     task's direction (``task.maximize``) with the metric on ``plateau_data`` (default:
-    ``eval_data``; see :func:`fit`, also for ``prune_epochs``). ``snapshot_steps``,
-    ``snapshots`` and ``diagnostics`` are :func:`fit`'s: e.g.
+    ``eval_data``). ``options`` are :func:`fit`'s (:class:`TrainOptions`): e.g.
     ``snapshot_steps=schedule.cycle_ends(total_steps)`` gives the snapshot ensemble's metric on
     ``eval_data`` in :attr:`FitResult.ensemble_value`.
     """
@@ -1061,11 +1065,6 @@ def train_task(
         seed=seed,
         trial=trial,
         device=device,
-        on_epoch=on_epoch,
         maximize=task.maximize,
-        plateau_data=plateau_data,
-        snapshot_steps=snapshot_steps,
-        snapshots=snapshots,
-        diagnostics=diagnostics,
-        prune_epochs=prune_epochs,
+        **options,
     )
