@@ -924,12 +924,16 @@ class TrialRecord:
         self.trial = trial
 
     def planned(self, schedule: str, optimizer: str | None, lrs: Sequence[float]) -> None:
-        """The schedule in words, the optimizer (``None``: the task's own, not written), and
-        the peak and mean of the LRs the schedule plans (:meth:`lrs`)."""
+        """What a search trial trains: :meth:`setup`, and the peak and mean of the LRs its
+        schedule plans (:meth:`lrs`)."""
+        self.setup(schedule, optimizer)
+        self.lrs(lrs)
+
+    def setup(self, schedule: str, optimizer: str | None) -> None:
+        """The schedule in words, and the optimizer (``None``: the task's own, not written)."""
         self.trial.set_user_attr(SCHEDULE, schedule)
         if optimizer is not None:
             self.trial.set_user_attr(OPTIMIZER, optimizer)
-        self.lrs(lrs)
 
     def lrs(self, lrs: Sequence[float]) -> None:
         """The largest and mean LR: optuna-dashboard sorts numeric attrs only, so they are the

@@ -705,6 +705,9 @@ def test_the_trial_record_writes_a_completed_run_as_fit_writes_a_pruned_one() ->
     quiet = optuna.trial.FixedTrial({})
     TrialRecord(quiet).planned("constant 0.1", None, [0.1])
     assert OPTIMIZER not in quiet.user_attrs  # the task's own optimizer is not named
+    cv = optuna.trial.FixedTrial({})
+    TrialRecord(cv).setup("constant 0.1", "sgd")
+    assert cv.user_attrs == {SCHEDULE: "constant 0.1", OPTIMIZER: "sgd"}  # no LR summary
 
 
 def test_trial_gets_one_report_per_epoch() -> None:
