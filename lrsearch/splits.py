@@ -21,8 +21,7 @@ from sklearn.model_selection import (
 )
 
 from lrsearch.exceptions import InvalidParameterError
-from lrsearch.tasks import Task
-from lrsearch.training import labels
+from lrsearch.tasks import Task, labels
 
 __all__ = ["cv_folds", "holdout", "watch_split"]
 

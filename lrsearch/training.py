@@ -1,12 +1,20 @@
 """The training loop: the schedule stepped per optimizer step, evaluation each epoch, pruning.
 
-:func:`fit` trains one model for a fixed number of epochs. With an Optuna ``trial`` it reports
-the evaluation metric after every epoch and raises :class:`optuna.TrialPruned` when the pruner
-says so or when training diverges (a NaN/inf loss, or the epoch's mean loss far above where it
-started), recording why in the trial's ``pruned_reason`` user attr.
+:func:`fit` trains one model for a fixed number of epochs, a short loop over named steps (train
+an epoch, evaluate, step a ``plateau`` schedule). With an Optuna ``trial`` it reports the
+evaluation metric after every epoch and raises :class:`optuna.TrialPruned` when the pruner says
+so or when training diverges (a NaN/inf loss, or the epoch's mean loss far above where it
+started). Why it stopped is a :class:`~lrsearch.store.StopReason`, a code plus words (a pruned
+run whose training loss had stopped falling is ``stalled`` and says so); :class:`TrialRecord`
+writes it on the trial with how far the run got (``epochs_run``, ``epoch_lrs``) and, with
+``diagnostics``, ``update_ratios`` and ``flags``. :class:`TrialRecord` is the one writer of a
+run's user attrs: the search's trials record what they train and what they did through it too.
 
 A ``plateau`` schedule (torch's ``ReduceLROnPlateau``) is the exception to "once per optimizer
-step": it is stepped once per epoch with that epoch's metric, in the metric's direction.
+step": it is stepped once per epoch, after the evaluation, with the metric on ``plateau_data``
+(default: ``eval_data``), ``scheduler.step(value)``, in ``mode="max"`` when ``maximize`` else
+``"min"``; not after the last epoch, as the other kinds are not stepped after the last
+optimizer step.
 
 In-memory ``(x, y)`` tensors are batched by indexing a permutation (no per-sample
 ``DataLoader`` overhead); a ``Dataset`` goes through a ``DataLoader``, and a ready-made
@@ -19,19 +27,20 @@ import contextlib
 import contextvars
 import copy
 import dataclasses
+import functools
 import logging
 import math
 import os
 import time
 from collections import deque
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn, TypedDict, Unpack
 
 import numpy as np
 import optuna
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset
 
 from lrsearch._validation import check_positive_int, check_real
 from lrsearch.choices import DEVICES, PER_EPOCH_KINDS
@@ -46,14 +55,30 @@ from lrsearch.diagnostics import (
 from lrsearch.exceptions import InvalidParameterError
 from lrsearch.optimizers import has_train_eval
 from lrsearch.schedules import Schedule
-from lrsearch.store.names import EPOCH_LRS, EPOCHS_RUN, FLAGS, PRUNED_REASON, UPDATE_RATIOS
-from lrsearch.store.records import UpdateRatios
-from lrsearch.tasks import METRICS, Data, Task
+from lrsearch.store import (
+    EPOCH_LRS,
+    EPOCHS_RUN,
+    FLAGS,
+    LR_MEAN,
+    LR_PEAK,
+    OPTIMIZER,
+    SCHEDULE,
+    UPDATE_RATIOS,
+    StopReason,
+    UpdateRatios,
+)
+
+# first_batch, labels and subset live with the data (lrsearch.tasks); re-exported here for the
+# modules that still import them from lrsearch.training.
+from lrsearch.tasks import METRICS, Data, Task, first_batch, labels, subset
 from lrsearch.tasks import steps_per_epoch as _steps_per_epoch
 
 __all__ = [
     "Clock",
+    "FitOptions",
     "FitResult",
+    "TrainOptions",
+    "TrialRecord",
     "charged",
     "clock",
     "combine_for",
@@ -87,7 +112,8 @@ class FitResult:
         epochs_run: Epochs completed (fewer than asked if the run diverged or was pruned).
         steps: Optimizer steps taken.
         seconds: Wall time of training plus evaluation.
-        stop_reason: ``None`` for a full run, else why it stopped early.
+        stop_reason: ``None`` for a full run, else why it stopped early, in words
+            (``stop.words``).
         lrs: The realised learning rate of each epoch run: the first param group's LR at the
             epoch's start (in force for its first optimizer step). For a ``plateau`` schedule
             that is the LR of the whole epoch; for the others it is
@@ -99,6 +125,7 @@ class FitResult:
         snapshot_value: The metric of the last snapshot alone, the single model the ensemble
             is measured against (``None`` as for ``ensemble_value``).
         update_ratios: The update/weight ratios of the run (``None`` with ``diagnostics`` off).
+        stop: ``None`` for a full run, else why it stopped early as a code plus words.
     """
 
     values: list[float]
@@ -112,6 +139,7 @@ class FitResult:
     ensemble_value: float | None = None
     snapshot_value: float | None = None
     update_ratios: UpdateRatios | None = None
+    stop: StopReason | None = None
 
     @property
     def final(self) -> float:
@@ -215,38 +243,6 @@ def default_threads() -> int:
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
     return max(1, min(8, cores))
-
-
-def subset(data: Data, indices: Sequence[int] | np.ndarray) -> Data:
-    """The examples of ``data`` at ``indices`` (tensors are indexed, datasets wrapped)."""
-    idx = np.asarray(indices, dtype=np.int64)
-    if isinstance(data, tuple):
-        t = torch.from_numpy(idx)
-        return data[0][t], data[1][t]
-    return Subset(data, idx.tolist())
-
-
-def first_batch(data: Data, batch_size: int) -> tuple[Any, Any]:
-    """The first ``batch_size`` examples of ``data`` as one ``(inputs, targets)`` batch, in
-    the data's own order (a dataset's examples collated as a DataLoader collates them).
-
-    Example:
-        >>> x, y = first_batch((torch.arange(10.0), torch.arange(10)), 4)
-        >>> x.tolist(), y.tolist()
-        ([0.0, 1.0, 2.0, 3.0], [0, 1, 2, 3])
-    """
-    if isinstance(data, tuple):
-        return data[0][:batch_size], data[1][:batch_size]
-    batch = next(iter(DataLoader(data, batch_size=batch_size)))
-    return batch[0], batch[1]
-
-
-def labels(data: Data) -> np.ndarray | None:
-    """Class labels for stratified splitting, where they can be had without a pass over data."""
-    if isinstance(data, tuple):
-        return data[1].detach().cpu().numpy()
-    targets = getattr(data, "targets", None)
-    return None if targets is None else np.asarray(targets)
 
 
 def _to_device(batch: Any, device: torch.device) -> Any:
@@ -532,6 +528,52 @@ def evaluate_ensemble(
     return _score(out, tgt, metric, loss)
 
 
+class TrainOptions(TypedDict, total=False):
+    """The rarer keywords of :func:`train_task` and :func:`fit` (see :class:`FitOptions`),
+    each optional.
+
+    Attributes:
+        on_epoch: Called as ``on_epoch(epoch, value)`` after each evaluated epoch.
+        plateau_data: The data a ``plateau`` schedule's metric is computed on, when it is not
+            ``eval_data``: pass a slice held out of the training data when ``eval_data`` is
+            the test set, so the test never steers training.
+        snapshot_steps: Keep the model's state (a CPU copy of its ``state_dict``) after these
+            optimizer steps, e.g. ``schedule.cycle_ends(total_steps)`` for a snapshot ensemble
+            (Huang et al. 2017); with ``eval_data``, the result then holds the metric of the
+            ensemble of the last ``snapshots`` of them and of the last one alone.
+        snapshots: How many of the latest snapshots to keep and ensemble (M; default all).
+        diagnostics: Measure the update/weight ratio per param group (on about
+            ``SAMPLES_PER_EPOCH`` steps per epoch, see :mod:`lrsearch.diagnostics`; default on).
+        prune_epochs: The epochs after which ``trial.should_prune()`` is asked (every value
+            is reported all the same, so the pruner sees every epoch when it is asked): those
+            a pruner can act on, e.g. successive halving's rungs; each asking reads the study's
+            trials. Default: every epoch but the last. The last is never asked: the run is done
+            then, and pruning it would throw a finished result away and save nothing.
+    """
+
+    on_epoch: Callable[[int, float], None] | None
+    plateau_data: Data | DataLoader[Any] | None
+    snapshot_steps: Sequence[int] | None
+    snapshots: int | None
+    diagnostics: bool
+    prune_epochs: Collection[int] | None
+
+
+class FitOptions(TrainOptions, total=False):
+    """The rarer keywords of :func:`fit`, each optional: :class:`TrainOptions`' and these.
+
+    Attributes:
+        maximize: Whether a larger ``metric`` is better (a ``plateau`` schedule's mode);
+            ``None`` (default) infers it for ``"accuracy"`` (larger) and ``"loss"`` (smaller),
+            and a ``plateau`` schedule with a metric function needs it.
+        diverge_factor: An epoch whose mean training loss exceeds this many times the first
+            batch's loss counts as diverged (only for a positive first loss; default 4).
+    """
+
+    maximize: bool | None
+    diverge_factor: float
+
+
 def fit(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -546,76 +588,36 @@ def fit(
     seed: int = 0,
     trial: optuna.trial.BaseTrial | None = None,
     device: torch.device | None = None,
-    diverge_factor: float = 4.0,
-    on_epoch: Callable[[int, float], None] | None = None,
-    maximize: bool | None = None,
-    plateau_data: Data | DataLoader[Any] | None = None,
-    snapshot_steps: Sequence[int] | None = None,
-    snapshots: int | None = None,
-    diagnostics: bool = True,
-    prune_epochs: Collection[int] | None = None,
+    **options: Unpack[FitOptions],
 ) -> FitResult:
-    """Train ``model`` for ``epochs``, stepping ``schedule`` once per optimizer step.
-
-    A ``plateau`` schedule is stepped once per epoch instead, after the evaluation, with the
-    metric on ``plateau_data`` (default: ``eval_data``), ``scheduler.step(value)``, in
-    ``mode="max"`` when ``maximize`` else ``"min"``; not after the last epoch, as the other
-    kinds are not stepped after the last optimizer step.
+    """Train ``model`` for ``epochs``, stepping ``schedule`` once per optimizer step (a
+    ``plateau`` schedule once per epoch), evaluating ``eval_data`` after every epoch.
 
     Args:
-        model: The model, already on ``device``.
+        model: The model, already on ``device`` (default: where its first parameter is).
         optimizer: Its optimizer. With a ``schedule`` the schedule owns the learning rate;
             without one the optimizer's own LR stays constant.
         loss: The criterion.
         train: ``(x, y)`` tensors (batched by indexing), a ``Dataset`` or a ``DataLoader``
             (used as it is; ``batch_size`` then does not apply).
-        epochs: Epochs to train.
-        batch_size: Batch size for tensors and datasets.
+        epochs: Epochs to train; ``batch_size``: for tensors and datasets.
         schedule: The learning-rate schedule, built over ``epochs * steps_per_epoch`` steps.
-        eval_data: Data to evaluate ``metric`` on after every epoch.
-        metric: See :func:`evaluate`.
+        eval_data: Data to evaluate ``metric`` (see :func:`evaluate`) on after every epoch.
         seed: Seeds the shuffling of every epoch (the model's init is the caller's).
-        trial: An Optuna trial to report to after every epoch; then a pruning decision or a
-            divergence raises :class:`optuna.TrialPruned` (reason in user attr
-            ``pruned_reason``; a pruned run whose training loss had stopped falling says so).
-        prune_epochs: The epochs after which ``trial.should_prune()`` is asked (every value
-            is reported all the same, so the pruner sees every epoch when it is asked): those
-            a pruner can act on, e.g. successive halving's rungs; each asking reads the study's
-            trials. Default: every epoch but the last. The last is never asked: the run is done
-            then, and pruning it would throw a finished result away and save nothing.
-        device: Where the model lives (default: where its first parameter is).
-        diverge_factor: An epoch whose mean training loss exceeds this many times the first
-            batch's loss counts as diverged (only for a positive first loss).
-        on_epoch: Called as ``on_epoch(epoch, value)`` after each evaluated epoch.
-        maximize: Whether a larger ``metric`` is better (a ``plateau`` schedule's mode);
-            ``None`` infers it for ``"accuracy"`` (larger) and ``"loss"`` (smaller), and a
-            ``plateau`` schedule with a metric function needs it.
-        plateau_data: The data a ``plateau`` schedule's metric is computed on, when it is not
-            ``eval_data``: pass a slice held out of the training data when ``eval_data`` is
-            the test set, so the test never steers training.
-        snapshot_steps: Keep the model's state (a CPU copy of its ``state_dict``) after these
-            optimizer steps, e.g. ``schedule.cycle_ends(total_steps)`` for a snapshot ensemble
-            (Huang et al. 2017); with ``eval_data``, the result then holds the metric of the
-            ensemble of the last ``snapshots`` of them and of the last one alone.
-        snapshots: How many of the latest snapshots to keep and ensemble (M; default all).
-        diagnostics: Measure the update/weight ratio per param group (on about
-            ``SAMPLES_PER_EPOCH`` steps per epoch, see :mod:`lrsearch.diagnostics`).
+        trial: An Optuna trial to report to after every epoch (see the module's docs).
+        **options: The rarer keywords, :class:`FitOptions`.
 
     Returns:
         A :class:`FitResult`. Without a ``trial``, a diverged run stops early and says why in
-        ``stop_reason`` (what happened, then what it says about the learning rate); its last
-        value is the diverged model's metric.
+        ``stop_reason``; its last value is the diverged model's metric.
 
     Raises:
-        optuna.TrialPruned: With a ``trial``, when pruned or diverged; its user attrs
-            ``pruned_reason``, ``epochs_run``, ``epoch_lrs`` (:data:`EPOCH_LRS`, the
-            :attr:`FitResult.lrs` of the epochs run), and with ``diagnostics``
-            ``update_ratios`` and ``flags`` say what happened.
+        optuna.TrialPruned: With a ``trial``, when pruned or stopped early (recorded on the
+            trial by :class:`TrialRecord`).
         InvalidParameterError: Bad arguments, e.g. a ``plateau`` schedule without data to
             compute its metric on, or without a direction for a metric function.
 
     Example:
-        >>> import torch
         >>> _ = torch.manual_seed(0)
         >>> x, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
         >>> m = torch.nn.Linear(4, 2)
@@ -623,180 +625,340 @@ def fit(
         >>> r = fit(m, opt, torch.nn.CrossEntropyLoss(), (x, y), epochs=3, batch_size=16,
         ...         schedule=Schedule("step", max_lr=0.1, step_size=4, decay=0.5),
         ...         eval_data=(x, y))
-        >>> r.epochs_run, r.steps, len(r.values), opt.param_groups[0]["lr"]
-        (3, 12, 3, 0.025)
-        >>> r.lrs
-        [0.1, 0.05, 0.025]
+        >>> r.epochs_run, r.steps, len(r.values), opt.param_groups[0]["lr"], r.lrs
+        (3, 12, 3, 0.025, [0.1, 0.05, 0.025])
     """
-    epochs = check_positive_int("epochs", epochs)
-    batch_size = check_positive_int("batch_size", batch_size)
-    diverge_factor = check_real("diverge_factor", diverge_factor)
-    if device is None:
-        device = next(model.parameters()).device
-    per_epoch = schedule is not None and schedule.kind in PER_EPOCH_KINDS
-    if plateau_data is None:
-        plateau_data = eval_data
-    if per_epoch and plateau_data is None:
-        assert schedule is not None
-        raise InvalidParameterError(
-            f"schedule kind {schedule.kind!r} is stepped with the metric after every epoch, so "
-            "fit needs eval_data or plateau_data to compute it on; got neither"
-        )
-    maximize = _check_maximize(maximize, metric, needed=per_epoch)
-    generator = torch.Generator().manual_seed(seed)
-    batches = _Batches(train, batch_size, device, generator)
-    total = epochs * batches.steps
-    keep = _Snapshots(snapshot_steps, snapshots, total)
-    monitor = (
-        UpdateRatioMonitor(optimizer, every=measure_every(batches.steps)) if diagnostics else None
-    )
-    scheduler = (
-        schedule.build(optimizer, total, maximize=maximize) if schedule is not None else None
-    )
-
-    start = time.perf_counter()
-    storage_seconds = 0.0  # Optuna's report/should_prune: bookkeeping, not training
-
-    def charge() -> None:
-        for c in _CLOCKS.get():
-            c.seconds += time.perf_counter() - start - storage_seconds
-
-    values: list[float] = []
-    losses: list[float] = []
-    lrs: list[float] = []
-    first_loss: float | None = None
-    steps = 0
-    stop: str | None = None
-    # Schedule-Free keeps training weights and averaged ones: train on the first, evaluate
-    # (and end) on the second.
-    averaged = has_train_eval(optimizer)
-    model.train()
-    for epoch in range(1, epochs + 1):
-        if averaged:
-            optimizer.train()  # type: ignore[attr-defined]
-        lrs.append(float(optimizer.param_groups[0]["lr"]))
-        total_loss = torch.zeros((), device=device)
-        n_batches = 0
-        for xb, yb in batches.epoch():
-            optimizer.zero_grad(set_to_none=True)
-            batch_loss = loss(model(xb), yb)
-            if first_loss is None:
-                first_loss = float(batch_loss.detach())
-                if not math.isfinite(first_loss):
-                    stop = f"non-finite loss ({first_loss}) at step 0: {NON_FINITE}"
-                    break
-            batch_loss.backward()
-            watch = monitor if monitor is not None and monitor.due(steps) else None
-            if watch is not None:
-                watch.before()
-            optimizer.step()
-            if watch is not None:
-                watch.after()
-            steps += 1
-            keep.take(steps, model)
-            if scheduler is not None and not per_epoch and steps < total:
-                scheduler.step()
-            total_loss += batch_loss.detach()
-            n_batches += 1
-        if averaged:
-            _evaluation_weights(optimizer, model, batches)
-        if stop is not None:
+    asked = _Settings(epochs, batch_size, schedule, eval_data, metric, seed, trial, **options)
+    run = _Run(model, optimizer, loss, train, asked, device)
+    for epoch in range(1, asked.epochs + 1):
+        if not run.train_epoch(epoch):  # its first loss was not finite: nothing was trained
             break
-        mean_loss = float(total_loss) / max(1, n_batches)
-        losses.append(mean_loss)
-        if monitor is not None:
-            monitor.end_epoch()  # its one sync, here where the loss syncs anyway
-        # Checked once per epoch: a per-step float() would sync a GPU every step.
-        if not math.isfinite(mean_loss):
-            stop = f"non-finite training loss in epoch {epoch}: {NON_FINITE}"
-        elif first_loss is not None and first_loss > 0 and mean_loss > diverge_factor * first_loss:
-            stop = (
-                f"diverged in epoch {epoch}: mean loss {mean_loss:.4g} > "
-                f"{diverge_factor:g} x the first loss {first_loss:.4g}: {TOO_HIGH}"
+        run.evaluate(epoch)  # with a trial, reports and may raise optuna.TrialPruned
+        run.step_plateau(epoch)
+        if run.stop is not None:
+            break
+    return run.finish()
+
+
+@dataclasses.dataclass(frozen=True)
+class _Settings:
+    """What :func:`fit` was asked, checked (in the order the checks have always run)."""
+
+    epochs: int
+    batch_size: int
+    schedule: Schedule | None
+    eval_data: Data | DataLoader[Any] | None
+    metric: str | Callable[[torch.Tensor, torch.Tensor], float]
+    seed: int
+    trial: optuna.trial.BaseTrial | None
+    maximize: bool | None = None
+    diverge_factor: float = 4.0
+    on_epoch: Callable[[int, float], None] | None = None
+    plateau_data: Data | DataLoader[Any] | None = None
+    snapshot_steps: Sequence[int] | None = None
+    snapshots: int | None = None
+    diagnostics: bool = True
+    prune_epochs: Collection[int] | None = None
+
+    def __post_init__(self) -> None:
+        put = functools.partial(object.__setattr__, self)
+        put("epochs", check_positive_int("epochs", self.epochs))
+        put("batch_size", check_positive_int("batch_size", self.batch_size))
+        put("diverge_factor", check_real("diverge_factor", self.diverge_factor))
+        if self.plateau_data is None:
+            put("plateau_data", self.eval_data)
+        if self.per_epoch and self.plateau_data is None:
+            assert self.schedule is not None
+            raise InvalidParameterError(
+                f"schedule kind {self.schedule.kind!r} is stepped with the metric after every "
+                "epoch, so fit needs eval_data or plateau_data to compute it on; got neither"
             )
-        if eval_data is not None:
-            value = evaluate(model, eval_data, metric=metric, loss=loss, device=device)
-            if stop is None and not math.isfinite(value):
-                what = metric if isinstance(metric, str) else "metric"
-                stop = f"non-finite {what} in epoch {epoch}: {NON_FINITE}"
-            values.append(value)
-            if on_epoch is not None:
-                on_epoch(epoch, value)
-            if trial is not None and stop is None:
-                asked = time.perf_counter()
-                trial.report(value, epoch)
-                prune = (
-                    epoch < epochs
-                    and (prune_epochs is None or epoch in prune_epochs)
-                    and trial.should_prune()
-                )
-                storage_seconds += time.perf_counter() - asked
-                if prune:
-                    charge()
-                    reason = f"pruner: stopped after epoch {epoch}"
-                    stuck = stall_reason(losses)
-                    _leave_on_trial(
-                        trial, reason if stuck is None else f"{reason}: {stuck}", lrs, monitor
-                    )
-                    raise optuna.TrialPruned(f"pruned after epoch {epoch}")
-        if stop is not None:
-            break
-        if per_epoch and epoch < epochs:
-            assert isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
-            if plateau_data is eval_data:
-                scheduler.step(values[-1])
-            else:
-                assert plateau_data is not None
-                watched = evaluate(model, plateau_data, metric=metric, loss=loss, device=device)
-                if not math.isfinite(watched):
-                    stop = f"non-finite plateau metric in epoch {epoch}: {NON_FINITE}"
-                    break
-                scheduler.step(watched)
+        put("maximize", _check_maximize(self.maximize, self.metric, needed=self.per_epoch))
 
-    epochs_run = len(losses)
-    del lrs[epochs_run:]  # an epoch that stopped at its first step was not run
-    if stop is not None:
-        _log.info("training stopped: %s", stop)
-        if trial is not None:
-            charge()
-            _leave_on_trial(trial, stop, lrs, monitor)
-            raise optuna.TrialPruned(stop)
-        if eval_data is not None and len(values) < max(1, epochs_run):
-            values.append(evaluate(model, eval_data, metric=metric, loss=loss, device=device))
-    ensemble = single = None
-    if eval_data is not None and keep.kept:
-        ensemble, single = keep.score(model, eval_data, metric=metric, loss=loss, device=device)
-    charge()
-    seconds = time.perf_counter() - start - storage_seconds
-    return FitResult(
-        values,
-        losses,
-        epochs_run,
-        steps,
-        seconds,
-        stop,
-        lrs,
-        snapshot_steps=keep.steps,
-        ensemble_value=ensemble,
-        snapshot_value=single,
-        update_ratios=None if monitor is None else monitor.result(),
-    )
+    @property
+    def per_epoch(self) -> bool:
+        """Whether the schedule is stepped once per epoch with the metric (``plateau``)."""
+        return self.schedule is not None and self.schedule.kind in PER_EPOCH_KINDS
+
+    def may_prune(self, epoch: int) -> bool:
+        """Whether the pruner is asked after ``epoch`` (never after the last)."""
+        return epoch < self.epochs and (self.prune_epochs is None or epoch in self.prune_epochs)
 
 
-def _leave_on_trial(
-    trial: optuna.trial.BaseTrial,
-    reason: str,
-    lrs: list[float],
-    monitor: UpdateRatioMonitor | None,
-) -> None:
-    """What a pruned run leaves on its trial: why, how far it got, what the diagnostics saw."""
-    trial.set_user_attr(PRUNED_REASON, reason)
-    trial.set_user_attr(EPOCHS_RUN, len(lrs))
-    trial.set_user_attr(EPOCH_LRS, lrs)
-    if monitor is not None:
-        ratios = monitor.result()
-        trial.set_user_attr(UPDATE_RATIOS, ratios.to_dict())
-        trial.set_user_attr(FLAGS, ratios.flags)
+class _Stopwatch:
+    """The time of one :func:`fit`, less Optuna's storage calls (bookkeeping, not training)."""
+
+    def __init__(self) -> None:
+        self._start = time.perf_counter()
+        self._outside = 0.0
+
+    @contextlib.contextmanager
+    def outside(self) -> Iterator[None]:
+        """Leave the ``with`` block's time out."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._outside += time.perf_counter() - start
+
+    @property
+    def seconds(self) -> float:
+        return time.perf_counter() - self._start - self._outside
+
+    def charge(self) -> None:
+        """Add the time so far to every active :func:`clock`."""
+        for c in _CLOCKS.get():
+            c.seconds += self.seconds
+
+
+class _Run:
+    """One call of :func:`fit`: the model, its optimizer, schedule and monitors, and what the
+    run has seen so far; one method per step of the loop."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        train: Data | DataLoader[Any],
+        asked: _Settings,
+        device: torch.device | None,
+    ) -> None:
+        self.model, self.optimizer, self.loss, self.asked = model, optimizer, loss, asked
+        self.device = device if device is not None else next(model.parameters()).device
+        generator = torch.Generator().manual_seed(asked.seed)
+        self.batches = _Batches(train, asked.batch_size, self.device, generator)
+        self.total = asked.epochs * self.batches.steps
+        self.keep = _Snapshots(asked.snapshot_steps, asked.snapshots, self.total)
+        every = measure_every(self.batches.steps)
+        self.monitor = UpdateRatioMonitor(optimizer, every=every) if asked.diagnostics else None
+        self.scheduler = (
+            None
+            if asked.schedule is None
+            else asked.schedule.build(optimizer, self.total, maximize=bool(asked.maximize))
+        )
+        self.watch = _Stopwatch()
+        self.values: list[float] = []
+        self.losses: list[float] = []
+        self.lrs: list[float] = []
+        self.first_loss: float | None = None
+        self.steps = 0
+        self.stop: StopReason | None = None
+        # Schedule-Free keeps training weights and averaged ones: train on the first, evaluate
+        # (and end) on the second.
+        self.averaged = has_train_eval(optimizer)
+        model.train()
+
+    def train_epoch(self, epoch: int) -> bool:
+        """One epoch of optimizer steps, then its mean loss checked for a blow-up; ``False``
+        when it stopped at the run's first step (a non-finite first loss)."""
+        if self.averaged:
+            self.optimizer.train()  # type: ignore[attr-defined]
+        self.lrs.append(float(self.optimizer.param_groups[0]["lr"]))
+        total = torch.zeros((), device=self.device)
+        n_batches = 0
+        for xb, yb in self.batches.epoch():
+            batch_loss = self._step(xb, yb)
+            if batch_loss is None:
+                break
+            total += batch_loss
+            n_batches += 1
+        if self.averaged:
+            _evaluation_weights(self.optimizer, self.model, self.batches)
+        if self.stop is not None:
+            return False
+        self._check_loss(epoch, float(total) / max(1, n_batches))
+        return True
+
+    def _step(self, xb: Any, yb: Any) -> torch.Tensor | None:
+        """One optimizer step and the schedule's; the batch's loss (``None``, and a stop, when
+        it is the run's first loss and not finite)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        batch_loss = self.loss(self.model(xb), yb)
+        if self.first_loss is None:
+            self.first_loss = first = float(batch_loss.detach())
+            if not math.isfinite(first):
+                self.stop = _non_finite(f"non-finite loss ({first}) at step 0")
+                return None
+        batch_loss.backward()
+        watch = self.monitor if self.monitor is not None and self.monitor.due(self.steps) else None
+        if watch is not None:
+            watch.before()
+        self.optimizer.step()
+        if watch is not None:
+            watch.after()
+        self.steps += 1
+        self.keep.take(self.steps, self.model)
+        if self.scheduler is not None and not self.asked.per_epoch and self.steps < self.total:
+            self.scheduler.step()
+        return batch_loss.detach()
+
+    def _check_loss(self, epoch: int, mean_loss: float) -> None:
+        """Keep the epoch's mean loss; a stop when it is not finite or far above the first."""
+        self.losses.append(mean_loss)
+        if self.monitor is not None:
+            self.monitor.end_epoch()  # its one sync, here where the loss syncs anyway
+        # Checked once per epoch: a per-step float() would sync a GPU every step.
+        first, factor = self.first_loss, self.asked.diverge_factor
+        if not math.isfinite(mean_loss):
+            self.stop = _non_finite(f"non-finite training loss in epoch {epoch}")
+        elif first is not None and first > 0 and mean_loss > factor * first:
+            self.stop = StopReason(
+                "diverged",
+                f"diverged in epoch {epoch}: mean loss {mean_loss:.4g} > "
+                f"{factor:g} x the first loss {first:.4g}: {TOO_HIGH}",
+            )
+
+    def evaluate(self, epoch: int) -> None:
+        """The metric on ``eval_data`` after an epoch, for ``on_epoch`` and the trial."""
+        asked = self.asked
+        if asked.eval_data is None:
+            return
+        value = self._metric(asked.eval_data)
+        if self.stop is None and not math.isfinite(value):
+            what = asked.metric if isinstance(asked.metric, str) else "metric"
+            self.stop = _non_finite(f"non-finite {what} in epoch {epoch}")
+        self.values.append(value)
+        if asked.on_epoch is not None:
+            asked.on_epoch(epoch, value)
+        if asked.trial is not None and self.stop is None:
+            self._report(asked.trial, epoch, value)
+
+    def _report(self, trial: optuna.trial.BaseTrial, epoch: int, value: float) -> None:
+        """Report the epoch's value to the trial, and stop as pruned when the pruner says so."""
+        with self.watch.outside():
+            trial.report(value, epoch)
+            prune = self.asked.may_prune(epoch) and trial.should_prune()
+        if prune:
+            words = f"pruner: stopped after epoch {epoch}"
+            stuck = stall_reason(self.losses)
+            self.stop = (
+                StopReason("pruned", words)
+                if stuck is None
+                else StopReason("stalled", f"{words}: {stuck}")
+            )
+            self._prune(trial, f"pruned after epoch {epoch}")
+
+    def step_plateau(self, epoch: int) -> None:
+        """Step a ``plateau`` schedule with the epoch's metric (not after the last epoch)."""
+        asked = self.asked
+        if self.stop is not None or not asked.per_epoch or epoch >= asked.epochs:
+            return
+        assert isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+        if asked.plateau_data is asked.eval_data:
+            self.scheduler.step(self.values[-1])
+            return
+        assert asked.plateau_data is not None
+        watched = self._metric(asked.plateau_data)
+        if not math.isfinite(watched):
+            self.stop = _non_finite(f"non-finite plateau metric in epoch {epoch}")
+            return
+        self.scheduler.step(watched)
+
+    def finish(self) -> FitResult:
+        """What the run did; with a trial, a run that stopped early is pruned instead."""
+        asked = self.asked
+        del self.lrs[len(self.losses) :]  # an epoch that stopped at its first step was not run
+        if self.stop is not None:
+            _log.info("training stopped: %s", self.stop.words)
+            if asked.trial is not None:
+                self._prune(asked.trial, self.stop.words)
+            if asked.eval_data is not None and len(self.values) < max(1, len(self.losses)):
+                self.values.append(self._metric(asked.eval_data))
+        ensemble = single = None
+        if asked.eval_data is not None and self.keep.kept:
+            ensemble, single = self.keep.score(
+                self.model,
+                asked.eval_data,
+                metric=asked.metric,
+                loss=self.loss,
+                device=self.device,
+            )
+        self.watch.charge()
+        return self._result(ensemble, single)
+
+    def _prune(self, trial: optuna.trial.BaseTrial, message: str) -> NoReturn:
+        self.watch.charge()
+        TrialRecord(trial).ran(self._result(None, None))
+        raise optuna.TrialPruned(message)
+
+    def _metric(self, data: Data | DataLoader[Any]) -> float:
+        return evaluate(
+            self.model, data, metric=self.asked.metric, loss=self.loss, device=self.device
+        )
+
+    def _result(self, ensemble: float | None, single: float | None) -> FitResult:
+        return FitResult(
+            self.values,
+            self.losses,
+            len(self.losses),
+            self.steps,
+            self.watch.seconds,
+            None if self.stop is None else self.stop.words,
+            self.lrs,
+            snapshot_steps=self.keep.steps,
+            ensemble_value=ensemble,
+            snapshot_value=single,
+            update_ratios=None if self.monitor is None else self.monitor.result(),
+            stop=self.stop,
+        )
+
+
+def _non_finite(what: str) -> StopReason:
+    return StopReason("non-finite", f"{what}: {NON_FINITE}")
+
+
+class TrialRecord:
+    """The one place that writes a training run's user attrs on its Optuna trial (names from
+    :mod:`lrsearch.store`): what it trains, before it trains (:meth:`planned`), and what it
+    did (:meth:`ran`), whether it completed or was pruned.
+
+    Example:
+        >>> trial = optuna.trial.FixedTrial({})
+        >>> TrialRecord(trial).planned("constant 0.1", None, [0.1, 0.1])
+        >>> trial.user_attrs[SCHEDULE], trial.user_attrs[LR_MEAN], OPTIMIZER in trial.user_attrs
+        ('constant 0.1', 0.1, False)
+    """
+
+    def __init__(self, trial: optuna.trial.BaseTrial) -> None:
+        self.trial = trial
+
+    def planned(self, schedule: str, optimizer: str | None, lrs: Sequence[float]) -> None:
+        """What a search trial trains: :meth:`setup`, and the peak and mean of the LRs its
+        schedule plans (:meth:`lrs`)."""
+        self.setup(schedule, optimizer)
+        self.lrs(lrs)
+
+    def setup(self, schedule: str, optimizer: str | None) -> None:
+        """The schedule in words, and the optimizer (``None``: the task's own, not written)."""
+        self.trial.set_user_attr(SCHEDULE, schedule)
+        if optimizer is not None:
+            self.trial.set_user_attr(OPTIMIZER, optimizer)
+
+    def lrs(self, lrs: Sequence[float]) -> None:
+        """The largest and mean LR: optuna-dashboard sorts numeric attrs only, so they are the
+        sortable summary of the schedule's words."""
+        self.trial.set_user_attr(LR_PEAK, float(max(lrs)))
+        self.trial.set_user_attr(LR_MEAN, float(np.mean(lrs)))
+
+    def ran(self, result: FitResult, *, lrs_as_ran: bool = False) -> None:
+        """Why it stopped early (:meth:`StopReason.to_attrs`), how far it got, what the
+        diagnostics saw; ``lrs_as_ran``: the LR summary again, from the epochs' LRs (a
+        ``plateau`` schedule's, as it ran). A stopped run's flags are the diagnostics' alone
+        (written only with them): a stall is in its reason."""
+        ratios = result.update_ratios
+        for name, value in ({} if result.stop is None else result.stop.to_attrs()).items():
+            self.trial.set_user_attr(name, value)
+        self.trial.set_user_attr(EPOCHS_RUN, result.epochs_run)
+        self.trial.set_user_attr(EPOCH_LRS, result.lrs)
+        if ratios is not None:
+            self.trial.set_user_attr(UPDATE_RATIOS, ratios.to_dict())
+        if result.stop is None:
+            self.trial.set_user_attr(FLAGS, result.flags)
+        elif ratios is not None:
+            self.trial.set_user_attr(FLAGS, ratios.flags)
+        if lrs_as_ran:
+            self.lrs(result.lrs)
 
 
 class _Snapshots:
@@ -876,20 +1038,14 @@ def train_task(
     trial: optuna.trial.BaseTrial | None = None,
     optimizer_factory: Callable[..., torch.optim.Optimizer] | None = None,
     lr: float | None = None,
-    on_epoch: Callable[[int, float], None] | None = None,
-    plateau_data: Data | None = None,
-    snapshot_steps: Sequence[int] | None = None,
-    snapshots: int | None = None,
-    diagnostics: bool = True,
-    prune_epochs: Collection[int] | None = None,
+    **options: Unpack[TrainOptions],
 ) -> FitResult:
     """Train a fresh model of ``task`` (initialised from ``seed``) on ``train``.
 
     The schedule sets the LR; without one, ``lr`` is the constant LR. ``optimizer_factory``
     replaces the task's (the Adam baseline uses it). A ``plateau`` schedule is stepped in the
     task's direction (``task.maximize``) with the metric on ``plateau_data`` (default:
-    ``eval_data``; see :func:`fit`, also for ``prune_epochs``). ``snapshot_steps``,
-    ``snapshots`` and ``diagnostics`` are :func:`fit`'s: e.g.
+    ``eval_data``). ``options`` are :func:`fit`'s (:class:`TrainOptions`): e.g.
     ``snapshot_steps=schedule.cycle_ends(total_steps)`` gives the snapshot ensemble's metric on
     ``eval_data`` in :attr:`FitResult.ensemble_value`.
     """
@@ -913,11 +1069,6 @@ def train_task(
         seed=seed,
         trial=trial,
         device=device,
-        on_epoch=on_epoch,
         maximize=task.maximize,
-        plateau_data=plateau_data,
-        snapshot_steps=snapshot_steps,
-        snapshots=snapshots,
-        diagnostics=diagnostics,
-        prune_epochs=prune_epochs,
+        **options,
     )

@@ -15,11 +15,22 @@ import pytest
 import torch
 from assertions import invalid
 from torch import nn
-from torch.utils.data import TensorDataset
+from torch.utils.data import Dataset, Subset, TensorDataset
 
 from lrsearch import InvalidParameterError
 from lrsearch.schedules import Schedule
-from lrsearch.tasks import Split, Task, adamw, digits, load_task, mnist1d, sgd
+from lrsearch.tasks import (
+    Split,
+    Task,
+    adamw,
+    digits,
+    first_batch,
+    labels,
+    load_task,
+    mnist1d,
+    sgd,
+    subset,
+)
 
 TASKS: dict[str, tuple[Callable[[], Split], Callable[[], nn.Module]]] = {
     "digits": (digits.load_data, digits.make_model),
@@ -485,3 +496,67 @@ def test_load_task_rejects_unknown_names(spec: str) -> None:
 def test_load_task_rejects_malformed_specs(spec: object) -> None:
     with invalid("task", spec):
         load_task(spec)  # type: ignore[arg-type]
+
+
+# -- the data helpers: subset, labels, first_batch ----------------------------------------------
+
+
+class Targeted(Dataset[tuple[torch.Tensor, int]]):
+    """A dataset with a ``targets`` attribute, like torchvision's."""
+
+    def __init__(self, n: int) -> None:
+        self.x = torch.arange(n, dtype=torch.float32).unsqueeze(1)
+        self.targets = [i % 3 for i in range(n)]
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return self.x[i], self.targets[i]
+
+
+@pytest.mark.parametrize("as_array", [False, True])
+def test_subset_of_tensors_indexes_both(as_array: bool) -> None:
+    x, y = torch.arange(20).reshape(10, 2), torch.arange(10) * 10
+    idx: Any = np.array([7, 0, 3]) if as_array else [7, 0, 3]
+    out = subset((x, y), idx)
+    assert isinstance(out, tuple)
+    assert out[0].tolist() == [[14, 15], [0, 1], [6, 7]] and out[1].tolist() == [70, 0, 30]
+    empty = subset((x, y), [])
+    assert isinstance(empty, tuple) and len(empty[0]) == 0 == len(empty[1])
+
+
+def test_subset_of_a_dataset_wraps_it() -> None:
+    data = Targeted(9)
+    out = subset(data, np.array([8, 2]))
+    assert isinstance(out, Subset) and len(out) == 2
+    assert [int(out[i][0]) for i in range(2)] == [8, 2]
+    assert [out[i][1] for i in range(2)] == [2, 2]
+
+
+def test_labels() -> None:
+    y = torch.tensor([2, 0, 1, 1])
+    got = labels((torch.zeros(4, 3), y))
+    assert isinstance(got, np.ndarray) and got.tolist() == [2, 0, 1, 1]
+    targeted = labels(Targeted(5))
+    assert targeted is not None and targeted.tolist() == [0, 1, 2, 0, 1]
+    assert labels(TensorDataset(torch.zeros(3, 1), torch.zeros(3))) is None
+
+
+def test_first_batch_in_the_datas_own_order() -> None:
+    x, y = torch.arange(12.0).reshape(6, 2), torch.arange(6)
+    from_tensors = first_batch((x, y), 4)
+    from_dataset = first_batch(TensorDataset(x, y), 4)
+    for bx, by in (from_tensors, from_dataset):
+        assert bx.tolist() == x[:4].tolist() and by.tolist() == [0, 1, 2, 3]
+
+
+def test_the_task_modules_import_the_data_from_tasks_data_not_the_package() -> None:
+    # The package's __init__ is a plain re-export: nothing in it must be defined before a task
+    # module can be imported.
+    import lrsearch.tasks as package
+    from lrsearch.tasks import data
+
+    assert package.Split is data.Split and package.Data is data.Data
+    for module in (digits, mnist1d):
+        assert module.Split is data.Split

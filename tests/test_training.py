@@ -18,24 +18,35 @@ import torch
 from assertions import invalid
 from optuna.trial import TrialState
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
+from torch.utils.data import DataLoader, Subset, TensorDataset
 
 from lrsearch import Schedule
 from lrsearch.diagnostics import NON_FINITE
-from lrsearch.store import EPOCH_LRS
-from lrsearch.tasks import Task, sgd
+from lrsearch.store import (
+    EPOCH_LRS,
+    EPOCHS_RUN,
+    FLAGS,
+    LR_MEAN,
+    LR_PEAK,
+    OPTIMIZER,
+    PRUNED_REASON,
+    SCHEDULE,
+    STOP_CODE,
+    UPDATE_RATIOS,
+    StopReason,
+)
+from lrsearch.tasks import Task, sgd, subset
 from lrsearch.training import (
     FitResult,
+    TrialRecord,
     combine_for,
     default_threads,
     ensemble_outputs,
     evaluate,
     evaluate_ensemble,
     fit,
-    labels,
     resolve_device,
     state_on_cpu,
-    subset,
     train_task,
 )
 
@@ -545,14 +556,14 @@ def test_a_huge_lr_prunes_the_trial_and_the_study_goes_on() -> None:
     study.optimize(objective, n_trials=2)
     diverged, healthy = study.trials
     assert diverged.state == TrialState.PRUNED
-    reason = diverged.user_attrs["pruned_reason"]
+    reason = diverged.user_attrs[PRUNED_REASON]
     assert reason.startswith(("diverged in epoch 1", "non-finite"))
-    assert diverged.user_attrs["epochs_run"] == 1
+    assert diverged.user_attrs[EPOCHS_RUN] == 1
     assert diverged.user_attrs[EPOCH_LRS] == [1e6]
     assert diverged.intermediate_values == {}  # a diverged epoch is never reported
     assert 0 not in results  # fit raised instead of returning
     assert healthy.state == TrialState.COMPLETE
-    assert "pruned_reason" not in healthy.user_attrs
+    assert PRUNED_REASON not in healthy.user_attrs
     assert healthy.value == results[1].final
 
 
@@ -579,9 +590,9 @@ def test_a_nan_loss_at_step_0_prunes_a_trial() -> None:
     study.optimize(objective, n_trials=1)
     (trial,) = study.trials
     assert trial.state == TrialState.PRUNED
-    reason = trial.user_attrs["pruned_reason"]
+    reason = trial.user_attrs[PRUNED_REASON]
     assert reason.startswith("non-finite loss") and reason.endswith(f"at step 0: {NON_FINITE}")
-    assert trial.user_attrs["epochs_run"] == 0
+    assert trial.user_attrs[EPOCHS_RUN] == 0
     assert trial.user_attrs[EPOCH_LRS] == []  # no epoch was run
 
 
@@ -615,6 +626,88 @@ def test_the_mean_loss_is_compared_with_the_first_loss() -> None:
 
 
 # -- reporting and pruning ---------------------------------------------------------------------
+
+
+def test_every_stop_is_a_code_plus_the_words_it_always_had() -> None:
+    eval_data = make_data(20, seed=1)
+    diverged, _, _ = run(make_data(40), lr=1e6, epochs=5, eval_data=eval_data)
+    assert diverged.stop is not None and diverged.stop.words == diverged.stop_reason
+    assert diverged.stop.code == (
+        "diverged" if "diverged" in diverged.stop.words else "non-finite"
+    )
+    x, y = make_data(20)
+    x[:] = float("nan")
+    nan, _, _ = run((x, y), epochs=2)
+    assert nan.stop == StopReason("non-finite", f"non-finite loss (nan) at step 0: {NON_FINITE}")
+    full, _, _ = run(make_data(40), epochs=2)
+    assert full.stop is None and full.stop_reason is None
+
+
+def test_a_diverged_trial_stores_its_code_and_words() -> None:
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.NopPruner())
+    model = make_model()
+    opt = torch.optim.SGD(model.parameters(), lr=50.0)
+    x, y = make_data(40)
+
+    def objective(trial: optuna.Trial) -> float:
+        return fit(
+            model,
+            opt,
+            nn.CrossEntropyLoss(),
+            (x, y),
+            epochs=3,
+            batch_size=8,
+            eval_data=(x, y),
+            diverge_factor=1.01,
+            trial=trial,
+        ).final
+
+    study.optimize(objective, n_trials=1)
+    attrs = study.trials[0].user_attrs
+    assert attrs[STOP_CODE] == "diverged"
+    assert attrs[PRUNED_REASON].startswith("diverged in epoch 1: mean loss ")
+    assert " > 1.01 x the first loss " in attrs[PRUNED_REASON]
+    assert attrs[PRUNED_REASON].endswith(": learning rate too high")
+    assert StopReason.from_attrs(attrs) == StopReason("diverged", attrs[PRUNED_REASON])
+
+
+def test_a_pruned_run_whose_loss_stalled_is_stalled() -> None:
+    # lr 0 and equal batches: the mean loss of every epoch is the same, so it has stalled by
+    # the pruner's first say (epoch 4, after more than STALL_EPOCHS epochs).
+    pruner = optuna.pruners.ThresholdPruner(lower=2.0, n_warmup_steps=4)
+    study = optuna.create_study(direction="maximize", pruner=pruner)
+    study.optimize(
+        lambda t: (
+            run(make_data(40), lr=0.0, epochs=6, eval_data=make_data(20, 1), trial=t)[0].final
+        ),
+        n_trials=1,
+    )
+    attrs = study.trials[0].user_attrs
+    assert study.trials[0].state == TrialState.PRUNED
+    assert attrs[STOP_CODE] == "stalled"
+    assert attrs[PRUNED_REASON].startswith("pruner: stopped after epoch 4: learning rate too low")
+    assert attrs[EPOCHS_RUN] == 4 and attrs[EPOCH_LRS] == [0.0] * 4
+    assert FLAGS in attrs and UPDATE_RATIOS in attrs  # with diagnostics, its flags are theirs
+
+
+def test_the_trial_record_writes_a_completed_run_as_fit_writes_a_pruned_one() -> None:
+    trial = optuna.trial.FixedTrial({})
+    record = TrialRecord(trial)
+    record.planned("plateau from 0.1", "adamw", [0.1, 0.1, 0.05])
+    result, _, _ = run(make_data(40), epochs=2, eval_data=make_data(20, seed=1))
+    record.ran(result, lrs_as_ran=True)
+    attrs = trial.user_attrs
+    assert attrs[SCHEDULE] == "plateau from 0.1" and attrs[OPTIMIZER] == "adamw"
+    assert attrs[LR_PEAK] == 0.1 and attrs[LR_MEAN] == 0.1  # as ran: the epochs' LRs
+    assert attrs[EPOCHS_RUN] == 2 and attrs[EPOCH_LRS] == result.lrs
+    assert attrs[FLAGS] == result.flags and UPDATE_RATIOS in attrs
+    assert STOP_CODE not in attrs and PRUNED_REASON not in attrs
+    quiet = optuna.trial.FixedTrial({})
+    TrialRecord(quiet).planned("constant 0.1", None, [0.1])
+    assert OPTIMIZER not in quiet.user_attrs  # the task's own optimizer is not named
+    cv = optuna.trial.FixedTrial({})
+    TrialRecord(cv).setup("constant 0.1", "sgd")
+    assert cv.user_attrs == {SCHEDULE: "constant 0.1", OPTIMIZER: "sgd"}  # no LR summary
 
 
 def test_trial_gets_one_report_per_epoch() -> None:
@@ -655,9 +748,9 @@ def test_the_median_pruner_prunes_a_bad_trial_through_fit() -> None:
         e: 1.0 for e in range(1, 5)
     }
     assert bad.state == TrialState.PRUNED
-    assert bad.user_attrs["pruned_reason"].startswith("pruner")
-    assert bad.user_attrs["pruned_reason"] == "pruner: stopped after epoch 1"
-    assert bad.user_attrs["epochs_run"] == 1
+    assert bad.user_attrs[PRUNED_REASON].startswith("pruner")
+    assert bad.user_attrs[PRUNED_REASON] == "pruner: stopped after epoch 1"
+    assert bad.user_attrs[EPOCHS_RUN] == 1
     assert bad.user_attrs[EPOCH_LRS] == [0.1]  # a pruned run returns no FitResult
     assert bad.intermediate_values == {1: 0.0}
 
@@ -903,51 +996,6 @@ def test_default_threads_is_the_usable_cores_capped_at_8(monkeypatch: pytest.Mon
     assert default_threads() == 3
     monkeypatch.setattr(os, "cpu_count", lambda: None)
     assert default_threads() == 1
-
-
-# -- subset and labels -------------------------------------------------------------------------
-
-
-class Targeted(Dataset[tuple[torch.Tensor, int]]):
-    """A dataset with a ``targets`` attribute, like torchvision's."""
-
-    def __init__(self, n: int) -> None:
-        self.x = torch.arange(n, dtype=torch.float32).unsqueeze(1)
-        self.targets = [i % 3 for i in range(n)]
-
-    def __len__(self) -> int:
-        return len(self.targets)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        return self.x[i], self.targets[i]
-
-
-@pytest.mark.parametrize("as_array", [False, True])
-def test_subset_of_tensors_indexes_both(as_array: bool) -> None:
-    x, y = torch.arange(20).reshape(10, 2), torch.arange(10) * 10
-    idx: Any = np.array([7, 0, 3]) if as_array else [7, 0, 3]
-    out = subset((x, y), idx)
-    assert isinstance(out, tuple)
-    assert out[0].tolist() == [[14, 15], [0, 1], [6, 7]] and out[1].tolist() == [70, 0, 30]
-    empty = subset((x, y), [])
-    assert isinstance(empty, tuple) and len(empty[0]) == 0 == len(empty[1])
-
-
-def test_subset_of_a_dataset_wraps_it() -> None:
-    data = Targeted(9)
-    out = subset(data, np.array([8, 2]))
-    assert isinstance(out, Subset) and len(out) == 2
-    assert [int(out[i][0]) for i in range(2)] == [8, 2]
-    assert [out[i][1] for i in range(2)] == [2, 2]
-
-
-def test_labels() -> None:
-    y = torch.tensor([2, 0, 1, 1])
-    got = labels((torch.zeros(4, 3), y))
-    assert isinstance(got, np.ndarray) and got.tolist() == [2, 0, 1, 1]
-    targeted = labels(Targeted(5))
-    assert targeted is not None and targeted.tolist() == [0, 1, 2, 0, 1]
-    assert labels(TensorDataset(torch.zeros(3, 1), torch.zeros(3))) is None
 
 
 def test_a_subset_of_tensors_trains_like_the_rows_it_holds() -> None:

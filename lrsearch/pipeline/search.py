@@ -43,18 +43,9 @@ from lrsearch.space import (
     seed_setups,
     suggest_setup,
 )
-from lrsearch.store import (
-    EPOCH_LRS,
-    EPOCHS_RUN,
-    FINISHED,
-    FLAGS,
-    HEALED,
-    SEEDED,
-    UPDATE_RATIOS,
-    unit_key,
-)
-from lrsearch.tasks import OptimizerFactory, Task
-from lrsearch.training import train_task
+from lrsearch.store import FINISHED, HEALED, SEEDED, unit_key
+from lrsearch.tasks import Data, OptimizerFactory, Task
+from lrsearch.training import TrialRecord, train_task
 
 __all__ = ["BudgetPlan", "ensure", "make_pruner", "make_sampler", "optimizer_factory"]
 
@@ -181,11 +172,6 @@ class BudgetPlan:
         return Unit(f"sample/{len(trials)}")
 
 
-def _summarise_lrs(trial: optuna.Trial, lrs: Sequence[float]) -> None:
-    trial.set_user_attr("lr_peak", float(max(lrs)))
-    trial.set_user_attr("lr_mean", float(np.mean(lrs)))
-
-
 def _finished(trials: Sequence[FrozenTrial]) -> int:
     return sum(t.state in FINISHED for t in trials)
 
@@ -230,25 +216,10 @@ def ensure(
     cfg, task = ctx.cfg, ctx.task
     study = ctx.study("search")
     study.pruner = make_pruner(cfg, task.epochs, steps_per_epoch=ctx.spe_search)
-    records = ctx.study("bounds")
-    start = dict(bounds)
-
-    def grown() -> dict[str, LRBounds]:
-        stored = records.get_trials(deepcopy=False)
-        return {n: _bounds.current(b, _bounds.history(stored, n)) for n, b in start.items()}
-
-    def healing() -> list[tuple[str, dict[str, Any]]]:
-        stored = records.get_trials(deepcopy=False)
-        return [
-            (f"heal/{n}/{ext.number}/{j}", params)
-            for n in start
-            for ext in _bounds.history(stored, n)
-            for j, params in enumerate(ext.seeds(cfg.optimizers))
-        ]
-
+    grown = _Grown(ctx.study("bounds"), dict(bounds), cfg.optimizers)
     recipes = (
         seed_setups(
-            grown(),
+            grown.now(),
             steps_per_epoch=ctx.spe_search,
             epochs=task.epochs,
             kinds=cfg.kinds,
@@ -259,61 +230,93 @@ def ensure(
         if seeds
         else []
     )
-    search_train, validation = ctx.search_train, ctx.validation
-
-    def objective(trial: optuna.Trial) -> float:
-        now = grown()
-        if heal and _heal(ctx, start, now):
-            now = grown()  # as stored: another worker's record of the same widening wins
-        setup = suggest_setup(
-            trial,
-            bounds=now,
-            steps_per_epoch=ctx.spe_search,
-            epochs=task.epochs,
-            kinds=cfg.kinds,
-        )
-        schedule = setup.schedule
-        trial.set_user_attr("schedule", setup.describe(ctx.spe_search))
-        if setup.optimizer != "task":
-            trial.set_user_attr("optimizer", setup.optimizer)
-        # optuna-dashboard sorts numeric attrs only: the schedule's peak and mean LR are the
-        # sortable summary of the words (a plateau schedule's, once it has run, as it ran).
-        _summarise_lrs(trial, schedule.lrs(ctx.spe_search * task.epochs).tolist())
-        fit, watched = search_train, None
-        if schedule.kind in PER_EPOCH_KINDS:  # scored on validation, so it watches its own
-            fit, watched = ctx.plateau_split
-        result = train_task(
-            task,
-            fit,
-            schedule=schedule,
-            eval_data=validation,
-            plateau_data=watched,
-            seed=cfg.seed,
-            device=ctx.device,
-            trial=trial,
-            optimizer_factory=optimizer_factory(setup, task),
-            diagnostics=cfg.diagnostics,
-        )
-        trial.set_user_attr(EPOCHS_RUN, result.epochs_run)
-        trial.set_user_attr(EPOCH_LRS, result.lrs)
-        if result.update_ratios is not None:
-            trial.set_user_attr(UPDATE_RATIOS, result.update_ratios.to_dict())
-        trial.set_user_attr(FLAGS, result.flags)
-        if schedule.kind in PER_EPOCH_KINDS:
-            _summarise_lrs(trial, result.lrs)
-        return result.final
-
+    objective = _SearchTrial(ctx, grown, heal, ctx.search_train, ctx.validation)
     stage = Stage(
         "search", "search", study, objective, ctx.store, lambda n: claim_sampler(study, cfg, n)
     )
     deadline = None if cfg.timeout is None else time.monotonic() + cfg.timeout
-    ctx.work(stage, BudgetPlan(cfg.n_trials, recipes, healing), deadline=deadline)
+    ctx.work(stage, BudgetPlan(cfg.n_trials, recipes, grown.healing), deadline=deadline)
     trials = study.get_trials(deepcopy=False, states=FINISHED)
     if not any(t.state == TrialState.COMPLETE for t in trials):
         raise LrsearchError(
             f"study {cfg.name!r}: no search trial completed (all pruned or failed)"
         )
     return trials
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class _Grown:
+    """The searched bounds: each optimizer's where the study started, grown by the extensions
+    stored in study ``NAME/bounds`` (read afresh each time: other workers add to them)."""
+
+    records: optuna.Study
+    start: Mapping[str, LRBounds]
+    optimizers: Sequence[str]
+
+    def now(self) -> dict[str, LRBounds]:
+        """The bounds as they stand."""
+        stored = self.records.get_trials(deepcopy=False)
+        return {n: _bounds.current(b, _bounds.history(stored, n)) for n, b in self.start.items()}
+
+    def healing(self) -> list[tuple[str, dict[str, Any]]]:
+        """The keyed seeds of every stored extension (two schedules in each new range)."""
+        stored = self.records.get_trials(deepcopy=False)
+        return [
+            (f"heal/{n}/{ext.number}/{j}", params)
+            for n in self.start
+            for ext in _bounds.history(stored, n)
+            for j, params in enumerate(ext.seeds(self.optimizers))
+        ]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class _SearchTrial:
+    """One search trial, the stage's objective: heal the bounds, draw a setup, train it on the
+    search split, scored on validation; :class:`~lrsearch.training.TrialRecord` records it."""
+
+    ctx: Context
+    grown: _Grown
+    heal: bool
+    train: Data
+    validation: Data
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        ctx, task = self.ctx, self.ctx.task
+        setup = suggest_setup(
+            trial,
+            bounds=self._bounds(),
+            steps_per_epoch=ctx.spe_search,
+            epochs=task.epochs,
+            kinds=ctx.cfg.kinds,
+        )
+        schedule, record = setup.schedule, TrialRecord(trial)
+        optimizer = None if setup.optimizer == "task" else setup.optimizer
+        planned = schedule.lrs(ctx.spe_search * task.epochs).tolist()
+        record.planned(setup.describe(ctx.spe_search), optimizer, planned)
+        per_epoch = schedule.kind in PER_EPOCH_KINDS
+        # A plateau schedule is scored on validation, so it watches a split of its own.
+        fit, watched = ctx.plateau_split if per_epoch else (self.train, None)
+        result = train_task(
+            task,
+            fit,
+            schedule=schedule,
+            eval_data=self.validation,
+            plateau_data=watched,
+            seed=ctx.cfg.seed,
+            device=ctx.device,
+            trial=trial,
+            optimizer_factory=optimizer_factory(setup, task),
+            diagnostics=ctx.cfg.diagnostics,
+        )
+        record.ran(result, lrs_as_ran=per_epoch)
+        return result.final
+
+    def _bounds(self) -> dict[str, LRBounds]:
+        """The bounds this trial draws from, after healing them (when asked)."""
+        now = self.grown.now()
+        if self.heal and _heal(self.ctx, self.grown.start, now):
+            now = self.grown.now()  # as stored: another worker's record of the same widening wins
+        return now
 
 
 def _heal(ctx: Context, start: Mapping[str, LRBounds], now: Mapping[str, LRBounds]) -> bool:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import math
 import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -17,12 +16,9 @@ from torch.utils.data import Dataset
 
 from lrsearch._validation import check_positive_int
 from lrsearch.exceptions import InvalidParameterError
+from lrsearch.tasks.data import Data, Split
 
-__all__ = ["BUILTIN_TASKS", "Data", "Task", "adamw", "load_task", "sgd"]
-
-#: Data a task can hold: in-memory ``(features, labels)`` tensors (batched by indexing, the fast
-#: path) or any map-style ``torch.utils.data.Dataset`` yielding ``(input, target)`` pairs.
-Data = tuple[torch.Tensor, torch.Tensor] | Dataset[Any]
+__all__ = ["BUILTIN_TASKS", "METRICS", "OptimizerFactory", "Task", "adamw", "load_task", "sgd"]
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter], float], torch.optim.Optimizer]
 Metric = Callable[[torch.Tensor, torch.Tensor], float]
@@ -191,6 +187,21 @@ class Task:
                 raise InvalidParameterError("groups must name at least 2 groups to split by")
             object.__setattr__(self, "groups", groups)
 
+    @classmethod
+    def from_split(cls, split: Split, make_model: Callable[[], nn.Module], **fields: Any) -> Task:
+        """The task of ``split``'s tensors: its training part to train on, its test part held
+        out; ``fields`` are the other :class:`Task` fields (how the built-in tasks are made).
+
+        Example:
+            >>> import torch
+            >>> s = Split(torch.zeros(4, 2), torch.arange(4) % 2, torch.zeros(2, 2),
+            ...           torch.arange(2))
+            >>> Task.from_split(s, lambda: torch.nn.Linear(2, 2), epochs=3).n_train
+            4
+        """
+        train, test = (split.x_train, split.y_train), (split.x_test, split.y_test)
+        return cls(make_model=make_model, train=train, test=test, **fields)
+
     @property
     def n_train(self) -> int:
         """Number of training examples."""
@@ -335,8 +346,3 @@ def _import_task(spec: str) -> Task:
             f"task {spec!r} must give an lrsearch.tasks.Task; got {type(obj).__name__}"
         )
     return obj
-
-
-def steps_per_epoch(n: int, batch_size: int) -> int:
-    """Optimizer steps in one epoch over ``n`` examples (the last batch may be short)."""
-    return max(1, math.ceil(n / batch_size))

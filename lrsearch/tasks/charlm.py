@@ -29,8 +29,8 @@ from torch.nn import functional as F
 
 from lrsearch._validation import check_positive_int
 from lrsearch.exceptions import InvalidParameterError
-from lrsearch.tasks import Split
 from lrsearch.tasks._task import Task, adamw
+from lrsearch.tasks.data import Split
 
 __all__ = [
     "CONTEXT",
@@ -290,11 +290,9 @@ def task() -> Task:
         >>> t.name, t.n_train, t.metric_name, t.direction, t.stratify
         ('charlm', 1536, 'loss', 'minimize', False)
     """
-    split = load_data()
-    return Task(
-        make_model=make_model,
-        train=(split.x_train, split.y_train),
-        test=(split.x_test, split.y_test),
+    return Task.from_split(
+        load_data(),
+        make_model,
         loss=next_char_loss,
         metric="loss",
         make_optimizer=adamw(),

@@ -14,8 +14,8 @@ from torch import nn
 
 from lrsearch._validation import check_real
 from lrsearch.exceptions import InvalidParameterError
-from lrsearch.tasks import Split
 from lrsearch.tasks._task import Task
+from lrsearch.tasks.data import Split
 
 __all__ = ["IN_FEATURES", "NUM_CLASSES", "load_data", "make_model", "task"]
 
@@ -95,12 +95,4 @@ def task() -> Task:
         >>> t.name, t.n_train, t.metric_name, t.direction
         ('digits', 1347, 'accuracy', 'maximize')
     """
-    split = load_data()
-    return Task(
-        make_model=make_model,
-        train=(split.x_train, split.y_train),
-        test=(split.x_test, split.y_test),
-        batch_size=32,
-        epochs=20,
-        name="digits",
-    )
+    return Task.from_split(load_data(), make_model, batch_size=32, epochs=20, name="digits")

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from lrsearch.tasks import Split
 from lrsearch.tasks._task import Task
+from lrsearch.tasks.data import Split
 
 __all__ = ["NUM_CLASSES", "SEQ_LEN", "load_data", "make_model", "task"]
 
@@ -108,12 +108,4 @@ def task() -> Task:
         >>> t.name, t.n_train, t.epochs * (t.n_train // t.batch_size)
         ('mnist1d', 4000, 3000)
     """
-    split = load_data()
-    return Task(
-        make_model=make_model,
-        train=(split.x_train, split.y_train),
-        test=(split.x_test, split.y_test),
-        batch_size=100,
-        epochs=75,
-        name="mnist1d",
-    )
+    return Task.from_split(load_data(), make_model, batch_size=100, epochs=75, name="mnist1d")
