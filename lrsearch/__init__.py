@@ -12,6 +12,8 @@ import sys
 import types
 from typing import TYPE_CHECKING, Any
 
+from lrsearch.version import __version__ as __version__
+
 if TYPE_CHECKING:
     from lrsearch.choices import KINDS
     from lrsearch.config import StudyConfig, load_config
@@ -103,8 +105,6 @@ __all__ = [
     "suggest_schedule",
     "suggest_setup",
 ]
-
-__version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from lrsearch import __version__
 from lrsearch.choices import DEVICES, PER_EPOCH_KINDS, PRUNERS, SAMPLERS
 from lrsearch.exceptions import LrsearchError
+from lrsearch.version import __version__
 
 if TYPE_CHECKING:
     from lrsearch.pipeline import StudyResult
@@ -394,8 +394,9 @@ def export(name: str, storage: str | None, out: Path) -> None:
     _write_atomically(out, frame.to_csv(index=False))
     click.echo(f"{len(frame)} rows: {out}")
     from lrsearch.pipeline import StudyWarning
+    from lrsearch.store import ATTR_WARNINGS
 
-    for warning in frame.attrs.get("warnings", []):
+    for warning in frame.attrs.get(ATTR_WARNINGS, []):
         click.echo(StudyWarning.from_dict(warning).line(), err=True)
 
 

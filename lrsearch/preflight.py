@@ -23,8 +23,8 @@ import torch
 from torch import nn
 
 from lrsearch.exceptions import InvalidParameterError
-from lrsearch.tasks import Data, OptimizerFactory, Task
-from lrsearch.training import evaluate, first_batch, labels
+from lrsearch.tasks import Data, OptimizerFactory, Task, first_batch, labels
+from lrsearch.training import evaluate
 
 __all__ = ["Baseline", "PreflightError", "preflight"]
 

@@ -67,10 +67,7 @@ from lrsearch.store import (
     StopReason,
     UpdateRatios,
 )
-
-# first_batch, labels and subset live with the data (lrsearch.tasks); re-exported here for the
-# modules that still import them from lrsearch.training.
-from lrsearch.tasks import METRICS, Data, Task, first_batch, labels, subset
+from lrsearch.tasks import METRICS, Data, Task
 from lrsearch.tasks import steps_per_epoch as _steps_per_epoch
 
 __all__ = [
@@ -86,12 +83,9 @@ __all__ = [
     "ensemble_outputs",
     "evaluate",
     "evaluate_ensemble",
-    "first_batch",
     "fit",
-    "labels",
     "resolve_device",
     "state_on_cpu",
-    "subset",
 ]
 
 _log = logging.getLogger(__name__)

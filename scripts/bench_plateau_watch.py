@@ -49,8 +49,8 @@ from lrsearch.config import load_config
 from lrsearch.pipeline.comparison import final_seeds
 from lrsearch.pipeline.range_test import preview
 from lrsearch.splits import holdout, watch_split
-from lrsearch.tasks import Data, Task, load_task, steps_per_epoch
-from lrsearch.training import subset, train_task
+from lrsearch.tasks import Data, Task, load_task, steps_per_epoch, subset
+from lrsearch.training import train_task
 
 TASKS = ("digits", "mnist1d", "charlm")
 SCALES = (0.5, 1.0, 2.0)

@@ -32,7 +32,8 @@ from lrsearch.schedules import Schedule
 from lrsearch.space import LRBounds
 from lrsearch.splits import cv_folds, holdout
 from lrsearch.store import UNIT, WORKER
-from lrsearch.training import FitResult, subset, train_task
+from lrsearch.tasks import subset
+from lrsearch.training import FitResult, train_task
 
 CPU = torch.device("cpu")
 

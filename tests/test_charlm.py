@@ -18,8 +18,8 @@ from lrsearch import InvalidParameterError
 from lrsearch.schedules import Schedule
 from lrsearch.splits import cv_folds, holdout
 from lrsearch.study import run_study
-from lrsearch.tasks import Split, Task, adamw, charlm, load_task
-from lrsearch.training import evaluate, fit, subset, train_task
+from lrsearch.tasks import Split, Task, adamw, charlm, load_task, subset
+from lrsearch.training import evaluate, fit, train_task
 
 CPU = torch.device("cpu")
 SMALL_CONTEXT = 16

@@ -36,13 +36,11 @@ from lrsearch.store import (
     FINISHED,
     FOLD_SCORES,
     FOLD_SIZES,
-    OPTIMIZER,
-    SCHEDULE,
     StopReason,
     first_done,
 )
-from lrsearch.tasks import OptimizerFactory, Task
-from lrsearch.training import FitResult, subset, train_task
+from lrsearch.tasks import OptimizerFactory, Task, subset
+from lrsearch.training import FitResult, TrialRecord, train_task
 
 __all__ = [
     "ADAM_KEY",
@@ -136,7 +134,7 @@ def cv_scores(
             optimizer_factory=optimizer_factory,
         )
         scores.append(result.final)
-        if result.stop_reason is not None or not math.isfinite(result.final):
+        if result.stop is not None or not math.isfinite(result.final):
             return scores, _fold_stop(k, result)
     return scores, None
 
@@ -150,9 +148,9 @@ def record_stop(trial: optuna.Trial, stop: StopReason) -> NoReturn:
 
 def _fold_stop(k: int, result: FitResult) -> StopReason:
     """Why fold ``k`` stopped: its run's reason, or a score that is not a number."""
-    if result.stop_reason is None:
+    if result.stop is None:
         return StopReason("non-finite", f"fold {k}: non-finite score")
-    return StopReason(StopReason.classify(result.stop_reason), f"fold {k}: {result.stop_reason}")
+    return StopReason(result.stop.code, f"fold {k}: {result.stop.words}")
 
 
 def chosen_lr(trials: Sequence[FrozenTrial], grid: Sequence[float], *, maximize: bool) -> float:
@@ -215,9 +213,8 @@ def _constant_cv(
     def objective(trial: optuna.Trial) -> float:
         lr = trial.suggest_float("lr", low, high, log=True)
         schedule = Schedule("constant", max_lr=lr)
-        if cfg.optimizers[0] != "task":
-            trial.set_user_attr(OPTIMIZER, cfg.optimizers[0])
-        trial.set_user_attr(SCHEDULE, schedule.describe())
+        optimizer = cfg.optimizers[0]
+        TrialRecord(trial).setup(schedule.describe(), None if optimizer == "task" else optimizer)
         scores, stop = cv_scores(
             task, schedule, splits, seed=cfg.seed, device=ctx.device, optimizer_factory=make
         )
@@ -351,9 +348,8 @@ def _recipe_stage(ctx: Context, recipe: Recipe) -> tuple[Stage, KeyedPlan]:
 
     def objective(trial: optuna.Trial) -> float:
         lr = trial.suggest_float("lr", recipe.lr, recipe.lr)
-        trial.set_user_attr(OPTIMIZER, recipe.optimizer)
         schedule = dataclasses.replace(recipe.schedule(), max_lr=lr)
-        trial.set_user_attr(SCHEDULE, schedule.describe(ctx.spe_search))
+        TrialRecord(trial).setup(schedule.describe(ctx.spe_search), recipe.optimizer)
         result = train_task(
             task,
             ctx.search_train,

@@ -38,8 +38,8 @@ from lrsearch.schedules import Schedule
 from lrsearch.space import setup_from_params
 from lrsearch.splits import holdout
 from lrsearch.store import ARM, SEED, UNIT, UNIT_FINAL_RUN, ArmResult, FinalRun, first_done
-from lrsearch.tasks import Data, OptimizerFactory, Task, steps_per_epoch
-from lrsearch.training import subset, train_task
+from lrsearch.tasks import Data, OptimizerFactory, Task, steps_per_epoch, subset
+from lrsearch.training import train_task
 
 __all__ = [
     "ARMS",

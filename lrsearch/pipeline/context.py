@@ -41,8 +41,8 @@ from lrsearch.store import (
     StudyNames,
     StudySummary,
 )
-from lrsearch.tasks import Data, Task, load_task, steps_per_epoch
-from lrsearch.training import default_threads, resolve_device, subset
+from lrsearch.tasks import Data, Task, load_task, steps_per_epoch, subset
+from lrsearch.training import default_threads, resolve_device
 from lrsearch.version import __version__
 
 __all__ = ["Context", "Progress", "RunLog", "prepare"]

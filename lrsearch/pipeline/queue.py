@@ -33,6 +33,7 @@ from optuna.trial import FrozenTrial, TrialState
 from lrsearch.exceptions import LrsearchError
 from lrsearch.store import (
     FINISHED,
+    OPTUNA_FAIL_REASON,
     TRAIN_SECONDS,
     UNIT,
     WORKER,
@@ -142,7 +143,7 @@ class KeyedPlan:
                 continue
             failed = [t for t in trials if unit_key(t) == unit.key and t.state == TrialState.FAIL]
             if len(failed) >= MAX_FAILURES:
-                reason = failed[-1].system_attrs.get("fail_reason", "its worker died")
+                reason = failed[-1].system_attrs.get(OPTUNA_FAIL_REASON, "its worker died")
                 raise LrsearchError(
                     f"unit {unit.key!r} failed {len(failed)} times; last: {reason}"
                 )

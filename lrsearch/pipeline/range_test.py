@@ -46,8 +46,8 @@ from lrsearch.store import (
     StoredStudy,
     first_done,
 )
-from lrsearch.tasks import Data, Task, steps_per_epoch
-from lrsearch.training import charged, subset
+from lrsearch.tasks import Data, Task, steps_per_epoch, subset
+from lrsearch.training import charged
 
 __all__ = [
     "KEY",
