@@ -37,6 +37,7 @@ from typing import Final, Literal, NamedTuple
 import numpy as np
 from scipy.ndimage import median_filter, uniform_filter1d
 
+from lrsearch._validation import POSITIVE_INT, REAL, Options, check
 from lrsearch.exceptions import InvalidParameterError
 from lrsearch.range_test.result import Sweep
 
@@ -96,15 +97,10 @@ class Rule:
     reference_steps: int
 
     def __post_init__(self) -> None:
-        if self.anchor not in ANCHORS:
-            raise InvalidParameterError(f"anchor must be one of {ANCHORS}; got {self.anchor!r}")
+        check("anchor", self.anchor, Options(ANCHORS))
         for name in ("offset", "slope", "cap"):
-            if not math.isfinite(getattr(self, name)):
-                raise InvalidParameterError(f"{name} must be finite; got {getattr(self, name)!r}")
-        if self.reference_steps < 1:
-            raise InvalidParameterError(
-                f"reference_steps must be a positive integer; got {self.reference_steps!r}"
-            )
+            check(name, getattr(self, name), REAL)
+        check("reference_steps", self.reference_steps, POSITIVE_INT)
 
     def suggest(self, sweep: Sweep, *, total_steps: int | None = None) -> float:
         """The rule's suggestion for a sweep read by :func:`read_curve`, inside its bounds.
