@@ -10,17 +10,27 @@ anything is written.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import difflib
 import importlib.resources
-import math
+import numbers
 import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
+from lrsearch._validation import (
+    POSITIVE_REAL,
+    Constraint,
+    InstanceOf,
+    Interval,
+    Names,
+    Options,
+    Satisfies,
+    below,
+    check,
+)
 from lrsearch.choices import ARMS, DEVICES, KINDS, MIN_ITER, OPTIMIZERS, PRUNERS, SAMPLERS
 from lrsearch.exceptions import InvalidParameterError
 
@@ -35,6 +45,11 @@ __all__ = [
 ]
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_STUDY_NAME: Final = Satisfies(
+    lambda name: isinstance(name, str) and bool(_NAME.fullmatch(name)) and ".." not in name,
+    "must be 1-64 letters, digits, '_', '.' or '-' (starting with a letter or digit, no '..' "
+    "or '/')",
+)
 
 #: Every config key: (meaning, default shown in the docs).
 KEYS: dict[str, tuple[str, str]] = {
@@ -141,54 +156,23 @@ class StudyConfig:
 
     def __post_init__(self) -> None:
         check_study_name(self.name)
-        _want_str("task", self.task)
-        _want_int("n_trials", self.n_trials, low=1)
-        if self.timeout is not None:
-            _want_real("timeout", self.timeout, positive=True)
-        _want_int("seed", self.seed, low=0)
-        _want_choice("sampler", self.sampler, SAMPLERS)
-        _want_choice("pruner", self.pruner, PRUNERS)
-        if self.warmup_epochs is not None:
-            _want_int("warmup_epochs", self.warmup_epochs, low=0)
-        for key, choices in (("kinds", KINDS), ("optimizers", OPTIMIZERS), ("arms", ARMS)):
-            object.__setattr__(self, key, _want_choices(key, getattr(self, key), choices))
-        if "tuned" not in self.arms:
-            raise InvalidParameterError(
-                "arms must include 'tuned' (the comparison is the tuned schedule against each "
-                f"other arm); got {list(self.arms)!r}"
-            )
-        if self.epochs is not None:
-            _want_int("epochs", self.epochs, low=1)
-        if self.batch_size is not None:
-            _want_int("batch_size", self.batch_size, low=1)
-        _want_real("validation_fraction", self.validation_fraction, positive=True)
-        if not self.validation_fraction < 0.9:
-            raise InvalidParameterError(
-                f"validation_fraction must be in (0, 0.9); got {self.validation_fraction!r}"
-            )
-        _want_int("cv_folds", self.cv_folds, low=2)
-        _want_int("cv_grid", self.cv_grid, low=2)
-        _want_int("finalists", self.finalists, low=1)
-        _want_int("final_seeds", self.final_seeds, low=2)
-        _want_choice("device", self.device, DEVICES)
-        _want_int("threads", self.threads, low=0)
-        _want_int("heartbeat_interval", self.heartbeat_interval, low=1)
-        _want_int("grace_period", self.grace_period, low=2)
-        if not self.grace_period > self.heartbeat_interval:
-            raise InvalidParameterError(
-                "grace_period must be longer than heartbeat_interval; got "
-                f"{self.grace_period!r} <= {self.heartbeat_interval!r}"
-            )
-        _want_bool("diagnostics", self.diagnostics)
-        _want_real("range_test.start_lr", self.range_start_lr, positive=True)
-        _want_real("range_test.end_lr", self.range_end_lr, positive=True)
-        if not self.range_start_lr < self.range_end_lr:
-            raise InvalidParameterError(
-                "range_test.start_lr must be below range_test.end_lr; got "
-                f"{self.range_start_lr!r} >= {self.range_end_lr!r}"
-            )
-        _want_int("range_test.num_iter", self.range_num_iter, low=MIN_ITER)
-        _want_int("range_test.repeats", self.range_repeats, low=1)
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if field.name in _RULES and not (value is None and field.default is None):
+                checked = check(_key(field.name), value, *_RULES[field.name])
+                if field.name in _LISTS:
+                    object.__setattr__(self, field.name, checked)
+        check("arms", list(self.arms), _HAS_TUNED)
+        check(
+            "grace_period",
+            self.grace_period,
+            _longer("heartbeat_interval", self.heartbeat_interval),
+        )
+        check(
+            "range_test.start_lr",
+            self.range_start_lr,
+            below("range_test.end_lr", self.range_end_lr),
+        )
 
     def replace(self, **changes: Any) -> StudyConfig:
         """A copy with ``changes`` (keys as in the TOML file; ``None`` values are ignored)."""
@@ -216,12 +200,7 @@ def check_study_name(name: object) -> str:
         >>> check_study_name("digits")
         'digits'
     """
-    if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name:
-        raise InvalidParameterError(
-            "study name must be 1-64 letters, digits, '_', '.' or '-' (starting with a letter "
-            f"or digit, no '..' or '/'); got {name!r}"
-        )
-    return name
+    return str(check("study name", name, _STUDY_NAME))
 
 
 def find_config(name: str, *, cwd: Path | None = None) -> Path | None:
@@ -310,6 +289,57 @@ def _to_fields(data: Mapping[str, Any]) -> dict[str, Any]:
 _LISTS = ("kinds", "optimizers", "arms")
 
 
+def _at_least(low: int) -> Interval:
+    return Interval(int, low, None, closed="left")
+
+
+# What each field must be (a field whose default is None may also be None: not set).
+_RULES: Final[Mapping[str, tuple[Constraint, ...]]] = {
+    "task": (
+        Satisfies(lambda task: isinstance(task, str) and task != "", "must be a non-empty string"),
+    ),
+    "n_trials": (_at_least(1),),
+    "timeout": (POSITIVE_REAL,),
+    "seed": (_at_least(0),),
+    "sampler": (Options(SAMPLERS),),
+    "pruner": (Options(PRUNERS),),
+    "warmup_epochs": (_at_least(0),),
+    "kinds": (Names(KINDS),),
+    "optimizers": (Names(OPTIMIZERS),),
+    "arms": (Names(ARMS),),
+    "epochs": (_at_least(1),),
+    "batch_size": (_at_least(1),),
+    "validation_fraction": (Interval(numbers.Real, 0, 0.9, closed="neither"),),
+    "cv_folds": (_at_least(2),),
+    "cv_grid": (_at_least(2),),
+    "finalists": (_at_least(1),),
+    "final_seeds": (_at_least(2),),
+    "device": (Options(DEVICES),),
+    "threads": (_at_least(0),),
+    "heartbeat_interval": (_at_least(1),),
+    "grace_period": (_at_least(2),),
+    "diagnostics": (InstanceOf(bool, "true or false"),),
+    "range_start_lr": (POSITIVE_REAL,),
+    "range_end_lr": (POSITIVE_REAL,),
+    "range_num_iter": (_at_least(MIN_ITER),),
+    "range_repeats": (_at_least(1),),
+}
+
+_HAS_TUNED: Final = Satisfies(
+    lambda arms: "tuned" in arms,
+    "must include 'tuned' (the comparison is the tuned schedule against each other arm)",
+)
+
+
+def _longer(other: str, bound: int) -> Interval:
+    return Interval(int, bound, None, closed="neither", words=f"longer than {other}={bound!r}")
+
+
+def _key(field: str) -> str:
+    """The TOML key of a field: ``range_test.start_lr`` for ``range_start_lr``."""
+    return f"range_test.{field.removeprefix('range_')}" if field.startswith("range_") else field
+
+
 # What a mistyped key is compared with, and the key each spelling suggests: every key, the
 # `range_test` table itself, and its sub-keys written without the table (`num_iter` at the top
 # level suggests `range_test.num_iter`).
@@ -330,46 +360,3 @@ def _unknown(key: str) -> InvalidParameterError:
     close = difflib.get_close_matches(key, _SPELLINGS, n=1)
     hint = f"did you mean {_SPELLINGS[close[0]]!r}?" if close else f"valid keys: {', '.join(KEYS)}"
     return InvalidParameterError(f"unknown key {key!r} ({hint})")
-
-
-def _want_str(key: str, value: object) -> None:
-    if not isinstance(value, str) or not value:
-        raise InvalidParameterError(f"{key} must be a non-empty string; got {value!r}")
-
-
-def _want_bool(key: str, value: object) -> None:
-    if not isinstance(value, bool):
-        raise InvalidParameterError(f"{key} must be true or false; got {value!r}")
-
-
-def _want_int(key: str, value: object, *, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise InvalidParameterError(f"{key} must be an integer >= {low}; got {value!r}")
-
-
-def _want_real(key: str, value: object, *, positive: bool) -> None:
-    number = math.nan
-    if not isinstance(value, bool) and isinstance(value, (int, float)):
-        # tomllib's integers are unbounded; one beyond float range is just a bad value.
-        with contextlib.suppress(OverflowError):
-            number = float(value)
-    if not math.isfinite(number) or (positive and number <= 0):
-        raise InvalidParameterError(f"{key} must be a positive finite number; got {value!r}")
-
-
-def _want_choices(key: str, values: object, choices: tuple[str, ...]) -> tuple[str, ...]:
-    """``values`` as a tuple if it is a non-empty list of distinct ``choices``."""
-    if isinstance(values, str) or not isinstance(values, (list, tuple)):
-        raise InvalidParameterError(f"{key} must be a list of names; got {values!r}")
-    if not values:
-        raise InvalidParameterError(f"{key} must name at least one of {list(choices)}; got []")
-    for value in values:
-        _want_choice(key, value, choices)
-    if len(set(values)) != len(values):
-        raise InvalidParameterError(f"{key} has a repeated name; got {list(values)!r}")
-    return tuple(values)
-
-
-def _want_choice(key: str, value: object, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise InvalidParameterError(f"{key} must be one of {list(choices)}; got {value!r}")

@@ -34,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import numbers
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
@@ -44,10 +45,17 @@ from torch.optim import Optimizer, lr_scheduler
 
 from lrsearch._optim import lr_ratios, set_lrs
 from lrsearch._validation import (
-    check_non_negative_int,
-    check_positive_int,
-    check_positive_real,
-    check_real,
+    NON_NEGATIVE_INT,
+    NON_NEGATIVE_REAL,
+    POSITIVE_INT,
+    POSITIVE_REAL,
+    REAL,
+    Constraint,
+    Interval,
+    Options,
+    Satisfies,
+    below,
+    check,
 )
 from lrsearch.choices import CYCLICAL_KINDS, KINDS
 from lrsearch.exceptions import InvalidParameterError
@@ -112,6 +120,22 @@ _DEFAULTS: Final[Mapping[str, object]] = {
 }
 
 
+# What each optional field must be once it is given (`max_lr` and `base_lr`: see Schedule).
+_RULES: Final[Mapping[str, Constraint]] = {
+    "step_size": POSITIVE_INT,
+    "decay": Interval(numbers.Real, 0, 1, closed="right"),
+    "cycle_mult": POSITIVE_INT,
+    "pct_start": Interval(numbers.Real, 0, 1, closed="neither"),
+    "final_div_factor": Interval(numbers.Real, 1, None, closed="left"),
+    "warmup": NON_NEGATIVE_INT,
+    "cooldown": Interval(numbers.Real, 0, 1, closed="right"),
+    "patience": NON_NEGATIVE_INT,
+}
+_NUMBERS: Final = Satisfies(
+    lambda v: isinstance(v, Sequence) and not isinstance(v, str), "must be a sequence of numbers"
+)
+
+
 @dataclass(frozen=True)
 class Schedule:
     """A learning-rate schedule: which kind, and its numbers.
@@ -163,10 +187,7 @@ class Schedule:
     patience: int | None = None
 
     def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise InvalidParameterError(
-                f"kind must be one of {', '.join(KINDS)}; got {self.kind!r}"
-            )
+        check("kind", self.kind, Options(KINDS))
         uses = USES[self.kind]
         if self.base_lr is None and self.kind in _FLOOR_MAY_BE_ZERO:
             # An omitted floor is no floor: the LR ends (or rests) at 0. The kinds that start
@@ -183,45 +204,14 @@ class Schedule:
                 raise InvalidParameterError(f"{name} is required for kind {self.kind!r}{why}")
 
         set_ = object.__setattr__  # normalise numbers so equal schedules compare equal
-        max_lr = check_positive_real("max_lr", self.max_lr)
-        set_(self, "max_lr", max_lr)
+        set_(self, "max_lr", check("max_lr", self.max_lr, POSITIVE_REAL))
         if self.base_lr is not None:
-            base_lr = check_real("base_lr", self.base_lr)
-            may_be_zero = self.kind in _FLOOR_MAY_BE_ZERO
-            if not (base_lr >= 0 if may_be_zero else base_lr > 0):
-                rule = "non-negative" if may_be_zero else "positive"
-                raise InvalidParameterError(
-                    f"base_lr must be a {rule} finite number; got {base_lr!r}"
-                )
-            if not base_lr < max_lr:
-                raise InvalidParameterError(
-                    f"base_lr must be below max_lr={max_lr!r}; got {base_lr!r}"
-                )
+            floor = NON_NEGATIVE_REAL if self.kind in _FLOOR_MAY_BE_ZERO else POSITIVE_REAL
+            base_lr = check("base_lr", self.base_lr, floor, below("max_lr", self.max_lr))
             set_(self, "base_lr", base_lr)
-        if self.step_size is not None:
-            set_(self, "step_size", check_positive_int("step_size", self.step_size))
-        if self.decay is not None:
-            decay = check_real("decay", self.decay)
-            if not 0 < decay <= 1:
-                raise InvalidParameterError(f"decay must be in (0, 1]; got {decay!r}")
-            set_(self, "decay", decay)
-        set_(self, "cycle_mult", check_positive_int("cycle_mult", self.cycle_mult))
-        pct_start = check_real("pct_start", self.pct_start)
-        if not 0 < pct_start < 1:
-            raise InvalidParameterError(f"pct_start must be in (0, 1); got {pct_start!r}")
-        set_(self, "pct_start", pct_start)
-        final_div = check_real("final_div_factor", self.final_div_factor)
-        if not final_div >= 1:
-            raise InvalidParameterError(f"final_div_factor must be >= 1; got {final_div!r}")
-        set_(self, "final_div_factor", final_div)
-        set_(self, "warmup", check_non_negative_int("warmup", self.warmup))
-        if self.cooldown is not None:
-            cooldown = check_real("cooldown", self.cooldown)
-            if not 0 < cooldown <= 1:
-                raise InvalidParameterError(f"cooldown must be in (0, 1]; got {cooldown!r}")
-            set_(self, "cooldown", cooldown)
-        if self.patience is not None:
-            set_(self, "patience", check_non_negative_int("patience", self.patience))
+        for name, constraint in _RULES.items():
+            if getattr(self, name) is not None:
+                set_(self, name, check(name, getattr(self, name), constraint))
 
     # -- building ------------------------------------------------------------------------
 
@@ -369,7 +359,7 @@ class Schedule:
             >>> Schedule("cosine", 0.1, base_lr=0.0).cycle_ends(20)
             []
         """
-        total_steps = check_positive_int("total_steps", total_steps)
+        total_steps = check("total_steps", total_steps, POSITIVE_INT)
         if self.kind not in CYCLICAL_KINDS:
             return []
         assert self.step_size is not None
@@ -388,7 +378,7 @@ class Schedule:
         return max(1, round(self.cooldown * total_steps))
 
     def _check_total_steps(self, total_steps: int) -> int:
-        total_steps = check_positive_int("total_steps", total_steps)
+        total_steps = check("total_steps", total_steps, POSITIVE_INT)
         if self.kind == "onecycle" and self.pct_start * total_steps < 2:
             need = math.ceil(2 / self.pct_start)
             raise InvalidParameterError(
@@ -443,28 +433,24 @@ class Schedule:
             ... )
             Schedule(kind='step', max_lr=0.1, base_lr=None, step_size=20, decay=0.5, cycle_mult=1, pct_start=0.3, final_div_factor=10000.0, warmup=0, cooldown=None, patience=None)
         """  # noqa: E501
-        spe = check_positive_int("steps_per_epoch", steps_per_epoch)
+        spe = check("steps_per_epoch", steps_per_epoch, POSITIVE_INT)
         if epochs is not None:
-            epochs = check_positive_int("epochs", epochs)
+            epochs = check("epochs", epochs, POSITIVE_INT)
         for name in ("schedule", "max_lr"):
             if prefix + name not in params:
                 raise InvalidParameterError(
                     f"params has no {prefix + name!r} entry; got keys {sorted(params)}"
                 )
-        kind = params[prefix + "schedule"]
-        if kind not in KINDS:
-            raise InvalidParameterError(
-                f"{prefix}schedule must be one of {', '.join(KINDS)}; got {kind!r}"
-            )
+        kind = check(prefix + "schedule", params[prefix + "schedule"], Options(KINDS))
         fields: dict[str, Any] = {
             name: params[prefix + name]
             for name in SEARCH_FIELDS
             if name in USES[kind] and prefix + name in params
         }
-        for name, check in (("step_size", check_positive_int), ("warmup", check_non_negative_int)):
+        for name, constraint in (("step_size", POSITIVE_INT), ("warmup", NON_NEGATIVE_INT)):
             if name not in fields:
                 continue
-            n_epochs = check(prefix + name, fields[name])
+            n_epochs = check(prefix + name, fields[name], constraint)
             if epochs is not None and n_epochs > epochs:
                 raise InvalidParameterError(
                     f"{prefix}{name} of {n_epochs} epochs is longer than the run's {epochs} epochs"
@@ -495,7 +481,7 @@ class Schedule:
             ...     steps_per_epoch=20)
             {'schedule': 'triangular', 'max_lr': 0.1, 'base_lr': 0.01, 'step_size': 2}
         """
-        spe = check_positive_int("steps_per_epoch", steps_per_epoch)
+        spe = check("steps_per_epoch", steps_per_epoch, POSITIVE_INT)
         for name in ("pct_start", "final_div_factor"):
             if getattr(self, name) != _DEFAULTS[name]:
                 raise InvalidParameterError(
@@ -905,10 +891,9 @@ def _check_replay(
         )
     if metrics is None:
         return None, 1
-    spe = check_positive_int("steps_per_epoch", steps_per_epoch)
-    if isinstance(metrics, str) or not isinstance(metrics, Sequence):
-        raise InvalidParameterError(f"metrics must be a sequence of numbers; got {metrics!r}")
-    values = [check_real(f"metrics[{i}]", v) for i, v in enumerate(metrics)]
+    spe = check("steps_per_epoch", steps_per_epoch, POSITIVE_INT)
+    check("metrics", metrics, _NUMBERS)
+    values = [check(f"metrics[{i}]", v, REAL) for i, v in enumerate(metrics)]
     need = -(-total_steps // spe) - 1  # one per epoch but the last
     if len(values) < need:
         raise InvalidParameterError(

@@ -324,7 +324,8 @@ def test_a_huge_toml_integer_is_a_bad_value_not_a_crash(tmp_path: Path) -> None:
     ("start", "end"), [(1.0, 0.5), (0.1, 0.1), (10.0, 1e-7)], ids=["above", "equal", "far"]
 )
 def test_range_start_must_be_below_end(start: float, end: float, tmp_path: Path) -> None:
-    with invalid("range_test.start_lr", start, end) as info:
+    # The one sentence shape: "must be below range_test.end_lr=END; got START".
+    with invalid("range_test.start_lr", end, start) as info:
         load_text(tmp_path, f'task = "digits"\n[range_test]\nstart_lr = {start}\nend_lr = {end}\n')
     assert "range_test.end_lr" in str(info.value)
     one_line(info)

@@ -1462,7 +1462,7 @@ def test_refinement_picks_the_candidate_that_trains_best_from_the_same_start() -
 
 
 def test_a_diverging_candidate_scores_inf_and_is_never_chosen() -> None:
-    from lrsearch.range_test.sweep import _refine
+    from lrsearch.range_test.sweep import _Sweeper
 
     class Snap:
         restores = 0
@@ -1470,16 +1470,25 @@ def test_a_diverging_candidate_scores_inf_and_is_never_chosen() -> None:
         def restore(self) -> None:
             Snap.restores += 1
 
-    def run(ladder: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
-        lr = float(ladder[0])
-        if lr > 1.0:  # "diverges" after 3 steps
-            return ladder[:3], np.array([1.0, 5.0, 50.0]), "diverged"
-        return ladder, np.full(len(ladder), 1.0 / lr), "completed"
+    class Runs(_Sweeper):
+        """A sweeper whose runs are made up: an LR above 1 "diverges" after 3 steps."""
 
-    got = _refine([0.1, 0.5, 2.0], 8, 0, Snap(), [], run)  # type: ignore[arg-type]
+        def __init__(self) -> None:
+            self.snapshot = Snap()  # type: ignore[assignment]
+            self.generators = []
+
+        def run(
+            self, rungs: np.ndarray, measure: bool = False
+        ) -> tuple[np.ndarray, np.ndarray, str, None]:
+            lr = float(rungs[0])
+            if lr > 1.0:
+                return rungs[:3], np.array([1.0, 5.0, 50.0]), "diverged", None
+            return rungs, np.full(len(rungs), 1.0 / lr), "completed", None
+
+    got = Runs().confirm([0.1, 0.5, 2.0], 8, 0)
     assert got.scores == (10.0, 2.0, math.inf)
     assert got.chosen == 0.5 and Snap.restores == 3
-    every = _refine([2.0, 3.0], 8, 0, Snap(), [], run)  # type: ignore[arg-type]
+    every = Runs().confirm([2.0, 3.0], 8, 0)
     assert every.scores == (math.inf, math.inf) and every.chosen == 2.0  # the smallest
 
 

@@ -32,11 +32,12 @@ import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Final, Literal, NamedTuple
 
 import numpy as np
 from scipy.ndimage import median_filter, uniform_filter1d
 
+from lrsearch._validation import POSITIVE_INT, REAL, Options, check
 from lrsearch.exceptions import InvalidParameterError
 from lrsearch.range_test.result import Sweep
 
@@ -96,15 +97,10 @@ class Rule:
     reference_steps: int
 
     def __post_init__(self) -> None:
-        if self.anchor not in ANCHORS:
-            raise InvalidParameterError(f"anchor must be one of {ANCHORS}; got {self.anchor!r}")
+        check("anchor", self.anchor, Options(ANCHORS))
         for name in ("offset", "slope", "cap"):
-            if not math.isfinite(getattr(self, name)):
-                raise InvalidParameterError(f"{name} must be finite; got {getattr(self, name)!r}")
-        if self.reference_steps < 1:
-            raise InvalidParameterError(
-                f"reference_steps must be a positive integer; got {self.reference_steps!r}"
-            )
+            check(name, getattr(self, name), REAL)
+        check("reference_steps", self.reference_steps, POSITIVE_INT)
 
     def suggest(self, sweep: Sweep, *, total_steps: int | None = None) -> float:
         """The rule's suggestion for a sweep read by :func:`read_curve`, inside its bounds.
@@ -188,50 +184,125 @@ def read_curve(
         raise InvalidParameterError(
             f"need as many LRs as losses, at least {WATCH_WINDOW}; got {len(lrs)} and {n}"
         )
-    head = max(WATCH_WINDOW, n // 10)
-    # The starting level is the median of the first tenth, so a couple of unlucky batches at
-    # the start can neither set the clip level nor make the curve seem to fall from them.
-    start = float(np.median(raw[:head]))
-    spread = 1.4826 * float(np.median(np.abs(raw[:head] - start)))
-    clipped = np.minimum(raw, start + 3 * spread)
-    rough = median_filter(clipped, size=WATCH_WINDOW, mode="nearest")
-    i_cut = _blowup(clipped, rough, start, spread)
-    window = max(WATCH_WINDOW, 2 * (n // 16) + 1)
-    # Pad as the sweep would have continued: before it, the loss sits at its starting level;
-    # past the cut, at its last level before the blow-up. Symmetric padding would fold the
-    # valley into either end.
-    part = clipped[:i_cut]
-    last = float(np.median(part[-WATCH_WINDOW:]))
-    padded = np.concatenate([np.full(window, start), part, np.full(window, last)])
-    smooth = uniform_filter1d(
-        median_filter(padded, size=WATCH_WINDOW, mode="nearest"), size=window, mode="nearest"
-    )[window:-window]
-    shown = np.concatenate([smooth, rough[i_cut:]])  # the blow-up itself, lightly smoothed
-    x = np.log10(lrs)
-    edge = float(lrs[min(i_cut, n - 1)])
+    curve = _Curve.of(lrs, raw)
+    read = curve.read()
+    sweep = Sweep(
+        lrs=lrs,
+        losses_raw=raw,
+        losses=curve.shown,
+        stop_reason=stop_reason,
+        suggestion=math.nan,  # the rule's, below
+        # A run longer than the sweep learns at LRs where the sweep had barely begun to: the
+        # lower bound reaches down by the ratio of their lengths.
+        low=float(lrs[read.i_low]) * (1.0 if total_steps is None else min(1.0, n / total_steps)),
+        high=float(lrs[read.i_high]),
+        steepest=read.steepest,
+        minimum=read.minimum,
+        no_valley=read.no_valley,
+        seconds=seconds,
+        midway=read.midway,
+        edge=read.edge,
+        fall=read.fall,
+        noise=read.noise,
+        fall_start=float(lrs[read.i_fall_start]),
+    )
+    return dataclasses.replace(sweep, suggestion=rule.suggest(sweep, total_steps=total_steps))
 
-    i_min = int(np.argmin(smooth))
-    # The top of the fall: the starting level, or a bump after the start (Adam's early rise).
-    i_top = head + int(np.argmax(smooth[head : i_min + 1])) if i_min >= head else 0
-    if i_top == 0 or smooth[i_top] <= start:
-        i_top = 0
-    top = max(start, float(smooth[i_top]))
-    fall = top - float(smooth[i_min])
-    noise = 1.4826 * float(np.median(np.abs(part - smooth)))  # robust sigma of one loss
-    no_valley = not fall > 2 * noise or i_min == i_top
 
-    if no_valley:
-        # No fall to read (the model learns too slowly for one step per rung, say), but where
-        # the loss starts to climb above its starting level still marks the onset of
-        # instability: that is the edge, high the rung before it, low two decades under it,
-        # and the suggestion the rule's cap below the edge.
-        climbed = np.nonzero(shown > start + 2 * noise)[0]  # 2 sigma of one raw loss
+class _Reading(NamedTuple):
+    """What :func:`read_curve` reads off a smoothed curve (indices are rungs)."""
+
+    i_low: int
+    i_high: int
+    minimum: float
+    steepest: float
+    midway: float
+    edge: float
+    fall: float
+    noise: float
+    no_valley: bool
+    i_fall_start: int
+
+
+@dataclass(frozen=True)
+class _Curve:
+    """One sweep's losses clipped, cut at the blow-up and smoothed (steps 1 and 2 above)."""
+
+    lrs: np.ndarray
+    start: float  # the starting level: the median of the first tenth (``head`` rungs)
+    head: int
+    rough: np.ndarray  # the clipped losses' running median of 5
+    i_cut: int  # where the blow-up begins
+    part: np.ndarray  # the clipped losses before it
+    smooth: np.ndarray  # ``part`` smoothed with zero lag
+    shown: np.ndarray  # ``smooth``, then the blow-up itself, lightly smoothed
+
+    @classmethod
+    def of(cls, lrs: np.ndarray, raw: np.ndarray) -> _Curve:
+        """Clip ``raw``, find the blow-up and smooth what comes before it."""
+        n = len(raw)
+        head = max(WATCH_WINDOW, n // 10)
+        # The starting level is the median of the first tenth, so a couple of unlucky batches
+        # at the start can neither set the clip level nor make the curve seem to fall from them.
+        start = float(np.median(raw[:head]))
+        spread = 1.4826 * float(np.median(np.abs(raw[:head] - start)))
+        clipped = np.minimum(raw, start + 3 * spread)
+        rough = median_filter(clipped, size=WATCH_WINDOW, mode="nearest")
+        i_cut = _blowup(clipped, rough, start, spread)
+        window = max(WATCH_WINDOW, 2 * (n // 16) + 1)
+        # Pad as the sweep would have continued: before it, the loss sits at its starting
+        # level; past the cut, at its last level before the blow-up. Symmetric padding would
+        # fold the valley into either end.
+        part = clipped[:i_cut]
+        last = float(np.median(part[-WATCH_WINDOW:]))
+        padded = np.concatenate([np.full(window, start), part, np.full(window, last)])
+        smooth = uniform_filter1d(
+            median_filter(padded, size=WATCH_WINDOW, mode="nearest"), size=window, mode="nearest"
+        )[window:-window]
+        shown = np.concatenate([smooth, rough[i_cut:]])
+        return cls(lrs, start, head, rough, i_cut, part, smooth, shown)
+
+    def read(self) -> _Reading:
+        """The fall, its noise, and the bounds and landmarks (step 3 above)."""
+        smooth, start, head = self.smooth, self.start, self.head
+        i_min = int(np.argmin(smooth))
+        # The top of the fall: the starting level, or a bump after the start (Adam's early rise).
+        i_top = head + int(np.argmax(smooth[head : i_min + 1])) if i_min >= head else 0
+        if i_top == 0 or smooth[i_top] <= start:
+            i_top = 0
+        top = max(start, float(smooth[i_top]))
+        fall = top - float(smooth[i_min])
+        noise = 1.4826 * float(np.median(np.abs(self.part - smooth)))  # robust sigma of one loss
+        no_valley = not fall > 2 * noise or i_min == i_top
+        if no_valley:
+            i_low, i_high, minimum, steepest, midway, edge = self._without_valley(noise)
+        else:
+            i_low, i_high, minimum, steepest, midway, edge = self._valley(i_top, i_min, top, fall)
+        i_fall_start = _fall_start(self.rough, i_low, i_min, top - _FALL_STARTED * fall)
+        return _Reading(
+            i_low, i_high, minimum, steepest, midway, edge, fall, noise, no_valley, i_fall_start
+        )
+
+    def _without_valley(self, noise: float) -> tuple[int, int, float, float, float, float]:
+        """No fall to read (the model learns too slowly for one step per rung, say), but where
+        the loss starts to climb above its starting level still marks the onset of
+        instability: that is the edge, high the rung before it, low two decades under it (and
+        the suggestion the rule's cap below the edge)."""
+        lrs, n = self.lrs, len(self.lrs)
+        climbed = np.nonzero(self.shown > self.start + 2 * noise)[0]  # 2 sigma of one raw loss
         i_high = max(int(climbed[0]) - 1, 0) if len(climbed) else n - 1
         minimum = steepest = midway = float(lrs[i_high])
         edge = float(lrs[min(i_high + 1, n - 1)])
         i_low = int(np.searchsorted(lrs, max(minimum / 100, float(lrs[0]))))
         i_low = min(i_low, max(i_high - 1, 0))
-    else:
+        return i_low, i_high, minimum, steepest, midway, edge
+
+    def _valley(
+        self, i_top: int, i_min: int, top: float, fall: float
+    ) -> tuple[int, int, float, float, float, float]:
+        """``low`` where 5% of the fall is done, ``high`` before the climb back, the steepest
+        fall, the minimum and midway between the top and the minimum."""
+        lrs, smooth, i_cut, n = self.lrs, self.smooth, self.i_cut, len(self.lrs)
         i_low = i_top + int(
             np.nonzero(smooth[i_top : i_min + 1] <= top - _FALL_STARTED * fall)[0][0]
         )
@@ -240,37 +311,18 @@ def read_curve(
         # the ladder. high backs off two rungs from it (a whole run at the LR where one step
         # still helped diverged on a 20-rung ladder).
         # Without a climb there is nothing to back off from: high is the last rung run.
-        risen = np.nonzero(shown[i_min:] > smooth[i_min] + _HIGH_CLIMB * fall)[0]
+        risen = np.nonzero(self.shown[i_min:] > smooth[i_min] + _HIGH_CLIMB * fall)[0]
         if len(risen):
             i_rise = min(i_min + int(risen[0]), i_cut)
             i_high = min(max(i_rise - 1 - _HIGH_BACKOFF, i_low + 1), n - 1)
         else:
             i_high = n - 1
+        x = np.log10(lrs)
         slope = np.gradient(smooth, x[:i_cut]) if i_cut > 1 else np.zeros(i_cut)
         i_steep = i_low + int(np.argmin(slope[i_low : i_min + 1]))
-        minimum, steepest = float(lrs[i_min]), float(lrs[i_steep])
         midway = 10 ** _crossing(x, smooth, top - 0.5 * fall, i_top, i_min)
-    sweep = Sweep(
-        lrs=lrs,
-        losses_raw=raw,
-        losses=shown,
-        stop_reason=stop_reason,
-        suggestion=math.nan,  # the rule's, below
-        # A run longer than the sweep learns at LRs where the sweep had barely begun to: the
-        # lower bound reaches down by the ratio of their lengths.
-        low=float(lrs[i_low]) * (1.0 if total_steps is None else min(1.0, n / total_steps)),
-        high=float(lrs[i_high]),
-        steepest=steepest,
-        minimum=minimum,
-        no_valley=no_valley,
-        seconds=seconds,
-        midway=midway,
-        edge=edge,
-        fall=fall,
-        noise=noise,
-        fall_start=float(lrs[_fall_start(rough, i_low, i_min, top - _FALL_STARTED * fall)]),
-    )
-    return dataclasses.replace(sweep, suggestion=rule.suggest(sweep, total_steps=total_steps))
+        edge = float(lrs[min(i_cut, n - 1)])
+        return i_low, i_high, float(lrs[i_min]), float(lrs[i_steep]), midway, edge
 
 
 def _blowup(clipped: np.ndarray, rough: np.ndarray, start: float, spread: float) -> int:

@@ -6,10 +6,11 @@ import contextlib
 import dataclasses
 import logging
 import math
+import numbers
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -17,7 +18,20 @@ from torch import nn
 from torch.optim import Optimizer
 
 from lrsearch._optim import lr_ratios, set_lrs
-from lrsearch._validation import check_positive_int, check_real, check_seed
+from lrsearch._validation import (
+    NON_NEGATIVE_INT,
+    POSITIVE_INT,
+    POSITIVE_REAL,
+    REAL,
+    Constraint,
+    InstanceOf,
+    Interval,
+    Options,
+    OrNone,
+    below,
+    check,
+    validate_params,
+)
 from lrsearch.choices import MIN_ITER
 from lrsearch.diagnostics import UpdateRatioMonitor
 from lrsearch.exceptions import InvalidParameterError, LrsearchError
@@ -34,6 +48,24 @@ BatchFn = Callable[[Any], tuple[Any, Any]]
 _MAX_AMP_SKIPS: Final = 20  # consecutive steps an AMP scaler may skip before the sweep stops
 
 
+# What range_test's arguments must be; start_lr < end_lr is checked in it.
+_ARGUMENTS: Final[dict[str, Constraint]] = {
+    "model": InstanceOf(nn.Module, "a torch.nn.Module"),
+    "optimizer": InstanceOf(Optimizer, "a torch.optim.Optimizer"),
+    "start_lr": POSITIVE_REAL,
+    "end_lr": REAL,
+    "num_iter": Interval(numbers.Integral, MIN_ITER, None, closed="left"),
+    "mode": Options(("exp", "linear")),
+    "diverge_threshold": POSITIVE_REAL,
+    "repeats": POSITIVE_INT,
+    "seed": OrNone(NON_NEGATIVE_INT),
+    "refine": NON_NEGATIVE_INT,
+    "refine_steps": OrNone(POSITIVE_INT),
+    "total_steps": OrNone(POSITIVE_INT),
+}
+
+
+@validate_params(**_ARGUMENTS)
 def range_test(
     model: nn.Module,
     optimizer: Optimizer,
@@ -58,64 +90,37 @@ def range_test(
 
     Args:
         model: The model, on whatever device it lives on; batches are moved there.
-        optimizer: Its optimizer. Each step sets every param group's LR to the rung times
-            the ratio that group's LR had to the first group's, so the ratios are kept.
+        optimizer: Its optimizer; each param group keeps the ratio of its LR to the first's.
         criterion: ``criterion(outputs, targets)`` returns the scalar loss.
         loader: Batches, iterated again from the start when shorter than ``num_iter``.
-        start_lr: The first rung (of the first param group).
-        end_lr: The last rung; both ends are hit exactly.
+        start_lr: The first rung (of the first param group), hit exactly.
+        end_lr: The last rung, hit exactly.
         num_iter: Rungs, one optimizer step each (at least 5).
         mode: ``"exp"`` (rungs evenly spaced in log-LR) or ``"linear"``.
-        diverge_threshold: Stop once the median of the last 5 losses has risen above the
-            best median by this fraction of how far the loss had fallen, and by clearly more
-            than its own batch-to-batch noise (so it works with negative losses and any loss
-            scale, and noise at tiny LRs never stops a sweep). NaN/inf losses stop at once.
-        batch_fn: Turns one batch into ``(inputs, targets)``. By default a batch is an
-            ``(inputs, targets)`` pair. ``inputs`` may be a tensor (``model(inputs)``), a
-            tuple (``model(*inputs)``) or a dict (``model(**inputs)``); tensors in it are
-            moved to the model's device. Use it for longer tuples and dict batches, e.g.
-            ``batch_fn=lambda b: ({"input_ids": b["ids"], "mask": b["mask"]}, b["label"])``.
-        scaler: An AMP ``GradScaler``: the forward pass runs under ``torch.autocast``, steps
-            the scaler skips (inf/NaN gradients) do not advance the ladder, and the scaler's
-            state is restored.
-        repeats: Sweeps to run, each from the same starting point with another data order
-            and dropout (seeds ``seed``, ``seed + 1``, ...); ``suggestion`` and ``bounds`` are
-            then medians over the sweeps, ``spread_decades`` their spread.
-        seed: Seeds torch's RNG (and the loader's own generators) for the first sweep, so the
-            data order and dropout are reproducible. ``None``: the first sweep uses the RNG
-            as it stands, later sweeps seeds drawn from it. Either way, every RNG is put back.
-        refine: Candidates for short confirmation runs (0 or 1: none). With ``k >= 2``, ``k``
-            LRs spaced evenly in log-LR from a third of the sweep's suggestion to three times
-            it (none above ``bounds.high``) each train at that constant LR for
-            ``refine_steps`` steps from the same start on the same batches, and the one with
-            the lowest loss over its last quarter becomes ``suggestion``
-            (:class:`Refinement`). Costs ``k * refine_steps`` more steps.
-        refine_steps: Steps per confirmation run (default ``num_iter``).
-        total_steps: The optimizer steps of the run the suggestion is for (epochs times
-            batches per epoch), if known. The best constant LR depends on how long it is used:
-            a longer run can afford a smaller step, and a smaller step ends nearer the
-            minimum. With it, the suggestion is the LR for a constant-LR run of that length;
-            without it, for a run of 500 steps (the rule's reference length, see
-            :class:`~lrsearch.range_test.curve.Rule`). ``bounds.low`` reaches down by the
-            sweep's length over the run's (a long run learns at LRs where the sweep had barely
-            begun to); ``bounds.high`` does not depend on it.
-        diagnostics: Measure the update/weight ratio ``||dw|| / ||w||`` of every step of the
-            sweeps, per param group (:attr:`Sweep.update_ratios`): where it crosses about 1e-3
-            is CS231n's rule of thumb for a learning rate (costs one copy of the weights).
+        diverge_threshold: Stop once the loss has risen back this fraction of its fall, and
+            clearly above its noise (:class:`DivergenceWatch`); a NaN/inf loss stops at once.
+        batch_fn: A batch to ``(inputs, targets)`` (default: it is that pair); ``inputs`` is a
+            tensor, a tuple (``model(*inputs)``) or a dict (``model(**inputs)``).
+        scaler: An AMP ``GradScaler``: steps under ``torch.autocast``; a skipped one is retried.
+        repeats: Sweeps from the same start, seeded ``seed``, ``seed + 1``...: ``suggestion``
+            and ``bounds`` are their medians, ``spread_decades`` their spread.
+        seed: Seeds torch's and the loader's RNGs (``None``: as they stand).
+        refine: ``k >= 2``: ``k`` short constant-LR runs around the suggestion; the best
+            becomes the suggestion (:class:`Refinement`). 0 or 1: none.
+        refine_steps: Steps of each of those runs (default ``num_iter``).
+        total_steps: Steps of the run the suggestion is for (default: the :class:`Rule`'s
+            500); a longer run gets a lower suggestion and ``bounds.low``.
+        diagnostics: Record the update/weight ratio of each step (:attr:`Sweep.update_ratios`).
 
     Returns:
         A :class:`RangeTestResult`.
 
     Raises:
-        InvalidParameterError: bad arguments (``start_lr >= end_lr``, ``num_iter < 5``, an
-            empty loader, ...), with the value in the message.
+        InvalidParameterError: a bad argument, named with its value, or an empty loader.
 
     Example:
-        >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
-        <torch._C.Generator object at ...>
-        >>> x = torch.randn(256, 4)
-        >>> y = x @ torch.tensor([1.0, -2.0, 0.5, 3.0])
-        >>> loader = torch.utils.data.DataLoader(list(zip(x, y)), batch_size=32, shuffle=True)
+        >>> x = torch.randn(256, 4, generator=torch.Generator().manual_seed(0))
+        >>> loader = list(zip(x.split(32), (x @ torch.tensor([1.0, -2.0, 0.5, 3.0])).split(32)))
         >>> model = torch.nn.Linear(4, 1)
         >>> opt = torch.optim.SGD(model.parameters(), lr=0.01)
         >>> mse = lambda out, target: torch.nn.functional.mse_loss(out.squeeze(1), target)
@@ -125,128 +130,48 @@ def range_test(
         >>> opt.param_groups[0]["lr"]  # restored
         0.01
     """
-    start_lr = check_real("start_lr", start_lr)
-    end_lr = check_real("end_lr", end_lr)
-    if not start_lr > 0:
-        raise InvalidParameterError(f"start_lr must be positive; got {start_lr!r}")
-    if not start_lr < end_lr:
-        raise InvalidParameterError(
-            f"start_lr must be below end_lr={end_lr!r}; got start_lr={start_lr!r}"
-        )
-    num_iter = check_positive_int("num_iter", num_iter)
-    if num_iter < MIN_ITER:
-        raise InvalidParameterError(f"num_iter must be at least {MIN_ITER}; got {num_iter}")
-    if mode not in ("exp", "linear"):
-        raise InvalidParameterError(f"mode must be 'exp' or 'linear'; got {mode!r}")
-    diverge_threshold = check_real("diverge_threshold", diverge_threshold)
-    if not diverge_threshold > 0:
-        raise InvalidParameterError(
-            f"diverge_threshold must be positive; got {diverge_threshold!r}"
-        )
-    repeats = check_positive_int("repeats", repeats)
-    seed = check_seed("seed", seed)
-    if isinstance(refine, bool) or not isinstance(refine, int) or refine < 0:
-        raise InvalidParameterError(f"refine must be a non-negative integer; got {refine!r}")
-    if total_steps is not None:
-        total_steps = check_positive_int("total_steps", total_steps)
-    refine_steps = check_positive_int(
-        "refine_steps", num_iter if refine_steps is None else refine_steps
+    check("start_lr", start_lr, below("end_lr", end_lr))
+    ladder = _Ladder(start_lr, end_lr, num_iter, mode)
+    sweeper = _Sweeper.start(
+        model, optimizer, criterion, loader, batch_fn or _pair, scaler, diverge_threshold
     )
-    if not isinstance(model, nn.Module):
-        raise InvalidParameterError(f"model must be a torch.nn.Module; got {model!r}")
-    if not isinstance(optimizer, Optimizer):
-        raise InvalidParameterError(
-            f"optimizer must be a torch.optim.Optimizer; got {optimizer!r}"
-        )
-
-    if mode == "exp":
-        ladder = np.geomspace(start_lr, end_lr, num_iter)
-    else:
-        ladder = np.linspace(start_lr, end_lr, num_iter)
-    ladder[0], ladder[-1] = start_lr, end_lr  # exactly, whatever the rounding inside
-
-    ratios = lr_ratios(optimizer)
-    device = _device_of(model)
-
-    generators = generators_of(loader)
-    snapshot = Snapshot(model, optimizer, scaler, generators)
-    if seed is not None:
-        seeds: list[int | None] = [seed + r for r in range(repeats)]
-    else:  # the first sweep as things stand, the others from seeds drawn here (restored after)
-        seeds = [None, *torch.randint(2**31 - 1, (repeats - 1,)).tolist()]
-
-    def run(
-        rungs: np.ndarray, measure: bool = False
-    ) -> tuple[np.ndarray, np.ndarray, str, np.ndarray | None]:
-        return _sweep(
-            model,
-            optimizer,
-            criterion,
-            loader,
-            rungs,
-            ratios,
-            batch_fn or _pair,
-            device,
-            scaler,
-            diverge_threshold,
-            UpdateRatioMonitor(optimizer) if measure else None,
-        )
-
-    sweeps: list[Sweep] = []
-    try:
-        for r, sweep_seed in enumerate(seeds):
-            if r:
-                snapshot.restore()
-            if sweep_seed is not None:
-                torch.manual_seed(sweep_seed)
-                for generator in generators:
-                    generator.manual_seed(sweep_seed)
-            began = time.perf_counter()
-            lrs, losses, reason, measured = run(ladder, diagnostics)
-            curve = read_curve(
-                lrs,
-                losses,
-                stop_reason=reason,
-                seconds=time.perf_counter() - began,
-                total_steps=total_steps,
-            )
-            sweeps.append(dataclasses.replace(curve, update_ratios=measured))
-            logger.info(
-                "range test sweep %d/%d: %d steps, %s, suggestion %.3g, bounds %.3g-%.3g",
-                r + 1,
-                repeats,
-                len(lrs),
-                reason,
-                sweeps[-1].suggestion,
-                sweeps[-1].low,
-                sweeps[-1].high,
-            )
-        result = RangeTestResult.from_sweeps(
-            sweeps,
-            start_lr=start_lr,
-            end_lr=end_lr,
-            num_iter=num_iter,
-            mode=mode,
-            total_steps=total_steps,
-        )
+    with sweeper:  # puts everything back, whatever happens
+        seeds = sweeper.seeds(seed, repeats)
+        sweeps = sweeper.sweeps(ladder.rungs(), seeds, diagnostics, total_steps)
+        result = ladder.result(sweeps, total_steps)
         if refine >= 2:
-            refinement = _refine(
-                _candidates(result.suggestion, result.bounds.high, refine),
-                refine_steps,
-                seeds[0] if seeds[0] is not None else int(torch.randint(2**31 - 1, ()).item()),
-                snapshot,
-                generators,
-                lambda rungs: run(rungs)[:3],
-            )
-            result = dataclasses.replace(
-                result, suggestion=refinement.chosen, refinement=refinement
-            )
-    finally:
-        snapshot.restore()
-
+            steps = num_iter if refine_steps is None else refine_steps
+            result = sweeper.refine(result, refine, steps, seeds[0])
     for line in result.advice:
         logger.warning("range test: %s", line)
     return result
+
+
+class _Ladder(NamedTuple):
+    """The rungs of a sweep: ``num_iter`` LRs from ``start_lr`` to ``end_lr``."""
+
+    start_lr: float
+    end_lr: float
+    num_iter: int
+    mode: str
+
+    def rungs(self) -> np.ndarray:
+        """The LRs, both ends exact."""
+        space = np.geomspace if self.mode == "exp" else np.linspace
+        ladder = space(self.start_lr, self.end_lr, self.num_iter)
+        ladder[0], ladder[-1] = self.start_lr, self.end_lr  # exactly, whatever the rounding
+        return ladder
+
+    def result(self, sweeps: list[Sweep], total_steps: int | None) -> RangeTestResult:
+        """The result of ``sweeps`` of this ladder."""
+        return RangeTestResult.from_sweeps(
+            sweeps,
+            start_lr=self.start_lr,
+            end_lr=self.end_lr,
+            num_iter=self.num_iter,
+            mode=self.mode,
+            total_steps=total_steps,
+        )
 
 
 #: Confirmation runs try LRs from suggestion / _REFINE_SPAN to suggestion * _REFINE_SPAN.
@@ -259,59 +184,149 @@ def _candidates(suggestion: float, high: float, k: int) -> list[float]:
     return [float(v) for v in np.geomspace(top / _REFINE_SPAN**2, top, k)]
 
 
-def _refine(
-    candidates: list[float],
-    steps: int,
-    seed: int,
-    snapshot: Snapshot,
-    generators: list[torch.Generator],
-    run: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, str]],
-) -> Refinement:
-    """Train each candidate LR for ``steps`` steps from the snapshot; the lowest final wins."""
-    began = time.perf_counter()
-    scores = []
-    for lr in candidates:
-        snapshot.restore()
-        torch.manual_seed(seed)
-        for generator in generators:
-            generator.manual_seed(seed)
-        _, losses, reason = run(np.full(steps, lr))
-        tail = losses[-max(1, len(losses) // 4) :]
-        ok = reason == "completed" and len(losses) == steps
-        scores.append(float(np.mean(tail)) if ok else math.inf)
-        logger.info("range test refinement: lr %.3g -> %.4g (%s)", lr, scores[-1], reason)
-    best = int(np.argmin(scores))
-    # All diverged: the smallest is the safest guess.
-    chosen = candidates[best] if math.isfinite(scores[best]) else candidates[0]
-    return Refinement(
-        candidates=tuple(candidates),
-        scores=tuple(scores),
-        steps=steps,
-        seconds=time.perf_counter() - began,
-        chosen=chosen,
-    )
+@dataclasses.dataclass
+class _Sweeper:
+    """What the sweeps and confirmation runs of one range test share: the training set-up, the
+    snapshot each starts from (restored on leaving a ``with`` block), the RNGs each seeds."""
+
+    model: nn.Module
+    optimizer: Optimizer
+    criterion: Callable[[Any, Any], torch.Tensor]
+    loader: Iterable[Any]
+    batch_fn: BatchFn
+    scaler: torch.amp.GradScaler | None
+    diverge_threshold: float
+    ratios: list[float]
+    device: torch.device
+    generators: list[torch.Generator]
+    snapshot: Snapshot
+
+    @classmethod
+    def start(
+        cls,
+        model: nn.Module,
+        optimizer: Optimizer,
+        criterion: Callable[[Any, Any], torch.Tensor],
+        loader: Iterable[Any],
+        batch_fn: BatchFn,
+        scaler: torch.amp.GradScaler | None,
+        diverge_threshold: float,
+    ) -> _Sweeper:
+        """Read the LR ratios, the device and the loader's generators; take the snapshot."""
+        ratios = lr_ratios(optimizer)
+        device = _device_of(model)
+        generators = generators_of(loader)
+        snapshot = Snapshot(model, optimizer, scaler, generators)
+        return cls(model, optimizer, criterion, loader, batch_fn, scaler, diverge_threshold,
+                   ratios, device, generators, snapshot)  # fmt: skip
+
+    def __enter__(self) -> _Sweeper:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.snapshot.restore()
+
+    def seeds(self, seed: int | None, repeats: int) -> list[int | None]:
+        """The seed of each sweep: ``seed``, ``seed + 1``... or, without one, the RNG as it
+        stands for the first and seeds drawn from it (restored after) for the others."""
+        if seed is not None:
+            return [seed + r for r in range(repeats)]
+        return [None, *torch.randint(2**31 - 1, (repeats - 1,)).tolist()]
+
+    def seed(self, seed: int | None) -> None:
+        """Seed torch's RNG and the loader's generators (``None``: leave them)."""
+        if seed is not None:
+            torch.manual_seed(seed)
+            for generator in self.generators:
+                generator.manual_seed(seed)
+
+    def run(
+        self, rungs: np.ndarray, measure: bool = False
+    ) -> tuple[np.ndarray, np.ndarray, str, np.ndarray | None]:
+        """One pass up ``rungs`` from where the model is (see :func:`_sweep`)."""
+        monitor = UpdateRatioMonitor(self.optimizer) if measure else None
+        return _sweep(self, rungs, monitor)
+
+    def sweeps(
+        self,
+        ladder: np.ndarray,
+        seeds: list[int | None],
+        diagnostics: bool,
+        total_steps: int | None,
+    ) -> list[Sweep]:
+        """One read sweep up ``ladder`` per seed, each from the snapshot."""
+        sweeps: list[Sweep] = []
+        for r, sweep_seed in enumerate(seeds):
+            if r:
+                self.snapshot.restore()
+            self.seed(sweep_seed)
+            began = time.perf_counter()
+            lrs, losses, reason, measured = self.run(ladder, diagnostics)
+            curve = read_curve(
+                lrs,
+                losses,
+                stop_reason=reason,
+                seconds=time.perf_counter() - began,
+                total_steps=total_steps,
+            )
+            sweeps.append(dataclasses.replace(curve, update_ratios=measured))
+            logger.info(
+                "range test sweep %d/%d: %d steps, %s, suggestion %.3g, bounds %.3g-%.3g",
+                r + 1,
+                len(seeds),
+                len(lrs),
+                reason,
+                sweeps[-1].suggestion,
+                sweeps[-1].low,
+                sweeps[-1].high,
+            )
+        return sweeps
+
+    def refine(
+        self, result: RangeTestResult, k: int, steps: int, seed: int | None
+    ) -> RangeTestResult:
+        """``result`` with the suggestion of ``k`` confirmation runs (:class:`Refinement`)."""
+        candidates = _candidates(result.suggestion, result.bounds.high, k)
+        if seed is None:
+            seed = int(torch.randint(2**31 - 1, ()).item())
+        refinement = self.confirm(candidates, steps, seed)
+        return dataclasses.replace(result, suggestion=refinement.chosen, refinement=refinement)
+
+    def confirm(self, candidates: list[float], steps: int, seed: int) -> Refinement:
+        """Train each candidate LR for ``steps`` steps from the snapshot; the lowest final wins."""
+        began = time.perf_counter()
+        scores = []
+        for lr in candidates:
+            self.snapshot.restore()
+            self.seed(seed)
+            _, losses, reason, _ = self.run(np.full(steps, lr))
+            tail = losses[-max(1, len(losses) // 4) :]
+            ok = reason == "completed" and len(losses) == steps
+            scores.append(float(np.mean(tail)) if ok else math.inf)
+            logger.info("range test refinement: lr %.3g -> %.4g (%s)", lr, scores[-1], reason)
+        best = int(np.argmin(scores))
+        # All diverged: the smallest is the safest guess.
+        chosen = candidates[best] if math.isfinite(scores[best]) else candidates[0]
+        return Refinement(
+            candidates=tuple(candidates),
+            scores=tuple(scores),
+            steps=steps,
+            seconds=time.perf_counter() - began,
+            chosen=chosen,
+        )
 
 
 # -- the sweep ------------------------------------------------------------------------------
 
 
 def _sweep(
-    model: nn.Module,
-    optimizer: Optimizer,
-    criterion: Callable[[Any, Any], torch.Tensor],
-    loader: Iterable[Any],
-    ladder: np.ndarray,
-    ratios: list[float],
-    batch_fn: BatchFn,
-    device: torch.device,
-    scaler: torch.amp.GradScaler | None,
-    diverge_threshold: float,
-    monitor: UpdateRatioMonitor | None = None,
+    setup: _Sweeper, ladder: np.ndarray, monitor: UpdateRatioMonitor | None = None
 ) -> tuple[np.ndarray, np.ndarray, str, np.ndarray | None]:
     """One pass up ``ladder``: the rungs run, their losses, why it stopped and, with a
     ``monitor``, each step's update/weight ratio per param group (``(groups, steps)``)."""
-    batches = _cycle(loader)
-    watch = DivergenceWatch.for_ladder(len(ladder), diverge_threshold)
+    model, optimizer, scaler, device = setup.model, setup.optimizer, setup.scaler, setup.device
+    batches = _cycle(setup.loader)
+    watch = DivergenceWatch.for_ladder(len(ladder), setup.diverge_threshold)
     amp = scaler is not None and scaler.is_enabled()
     if not model.training:
         # A model handed over in eval mode is trained as a whole; one in train mode is left
@@ -320,12 +335,12 @@ def _sweep(
     losses: list[float] = []
     reason, rung, skips = "completed", 0, 0
     while rung < len(ladder):
-        set_lrs(optimizer, float(ladder[rung]), ratios)
-        inputs, targets = batch_fn(next(batches))
+        set_lrs(optimizer, float(ladder[rung]), setup.ratios)
+        inputs, targets = setup.batch_fn(next(batches))
         inputs, targets = _to_device(inputs, device), _to_device(targets, device)
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(device.type) if amp else contextlib.nullcontext():
-            loss = criterion(_call(model, inputs), targets)
+            loss = setup.criterion(_call(model, inputs), targets)
         if not (isinstance(loss, torch.Tensor) and loss.numel() == 1):
             raise InvalidParameterError(
                 f"criterion must return a scalar tensor; got {type(loss).__name__}"
