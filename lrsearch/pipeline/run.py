@@ -48,7 +48,10 @@ from lrsearch.store import (
 )
 from lrsearch.tasks import Task
 
-__all__ = ["FIXED_KEYS", "run_study"]
+__all__ = ["FIXED_KEYS", "OnStored", "run_study"]
+
+#: What ``run_study`` calls with study NAME when this process stored something new.
+OnStored = Callable[[optuna.Study], None]
 
 _log = logging.getLogger(__name__)
 
@@ -78,29 +81,13 @@ def run_study(
     grace_period: int | None = None,
     search_bounds: LRBounds | None = None,
     enqueue_seeds: bool = True,
-    on_stored: Callable[[optuna.Study], None] | None = None,
+    on_stored: OnStored | None = None,
 ) -> StudyResult:
     """Run (or resume, or join) study ``NAME`` end to end and return its result.
 
-    Args:
-        config: A :class:`~lrsearch.config.StudyConfig` or a study name whose config is
-            ``./studies/NAME.toml`` or a packaged one.
-        storage: Optuna storage URL (default ``sqlite:///studies/lrsearch.db``).
-        overrides: Config keys to replace (the CLI's flags).
-        fresh: Delete study NAME and the studies of its stages first (refused while another
-            process works on it).
-        skip_baselines: Search only: no baselines, no final comparison.
-        task: A :class:`~lrsearch.tasks.Task` to use instead of the config's ``task``.
-        progress: Called as ``progress(stage, done, total)`` while work advances.
-        heartbeat_interval: Seconds between a running unit's heartbeats (default: the config's
-            ``heartbeat_interval``).
-        grace_period: Seconds without a heartbeat after which a unit is failed and retried
-            (default: the config's ``grace_period``).
-        search_bounds: Search ``max_lr``/``base_lr`` over these bounds instead of the range
-            test's (the range test still runs and is stored; for ablations).
-        enqueue_seeds: Enqueue the literature's schedules first (``False`` for ablations).
-        on_stored: Called with study NAME when this process stored something new (the range
-            test, the result); ``lrsearch.run_study`` attaches the dashboard's figures here.
+    The arguments are :func:`lrsearch.run_study`'s (the public entry, which documents them),
+    and ``on_stored``: called with the stored study when this process stored something new
+    (the range test, the result); ``lrsearch.run_study`` attaches the dashboard's figures here.
 
     Returns:
         :func:`load_result` of the study.
@@ -116,23 +103,16 @@ def run_study(
     # Everything above validates; only now is anything written.
     store = open_storage(storage, heartbeat_interval=heartbeat_interval, grace_period=grace_period)
     url = mask_url(storage or DEFAULT_STORAGE)
-    cfg_dict = cfg.to_dict() | {"epochs": task.epochs, "batch_size": task.batch_size}
+    quiet: Progress = lambda stage, done, total: None  # noqa: E731
     ctx = Context(
-        cfg,
-        task,
-        device,
-        store,
-        url,
-        progress or (lambda stage, done, total: None),
-        heartbeat_interval,
-        grace_period,
+        cfg, task, device, store, url, progress or quiet, heartbeat_interval, grace_period
     )
+    cfg_dict = cfg.to_dict() | {"epochs": task.epochs, "batch_size": task.batch_size}
     if fresh:
         _delete(store, ctx.names, url, grace_period)
     else:
         _check_existing(store, ctx.names, url, cfg_dict, ctx.direction)
-    search = ctx.study("search")
-    _describe(ctx, search)
+    _describe(ctx, ctx.study("search"))
     inputs = {
         ATTR_CONFIG: cfg_dict,
         ATTR_TASK: task.describe(),
@@ -154,21 +134,26 @@ def run_study(
         raise
     ctx.log.end()
     try:
-        result = load_result(cfg.name, storage=storage, store=store)
-        # What Optuna's own tools show on the study's line; the records stay on the units.
-        ctx.summarize(
-            bounds=[result.bounds.low, result.bounds.high],
-            tuned=result.schedule_words,
-            test={arm: r.test_metric_mean for arm, r in result.arms.items()},
-            warnings=[w.code for w in result.warnings],
-        )
-        if ctx.changed and on_stored is not None:
-            on_stored(search)
-        return result
+        return _finish(ctx, storage, on_stored)
     finally:
         # Close this process's connections: SQLite folds its write-ahead log back into the
         # database file when the last one closes, so the file is whole once run_study returns.
         store.engine.dispose()
+
+
+def _finish(ctx: Context, storage: str | None, on_stored: OnStored | None) -> StudyResult:
+    """The study's result, summarised on its line in Optuna's own tools (the records stay on
+    the units), and shown on the dashboard when this process changed anything."""
+    result = load_result(ctx.cfg.name, storage=storage, store=ctx.store)
+    ctx.summarize(
+        bounds=[result.bounds.low, result.bounds.high],
+        tuned=result.schedule_words,
+        test={arm: r.test_metric_mean for arm, r in result.arms.items()},
+        warnings=[w.code for w in result.warnings],
+    )
+    if ctx.changed and on_stored is not None:
+        on_stored(ctx.study("search"))
+    return result
 
 
 def _stages(
@@ -176,7 +161,7 @@ def _stages(
     skip_baselines: bool,
     search_bounds: LRBounds | None,
     enqueue_seeds: bool,
-    on_stored: Callable[[optuna.Study], None] | None,
+    on_stored: OnStored | None,
 ) -> None:
     readings = _range_test.ensure(ctx)
     if ctx.changed and on_stored is not None:

@@ -8,19 +8,15 @@ torch and nothing of the pipeline or the report.
 
 from __future__ import annotations
 
-from lrsearch.store import names, records, stored
+from lrsearch.store import names, records, storage, stored
 from lrsearch.store.names import *  # noqa: F403  (re-exported: every stored name)
 from lrsearch.store.records import *  # noqa: F403  (re-exported: every record type)
-from lrsearch.store.storage import DEFAULT_STORAGE, StorageLock, backend, mask_url, open_storage
+from lrsearch.store.storage import *  # noqa: F403  (re-exported: opening a storage)
 from lrsearch.store.stored import *  # noqa: F403  (re-exported: the readers)
 
 __all__ = [
     *names.__all__,
     *records.__all__,
+    *storage.__all__,
     *stored.__all__,
-    "DEFAULT_STORAGE",
-    "StorageLock",
-    "backend",
-    "mask_url",
-    "open_storage",
 ]
