@@ -10,6 +10,7 @@ import json
 import logging
 import math
 import shutil
+import sqlite3
 import warnings
 from pathlib import Path
 from typing import Any
@@ -27,8 +28,11 @@ from lrsearch.choices import ARMS, SNAPSHOT_ARM
 from lrsearch.cli import cli
 from lrsearch.config import StudyConfig
 from lrsearch.exceptions import InvalidParameterError, LrsearchError
+from lrsearch.pipeline import load_result
 from lrsearch.pipeline.arms import ADAM_LR
+from lrsearch.pipeline.comparison import final_seeds
 from lrsearch.report import EXPORT_COLUMNS, export_frame
+from lrsearch.store import FOLD_SCORES, SCHEDULE, UNIT_FINAL_RUN, FinalRun
 from lrsearch.study import run_study
 
 # lrsearch silences these at import; pytest resets warning filters for every test.
@@ -69,6 +73,13 @@ def _na(value: Any) -> bool:
         or value is pd.NaT
         or (isinstance(value, float) and math.isnan(value))
     )
+
+
+def _comparison(url: str) -> dict[str, Any]:
+    """The study's final comparison as ``load_result`` derives it from the final runs."""
+    comparison = load_result("tiny", storage=url).comparison
+    assert comparison is not None
+    return comparison
 
 
 def _cells(series: pd.Series) -> list[Any]:
@@ -128,7 +139,7 @@ def test_one_row_per_stored_trial_and_per_final_run(done: Done) -> None:
         assert len(rows) == len(trials) > 0, source
         assert set(rows["study"]) == {name}
         assert list(rows["trial"]) == [t.number for t in trials]
-    comparison = optuna.load_study(study_name="tiny", storage=done.url).user_attrs["comparison"]
+    comparison = _comparison(done.url)
     final = _rows(frame, "final")
     assert len(final) == len(comparison) * done.config.final_seeds
     assert len(final) == sum(len(arm["test_metric_per_seed"]) for arm in comparison.values())
@@ -197,7 +208,7 @@ def test_constant_cv_rows_match_the_stored_trials(done: Done) -> None:
         else:
             assert row["value"] == pytest.approx(trial.value)
             assert row["value"] == pytest.approx(np.mean(json.loads(row["fold_scores"])))
-        assert json.loads(row["fold_scores"]) == trial.user_attrs["fold_scores"]
+        assert json.loads(row["fold_scores"]) == trial.user_attrs[FOLD_SCORES]
         assert (row["value_on"], row["schedule"], row["optimizer"]) == (
             "cv mean",
             "constant",
@@ -206,7 +217,7 @@ def test_constant_cv_rows_match_the_stored_trials(done: Done) -> None:
         # A constant schedule's one LR is its max_lr.
         assert row["max_lr"] == trial.params["lr"]
         assert all(_na(row[k]) for k in SCHEDULE_PARAMS[1:])
-        assert row["schedule_words"] == trial.user_attrs["schedule"]
+        assert row["schedule_words"] == trial.user_attrs[SCHEDULE]
         assert _na(row["seeded"]) and _na(row["arm"]) and _na(row["epochs_run"])
 
 
@@ -222,9 +233,9 @@ def test_adam_rows_match_the_stored_trial(done: Done) -> None:
     )
     assert row["max_lr"] == trial.params["lr"] == ADAM_LR
     # The words the trial stored are those of the comparison.
-    comparison = optuna.load_study(study_name="tiny", storage=done.url).user_attrs["comparison"]
+    comparison = _comparison(done.url)
     assert row["schedule_words"] == comparison["adam-3e-4"]["schedule"] == "constant 0.0003"
-    assert trial.user_attrs["schedule"] == row["schedule_words"]
+    assert trial.user_attrs[SCHEDULE] == row["schedule_words"]
 
 
 @pytest.mark.parametrize(
@@ -247,14 +258,14 @@ def test_learning_rate_free_rows_match_their_stored_trial(
         optimizer,
     )
     assert row["max_lr"] == trial.params["lr"] == lr
-    assert row["schedule_words"] == trial.user_attrs["schedule"]
+    assert row["schedule_words"] == trial.user_attrs[SCHEDULE]
 
 
 # --- final rows -----------------------------------------------------------------------------
 
 
 def test_final_rows_are_the_comparisons_per_seed_test_metrics(done: Done) -> None:
-    comparison = optuna.load_study(study_name="tiny", storage=done.url).user_attrs["comparison"]
+    comparison = _comparison(done.url)
     final = _rows(done.frame, "final")
     assert list(dict.fromkeys(final["arm"])) == list(comparison)
     assert set(comparison) - {SNAPSHOT_ARM} == set(ARMS)
@@ -286,20 +297,37 @@ def test_final_rows_are_the_comparisons_per_seed_test_metrics(done: Done) -> Non
     assert set(final.loc[final["arm"] == "adam-3e-4", "max_lr"]) == {ADAM_LR}
 
 
+_SET_ATTR = """
+UPDATE trial_user_attributes SET value_json = ? WHERE key = ? AND trial_id = (
+    SELECT t.trial_id FROM trials t JOIN studies s ON t.study_id = s.study_id
+    WHERE s.study_name = ? AND t.number = ?
+)"""
+
+
 def test_a_diverged_final_run_is_marked(done: Done, tmp_path: Path) -> None:
     copy = tmp_path / "copy.db"
     shutil.copy(done.path, copy)
-    study = optuna.load_study(study_name="tiny", storage=_url(copy))
-    comparison = study.user_attrs["comparison"]
     reason = "diverged in epoch 1: mean loss 99 > 4 x the first loss 1"
-    comparison["constant-cv"]["stop_reasons"][1] = reason
-    study.set_user_attr("comparison", comparison)
+    # The final run of constant-cv's second seed stopped early (its unit says so).
+    seed = final_seeds(done.config.seed, done.config.final_seeds)[1]
+    runs = {
+        t.number: FinalRun.from_dict(t.user_attrs[UNIT_FINAL_RUN])
+        for t in _trials(_url(copy), "tiny/final")
+    }
+    ((number, run),) = [
+        (n, r) for n, r in runs.items() if (r.arm, r.seed) == ("constant-cv", seed)
+    ]
+    run = dataclasses.replace(run, stop_reason=reason)
+    db = sqlite3.connect(copy)  # a finished trial's attrs cannot change through Optuna
+    with db:
+        db.execute(_SET_ATTR, (json.dumps(run.to_dict()), UNIT_FINAL_RUN, "tiny/final", number))
+    db.close()
 
     final = _rows(export_frame("tiny", storage=_url(copy)), "final")
     rows = final[final["arm"] == "constant-cv"]
     assert list(rows["state"]) == ["COMPLETE", "DIVERGED"]
     assert _cells(rows["pruned_reason"]) == [None, reason]
-    assert _cells(rows["epochs_run"]) == [comparison["constant-cv"]["epochs"], None]
+    assert _cells(rows["epochs_run"]) == [run.epochs, None]
     assert set(final.loc[final["arm"] != "constant-cv", "state"]) == {"COMPLETE"}
 
 

@@ -26,6 +26,8 @@ from optuna.trial import TrialState
 
 from lrsearch.choices import ARMS, SNAPSHOT_ARM
 from lrsearch.cli import cli
+from lrsearch.diagnostics import NON_FINITE, TOO_HIGH, TOO_LOW
+from lrsearch.pipeline import load_result
 from lrsearch.report import (
     DASHBOARD_GRAPHS,
     attach_to_dashboard,
@@ -38,8 +40,24 @@ from lrsearch.report import (
     schedules_figure,
     search_steps_per_epoch,
 )
+from lrsearch.report.reading import cause, read
 from lrsearch.schedules import Schedule
-from lrsearch.store import StoredStudy, load_stored, top_trials
+from lrsearch.store import (
+    ATTR_CONFIG,
+    ATTR_STEPS_PER_EPOCH,
+    EPOCH_LRS,
+    LR_MEAN,
+    LR_PEAK,
+    PRUNED_REASON,
+    SCHEDULE,
+    SEARCH,
+    STOP_CODES,
+    ArmResult,
+    StopReason,
+    StoredStudy,
+    load_stored,
+    top_trials,
+)
 from lrsearch.study import run_study
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
@@ -68,6 +86,14 @@ def full(url: str) -> StoredStudy:
     return load_stored("tiny", storage=url)
 
 
+@pytest.fixture(scope="module")
+def comparison(url: str) -> dict[str, Any]:
+    """Study ``tiny``'s final comparison, as ``load_result`` derives it from the final runs."""
+    found = load_result("tiny", storage=url).comparison
+    assert found is not None
+    return found
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -78,8 +104,9 @@ def _free_port() -> int:
 # --- figures hold the stored numbers ---------------------------------------------------------
 
 
-def test_comparison_figure_shows_every_seed_the_interval_and_the_target(full: StoredStudy) -> None:
-    comparison = full.search.user_attrs["comparison"]
+def test_comparison_figure_shows_every_seed_the_interval_and_the_target(
+    comparison: dict[str, Any],
+) -> None:
     fig = comparison_figure(comparison, metric="accuracy")
     for arm in ARMS:
         data = comparison[arm]
@@ -129,14 +156,35 @@ def _every_arm_comparison() -> dict[str, Any]:
     out: dict[str, Any] = {}
     for i, arm in enumerate(arms):
         curve = [0.5 + 0.1 * e + 0.01 * i for e in range(4)]
-        out[arm] = {
-            "test_metric_per_seed": [curve[-1] - 0.01, curve[-1] + 0.01],
-            "test_metric_mean": curve[-1],
-            "test_curve_mean": curve,
-            "epochs_to_target": next((e + 1 for e, v in enumerate(curve) if v >= target), None),
-            "target": target,
-        }
+        out[arm] = _arm(
+            test_metric_per_seed=[curve[-1] - 0.01, curve[-1] + 0.01],
+            test_metric_mean=curve[-1],
+            test_curve_mean=curve,
+            epochs_to_target=next((e + 1 for e, v in enumerate(curve) if v >= target), None),
+            target=target,
+        )
     return out
+
+
+def _arm(**fields: Any) -> ArmResult:
+    """An arm of a made-up comparison: two seeds of four epochs, ``fields`` changed."""
+    per_seed = fields.get("test_metric_per_seed", [0.9, 0.9])
+    made = {
+        "test_metric_mean": float(np.mean(per_seed)),
+        "test_metric_std": 0.0,
+        "test_metric_per_seed": per_seed,
+        "test_curve_mean": [0.9] * 4,
+        "test_curve_per_seed": [[0.9] * 4 for _ in per_seed],
+        "epochs": 4,
+        "steps": 40,
+        "params": {"lr": 0.1},
+        "schedule": "constant 0.1",
+        "optimizer": "task",
+        "seeds": [1000 + s for s in range(len(per_seed))],
+        "stop_reasons": [None] * len(per_seed),
+        "train_seconds": 1.0,
+    }
+    return ArmResult(**(made | fields))
 
 
 def _trace_colour(trace: Any) -> str:
@@ -165,12 +213,14 @@ def test_every_arm_has_its_own_colour_the_same_in_every_panel() -> None:
             assert _trace_colour(trace) in colours[trace.legendgroup]
 
 
-def test_schedules_figure_draws_the_top_trials_as_trained(full: StoredStudy) -> None:
+def test_schedules_figure_draws_the_top_trials_as_trained(
+    full: StoredStudy, comparison: dict[str, Any]
+) -> None:
     study = full.search
-    spe = search_steps_per_epoch(study)
-    assert spe == study.user_attrs["steps_per_epoch"]["search"]
-    epochs = study.user_attrs["config"]["epochs"]
-    fig = schedules_figure(study, top=3)
+    spe = search_steps_per_epoch(full)
+    assert spe == full.attrs[ATTR_STEPS_PER_EPOCH][SEARCH]
+    epochs = full.attrs[ATTR_CONFIG]["epochs"]
+    fig = schedules_figure(full, top=3)
     top = top_trials(study, 3)
     assert 1 <= len(top) <= 3
     assert [t.value for t in top] == sorted((t.value for t in top), reverse=True)
@@ -186,11 +236,11 @@ def test_schedules_figure_draws_the_top_trials_as_trained(full: StoredStudy) -> 
         lrs = Schedule.from_params(trial.params, steps_per_epoch=spe, epochs=epochs).lrs(
             spe * epochs
         )
-        assert trial.user_attrs["lr_peak"] == pytest.approx(lrs.max())
-        assert trial.user_attrs["lr_mean"] == pytest.approx(lrs.mean())
+        assert trial.user_attrs[LR_PEAK] == pytest.approx(lrs.max())
+        assert trial.user_attrs[LR_MEAN] == pytest.approx(lrs.mean())
     tuned = [t for t in fig.data if t.name.endswith("(tuned arm)")]
     assert len(tuned) <= 1
-    constant = full.search.user_attrs["comparison"]["constant-cv"]["params"]["lr"]
+    constant = comparison["constant-cv"]["params"]["lr"]
     (dashed,) = [t for t in fig.data if t.name.startswith("constant-cv LR")]
     assert list(dashed.y) == [constant, constant]
     assert fig.layout.yaxis.type == "log"
@@ -199,7 +249,7 @@ def test_schedules_figure_draws_the_top_trials_as_trained(full: StoredStudy) -> 
 
 def test_learning_curves_mark_pruned_trials(full: StoredStudy) -> None:
     study = full.search
-    fig = learning_curves_figure(study)
+    fig = learning_curves_figure(full)
     finished = study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
     drawn = [t for t in finished if any(math.isfinite(v) for v in t.intermediate_values.values())]
     assert len(fig.data) == len(drawn)
@@ -216,10 +266,11 @@ def test_learning_curves_mark_pruned_trials(full: StoredStudy) -> None:
     assert fig.layout.yaxis.title.text == "validation accuracy"
 
 
-def test_the_note_holds_the_comparison_and_the_winning_schedule(full: StoredStudy) -> None:
+def test_the_note_holds_the_comparison_and_the_winning_schedule(
+    full: StoredStudy, comparison: dict[str, Any]
+) -> None:
     study = full.search
-    comparison = study.user_attrs["comparison"]
-    note = note_markdown(study)
+    note = note_markdown(full)
     assert note.startswith("## lrsearch: study `tiny`")
     assert f"**Winning schedule:** {comparison['tuned']['schedule']}." in note
     rows = [line for line in note.splitlines() if line.startswith("| ")]
@@ -243,7 +294,7 @@ def test_run_study_saved_the_graphs_once_and_naming_the_metric(full: StoredStudy
         return {k.split(":")[2] for k in attrs if k.startswith(PLOT_DATA) and attrs[k]}
 
     assert graph_keys() == set(DASHBOARD_GRAPHS.values())
-    attach_to_dashboard(study)  # again: replaced under the same ids, not added
+    attach_to_dashboard(full)  # again: replaced under the same ids, not added
     assert graph_keys() == set(DASHBOARD_GRAPHS.values())
 
 
@@ -301,9 +352,9 @@ def test_report_opens_offline_with_every_figure_and_no_js_error(
         assert any("µ" in t or "n" in t for t in range_test_ticks), range_test_ticks
         # Comparison (full study only), top trials, settings, the trials the diagnostics
         # have something to say about (when any), history.
-        stored = load_stored(name, storage=url).search
+        stored = load_stored(name, storage=url)
         diagnosed = not diagnostics_table(stored).empty
-        snapshots = SNAPSHOT_ARM in (stored.user_attrs.get("comparison") or {})
+        snapshots = SNAPSHOT_ARM in (load_result(name, storage=url).comparison or {})
         bounds = not bounds_table(stored).empty  # the searched range, step by step
         tables = (4 if name == "tiny" else 3) + diagnosed + snapshots + bounds
         assert page.locator("table.dataframe").count() == tables
@@ -406,7 +457,7 @@ def dashboard(url: str) -> Iterator[str]:
 
 
 def test_dashboard_shows_the_range_test_the_comparison_and_the_note(
-    browser: Any, dashboard: str, full: StoredStudy
+    browser: Any, dashboard: str, full: StoredStudy, comparison: dict[str, Any]
 ) -> None:
     study_id = full.search._study_id
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
@@ -417,19 +468,19 @@ def test_dashboard_shows_the_range_test_the_comparison_and_the_note(
         assert range_test.count() == 1
         # The figure itself is drawn: the smoothed curve and the raw points are SVG paths.
         assert range_test.locator(".scatterlayer .trace").count() >= 2
-        comparison = page.locator(".js-plotly-plot").filter(has_text="Final comparison")
-        assert comparison.count() == 2  # the per-seed scores and the test curves
+        drawn = page.locator(".js-plotly-plot").filter(has_text="Final comparison")
+        assert drawn.count() == 2  # the per-seed scores and the test curves
         # The objective has its name instead of "Objective 0".
         assert page.get_by_text("validation accuracy").count() >= 1
 
         page.goto(f"{dashboard}/dashboard/studies/{study_id}/note")
         winning = page.get_by_text("Winning schedule:")
         winning.wait_for(timeout=30_000)
-        tuned = full.search.user_attrs["comparison"]["tuned"]
+        tuned = comparison["tuned"]
         assert page.get_by_text(tuned["schedule"]).count() >= 1
         table = page.locator("table").filter(has_text="constant-cv")
         assert table.count() == 1
-        assert table.locator("tr").count() == 1 + len(full.search.user_attrs["comparison"])
+        assert table.locator("tr").count() == 1 + len(comparison)
 
         # Each search trial's schedule in words is a column of the trials table (Smart
         # Selection page); its numeric summaries are sortable columns.
@@ -440,7 +491,7 @@ def test_dashboard_shows_the_range_test_the_comparison_and_the_note(
         for attr in ("lr_peak", "lr_mean"):
             (cell,) = [h for h in headers if h.startswith(f"UserAttribute {attr}")]
             assert "sorted" in cell  # a sort control
-        words = full.search.trials[0].user_attrs["schedule"]
+        words = full.search.trials[0].user_attrs[SCHEDULE]
         assert page.locator("td").filter(has_text=words).count() >= 1
         assert [e for e in errors if "favicon" not in e] == []
     finally:
@@ -472,28 +523,31 @@ def test_a_plateau_trial_is_drawn_as_it_trained(tmp_path: Path) -> None:
         storage=url,
         skip_baselines=True,
     )
-    study = load_stored("p", storage=url).search
-    fig = schedules_figure(study)
-    spe = search_steps_per_epoch(study)
-    for trial, trace in zip(top_trials(study, 5), fig.data, strict=False):
-        expected = np.repeat(trial.user_attrs["epoch_lrs"], spe)
+    stored = load_stored("p", storage=url)
+    fig = schedules_figure(stored)
+    spe = search_steps_per_epoch(stored)
+    for trial, trace in zip(top_trials(stored.search, 5), fig.data, strict=False):
+        expected = np.repeat(trial.user_attrs[EPOCH_LRS], spe)
         assert list(trace.y) == pytest.approx(list(expected))
 
 
 # --- diagnostics ------------------------------------------------------------------------------
 
 
-def test_the_update_ratio_figure_holds_the_range_test_and_the_trials(full: StoredStudy) -> None:
+def test_the_update_ratio_figure_holds_the_range_test_and_the_trials(
+    url: str, full: StoredStudy
+) -> None:
     from lrsearch.report import update_ratio_figure
     from lrsearch.store import UPDATE_RATIOS, UpdateRatios
 
     study = full.search
-    fig = update_ratio_figure(study)
+    fig = update_ratio_figure(full)
     assert fig is not None
-    sweep = study.user_attrs["range_test"]["sweeps"][0]
+    sweep = load_result("tiny", storage=url).range_test.sweeps[0]
+    assert sweep.update_ratios is not None
     (line,) = [t for t in fig.data if t.name == "range test, group 0"]
-    assert list(line.x) == pytest.approx(sweep["lrs"])
-    assert list(line.y) == pytest.approx(sweep["update_ratios"][0], nan_ok=True)
+    assert list(line.x) == pytest.approx(list(sweep.lrs))
+    assert list(line.y) == pytest.approx(list(sweep.update_ratios[0]), nan_ok=True)
     measured = [t for t in study.trials if t.user_attrs.get(UPDATE_RATIOS)]
     assert measured  # every finished search trial stored its ratios
     markers = [t for t in fig.data if t.mode == "markers"]
@@ -509,10 +563,10 @@ def test_the_report_and_the_note_say_why_runs_stopped(tmp_path: Path) -> None:
     # Two hand-made trials on a study of the tiny database's shape: one NaN, one flat.
     import optuna
 
-    from lrsearch.diagnostics import NON_FINITE, TOO_LOW
-    from lrsearch.store import FLAGS, PRUNED_REASON
+    from lrsearch.store import FLAGS
 
-    study = optuna.create_study(direction="maximize")
+    url = _url(tmp_path / "why.db")
+    study = optuna.create_study(study_name="why", storage=url, direction="maximize")
     for reason, flags in (
         (f"non-finite training loss in epoch 2: {NON_FINITE}", []),
         (f"pruner: stopped after epoch 5: {TOO_LOW} (the training loss ...)", ["LR probably"]),
@@ -524,16 +578,129 @@ def test_the_report_and_the_note_say_why_runs_stopped(tmp_path: Path) -> None:
     done = study.ask()
     done.set_user_attr(FLAGS, ["LR probably too high for layer group 0: ..."])
     study.tell(done, 0.9)
-    frame = diagnostics_table(study)
+    stored = load_stored("why", storage=url)
+    frame = diagnostics_table(stored)
     assert frame["cause"].tolist() == [NON_FINITE, TOO_LOW, ""]
     assert frame["flags"].tolist() == [
         "",
         "LR probably",
         "LR probably too high for layer group 0: ...",
     ]
-    note = note_markdown(study)
+    note = note_markdown(stored)
     assert f"**Why search trials stopped early:** 1 x {NON_FINITE}; 1 x {TOO_LOW}." in note
     assert "**Diagnostics of trial #2:** LR probably too high for layer group 0: ...." in note
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        ("pruned", "the pruner (behind the other trials)"),
+        ("stalled", TOO_LOW),
+        ("diverged", TOO_HIGH),
+        ("non-finite", NON_FINITE),
+        ("other", "stopped for a reason of its own"),
+    ],
+)
+def test_the_cause_of_a_stop_is_read_from_its_code(code: str, expected: str) -> None:
+    assert set(STOP_CODES) >= {code}
+    # The words say nothing the cause could be read from: only the code decides.
+    assert cause(StopReason(code, "stopped for a reason of its own")) == expected
+
+
+@pytest.mark.parametrize(
+    ("words", "expected"),
+    [
+        ("pruner: stopped after epoch 3", "the pruner (behind the other trials)"),
+        (f"pruner: stopped after epoch 5: {TOO_LOW} (the training loss ...)", TOO_LOW),
+        (f"diverged in epoch 2: mean loss 9 > 4 x the first loss 1: {TOO_HIGH}", TOO_HIGH),
+        (f"non-finite training loss in epoch 3: {NON_FINITE}", NON_FINITE),
+        (f"non-finite loss (nan) at step 0: {NON_FINITE}", NON_FINITE),
+        ("the unit is not part of the comparison any more", "the unit is not part of ..."),
+    ],
+)
+def test_a_trial_stored_with_words_only_gets_the_same_cause(words: str, expected: str) -> None:
+    # Trials stored before the stop codes: the code comes from the words, the cause from it.
+    stop = StopReason.from_attrs({PRUNED_REASON: words})
+    assert stop is not None and stop.words == words
+    if expected.endswith("..."):
+        assert stop.code == "other" and cause(stop) == words
+    else:
+        assert cause(stop) == expected
+
+
+def test_the_report_of_a_study_under_way_renders(url: str, tmp_path: Path) -> None:
+    """A range test and a few search trials, none completed yet, no comparison: the report,
+    the note and the dashboard's figures (attached while the search runs) still render."""
+    import optuna
+
+    part = _url(tmp_path / "part.db")
+    for stage in ("runs", "range-test"):
+        optuna.copy_study(
+            from_study_name=f"tinysearch/{stage}",
+            from_storage=url,
+            to_storage=part,
+            to_study_name=f"part/{stage}",
+        )
+    source = load_stored("tinysearch", storage=url).search
+    search = optuna.create_study(study_name="part", storage=part, direction="maximize")
+    for key, value in source.user_attrs.items():
+        search.set_user_attr(key, value)
+    for trial in source.get_trials(states=(TrialState.COMPLETE,))[:3]:
+        search.add_trial(
+            optuna.trial.create_trial(
+                state=TrialState.PRUNED,
+                params=trial.params,
+                distributions=trial.distributions,
+                user_attrs=trial.user_attrs | {PRUNED_REASON: "pruner: stopped after epoch 1"},
+                intermediate_values={1: trial.intermediate_values[1]},
+            )
+        )
+    stored = load_stored("part", storage=part)
+    reading = read(stored)
+    assert reading.result is None and reading.arms is None  # no completed trial yet
+    assert reading.range_test is not None and reading.tuned_trial is None
+    page = report_html(stored)
+    assert 'id="fig-range-test"' in page and 'id="fig-schedules"' in page
+    assert "no final comparison" in page
+    assert "3 x the pruner (behind the other trials)" in page
+    note = note_markdown(stored)
+    assert "**Range test:** LR bounds" in note and "**Search:** 3 pruned trials." in note
+    assert "Winning schedule" not in note and "Best search trial" not in note
+    attach_to_dashboard(stored)  # the range test on the dashboard while the search runs
+
+
+def test_the_report_reads_no_stored_attr_by_its_literal_name() -> None:
+    """Every stored attr goes through its name constant (``lrsearch.store``), never a string."""
+    import ast
+
+    import lrsearch.report
+    from lrsearch.store import names
+
+    stored_names = {getattr(names, n) for n in names.__all__ if isinstance(getattr(names, n), str)}
+    found = []
+    for path in Path(lrsearch.report.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            key = None
+            if isinstance(node, ast.Subscript) and _attrs(node.value):
+                key = node.slice
+            elif (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "get"
+                and _attrs(node.func.value)
+                and node.args
+            ):
+                key = node.args[0]
+            if isinstance(key, ast.Constant) and key.value in stored_names:
+                found.append(f"{path.name}:{node.lineno}: {key.value!r}")
+    assert found == []
+
+
+def _attrs(node: Any) -> bool:
+    """Whether ``node`` is some object's ``user_attrs`` / ``attrs``."""
+    import ast
+
+    return isinstance(node, ast.Attribute) and node.attr in ("user_attrs", "attrs")
 
 
 def test_the_report_has_the_diagnostics_section(full: StoredStudy) -> None:
@@ -549,13 +716,12 @@ def test_the_report_shows_single_model_against_ensemble_per_seed() -> None:
 
     ensemble, last = [0.91, 0.93, 0.92], [0.9, 0.9, 0.91]
     comparison = {
-        "tuned": {"test_metric_per_seed": [0.9, 0.9, 0.91]},
-        SNAPSHOT_ARM: {
-            "seeds": [1000, 1001, 1002],
-            "test_metric_per_seed": ensemble,
-            "last_snapshot_per_seed": last,
-            "ensemble_minus_last_snapshot": paired_interval(ensemble, last),
-        },
+        "tuned": _arm(test_metric_per_seed=[0.9, 0.9, 0.91]),
+        SNAPSHOT_ARM: _arm(
+            test_metric_per_seed=ensemble,
+            last_snapshot_per_seed=last,
+            ensemble_minus_last_snapshot=paired_interval(ensemble, last),
+        ),
     }
     frame = snapshots_table(comparison, "accuracy")
     assert frame["seed"].tolist() == [1000, 1001, 1002]
@@ -565,4 +731,9 @@ def test_the_report_shows_single_model_against_ensemble_per_seed() -> None:
     assert snapshot_sentence(comparison).startswith(
         "snapshot ensemble - its last snapshot: +0.0167"
     )
-    assert snapshots_table({"tuned": {}}, "accuracy").empty and snapshot_sentence(None) == ""
+    # The same comparison as stored (``StudyResult.comparison``) reads the same.
+    stored = {arm: data.to_dict() for arm, data in comparison.items()}
+    assert snapshots_table(stored, "accuracy").equals(frame)
+    assert snapshot_sentence(stored) == snapshot_sentence(comparison)
+    without = {"tuned": comparison["tuned"]}
+    assert snapshots_table(without, "accuracy").empty and snapshot_sentence(None) == ""

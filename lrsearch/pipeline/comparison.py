@@ -23,12 +23,11 @@ from typing import Any
 
 import numpy as np
 import optuna
-import pandas as pd
 import torch
 from optuna.trial import FrozenTrial
 from scipy import stats
 
-from lrsearch.choices import ARM_ORDER, ARMS, PER_EPOCH_KINDS, SNAPSHOT_ARM
+from lrsearch.choices import ARMS, PER_EPOCH_KINDS, SNAPSHOT_ARM
 from lrsearch.exceptions import InvalidParameterError
 from lrsearch.optimizers import search_optimizer
 from lrsearch.pipeline.arms import RECIPES
@@ -47,7 +46,6 @@ __all__ = [
     "arm_key",
     "collect",
     "compare",
-    "comparison_table",
     "ensure",
     "epochs_to_target",
     "final_seeds",
@@ -55,7 +53,6 @@ __all__ = [
     "paired_interval",
     "run_arm",
     "summarize",
-    "verdict",
 ]
 
 _log = logging.getLogger(__name__)
@@ -436,79 +433,3 @@ def ensure(ctx: Context, arms: list[Arm]) -> dict[str, dict[str, Any]]:
     runs = collect(study.get_trials(deepcopy=False), arms, seeds)
     assert runs is not None  # the stage is done
     return {k: v.to_dict() for k, v in summarize(runs, maximize=task.maximize).items()}
-
-
-#: How the table names an arm's optimizer.
-_OPTIMIZER_WORDS = {
-    "task": "task's",
-    "sgd": "SGD",
-    "nesterov": "SGD Nesterov",
-    "adamw": "AdamW",
-    "Adam": "Adam",
-    "Prodigy": "Prodigy",
-    "AdamWScheduleFree": "Schedule-Free AdamW",
-}
-
-
-def comparison_table(comparison: Mapping[str, Any] | None, metric: str) -> pd.DataFrame:
-    """The final comparison, one row per arm (empty without one): test metric mean ± std,
-    tuned - arm with its 95% interval, whether that is significant, epochs to the target, the
-    schedule in words.
-
-    The target is the constant-cv arm's final mean test metric, and the column's header says
-    so with its value (``epochs to 0.9716 (constant-cv)``); a comparison without that arm has
-    no target, and no such column.
-
-    Example:
-        >>> arm = {"test_metric_mean": 0.9, "test_metric_std": 0.01, "epochs": 4,
-        ...        "schedule": "constant 0.1", "target": 0.9, "epochs_to_target": 3}
-        >>> list(comparison_table({"tuned": arm}, "accuracy").columns)[-2:]
-        ['epochs to 0.9000 (constant-cv)', 'schedule']
-    """
-    given = comparison or {}
-    arms = [(arm, given[arm]) for arm in ARM_ORDER if arm in given]
-    target = next((d["target"] for _, d in arms if d.get("target") is not None), None)
-    rows = []
-    for arm, data in arms:
-        diff = data.get("tuned_minus_this")
-        mean, std = data["test_metric_mean"], data["test_metric_std"]
-        row = {
-            "arm": arm,
-            "optimizer": _OPTIMIZER_WORDS.get(
-                data.get("optimizer", "task"), data.get("optimizer")
-            ),
-            f"test {metric}": f"{mean:.4f} ± {std:.4f}",
-            "tuned - arm [95% CI]": (
-                f"{diff['mean_diff']:+.4f} [{diff['ci_low']:+.4f}, {diff['ci_high']:+.4f}]"
-                if diff
-                else ""
-            ),
-            "significant": ("yes" if diff["significant"] else "no") if diff else "",
-        }
-        if target is not None:
-            reached = data.get("epochs_to_target")
-            row[f"epochs to {target:.4f} (constant-cv)"] = (
-                f"{reached}/{data['epochs']}"
-                if reached is not None
-                else f"not in {data['epochs']}"
-            )
-        row["schedule"] = data["schedule"]
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def verdict(comparison: Mapping[str, Any] | None, direction: str) -> str:
-    """One sentence: whether the tuned schedule beat each other arm, significantly."""
-    if not comparison:
-        return "no final comparison (baselines skipped)"
-    better = "higher" if direction == "maximize" else "lower"
-    parts = []
-    for arm in ARM_ORDER[1:]:
-        diff = comparison.get(arm, {}).get("tuned_minus_this")
-        if diff is None:
-            continue
-        sign = diff["mean_diff"] if direction == "maximize" else -diff["mean_diff"]
-        word = "beats" if sign > 0 else ("ties" if sign == 0 else "loses to")
-        sig = "significantly" if diff["significant"] else "not significantly"
-        parts.append(f"{word} {arm} ({sig}, {better} is better)")
-    return "tuned " + "; ".join(parts)

@@ -164,11 +164,15 @@ class StudyResult:
 
     def table(self) -> pd.DataFrame:
         """The final comparison, one row per arm (empty without one)."""
-        return _comparison.comparison_table(self.comparison, self.metric)
+        from lrsearch.report.tables import comparison_table  # moved to the public façade next
+
+        return comparison_table(self.arms, self.metric)
 
     def verdict(self) -> str:
         """One sentence: whether the tuned schedule beat each other arm, significantly."""
-        return _comparison.verdict(self.comparison, self.direction)
+        from lrsearch.report.tables import verdict  # moved to the public façade next
+
+        return verdict(self.arms, self.direction)
 
 
 def load_result(

@@ -4,14 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import optuna
-
-from lrsearch.pipeline.comparison import comparison_table, verdict
-from lrsearch.pipeline.verdicts import StudyWarning
 from lrsearch.report.figures import COMPARISON_PANELS, comparison_figure, range_test_figure
-from lrsearch.report.reading import causes_in_words, has_complete, metric_name, tuned_trial
-from lrsearch.report.tables import snapshot_sentence
-from lrsearch.store import ATTR_RANGE_TEST, ATTR_RANGE_TESTS, ATTR_WARNINGS, FLAGS, trial_states
+from lrsearch.report.reading import StudyReading, causes_in_words, read
+from lrsearch.report.tables import comparison_table, snapshot_sentence, verdict
+from lrsearch.store import FLAGS, StoredStudy, trial_states
 
 __all__ = ["DASHBOARD_GRAPHS", "attach_to_dashboard", "note_markdown"]
 
@@ -24,75 +20,77 @@ DASHBOARD_GRAPHS: Mapping[str, str] = {
 }
 
 
-def note_markdown(study: optuna.Study) -> str:
+def note_markdown(study: StoredStudy | StudyReading) -> str:
     """The study note for optuna-dashboard: verdict, winning schedule, comparison table."""
-    attrs = study.user_attrs
-    metric = metric_name(study)
-    comparison = attrs.get("comparison")
-    states = {"COMPLETE": 0, "PRUNED": 0} | trial_states(study)
-    lines = [f"## lrsearch: study `{study.study_name}`", ""]
-    warnings = [StudyWarning.from_dict(w) for w in attrs.get(ATTR_WARNINGS) or []]
-    if warnings:
-        lines += [f"- **{w.line()}**" for w in warnings] + [""]
-    rt = attrs.get(ATTR_RANGE_TEST)
-    if rt is not None:
-        lines.append(
-            f"**Range test:** LR bounds {rt['low']:.3g} to {rt['high']:.3g}, "
-            f"suggestion {rt['suggestion']:.3g}."
-        )
-        for name, each in attrs.get(ATTR_RANGE_TESTS, {}).items():  # one per optimizer
-            lines.append(
-                f"- {name}: bounds {each['low']:.3g} to {each['high']:.3g}, "
-                f"suggestion {each['suggestion']:.3g}"
-            )
-        lines.append("")
+    reading = read(study)
+    search, arms = reading.search, reading.arms
+    states = {"COMPLETE": 0, "PRUNED": 0} | trial_states(search)
+    lines = [f"## lrsearch: study `{search.study_name}`", ""]
+    if reading.warnings:
+        lines += [f"- **{w.line()}**" for w in reading.warnings] + [""]
+    lines += _range_test_lines(reading)
     counts = ", ".join(f"{n} {s.lower()}" for s, n in states.items() if n)
     lines.append(f"**Search:** {counts} trials.")
-    lines += _diagnostics_lines(study)
-    if comparison:
-        tuned = comparison["tuned"]
+    lines += _diagnostics_lines(reading)
+    best = reading.best_in_words()
+    if arms:
+        tuned = arms["tuned"]
         lines += [
             "",
-            f"**Winning schedule:** {tuned['schedule']}.",
+            f"**Winning schedule:** {tuned.schedule}.",
             "",
-            f"**Verdict:** {verdict(comparison, study.direction.name.lower())}.",
+            f"**Verdict:** {verdict(arms, reading.direction)}.",
             "",
-            f"Final comparison on the held-out test set ({len(tuned['test_metric_per_seed'])} "
+            f"Final comparison on the held-out test set ({len(tuned.test_metric_per_seed)} "
             "seeds per arm):",
             "",
-            comparison_table(comparison, metric).to_markdown(index=False),
+            comparison_table(arms, reading.metric).to_markdown(index=False),
         ]
-        snapshots = snapshot_sentence(comparison)
+        snapshots = snapshot_sentence(arms)
         if snapshots:
             lines += ["", f"**Snapshot ensemble:** {snapshots}."]
-    elif has_complete(study):
-        best = study.best_trial
-        lines += [
-            "",
-            f"**Best search trial:** #{best.number}, validation {metric} {best.value:.4f}: "
-            f"{best.user_attrs.get('schedule', '')}. No final comparison yet.",
-        ]
-    lines += ["", f"Full report: `lrsearch report --study {study.study_name}`"]
+    elif best is not None:
+        lines += ["", f"**Best search trial:** {best}. No final comparison yet."]
+    lines += ["", f"Full report: `lrsearch report --study {search.study_name}`"]
     return "\n".join(lines) + "\n"
 
 
-def _diagnostics_lines(study: optuna.Study) -> list[str]:
+def _range_test_lines(reading: StudyReading) -> list[str]:
+    """The range test's bounds and suggestion (one line per optimizer when several)."""
+    rt = reading.range_test
+    if rt is None:
+        return []
+    lines = [
+        f"**Range test:** LR bounds {rt.bounds.low:.3g} to {rt.bounds.high:.3g}, "
+        f"suggestion {rt.suggestion:.3g}."
+    ]
+    if len(reading.range_tests) > 1:
+        lines += [
+            f"- {name}: bounds {each.bounds.low:.3g} to {each.bounds.high:.3g}, "
+            f"suggestion {each.suggestion:.3g}"
+            for name, each in reading.range_tests.items()
+        ]
+    return [*lines, ""]
+
+
+def _diagnostics_lines(reading: StudyReading) -> list[str]:
     """Why search trials stopped early, and what the diagnostics say of the winning trial."""
     lines = []
-    causes = causes_in_words(study)
+    causes = causes_in_words(reading)
     if causes:
         lines += ["", f"**Why search trials stopped early:** {causes}."]
-    number = tuned_trial(study)
-    if number is None and has_complete(study):
-        number = study.best_trial.number
+    number = reading.tuned_trial
+    best = reading.best_trial()
+    if number is None and best is not None:
+        number = best.number
     if number is not None:
-        flags = study.trials[number].user_attrs.get(FLAGS) or []
+        flags = reading.search.trials[number].user_attrs.get(FLAGS) or []
         if flags:
             lines += ["", f"**Diagnostics of trial #{number}:** " + "; ".join(flags) + "."]
     return lines
 
 
-def attach_to_dashboard(study: optuna.Study) -> None:
+def attach_to_dashboard(study: StoredStudy | StudyReading) -> None:
     """Save the range-test figure, the comparison figure and the note to study NAME.
 
     optuna-dashboard shows them on the study's page. Each is saved under a fixed id, so calling
@@ -100,17 +98,18 @@ def attach_to_dashboard(study: optuna.Study) -> None:
     """
     from optuna_dashboard import save_note, save_plotly_graph_object
 
-    if "range_test" in study.user_attrs:
+    reading = read(study)
+    search = reading.search
+    if reading.range_test is not None:
         save_plotly_graph_object(
-            study, range_test_figure(study), graph_object_id=DASHBOARD_GRAPHS["range_test"]
+            search, range_test_figure(reading), graph_object_id=DASHBOARD_GRAPHS["range_test"]
         )
-    comparison = study.user_attrs.get("comparison")
-    if comparison:
+    if reading.arms:
         # Two figures, not one with two panels: a dashboard card is half a page wide.
         for panel in COMPARISON_PANELS:
             save_plotly_graph_object(
-                study,
-                comparison_figure(comparison, metric=metric_name(study), panels=(panel,)),
+                search,
+                comparison_figure(reading.arms, metric=reading.metric, panels=(panel,)),
                 graph_object_id=DASHBOARD_GRAPHS[panel],
             )
-    save_note(study, note_markdown(study))
+    save_note(search, note_markdown(reading))

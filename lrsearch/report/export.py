@@ -17,13 +17,22 @@ import optuna
 import pandas as pd
 
 from lrsearch.pipeline.arms import RECIPES
+from lrsearch.report.reading import StudyReading, read
 from lrsearch.schedules import SEARCH_FIELDS, Schedule
 from lrsearch.store import (
-    ATTR_COMPARISON,
+    ATTR_METRIC,
     ATTR_WARNINGS,
+    EPOCHS_RUN,
+    FOLD_SCORES,
+    OPTIMIZER,
+    PRUNED_REASON,
+    SCHEDULE,
+    SEEDED,
     TRAIN_SECONDS,
     UNIT_FINAL_RUN,
     WORKER,
+    ArmResult,
+    FinalRun,
     first_done,
     load_stored,
 )
@@ -31,6 +40,11 @@ from lrsearch.store import (
 __all__ = ["EXPORT_COLUMNS", "export_frame"]
 
 _log = logging.getLogger(__name__)
+
+# The schedule's own parameters, each a column; a baseline's single param ``lr`` is the max_lr
+# of its constant schedule.
+_SCHEDULE_PARAMS = ("max_lr", *SEARCH_FIELDS)
+_LR_ALIAS = {"lr": "max_lr"}
 
 #: The columns of :func:`export_frame`, in order (params outside them are appended after).
 EXPORT_COLUMNS: tuple[str, ...] = (
@@ -44,14 +58,7 @@ EXPORT_COLUMNS: tuple[str, ...] = (
     "value_on",
     "metric",
     "schedule",
-    "max_lr",
-    "base_lr",
-    "step_size",
-    "decay",
-    "cycle_mult",
-    "warmup",
-    "cooldown",
-    "patience",
+    *_SCHEDULE_PARAMS,
     "optimizer",
     "schedule_words",
     "epochs_run",
@@ -63,11 +70,6 @@ EXPORT_COLUMNS: tuple[str, ...] = (
     "worker",
     "datetime_start",
 )
-
-# The schedule's own parameters, each a column; a baseline's single param ``lr`` is the max_lr
-# of its constant schedule.
-_SCHEDULE_PARAMS = ("max_lr", *SEARCH_FIELDS)
-_LR_ALIAS = {"lr": "max_lr"}
 
 _STRINGS = (
     "study",
@@ -106,7 +108,7 @@ def export_frame(name: str, *, storage: str | None = None) -> pd.DataFrame:
     Rows come in this order: the search trials of study ``NAME``, the trials of
     ``NAME/constant-cv``, ``NAME/adam-3e-4``, ``NAME/prodigy`` and
     ``NAME/schedule-free-adamw`` (where those studies exist), then one row per (arm, seed) of
-    the final comparison (study user attr ``comparison``, where stored). Save it with
+    the final comparison (once it is done). Save it with
     ``frame.to_csv(path, index=False)``. The columns, in this order:
 
     - ``study``: the storage study the row comes from (``NAME``, ``NAME/constant-cv``,
@@ -174,19 +176,25 @@ def export_frame(name: str, *, storage: str | None = None) -> pd.DataFrame:
         ...
         lrsearch.exceptions.LrsearchError: no study database at sqlite:///no/such/dir/lrsearch.db
     """
-    stored = load_stored(name, storage=storage)
-    study = stored.search
-    metric = study.user_attrs.get("metric")
-    parts = [_trial_rows(study, source="search", value_on="validation", metric=metric)]
+    reading = read(load_stored(name, storage=storage))
+    frame = _frame(reading)
+    _log.debug("exported %d rows of study %r from %s", len(frame), name, reading.stored.storage)
+    return frame
+
+
+def _frame(reading: StudyReading) -> pd.DataFrame:
+    """The rows of :func:`export_frame`, its warnings in ``frame.attrs``."""
+    # A study made outside lrsearch names no metric: its rows say none (NA).
+    stored, metric = reading.stored, reading.stored.attrs.get(ATTR_METRIC)
+    parts = [_trial_rows(stored.search, source="search", value_on="validation", metric=metric)]
     for stage, source, value_on in _BASELINES:
         baseline = stored.stages.get(stage)
         if baseline is not None:
             parts.append(_trial_rows(baseline, source=source, value_on=value_on, metric=metric))
     units = _final_units(stored.trials("final"))
-    parts.append(_final_rows(name, study.user_attrs.get(ATTR_COMPARISON), metric, units))
+    parts.append(_final_rows(stored.name, reading.arms, metric, units))
     frame = _assemble([p for p in parts if len(p)])
-    frame.attrs[ATTR_WARNINGS] = list(study.user_attrs.get(ATTR_WARNINGS) or [])
-    _log.debug("exported %d rows of study %r from %s", len(frame), name, stored.storage)
+    frame.attrs[ATTR_WARNINGS] = [w.to_dict() for w in reading.warnings]
     return frame
 
 
@@ -210,7 +218,7 @@ def _trial_rows(
     search = source == "search"
     if not search:
         params = {_LR_ALIAS.get(k, k): v for k, v in params.items()}
-    words = _column(df, "user_attrs_schedule")
+    words = _column(df, f"user_attrs_{SCHEDULE}")
     if not search and "max_lr" in params:
         # A constant-cv trial (and an Adam one stored before recipes had words) stores no
         # words: a constant schedule says them itself.
@@ -228,16 +236,16 @@ def _trial_rows(
             "metric": metric,
             "schedule": schedule,
             **{k: params.pop(k) for k in _SCHEDULE_PARAMS if k in params},
-            "optimizer": _column(df, "user_attrs_optimizer").map(
+            "optimizer": _column(df, f"user_attrs_{OPTIMIZER}").map(
                 lambda v: v if isinstance(v, str) else _EARLIER_OPTIMIZER.get(source, "task")
             ),
             "schedule_words": words,
-            "epochs_run": _column(df, "user_attrs_epochs_run"),
-            "pruned_reason": _column(df, "user_attrs_pruned_reason"),
-            "seeded": _column(df, "user_attrs_seeded").map(lambda v: v is True)
+            "epochs_run": _column(df, f"user_attrs_{EPOCHS_RUN}"),
+            "pruned_reason": _column(df, f"user_attrs_{PRUNED_REASON}"),
+            "seeded": _column(df, f"user_attrs_{SEEDED}").map(lambda v: v is True)
             if search
             else None,
-            "fold_scores": _column(df, "user_attrs_fold_scores").map(_json_list),
+            "fold_scores": _column(df, f"user_attrs_{FOLD_SCORES}").map(_json_list),
             "duration_s": pd.to_timedelta(df["duration"]).dt.total_seconds(),
             "train_s": _column(df, f"user_attrs_{TRAIN_SECONDS}"),
             "worker": _column(df, f"user_attrs_{WORKER}"),
@@ -256,8 +264,10 @@ def _final_units(trials: list[optuna.trial.FrozenTrial]) -> dict[str, dict[str, 
     """Per final run (arm, seed, params), the unit that ran it: its worker and its seconds."""
     out: dict[str, dict[str, Any]] = {}
     for unit in first_done(trials).values():
-        run = unit.user_attrs.get(UNIT_FINAL_RUN, {})
-        key = json.dumps([run.get("arm"), run.get("seed"), run.get("params")], sort_keys=True)
+        if UNIT_FINAL_RUN not in unit.user_attrs:
+            continue
+        run = FinalRun.from_dict(unit.user_attrs[UNIT_FINAL_RUN])
+        key = _run_key(run.arm, run.seed, run.params)
         start, end = unit.datetime_start, unit.datetime_complete
         out[key] = {
             "duration_s": (end - start).total_seconds() if start and end else None,
@@ -268,21 +278,25 @@ def _final_units(trials: list[optuna.trial.FrozenTrial]) -> dict[str, dict[str, 
     return out
 
 
+def _run_key(arm: str, seed: int, params: Mapping[str, Any]) -> str:
+    return json.dumps([arm, seed, params], sort_keys=True)
+
+
 def _final_rows(
     name: str,
-    comparison: Mapping[str, Any] | None,
+    arms: Mapping[str, ArmResult] | None,
     metric: str | None,
     units: Mapping[str, Mapping[str, Any]],
 ) -> pd.DataFrame:
-    """One row per (arm, seed) of the stored final comparison."""
+    """One row per (arm, seed) of the final comparison."""
     rows: list[dict[str, Any]] = []
     extras: dict[str, dict[int, Any]] = {}
-    for arm_name, arm in (comparison or {}).items():
-        per_seed = list(arm.get("test_metric_per_seed", []))
+    for arm_name, arm in (arms or {}).items():
+        per_seed = list(arm.test_metric_per_seed)
         n = len(per_seed)
-        seeds = _padded(arm.get("seeds"), n)
-        reasons = _padded(arm.get("stop_reasons"), n)
-        params = dict(arm.get("params", {}))
+        seeds = _padded(arm.seeds, n)
+        reasons = _padded(arm.stop_reasons, n)
+        params = dict(arm.params)
         kind = params.pop("schedule", None)
         if kind is None:  # a constant arm, given by its one LR
             kind = "constant"
@@ -301,13 +315,11 @@ def _final_rows(
                     "metric": metric,
                     "schedule": kind,
                     **{k: params[k] for k in _SCHEDULE_PARAMS if k in params},
-                    "optimizer": arm.get("optimizer", "task"),
-                    "schedule_words": arm.get("schedule"),
-                    "epochs_run": arm.get("epochs") if reason is None else None,
+                    "optimizer": arm.optimizer,
+                    "schedule_words": arm.schedule,
+                    "epochs_run": arm.epochs if reason is None else None,
                     "pruned_reason": reason,
-                    **units.get(
-                        json.dumps([arm_name, seed, arm.get("params")], sort_keys=True), {}
-                    ),
+                    **units.get(_run_key(arm_name, seed, arm.params), {}),
                 }
             )
             for key, param in params.items():

@@ -16,17 +16,19 @@ from optuna.trial import FrozenTrial, TrialState
 from scipy import stats
 
 from lrsearch.choices import ARM_ORDER, PER_EPOCH_KINDS, SNAPSHOT_ARM
-from lrsearch.range_test import RangeTestResult
-from lrsearch.report.reading import (
-    constant_lr,
-    epochs,
-    has_complete,
-    metric_name,
-    search_steps_per_epoch,
-    tuned_trial,
-)
+from lrsearch.exceptions import LrsearchError
+from lrsearch.report.reading import Comparison, StudyReading, as_arms, read, schedule_words
 from lrsearch.schedules import Schedule
-from lrsearch.store import EPOCH_LRS, RATIO_BAND, UPDATE_RATIOS, UpdateRatios, top_trials
+from lrsearch.store import (
+    EPOCH_LRS,
+    RATIO_BAND,
+    UPDATE_RATIOS,
+    ArmResult,
+    StopReason,
+    StoredStudy,
+    UpdateRatios,
+    top_trials,
+)
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -59,15 +61,22 @@ _PALETTE = ("#1f77b4", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#
 _LEVEL = 0.95
 
 
-def range_test_figure(study: optuna.Study) -> go.Figure:
-    """The stored range test: raw and smoothed loss against LR, bounds shaded, suggestion."""
-    rt = RangeTestResult.from_dict(study.user_attrs["range_test"])
+def range_test_figure(study: StoredStudy | StudyReading) -> go.Figure:
+    """The stored range test: raw and smoothed loss against LR, bounds shaded, suggestion.
+
+    Raises:
+        LrsearchError: The study has no range test yet.
+    """
+    reading = read(study)
+    rt = reading.range_test
+    if rt is None:
+        raise LrsearchError(f"study {reading.stored.name!r} has no range test yet")
     fig = rt.figure()
     fig.update_layout(legend={"orientation": "h", "y": -0.18})
     return fig
 
 
-def schedules_figure(study: optuna.Study, *, top: int = 5) -> go.Figure:
+def schedules_figure(study: StoredStudy | StudyReading, *, top: int = 5) -> go.Figure:
     """LR per optimizer step of the best search trials, as they were trained.
 
     The range-test bounds are shaded and the cross-validated constant LR (when there is one) is
@@ -75,19 +84,18 @@ def schedules_figure(study: optuna.Study, *, top: int = 5) -> go.Figure:
     """
     import plotly.graph_objects as go
 
-    spe = search_steps_per_epoch(study)
-    n_epochs = epochs(study)
+    reading = read(study)
+    spe = reading.steps_per_epoch
+    n_epochs = reading.epochs
     steps = spe * n_epochs
     x = np.arange(steps)
-    tuned = tuned_trial(study)
+    tuned = reading.tuned_trial
     fig = go.Figure()
-    rt = study.user_attrs.get("range_test")
+    rt = None if reading.range_test is None else reading.range_test.bounds
     if rt is not None:
-        fig.add_hrect(
-            y0=rt["low"], y1=rt["high"], fillcolor="rgba(44, 160, 44, 0.10)", line_width=0
-        )
+        fig.add_hrect(y0=rt.low, y1=rt.high, fillcolor="rgba(44, 160, 44, 0.10)", line_width=0)
     shown: list[float] = []
-    for i, trial in enumerate(top_trials(study, top)):
+    for i, trial in enumerate(top_trials(reading.search, top)):
         schedule = Schedule.from_params(trial.params, steps_per_epoch=spe, epochs=n_epochs)
         lrs = _as_trained(trial, schedule, spe, steps)
         shown += [float(lrs.min()), float(lrs.max())]
@@ -107,7 +115,7 @@ def schedules_figure(study: optuna.Study, *, top: int = 5) -> go.Figure:
                 ),
             )
         )
-    lr = constant_lr(study)
+    lr = reading.constant_lr
     if lr is not None:
         fig.add_trace(
             go.Scatter(
@@ -121,8 +129,8 @@ def schedules_figure(study: optuna.Study, *, top: int = 5) -> go.Figure:
     yaxis: dict[str, Any] = {"title": "learning rate", "type": "log"}
     if shown and rt is not None:
         # 1cycle ends orders of magnitude below its start; do not let that tail flatten the rest.
-        low = max(min(shown), rt["low"] / 100)
-        high = max(max(shown), rt["high"])
+        low = max(min(shown), rt.low / 100)
+        high = max(max(shown), rt.high)
         yaxis["range"] = [math.log10(low) - 0.2, math.log10(high) + 0.2]
     fig.update_layout(
         title=f"LR schedules of the top {top} search trials (shaded: range-test bounds)",
@@ -142,14 +150,17 @@ def _as_trained(trial: FrozenTrial, schedule: Schedule, spe: int, steps: int) ->
     return schedule.lrs(steps)
 
 
-def learning_curves_figure(study: optuna.Study) -> go.Figure:
+def learning_curves_figure(study: StoredStudy | StudyReading) -> go.Figure:
     """Validation metric per epoch of every search trial; pruned trials dotted and grey."""
     import plotly.graph_objects as go
 
-    metric = metric_name(study)
-    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
-    best = study.best_trial.number if has_complete(study) else None
-    tuned = tuned_trial(study)
+    reading = read(study)
+    metric = reading.metric
+    states = (TrialState.COMPLETE, TrialState.PRUNED)
+    trials = reading.search.get_trials(deepcopy=False, states=states)
+    best_trial = reading.best_trial()
+    best = None if best_trial is None else best_trial.number
+    tuned = reading.tuned_trial
     fig = go.Figure()
     shown: set[str] = set()
     finals: list[float] = []
@@ -176,8 +187,9 @@ def learning_curves_figure(study: optuna.Study) -> go.Figure:
             group, style = "pruned", {"color": "rgba(127, 127, 127, 0.6)", "dash": "dot"}
         else:
             group, style = "completed", {"color": "rgba(31, 119, 180, 0.45)", "width": 1.5}
-        why = trial.user_attrs.get("pruned_reason", "")
-        words = trial.user_attrs.get("schedule", trial.params.get("schedule", ""))
+        stop = StopReason.from_attrs(trial.user_attrs)
+        why = "" if stop is None else stop.words
+        words = schedule_words(trial) or ""
         fig.add_trace(
             go.Scatter(
                 x=epochs,
@@ -218,7 +230,7 @@ def learning_curves_figure(study: optuna.Study) -> go.Figure:
     return fig
 
 
-def update_ratio_figure(study: optuna.Study) -> go.Figure | None:
+def update_ratio_figure(study: StoredStudy | StudyReading) -> go.Figure | None:
     """The update/weight ratio ``||dw|| / ||w||`` against the learning rate, log-log.
 
     Lines: each step of the range test's (first) sweep, per param group. Markers: each epoch of
@@ -228,14 +240,15 @@ def update_ratio_figure(study: optuna.Study) -> go.Figure | None:
     """
     import plotly.graph_objects as go
 
+    reading = read(study)
     fig = go.Figure()
-    rt = study.user_attrs.get("range_test") or {}
-    for sweep in rt.get("sweeps", [])[:1]:
-        for g, ratios in enumerate(sweep.get("update_ratios") or []):
+    rt = reading.range_test
+    for sweep in () if rt is None else rt.sweeps[:1]:
+        for g, ratios in enumerate(() if sweep.update_ratios is None else sweep.update_ratios):
             fig.add_trace(
                 go.Scatter(
-                    x=sweep["lrs"],
-                    y=[math.nan if v is None else v for v in ratios],
+                    x=sweep.lrs.tolist(),
+                    y=[float(v) for v in ratios],
                     mode="lines",
                     line={"color": _PALETTE[g % len(_PALETTE)], "width": 2},
                     name=f"range test, group {g}",
@@ -243,9 +256,9 @@ def update_ratio_figure(study: optuna.Study) -> go.Figure | None:
                     "<extra></extra>",
                 )
             )
-    tuned = tuned_trial(study)
-    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
-    for trial in trials:
+    tuned = reading.tuned_trial
+    states = (TrialState.COMPLETE, TrialState.PRUNED)
+    for trial in reading.search.get_trials(deepcopy=False, states=states):
         stored = trial.user_attrs.get(UPDATE_RATIOS)
         if not stored:
             continue
@@ -305,7 +318,7 @@ COMPARISON_PANELS = ("seeds", "curves")
 
 
 def comparison_figure(
-    comparison: Mapping[str, Any],
+    comparison: Comparison,
     *,
     metric: str = "metric",
     panels: Sequence[str] = COMPARISON_PANELS,
@@ -313,13 +326,15 @@ def comparison_figure(
     """The final comparison: per-seed test scores with mean and 95% interval per arm
     (``"seeds"``, left); the mean test curve per epoch of each arm with its epochs-to-target
     marked (``"curves"``, right). ``panels`` picks one of them for narrow places (the
-    dashboard's cards).
+    dashboard's cards). ``comparison`` is ``{arm: ArmResult}`` (or as ``StudyResult.comparison``
+    holds it).
     """
     from plotly.subplots import make_subplots
 
     if not panels or any(p not in COMPARISON_PANELS for p in panels):
         raise ValueError(f"panels must be some of {COMPARISON_PANELS}; got {panels!r}")
-    arms = [a for a in ARM_ORDER if a in comparison]
+    given = as_arms(comparison)
+    arms = [a for a in ARM_ORDER if a in given]
     titles = {
         "seeds": f"final test {metric}: seeds, mean, {_LEVEL:.0%} interval",
         "curves": f"test {metric} per epoch (mean over seeds)",
@@ -335,10 +350,10 @@ def comparison_figure(
     curves = {"row": 1, "col": list(panels).index("curves") + 1} if "curves" in panels else None
     for arm in arms:
         if seeds is not None:
-            _seed_traces(fig, arm, comparison[arm], seeds)
+            _seed_traces(fig, arm, given[arm], seeds)
         if curves is not None:
-            _curve_traces(fig, arm, comparison[arm], curves)
-    target = next((comparison[a].get("target") for a in arms if "target" in comparison[a]), None)
+            _curve_traces(fig, arm, given[arm], curves)
+    target = next((given[a].target for a in arms if given[a].target is not None), None)
     if target is not None and curves is not None:
         fig.add_hline(
             y=target,
@@ -352,7 +367,7 @@ def comparison_figure(
         fig.update_xaxes(title_text="arm", **seeds)
         fig.update_yaxes(title_text=f"test {metric}", **seeds)
     if curves is not None:
-        _zoom_curves(fig, comparison, arms, curves)
+        _zoom_curves(fig, given, arms, curves)
         fig.update_xaxes(title_text="epoch", **curves)
         fig.update_yaxes(title_text=f"test {metric}", **curves)
     if both:
@@ -365,12 +380,12 @@ def comparison_figure(
     return fig
 
 
-def _seed_traces(fig: go.Figure, arm: str, data: Mapping[str, Any], at: Mapping[str, int]) -> None:
+def _seed_traces(fig: go.Figure, arm: str, data: ArmResult, at: Mapping[str, int]) -> None:
     """One arm's per-seed test scores, and its mean with the 95% interval as error bars."""
     import plotly.graph_objects as go
 
     color = ARM_COLORS[arm]
-    per_seed = [float(v) for v in data["test_metric_per_seed"]]
+    per_seed = [float(v) for v in data.test_metric_per_seed]
     mean, low, high = _mean_interval(per_seed)
     fig.add_trace(
         go.Scatter(
@@ -381,7 +396,7 @@ def _seed_traces(fig: go.Figure, arm: str, data: Mapping[str, Any], at: Mapping[
             name=f"{arm}: per seed",
             legendgroup=arm,
             showlegend=False,
-            customdata=data.get("seeds", list(range(len(per_seed)))),
+            customdata=data.seeds,
             hovertemplate=f"{arm}, seed %{{customdata}}: %{{y:.4f}}<extra></extra>",
         ),
         **at,
@@ -405,14 +420,12 @@ def _seed_traces(fig: go.Figure, arm: str, data: Mapping[str, Any], at: Mapping[
     )
 
 
-def _curve_traces(
-    fig: go.Figure, arm: str, data: Mapping[str, Any], at: Mapping[str, int]
-) -> None:
+def _curve_traces(fig: go.Figure, arm: str, data: ArmResult, at: Mapping[str, int]) -> None:
     """One arm's mean test curve per epoch, with a star at its first epoch at the target."""
     import plotly.graph_objects as go
 
     color = ARM_COLORS[arm]
-    curve = [float(v) for v in data["test_curve_mean"]]
+    curve = [float(v) for v in data.test_curve_mean]
     fig.add_trace(
         go.Scatter(
             x=list(range(1, len(curve) + 1)),
@@ -425,7 +438,7 @@ def _curve_traces(
         ),
         **at,
     )
-    reached = data.get("epochs_to_target")
+    reached = data.epochs_to_target
     if reached is not None:
         fig.add_trace(
             go.Scatter(
@@ -446,14 +459,14 @@ def _curve_traces(
 
 
 def _zoom_curves(
-    fig: go.Figure, comparison: Mapping[str, Any], arms: Sequence[str], where: Mapping[str, int]
+    fig: go.Figure, given: Mapping[str, ArmResult], arms: Sequence[str], where: Mapping[str, int]
 ) -> None:
     """Show the last three quarters of the curves' range, where the arms differ."""
-    values = [v for a in arms for v in comparison[a]["test_curve_mean"] if math.isfinite(v)]
+    values = [v for a in arms for v in given[a].test_curve_mean if math.isfinite(v)]
     if not values:
         return
     lo, hi = min(values), max(values)
-    finals = [comparison[a]["test_metric_mean"] for a in arms]
+    finals = [given[a].test_metric_mean for a in arms]
     span = hi - lo
     if span <= 0:
         return
@@ -463,14 +476,15 @@ def _zoom_curves(
     fig.update_yaxes(range=[low, high], **where)
 
 
-def importance_figure(study: optuna.Study) -> go.Figure | None:
+def importance_figure(study: StoredStudy | StudyReading) -> go.Figure | None:
     """Optuna's parameter importances for the validation metric (``None``: too few trials)."""
+    search = study.search
     try:
         with warnings.catch_warnings():
             # "Some regimes ... have less than 2 trials": a small study's importances are rough;
             # the figure is still the best summary there is.
             warnings.simplefilter("ignore", UserWarning)
-            fig = optuna.visualization.plot_param_importances(study)
+            fig = optuna.visualization.plot_param_importances(search)
     except (ValueError, RuntimeError) as exc:  # too few trials, or nothing varies
         _log.info("no parameter importances: %s", exc)
         return None
@@ -484,16 +498,16 @@ def importance_figure(study: optuna.Study) -> go.Figure | None:
     return fig
 
 
-def parallel_figure(study: optuna.Study) -> go.Figure | None:
+def parallel_figure(study: StoredStudy | StudyReading) -> go.Figure | None:
     """Optuna's parallel coordinates of the completed trials (``None``: too few trials)."""
     try:
-        fig = optuna.visualization.plot_parallel_coordinate(study)
+        fig = optuna.visualization.plot_parallel_coordinate(study.search)
     except (ValueError, RuntimeError) as exc:
         _log.info("no parallel coordinates: %s", exc)
         return None
     if not fig.data:
         return None
-    metric = metric_name(study)
+    metric = read(study).metric
     for trace in fig.data:
         if getattr(trace, "dimensions", None):
             trace.dimensions[0].label = f"validation {metric}"

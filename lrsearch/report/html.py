@@ -4,49 +4,16 @@ from __future__ import annotations
 
 import datetime
 import html
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
 from lrsearch.exceptions import LrsearchError
 from lrsearch.pipeline.arms import RECIPES
-from lrsearch.pipeline.verdicts import StudyWarning
-from lrsearch.range_test import RangeTestResult
-from lrsearch.report.figures import (
-    comparison_figure,
-    importance_figure,
-    learning_curves_figure,
-    parallel_figure,
-    range_test_figure,
-    schedules_figure,
-    update_ratio_figure,
-)
-from lrsearch.report.reading import causes_in_words, has_complete, metric_name
-from lrsearch.report.tables import (
-    bounds_table,
-    comparison_table,
-    diagnostics_table,
-    history_table,
-    settings_table,
-    snapshot_sentence,
-    snapshots_table,
-    top_trials_table,
-    verdict,
-)
-from lrsearch.store import (
-    ATTR_CHOSEN_LR,
-    ATTR_COMPARISON,
-    ATTR_CONFIG,
-    ATTR_GRID,
-    ATTR_RANGE_TEST,
-    ATTR_WARNINGS,
-    FINISHED,
-    PRUNED_REASON,
-    StoredStudy,
-    trial_states,
-)
+from lrsearch.report import figures, tables
+from lrsearch.report.reading import StudyReading, causes_in_words, read
+from lrsearch.store import ATTR_GRID, FINISHED, StopReason, StoredStudy, trial_states
 from lrsearch.version import __version__
 
 if TYPE_CHECKING:
@@ -80,12 +47,11 @@ def _figure_html(fig: go.Figure, div_id: str) -> str:
     return f'<div class="figure">{body}</div>'
 
 
-def _warnings_html(study: optuna.Study) -> list[str]:
+def _warnings_html(reading: StudyReading) -> list[str]:
     """The study's warnings, in a box at the top (nothing when there are none)."""
-    stored = study.user_attrs.get(ATTR_WARNINGS) or []
-    if not stored:
+    if not reading.warnings:
         return []
-    items = "".join(f"<li>{html.escape(StudyWarning.from_dict(w).line())}</li>" for w in stored)
+    items = "".join(f"<li>{html.escape(w.line())}</li>" for w in reading.warnings)
     return [f'<div class="warnings" id="warnings"><ul>{items}</ul></div>']
 
 
@@ -99,7 +65,7 @@ def _table_html(frame: pd.DataFrame) -> str:
     return frame.to_html(index=False, border=0, escape=True, na_rep="")
 
 
-def report_html(stored: StoredStudy) -> str:
+def report_html(stored: StoredStudy | StudyReading) -> str:
     """The whole report of a stored study as one self-contained HTML page (plotly.js embedded).
 
     Args:
@@ -111,93 +77,117 @@ def report_html(stored: StoredStudy) -> str:
     Raises:
         LrsearchError: The study has no range test yet.
     """
+    reading = read(stored)
+    if reading.range_test is None:
+        where = reading.stored
+        raise LrsearchError(f"study {where.name!r} in {where.storage} has no range test yet")
+    return "\n".join(
+        [
+            *_head(reading),
+            *_warnings_html(reading),
+            _summary_html(reading),
+            *_range_test_html(reading),
+            "<h2>2. LR schedules of the top trials</h2>",
+            _figure_html(figures.schedules_figure(reading), "fig-schedules"),
+            "<h2>3. Validation learning curves of the search</h2>",
+            _figure_html(figures.learning_curves_figure(reading), "fig-learning-curves"),
+            "<h2>4. Final comparison on the held-out test set</h2>",
+            *_comparison_html(reading),
+            "<h2>5. What mattered in the search</h2>",
+            *_search_html(reading),
+            "<h2>6. Top trials</h2>",
+            _table_html(tables.top_trials_table(reading)),
+            "<h2>7. Settings</h2>",
+            _table_html(tables.settings_table(reading)),
+            "<h2>8. Diagnostics: the update/weight ratio, and why runs stopped</h2>",
+            *_diagnostics_html(reading),
+            "<h2>9. History: every <code>lrsearch run</code> on this study</h2>",
+            _table_html(tables.history_table(reading)),
+            "</body></html>",
+        ]
+    )
+
+
+def _head(reading: StudyReading) -> list[str]:
+    """The page's head (plotly.js inlined) and its title line."""
     from plotly.offline import get_plotlyjs
 
-    study, storage = stored.search, stored.storage
-    if ATTR_RANGE_TEST not in study.user_attrs:
-        raise LrsearchError(f"study {stored.name!r} in {storage} has no range test yet")
-    name = study.study_name
-    metric = metric_name(study)
-    comparison = study.user_attrs.get(ATTR_COMPARISON)
-    parts = [
+    name = html.escape(reading.search.study_name)
+    made = datetime.datetime.now().astimezone()
+    return [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>lrsearch report: {html.escape(name)}</title>",
+        f"<title>lrsearch report: {name}</title>",
         f"<style>{_CSS}</style>",
         f'<script type="text/javascript">{get_plotlyjs()}</script>',
         "</head><body>",
-        f"<h1>lrsearch report: study <code>{html.escape(name)}</code></h1>",
+        f"<h1>lrsearch report: study <code>{name}</code></h1>",
         (
-            f'<p class="meta">{html.escape(storage)} · made '
-            f"{datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z} by lrsearch "
-            f"{html.escape(__version__)} · metric: {html.escape(metric)} "
-            f"({html.escape(study.direction.name.lower())})</p>"
+            f'<p class="meta">{html.escape(reading.stored.storage)} · made '
+            f"{made:%Y-%m-%d %H:%M %Z} by lrsearch "
+            f"{html.escape(__version__)} · metric: {html.escape(reading.metric)} "
+            f"({html.escape(reading.direction)})</p>"
         ),
-        *_warnings_html(study),
-        _summary_html(stored),
-        "<h2>1. LR range test</h2>",
-        _figure_html(range_test_figure(study), "fig-range-test"),
     ]
-    rt = RangeTestResult.from_dict(study.user_attrs[ATTR_RANGE_TEST])
-    parts += [f"<p>Note: {html.escape(line)}</p>" for line in rt.advice]
-    bounds = bounds_table(study)
+
+
+def _range_test_html(reading: StudyReading) -> list[str]:
+    """Section 1: the range test, its advice, and the searched range step by step."""
+    rt = reading.range_test
+    parts = [
+        "<h2>1. LR range test</h2>",
+        _figure_html(figures.range_test_figure(reading), "fig-range-test"),
+    ]
+    parts += [f"<p>Note: {html.escape(line)}</p>" for line in rt.advice] if rt else []
+    bounds = tables.bounds_table(reading)
     if not bounds.empty:
         parts += ["<h3>The searched LR range, step by step</h3>", _table_html(bounds)]
-    parts += [
-        "<h2>2. LR schedules of the top trials</h2>",
-        _figure_html(schedules_figure(study), "fig-schedules"),
-        "<h2>3. Validation learning curves of the search</h2>",
-        _figure_html(learning_curves_figure(study), "fig-learning-curves"),
-        "<h2>4. Final comparison on the held-out test set</h2>",
+    return parts
+
+
+def _comparison_html(reading: StudyReading) -> list[str]:
+    """Section 4: the final comparison's figure, table, snapshots and verdict."""
+    arms, metric = reading.arms, reading.metric
+    if not arms:
+        return [_missing("no final comparison: the study ran with --skip-baselines")]
+    return [
+        _figure_html(figures.comparison_figure(arms, metric=metric), "fig-comparison"),
+        _table_html(tables.comparison_table(arms, metric)),
+        *_snapshots_html(reading),
+        f"<p>{html.escape(tables.verdict(arms, reading.direction))}.</p>",
     ]
-    if comparison:
-        parts += [
-            _figure_html(comparison_figure(comparison, metric=metric), "fig-comparison"),
-            _table_html(comparison_table(comparison, metric)),
-            *_snapshots_html(comparison, metric),
-            f"<p>{html.escape(verdict(comparison, study.direction.name.lower()))}.</p>",
-        ]
-    else:
-        parts.append(_missing("no final comparison: the study ran with --skip-baselines"))
-    parts.append("<h2>5. What mattered in the search</h2>")
+
+
+def _search_html(reading: StudyReading) -> list[str]:
+    """Section 5: Optuna's importances and parallel coordinates (or why they are missing)."""
+    parts = []
     for make, div_id, what in (
-        (importance_figure, "fig-importances", "parameter importances"),
-        (parallel_figure, "fig-parallel", "parallel coordinates"),
+        (figures.importance_figure, "fig-importances", "parameter importances"),
+        (figures.parallel_figure, "fig-parallel", "parallel coordinates"),
     ):
-        fig = make(study)
+        fig = make(reading)
         parts.append(
             _figure_html(fig, div_id)
             if fig is not None
             else _missing(f"no {what}: too few completed trials")
         )
-    parts += [
-        "<h2>6. Top trials</h2>",
-        _table_html(top_trials_table(study)),
-        "<h2>7. Settings</h2>",
-        _table_html(settings_table(stored)),
-        "<h2>8. Diagnostics: the update/weight ratio, and why runs stopped</h2>",
-        *_diagnostics_html(study),
-        "<h2>9. History: every <code>lrsearch run</code> on this study</h2>",
-        _table_html(history_table(stored)),
-        "</body></html>",
-    ]
-    return "\n".join(parts)
+    return parts
 
 
-def _snapshots_html(comparison: dict[str, Any], metric: str) -> list[str]:
+def _snapshots_html(reading: StudyReading) -> list[str]:
     """The snapshot ensemble against the single model, seed by seed (nothing without it)."""
-    frame = snapshots_table(comparison, metric)
+    frame = tables.snapshots_table(reading.arms, reading.metric)
     if frame.empty:
         return []
     return [
         "<h3>Snapshot ensemble: the tuned runs' models at their last cycle ends, averaged</h3>",
         _table_html(frame),
-        f"<p>{html.escape(snapshot_sentence(comparison))}.</p>",
+        f"<p>{html.escape(tables.snapshot_sentence(reading.arms))}.</p>",
     ]
 
 
-def _diagnostics_html(study: optuna.Study) -> list[str]:
-    fig = update_ratio_figure(study)
+def _diagnostics_html(reading: StudyReading) -> list[str]:
+    fig = figures.update_ratio_figure(reading)
     parts = [
         _figure_html(fig, "fig-update-ratio")
         if fig is not None
@@ -205,58 +195,57 @@ def _diagnostics_html(study: optuna.Study) -> list[str]:
         "<p>CS231n's rule of thumb: a step should change the weights by about 1e-3 of their "
         "size. Far below, the learning rate barely moves them; far above, it overwrites them.</p>",
     ]
-    frame = diagnostics_table(study)
+    frame = tables.diagnostics_table(reading)
     if frame.empty:
         return [*parts, _missing("no search trial stopped early or was flagged")]
     return [*parts, _table_html(frame)]
 
 
-def _summary_html(stored: StoredStudy) -> str:
-    study, constant_cv = stored.search, stored.constant_cv
-    attrs = study.user_attrs
-    metric = metric_name(study)
-    comparison = attrs.get(ATTR_COMPARISON)
+def _summary_html(reading: StudyReading) -> str:
+    """The box at the top: the verdict (or the best trial so far), the baselines, the search."""
+    arms, best = reading.arms, reading.best_in_words()
     items: list[tuple[str, str]] = []
-    if comparison:
-        items.append(("Verdict", verdict(comparison, study.direction.name.lower())))
-        items.append(("Tuned schedule", comparison["tuned"]["schedule"]))
-    elif has_complete(study):
-        best = study.best_trial
-        items.append(
-            (
-                "Best search trial",
-                f"#{best.number}, validation {metric} {best.value:.4f}: "
-                f"{best.user_attrs.get('schedule', '')}",
-            )
-        )
-    if constant_cv is not None and ATTR_CHOSEN_LR in constant_cv.user_attrs:
-        folds = attrs.get(ATTR_CONFIG, {}).get("cv_folds", "k")
+    if arms:
+        items.append(("Verdict", tables.verdict(arms, reading.direction)))
+        items.append(("Tuned schedule", arms["tuned"].schedule))
+    elif best is not None:
+        items.append(("Best search trial", best))
+    constant_cv = reading.stored.constant_cv
+    if constant_cv is not None and reading.chosen_lr is not None:
+        folds = reading.config.get("cv_folds", "k")
         grid = constant_cv.user_attrs.get(ATTR_GRID, [])
-        chosen = float(constant_cv.user_attrs[ATTR_CHOSEN_LR])
         items.append(
             (
                 f"Constant LR chosen by {folds}-fold CV",
-                f"{chosen:.3g} (from a grid of {len(grid)})",
+                f"{reading.chosen_lr:.3g} (from a grid of {len(grid)})",
             )
         )
+    items += _recipes(reading)
+    counts = sorted(trial_states(reading.search).items())
+    items.append(("Search trials", ", ".join(f"{n} {s.lower()}" for s, n in counts)))
+    causes = causes_in_words(reading)
+    if causes:
+        items.append(("Why search trials stopped early", causes))
+    body = "".join(f"<li><b>{html.escape(k)}:</b> {html.escape(v)}.</li>" for k, v in items)
+    return f'<div class="summary"><ul>{body}</ul></div>'
+
+
+def _recipes(reading: StudyReading) -> list[tuple[str, str]]:
+    """Each fixed recipe's validation run: what it scored, or why it stopped."""
+    items = []
     for recipe in RECIPES.values():
-        scored = stored.stages.get(recipe.stage)
+        scored = reading.stored.stages.get(recipe.stage)
         done = [] if scored is None else scored.get_trials(deepcopy=False, states=FINISHED)
         if done:
             trial = done[0]
             label = (
                 f"{recipe.name} ({recipe.optimizer}, {recipe.schedule().describe()}{recipe.note})"
             )
+            stop = StopReason.from_attrs(trial.user_attrs)
             said = (
-                f"validation {metric} {float(trial.value):.4f}"  # type: ignore[arg-type]
+                f"validation {reading.metric} {float(trial.value):.4f}"  # type: ignore[arg-type]
                 if trial.state == TrialState.COMPLETE
-                else f"stopped: {trial.user_attrs.get(PRUNED_REASON, 'pruned')}"
+                else f"stopped: {'pruned' if stop is None else stop.words}"
             )
             items.append((label, said))
-    counts = sorted(trial_states(study).items())
-    items.append(("Search trials", ", ".join(f"{n} {s.lower()}" for s, n in counts)))
-    causes = causes_in_words(study)
-    if causes:
-        items.append(("Why search trials stopped early", causes))
-    body = "".join(f"<li><b>{html.escape(k)}:</b> {html.escape(v)}.</li>" for k, v in items)
-    return f'<div class="summary"><ul>{body}</ul></div>'
+    return items

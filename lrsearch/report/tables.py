@@ -3,27 +3,23 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import math
 from typing import Any
 
-import optuna
 import pandas as pd
 
-from lrsearch.choices import SNAPSHOT_ARM
+from lrsearch.choices import ARM_ORDER, SNAPSHOT_ARM
 from lrsearch.pipeline.bounds import CAUSES
-from lrsearch.pipeline.comparison import comparison_table, verdict
-from lrsearch.report.reading import cause, diagnosed_trials, metric_name, tuned_trial
-from lrsearch.store import (
-    ATTR_BOUNDS_HISTORY,
-    ATTR_CONFIG,
-    ATTR_FINALISTS,
-    ATTR_RANGE_TEST,
-    ATTR_TASK,
-    StoredStudy,
-    history,
-    timings,
-    top_trials,
+from lrsearch.report.reading import (
+    Comparison,
+    StudyReading,
+    as_arms,
+    cause,
+    diagnosed_trials,
+    read,
+    schedule_words,
 )
+from lrsearch.store import SEEDED, StoredStudy, history, timings, top_trials
 
 __all__ = [
     "bounds_table",
@@ -38,38 +34,112 @@ __all__ = [
 ]
 
 
-def top_trials_table(study: optuna.Study, n: int = 10) -> pd.DataFrame:
+def top_trials_table(study: StoredStudy | StudyReading, n: int = 10) -> pd.DataFrame:
     """The best ``n`` completed search trials with their schedule in words and, for the
     finalists, their cross-validated score (the tuned arm is the best of those)."""
-    metric = metric_name(study)
-    finalists = {f["trial"]: f for f in study.user_attrs.get(ATTR_FINALISTS, [])}
-    tuned = tuned_trial(study)
+    reading = read(study)
+    finalists = {f.trial: f for f in reading.finalists}
+    tuned = reading.tuned_trial
     rows = []
-    for rank, trial in enumerate(top_trials(study, n), start=1):
+    for rank, trial in enumerate(top_trials(reading.search, n), start=1):
         fin = finalists.get(trial.number)
+        cv_mean = None if fin is None else fin.cv_mean
         rows.append(
             {
                 "rank": rank,
                 "trial": trial.number,
-                f"validation {metric}": round(float(trial.value), 4),  # type: ignore[arg-type]
+                f"validation {reading.metric}": round(float(trial.value), 4),  # type: ignore[arg-type]
                 "CV mean (finalists)": (
-                    round(fin["cv_mean"], 4) if fin and fin["cv_mean"] is not None else ""
+                    round(cv_mean, 4) if cv_mean is not None and math.isfinite(cv_mean) else ""
                 ),
                 "tuned arm": "yes" if trial.number == tuned else "",
-                "schedule": trial.user_attrs.get("schedule", trial.params.get("schedule")),
-                "seeded": "yes" if trial.user_attrs.get("seeded") else "",
+                "schedule": schedule_words(trial),
+                "seeded": "yes" if trial.user_attrs.get(SEEDED) else "",
             }
         )
     return pd.DataFrame(rows)
 
 
-def snapshots_table(comparison: Mapping[str, Any] | None, metric: str) -> pd.DataFrame:
+#: How the table names an arm's optimizer.
+_OPTIMIZER_WORDS = {
+    "task": "task's",
+    "sgd": "SGD",
+    "nesterov": "SGD Nesterov",
+    "adamw": "AdamW",
+    "Adam": "Adam",
+    "Prodigy": "Prodigy",
+    "AdamWScheduleFree": "Schedule-Free AdamW",
+}
+
+
+def comparison_table(comparison: Comparison, metric: str) -> pd.DataFrame:
+    """The final comparison, one row per arm (empty without one): test metric mean ± std,
+    tuned - arm with its 95% interval, whether that is significant, epochs to the target, the
+    schedule in words.
+
+    The target is the constant-cv arm's final mean test metric, and the column's header says
+    so with its value (``epochs to 0.9716 (constant-cv)``); a comparison without that arm has
+    no target, and no such column.
+
+    Example:
+        >>> from lrsearch.store import ArmResult
+        >>> arm = ArmResult(0.9, 0.01, [0.9], [0.8, 0.9], [[0.8, 0.9]], 2, 20, {"lr": 0.1},
+        ...                 "constant 0.1", "task", [1000], [None], 1.0, 0.9, 2)
+        >>> list(comparison_table({"tuned": arm}, "accuracy").columns)[-2:]
+        ['epochs to 0.9000 (constant-cv)', 'schedule']
+    """
+    given = as_arms(comparison)
+    arms = [(arm, given[arm]) for arm in ARM_ORDER if arm in given]
+    target = next((d.target for _, d in arms if d.target is not None), None)
+    rows = []
+    for arm, data in arms:
+        diff = data.tuned_minus_this
+        row = {
+            "arm": arm,
+            "optimizer": _OPTIMIZER_WORDS.get(data.optimizer, data.optimizer),
+            f"test {metric}": f"{data.test_metric_mean:.4f} ± {data.test_metric_std:.4f}",
+            "tuned - arm [95% CI]": (
+                f"{diff['mean_diff']:+.4f} [{diff['ci_low']:+.4f}, {diff['ci_high']:+.4f}]"
+                if diff
+                else ""
+            ),
+            "significant": ("yes" if diff["significant"] else "no") if diff else "",
+        }
+        if target is not None:
+            reached = data.epochs_to_target
+            row[f"epochs to {target:.4f} (constant-cv)"] = (
+                f"{reached}/{data.epochs}" if reached is not None else f"not in {data.epochs}"
+            )
+        row["schedule"] = data.schedule
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def verdict(comparison: Comparison, direction: str) -> str:
+    """One sentence: whether the tuned schedule beat each other arm, significantly."""
+    arms = as_arms(comparison)
+    if not arms:
+        return "no final comparison (baselines skipped)"
+    better = "higher" if direction == "maximize" else "lower"
+    parts = []
+    for arm in ARM_ORDER[1:]:
+        diff = arms[arm].tuned_minus_this if arm in arms else None
+        if diff is None:
+            continue
+        sign = diff["mean_diff"] if direction == "maximize" else -diff["mean_diff"]
+        word = "beats" if sign > 0 else ("ties" if sign == 0 else "loses to")
+        sig = "significantly" if diff["significant"] else "not significantly"
+        parts.append(f"{word} {arm} ({sig}, {better} is better)")
+    return "tuned " + "; ".join(parts)
+
+
+def snapshots_table(comparison: Comparison, metric: str) -> pd.DataFrame:
     """Single model against snapshot ensemble, seed by seed (empty without the
     ``tuned-snapshots`` arm): the tuned run's final model, its last snapshot, the ensemble."""
-    data = (comparison or {}).get(SNAPSHOT_ARM)
-    if not data:
+    arms = as_arms(comparison)
+    data = arms.get(SNAPSHOT_ARM)
+    if data is None or data.last_snapshot_per_seed is None:
         return pd.DataFrame()
-    tuned = comparison["tuned"]  # type: ignore[index]
     rows = [
         {
             "seed": seed,
@@ -79,23 +149,23 @@ def snapshots_table(comparison: Mapping[str, Any] | None, metric: str) -> pd.Dat
             "ensemble - last snapshot": f"{ensemble - last:+.4f}",
         }
         for seed, final, last, ensemble in zip(
-            data["seeds"],
-            tuned["test_metric_per_seed"],
-            data["last_snapshot_per_seed"],
-            data["test_metric_per_seed"],
+            data.seeds,
+            arms["tuned"].test_metric_per_seed,
+            data.last_snapshot_per_seed,
+            data.test_metric_per_seed,
             strict=True,
         )
     ]
     return pd.DataFrame(rows)
 
 
-def snapshot_sentence(comparison: Mapping[str, Any] | None) -> str:
+def snapshot_sentence(comparison: Comparison) -> str:
     """The snapshot ensemble's gain over its last snapshot, with the paired 95% interval
     (``""`` without the ``tuned-snapshots`` arm)."""
-    data = (comparison or {}).get(SNAPSHOT_ARM)
-    if not data or "ensemble_minus_last_snapshot" not in data:
+    data = as_arms(comparison).get(SNAPSHOT_ARM)
+    d = None if data is None else data.ensemble_minus_last_snapshot
+    if not d:
         return ""
-    d = data["ensemble_minus_last_snapshot"]
     sig = "significant" if d["significant"] else "not significant"
     return (
         f"snapshot ensemble - its last snapshot: {d['mean_diff']:+.4f} "
@@ -103,37 +173,48 @@ def snapshot_sentence(comparison: Mapping[str, Any] | None) -> str:
     )
 
 
-def diagnostics_table(study: optuna.Study) -> pd.DataFrame:
+def diagnostics_table(study: StoredStudy | StudyReading) -> pd.DataFrame:
     """The search trials the diagnostics have something to say about: why each stopped (its
-    ``pruned_reason``, and the cause in short) and its update/weight-ratio and loss flags."""
+    stop reason in words, and the cause in short) and its update/weight-ratio and loss flags."""
     rows = [
         {
             "trial": trial.number,
             "state": trial.state.name.lower(),
-            "schedule": trial.user_attrs.get("schedule", trial.params.get("schedule")),
-            "cause": cause(reason) if reason else "",
-            "why it stopped": reason or "",
+            "schedule": schedule_words(trial),
+            "cause": cause(stop) if stop else "",
+            "why it stopped": stop.words if stop else "",
             "flags": "; ".join(flags),
         }
-        for trial, reason, flags in diagnosed_trials(study)
+        for trial, stop, flags in diagnosed_trials(study)
     ]
     return pd.DataFrame(rows)
 
 
-def settings_table(stored: StoredStudy) -> pd.DataFrame:
+#: The range test's fields the settings show.
+_RANGE_TEST_SETTINGS = ("low", "high", "suggestion", "diverged", "never_diverged", "no_valley")
+
+
+def settings_table(stored: StoredStudy | StudyReading) -> pd.DataFrame:
     """Every setting of the study (config, task, range test) and the seconds its units took
     per stage, summed over whichever workers ran them."""
-    attrs = stored.attrs
+    reading = read(stored)
     rows: list[tuple[str, str, Any]] = []
-    for key, value in sorted(attrs.get(ATTR_CONFIG, {}).items()):
+    for key, value in sorted(reading.config.items()):
         rows.append(("config", key, value))
-    for key, value in sorted(attrs.get(ATTR_TASK, {}).items()):
+    for key, value in sorted(reading.task.items()):
         rows.append(("task", key, value))
-    rt = attrs.get(ATTR_RANGE_TEST, {})
-    for key in ("low", "high", "suggestion", "diverged", "never_diverged", "no_valley"):
-        if key in rt:
-            rows.append(("range test", key, rt[key]))
-    spent = timings(stored)
+    rt = reading.range_test
+    if rt is not None:
+        found = {
+            "low": rt.bounds.low,
+            "high": rt.bounds.high,
+            "suggestion": rt.suggestion,
+            "diverged": bool(rt.diverged),
+            "never_diverged": bool(rt.never_diverged),
+            "no_valley": bool(rt.no_valley),
+        }
+        rows += [("range test", key, found[key]) for key in _RANGE_TEST_SETTINGS]
+    spent = timings(reading.stored)
     for stage, time in spent.stages.items():
         if time.units:
             rows.append(("seconds", f"{stage} ({time.units} units)", round(time.seconds, 1)))
@@ -145,10 +226,9 @@ def settings_table(stored: StoredStudy) -> pd.DataFrame:
     return frame
 
 
-def bounds_table(study: optuna.Study) -> pd.DataFrame:
-    """The searched LR range step by step: where it started and each widening (empty for a
-    study stored before the history was kept)."""
-    rows = study.user_attrs.get(ATTR_BOUNDS_HISTORY) or []
+def bounds_table(study: StoredStudy | StudyReading) -> pd.DataFrame:
+    """The searched LR range step by step: where it started and each widening (empty before
+    the study has a result)."""
     return pd.DataFrame(
         [
             {
@@ -159,15 +239,15 @@ def bounds_table(study: optuna.Study) -> pd.DataFrame:
                 "LR at the edge": "" if row["lr"] is None else f"{row['lr']:.3g}",
                 "trial": "" if row["trial"] is None else f"#{row['trial']}",
             }
-            for row in rows
+            for row in read(study).bounds_history
         ]
     )
 
 
-def history_table(stored: StoredStudy) -> pd.DataFrame:
+def history_table(stored: StoredStudy | StudyReading) -> pd.DataFrame:
     """Every ``lrsearch run`` on the study: when, where, which versions, what it ran."""
     rows = []
-    for run in history(stored):
+    for run in history(stored.stored if isinstance(stored, StudyReading) else stored):
         units = ", ".join(f"{stage} {n}" for stage, n in run.units.items()) or "nothing left"
         status = run.status if run.finished() else "did not finish (killed, or still running)"
         rows.append(
