@@ -19,7 +19,6 @@ from lrsearch.pipeline.comparison import (
     Arm,
     arm_key,
     compare,
-    comparison_table,
     epochs_to_target,
     make_arms,
     paired_interval,
@@ -27,6 +26,7 @@ from lrsearch.pipeline.comparison import (
     summarize,
 )
 from lrsearch.schedules import Schedule
+from lrsearch.report import comparison_table
 from lrsearch.store import FinalRun
 from lrsearch.tasks import Data, Task, steps_per_epoch
 from lrsearch.training import train_task

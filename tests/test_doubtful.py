@@ -70,5 +70,5 @@ def test_the_new_users_cnn_is_redone_searched_wide_and_learns(
     box = page.index('<div class="warnings"')
     assert box < page.index("<h2>1. LR range test</h2>")
     assert "could not be read either" in page[box:]
-    note = note_markdown(stored.search)
+    note = note_markdown(stored)
     assert all(f"- **{w.line()}**" in note for w in result.warnings)

@@ -50,8 +50,8 @@ from lrsearch.tasks import Task
 
 __all__ = ["FIXED_KEYS", "OnStored", "run_study"]
 
-#: What ``run_study`` calls with study NAME when this process stored something new.
-OnStored = Callable[[optuna.Study], None]
+#: What ``run_study`` calls with the stored study when this process stored something new.
+OnStored = Callable[[StoredStudy], None]
 
 _log = logging.getLogger(__name__)
 
@@ -152,7 +152,7 @@ def _finish(ctx: Context, storage: str | None, on_stored: OnStored | None) -> St
         warnings=[w.code for w in result.warnings],
     )
     if ctx.changed and on_stored is not None:
-        on_stored(ctx.study("search"))
+        on_stored(load_stored(ctx.cfg.name, storage=ctx.url, store=ctx.store))
     return result
 
 
@@ -165,7 +165,8 @@ def _stages(
 ) -> None:
     readings = _range_test.ensure(ctx)
     if ctx.changed and on_stored is not None:
-        on_stored(ctx.study("search"))  # the range test on the dashboard while the search runs
+        # the range test on the dashboard while the search runs
+        on_stored(load_stored(ctx.cfg.name, storage=ctx.url, store=ctx.store))
     first = readings[ctx.cfg.optimizers[0]]
     bounds = {name: search_bounds or r.bounds for name, r in readings.items()}
     # The seeds peak over each range test's suggestion (never above its high), 1cycle at its
