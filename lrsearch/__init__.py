@@ -24,7 +24,7 @@ if TYPE_CHECKING:
         hf_total_steps,
         lightning_scheduler,
     )
-    from lrsearch.pipeline import StudyResult, StudyWarning, load_result
+    from lrsearch.pipeline import StudyWarning
     from lrsearch.preflight import PreflightError
     from lrsearch.range_test import RangeTestResult, range_test
     from lrsearch.report import EXPORT_COLUMNS, export_frame, report_html
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
         suggest_setup,
     )
     from lrsearch.store import load_stored
-    from lrsearch.study import run_study
+    from lrsearch.study import StudyResult, load_result, run_study
     from lrsearch.tasks import Task, load_task
 
 #: Where each public name lives.
@@ -52,7 +52,7 @@ _HOME: dict[str, str] = {
     "Schedule": "lrsearch.schedules",
     "Setup": "lrsearch.space",
     "StudyConfig": "lrsearch.config",
-    "StudyResult": "lrsearch.pipeline",
+    "StudyResult": "lrsearch.study",
     "StudyWarning": "lrsearch.pipeline",
     "PreflightError": "lrsearch.preflight",
     "Task": "lrsearch.tasks",
@@ -62,7 +62,7 @@ _HOME: dict[str, str] = {
     "hf_total_steps": "lrsearch.frameworks",
     "lightning_scheduler": "lrsearch.frameworks",
     "load_config": "lrsearch.config",
-    "load_result": "lrsearch.pipeline",
+    "load_result": "lrsearch.study",
     "load_stored": "lrsearch.store",
     "load_task": "lrsearch.tasks",
     "range_test": "lrsearch.range_test",

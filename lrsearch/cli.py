@@ -20,9 +20,9 @@ from lrsearch.exceptions import LrsearchError
 from lrsearch.version import __version__
 
 if TYPE_CHECKING:
-    from lrsearch.pipeline import StudyResult
     from lrsearch.schedules import Schedule
     from lrsearch.space import Setup
+    from lrsearch.study import StudyResult
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -429,7 +429,7 @@ def best(name: str, storage: str | None, steps_per_epoch: int, epochs: int, fmt:
     in your run's optimizer steps (StudyResult.schedule_for in Python). Step the scheduler once
     after every optimizer step (a plateau schedule: once per epoch with the metric).
     """
-    from lrsearch.pipeline import load_result
+    from lrsearch.study import load_result
 
     result = load_result(name, storage=storage)
     setup = result.setup_for(steps_per_epoch=steps_per_epoch, epochs=epochs)

@@ -3,20 +3,25 @@
 The pipeline (:mod:`lrsearch.pipeline`) stores the work; this module, above both the pipeline
 and the presentation (:mod:`lrsearch.report`), adds what optuna-dashboard shows: the
 range-test figure as soon as it is stored, the comparison figures and the note when the result
-changes. Everything is stored in one Optuna storage (default ``sqlite:///studies/lrsearch.db``);
-:mod:`lrsearch.store` names every study and attribute.
+changes; and the result's table and verdict (:class:`StudyResult`). Everything is stored in
+one Optuna storage (default ``sqlite:///studies/lrsearch.db``); :mod:`lrsearch.store` names
+every study and attribute.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+import pandas as pd
+from optuna.storages import RDBStorage
+
+from lrsearch import pipeline
 from lrsearch.config import StudyConfig
-from lrsearch.pipeline import StudyResult, load_result, run_range_test
-from lrsearch.pipeline import run_study as _run_pipeline
+from lrsearch.pipeline import run_range_test
 from lrsearch.pipeline.context import Progress
-from lrsearch.report import attach_to_dashboard
+from lrsearch.report import attach_to_dashboard, comparison_table, verdict
 from lrsearch.space import LRBounds
 from lrsearch.store import (
     DEFAULT_STORAGE,
@@ -40,6 +45,44 @@ __all__ = [
     "run_range_test",
     "run_study",
 ]
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyResult(pipeline.StudyResult):
+    """What a study found, as stored, with its final comparison as a table and in one sentence.
+
+    The fields are :class:`lrsearch.pipeline.StudyResult`'s, derived from the stored units by
+    :func:`load_result`; :meth:`table` and :meth:`verdict` present them (as the CLI prints them).
+    """
+
+    @classmethod
+    def of(cls, result: pipeline.StudyResult) -> StudyResult:
+        """The same result, with its presentation."""
+        return cls(**{f.name: getattr(result, f.name) for f in dataclasses.fields(result)})
+
+    def table(self) -> pd.DataFrame:
+        """The final comparison, one row per arm (empty without one)."""
+        return comparison_table(self.arms, self.metric)
+
+    def verdict(self) -> str:
+        """One sentence: whether the tuned schedule beat each other arm, significantly."""
+        return verdict(self.arms, self.direction)
+
+
+def load_result(
+    name: str, *, storage: str | None = None, store: RDBStorage | None = None
+) -> StudyResult:
+    """Rebuild the :class:`StudyResult` of a stored study without running anything.
+
+    Args:
+        name: The study name.
+        storage: Its storage URL (default ``sqlite:///studies/lrsearch.db``).
+        store: An open storage to use instead.
+
+    Raises:
+        LrsearchError: No database, no such study, no range test or no completed trial yet.
+    """
+    return StudyResult.of(pipeline.load_result(name, storage=storage, store=store))
 
 
 def run_study(
@@ -83,7 +126,7 @@ def run_study(
         enqueue_seeds: Enqueue the literature's schedules first (``False`` for ablations).
 
     Returns:
-        The :class:`~lrsearch.pipeline.StudyResult`, derived from the stored units.
+        The :class:`StudyResult`, derived from the stored units.
 
     Raises:
         InvalidParameterError: A bad config or override (before anything is written).
@@ -94,7 +137,7 @@ def run_study(
         >>> result = run_study("digits", overrides={"n_trials": 8})  # doctest: +SKIP
         >>> print(result.table())  # doctest: +SKIP
     """
-    return _run_pipeline(
+    result = pipeline.run_study(
         config,
         storage=storage,
         overrides=overrides,
@@ -108,3 +151,4 @@ def run_study(
         enqueue_seeds=enqueue_seeds,
         on_stored=attach_to_dashboard,
     )
+    return StudyResult.of(result)

@@ -35,9 +35,9 @@ import torch
 
 from lrsearch.choices import ARMS
 from lrsearch.config import load_config
-from lrsearch.pipeline import run_study
 from lrsearch.pipeline.arms import RECIPES
 from lrsearch.store import load_stored, run_records
+from lrsearch.study import run_study
 from lrsearch.tasks import load_task
 
 SHORT = {

@@ -25,7 +25,8 @@ from lrsearch.choices import ARMS
 from lrsearch.cli import cli
 from lrsearch.exceptions import InvalidParameterError, LrsearchError
 from lrsearch.optimizers import search_optimizer
-from lrsearch.study import run_study
+from lrsearch.store import load_stored
+from lrsearch.study import load_result, run_study
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 
@@ -115,7 +116,8 @@ def test_run_prints_the_comparison_and_studies_lists_it(cwd: Path) -> None:
     assert "range test: LR bounds " in out
     assert "constant LR chosen by CV: " in out
     assert "final comparison on the held-out test set (2 seeds per arm):" in out
-    comparison = optuna.load_study(study_name="tiny", storage=url).user_attrs["comparison"]
+    comparison = load_result("tiny", storage=url).comparison
+    assert comparison is not None
     lines = out.splitlines()
     for arm in ARMS:
         (row,) = [line for line in lines if line.strip().startswith(arm + " ") and "±" in line]
@@ -154,13 +156,18 @@ def test_run_flags_override_the_config(cwd: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert "final comparison" not in result.stdout
-    assert sorted(optuna.get_all_study_names(url)) == ["tiny", "tiny/bounds", "tiny/range-test"]
+    assert sorted(optuna.get_all_study_names(url)) == [
+        "tiny",
+        "tiny/bounds",
+        "tiny/range-test",
+        "tiny/runs",
+    ]
     study = optuna.load_study(study_name="tiny", storage=url)
     # The budget is 2 trials: of the literature's seeds only 2 are enqueued, none waits.
     assert len(study.trials) == 2
     assert not [t for t in study.trials if t.state == TrialState.WAITING]
     assert all(t.user_attrs.get("seeded") for t in study.trials)
-    assert study.user_attrs["config"]["n_trials"] == 2
+    assert load_stored("tiny", storage=url).attrs["config"]["n_trials"] == 2
 
 
 def test_range_test_prints_bounds_and_writes_a_plot(cwd: Path) -> None:
@@ -448,7 +455,7 @@ def test_readers_leave_a_sqlite_files_journal_mode_as_they_found_it(
     # In Python: the readers behind those commands.
     assert load_result("tiny", storage=url).name == "tiny"
     stored = load_stored("tiny", storage=url)
-    assert stored.search.user_attrs["comparison"]  # read through the open storage
+    assert stored.attrs["config"]  # read through the open storage
     assert not export_frame("tiny", storage=url).empty
     assert list(list_studies(url)["study"]) == ["tiny"]
     assert _journal_mode(path) == "delete"

@@ -25,8 +25,8 @@ from lrsearch.pipeline.comparison import (
     run_arm,
     summarize,
 )
-from lrsearch.schedules import Schedule
 from lrsearch.report import comparison_table
+from lrsearch.schedules import Schedule
 from lrsearch.store import FinalRun
 from lrsearch.tasks import Data, Task, steps_per_epoch
 from lrsearch.training import train_task

@@ -14,10 +14,10 @@ import tiny_task
 from optuna.trial import TrialState
 
 import lrsearch.pipeline.range_test
-from lrsearch.pipeline import load_result, run_study
 from lrsearch.pipeline.range_test import REDO_SWEEPS, Reading, read, redo_key, unit_key
 from lrsearch.space import LRBounds
 from lrsearch.store import UNIT, UNIT_RANGE_TEST, load_stored
+from lrsearch.study import load_result, run_study
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 

@@ -214,7 +214,7 @@ def test_an_error_in_a_later_unit_is_one_line_and_resumable(
         t
         for name in optuna.get_all_study_names(storage)
         for t in optuna.load_study(study_name=name, storage=storage).trials
-        if t.state == TrialState.FAIL
+        if t.state == TrialState.FAIL and name != "later/runs"  # the run's record fails too
     ]
     assert len(failed) == 1
     # The task is mended: the same command resumes the study and finishes it.

@@ -11,8 +11,16 @@ from __future__ import annotations
 
 from lrsearch.pipeline.context import prepare
 from lrsearch.pipeline.range_test import preview as run_range_test
-from lrsearch.pipeline.result import StudyResult, load_result
+from lrsearch.pipeline.result import StudyResult, load_result, result_of
 from lrsearch.pipeline.run import run_study
 from lrsearch.pipeline.verdicts import StudyWarning
 
-__all__ = ["StudyResult", "StudyWarning", "load_result", "prepare", "run_range_test", "run_study"]
+__all__ = [
+    "StudyResult",
+    "StudyWarning",
+    "load_result",
+    "prepare",
+    "result_of",
+    "run_range_test",
+    "run_study",
+]

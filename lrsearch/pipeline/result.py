@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import pandas as pd
 import torch
 from optuna.storages import RDBStorage
 from optuna.trial import TrialState
@@ -47,12 +46,13 @@ from lrsearch.store import (
 )
 from lrsearch.tasks import steps_per_epoch
 
-__all__ = ["StudyResult", "load_result"]
+__all__ = ["StudyResult", "load_result", "result_of"]
 
 
 @dataclasses.dataclass(frozen=True)
 class StudyResult:
-    """What a study found, as stored (built by :func:`load_result`).
+    """What a study found, as stored (built by :func:`load_result`; ``lrsearch.StudyResult``
+    adds its table and verdict).
 
     Attributes:
         name: The study name.
@@ -162,18 +162,6 @@ class StudyResult:
         """
         return self.setup_for(steps_per_epoch=steps_per_epoch, epochs=epochs).schedule
 
-    def table(self) -> pd.DataFrame:
-        """The final comparison, one row per arm (empty without one)."""
-        from lrsearch.report.tables import comparison_table  # moved to the public façade next
-
-        return comparison_table(self.arms, self.metric)
-
-    def verdict(self) -> str:
-        """One sentence: whether the tuned schedule beat each other arm, significantly."""
-        from lrsearch.report.tables import verdict  # moved to the public façade next
-
-        return verdict(self.arms, self.direction)
-
 
 def load_result(
     name: str, *, storage: str | None = None, store: RDBStorage | None = None
@@ -188,7 +176,16 @@ def load_result(
     Raises:
         LrsearchError: No database, no such study, no range test or no completed trial yet.
     """
-    stored = load_stored(name, storage=storage, store=store)
+    return result_of(load_stored(name, storage=storage, store=store))
+
+
+def result_of(stored: StoredStudy) -> StudyResult:
+    """:func:`load_result` of a study already open (:func:`~lrsearch.store.load_stored`).
+
+    Raises:
+        LrsearchError: No range test or no completed trial yet.
+    """
+    name = stored.name
     study = _Study.read(stored)
     tuned, finalists = study.tuned()
     setup = setup_from_params(

@@ -22,7 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from lrsearch.diagnostics import NON_FINITE, TOO_HIGH, TOO_LOW
 from lrsearch.exceptions import LrsearchError
-from lrsearch.pipeline import StudyResult, StudyWarning, load_result
+from lrsearch.pipeline import StudyResult, StudyWarning, result_of
 from lrsearch.pipeline import range_test as _range_test
 from lrsearch.range_test import RangeTestResult
 from lrsearch.store import (
@@ -205,9 +205,7 @@ def read(study: StoredStudy | StudyReading) -> StudyReading:
 def _result(stored: StoredStudy) -> StudyResult | None:
     """What the study found, or ``None`` while it has no range test or no completed trial."""
     try:
-        # load_result opens the study by name; this reuses the storage it is open on (a URL
-        # masked for show could not be opened again).
-        return load_result(stored.name, store=stored.search._storage)  # type: ignore[arg-type]
+        return result_of(stored)
     except LrsearchError:
         return None
 
