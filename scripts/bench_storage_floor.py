@@ -44,10 +44,11 @@ from lrsearch.pipeline.search import make_pruner
 from lrsearch.store import load_stored, open_storage, timings
 
 
-def _config(study: optuna.Study, name: str) -> tuple[StudyConfig, int, int]:
-    raw = study.user_attrs["config"]  # StudyConfig.to_dict(), read back by replace()
+def _config(storage: str, name: str) -> tuple[StudyConfig, int, int]:
+    attrs = load_stored(name, storage=storage).attrs  # config and task: on the runs' trials
+    raw = attrs["config"]  # StudyConfig.to_dict(), read back by replace()
     cfg = StudyConfig(name=name, task=raw["task"]).replace(**raw)
-    return cfg, int(raw["epochs"]), int(study.user_attrs["steps_per_epoch"]["search"])
+    return cfg, int(raw["epochs"]), int(attrs["steps_per_epoch"]["search"])
 
 
 def replay_calls(
@@ -108,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if name is None:
         parser.error(f"no study named *-prune in {args.storage}: give --study")
     study = optuna.load_study(study_name=name, storage=args.storage)
-    cfg, epochs, spe = _config(study, name)
+    cfg, epochs, spe = _config(args.storage, name)
     ran_with = cfg.pruner
     if args.pruner is not None:
         cfg = cfg.replace(pruner=args.pruner)

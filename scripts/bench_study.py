@@ -313,8 +313,10 @@ def part_seeding(task: str, settings: Settings) -> dict[str, Any]:
             if variant == "blind":
                 kwargs |= {"search_bounds": BLIND_BOUNDS, "enqueue_seeds": False}
             result, seconds = _run(cfg, settings, **kwargs)
-            study, trials = _load(cfg.name, settings)
-            epochs_run = int(study.user_attrs["config"]["epochs"])
+            _, trials = _load(cfg.name, settings)
+            epochs_run = int(
+                load_stored(cfg.name, storage=settings.storage).attrs["config"]["epochs"]
+            )
             trials = [t for t in trials if t.state != TrialState.WAITING]
             values = [
                 float(t.value) if t.state == TrialState.COMPLETE and t.value is not None else None

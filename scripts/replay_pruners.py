@@ -41,6 +41,7 @@ from lrsearch.exceptions import InvalidParameterError
 from lrsearch.pipeline.search import make_pruner
 from lrsearch.pruners import ScheduleAwarePruner
 from lrsearch.space import setup_from_params
+from lrsearch.store import load_stored
 
 GOAL_RATIO = 0.35
 GOAL_LOSS_POINTS = 0.5
@@ -65,7 +66,8 @@ class Search:
 
 def load_search(storage: str, name: str) -> Search:
     study = optuna.load_study(study_name=name, storage=storage)
-    raw = study.user_attrs["config"]  # StudyConfig.to_dict(), read back by replace()
+    attrs = load_stored(name, storage=storage).attrs  # config and task: on the runs' trials
+    raw = attrs["config"]  # StudyConfig.to_dict(), read back by replace()
     cfg = StudyConfig(name=name, task=raw["task"]).replace(**raw)
     if cfg.pruner != "none":
         raise SystemExit(f"{name} in {storage} ran with pruner {cfg.pruner!r}, not 'none'")
@@ -83,7 +85,7 @@ def load_search(storage: str, name: str) -> Search:
         label=f"{cfg.task} seed {cfg.seed}",
         cfg=cfg,
         epochs=int(raw["epochs"]),
-        steps_per_epoch=int(study.user_attrs["steps_per_epoch"]["search"]),
+        steps_per_epoch=int(attrs["steps_per_epoch"]["search"]),
         trials=sorted(trials, key=lambda t: t.number),
         maximize=study.direction == optuna.study.StudyDirection.MAXIMIZE,
     )

@@ -255,6 +255,20 @@ def test_metric_direction_and_config_are_stored(done: Done) -> None:
     assert load_stored("tiny", storage=done.url).attrs["config"] == run.user_attrs["config"]
 
 
+def test_optunas_own_listing_stays_readable(done: Done) -> None:
+    # `optuna studies` prints every study's user attrs on its line, padded to the widest: the
+    # study's line is a summary, and the records live on the trials.
+    optuna_cli = Path(sys.executable).with_name("optuna")
+    listing = subprocess.run(
+        [str(optuna_cli), "studies", "--storage", done.url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "tiny/runs" in listing and "'summary'" in listing
+    assert len(listing.encode()) < 10_000
+
+
 def test_everything_is_stored_as_plain_json(done: Done) -> None:
     # Optuna keeps attrs as JSON text; nothing may be a pickle or a non-standard NaN/Infinity.
     with sqlite3.connect(done.path) as db:

@@ -166,16 +166,8 @@ class StudyResult:
 def load_result(
     name: str, *, storage: str | None = None, store: RDBStorage | None = None
 ) -> StudyResult:
-    """Rebuild the :class:`StudyResult` of a stored study without running anything.
-
-    Args:
-        name: The study name.
-        storage: Its storage URL (default ``sqlite:///studies/lrsearch.db``).
-        store: An open storage to use instead.
-
-    Raises:
-        LrsearchError: No database, no such study, no range test or no completed trial yet.
-    """
+    """:func:`result_of` the study ``name`` in ``storage`` (or the open ``store``);
+    ``lrsearch.load_result`` is the public entry, with the result's presentation."""
     return result_of(load_stored(name, storage=storage, store=store))
 
 
