@@ -262,9 +262,9 @@ def _print_result(result: Any) -> None:
     click.echo(f"        or: lrsearch dashboard{where}")
 
 
-def _seeds(result: Any) -> int:
-    arm = (result.comparison or {}).get("tuned", {})
-    return len(arm.get("test_metric_per_seed", []))
+def _seeds(result: StudyResult) -> int:
+    tuned = result.arms.get("tuned")
+    return 0 if tuned is None else len(tuned.test_metric_per_seed)
 
 
 @cli.command()

@@ -16,6 +16,7 @@ from lrsearch.pipeline.verdicts import StudyWarning, verdicts
 from lrsearch.preflight import Baseline
 from lrsearch.range_test import RangeTestResult, read_curve
 from lrsearch.space import LRBounds
+from lrsearch.store import ArmResult
 
 CLEAR = dict(fall=1.5, noise=0.02)
 NOISY = dict(fall=0.3, noise=0.1)
@@ -33,11 +34,24 @@ def _trials(values: list[float]) -> list[FrozenTrial]:
     return [optuna.trial.create_trial(value=v, state=TrialState.COMPLETE) for v in values]
 
 
-def _arm(mean: float, diff: float | None = None, significant: bool = False) -> dict[str, Any]:
-    out: dict[str, Any] = {"test_metric_mean": mean}
-    if diff is not None:
-        out["tuned_minus_this"] = {"mean_diff": diff, "significant": significant}
-    return out
+def _arm(mean: float, diff: float | None = None, significant: bool = False) -> ArmResult:
+    interval = None if diff is None else {"mean_diff": diff, "significant": significant}
+    return ArmResult(
+        mean,
+        0.0,
+        [mean],
+        [mean],
+        [[mean]],
+        1,
+        1,
+        {},
+        "",
+        "task",
+        [0],
+        [None],
+        0.0,
+        tuned_minus_this=interval,
+    )
 
 
 def _codes(**changes: Any) -> list[str]:
@@ -51,7 +65,7 @@ def _codes(**changes: Any) -> list[str]:
         "tuned_peak": float(np.sqrt(start.low * start.high)),  # well inside
         "tuned_value": 0.9,
         "constant_lr": float(np.sqrt(start.low * start.high)),
-        "comparison": {"tuned": _arm(0.9), "constant-cv": _arm(0.88, 0.02)},
+        "arms": {"tuned": _arm(0.9), "constant-cv": _arm(0.88, 0.02)},
         "baseline": Baseline(untrained=0.25, chance=0.25),
         "search": _trials([0.9, 0.7]),
         "maximize": True,
@@ -114,7 +128,7 @@ def test_a_winner_still_at_an_edge_is_said(what: str) -> None:
         tuned_peak=top if what == "tuned_peak" else None,
         tuned_value=0.9,
         constant_lr=top if what == "constant_lr" else None,
-        comparison=None,
+        arms=None,
         baseline=None,
         search=[],
         maximize=True,
@@ -128,11 +142,11 @@ def test_a_winner_still_at_an_edge_is_said(what: str) -> None:
 
 
 def test_a_tuned_arm_at_chance_is_said() -> None:
-    codes = _codes(comparison={"tuned": _arm(0.26), "constant-cv": _arm(0.59, -0.33, True)})
+    codes = _codes(arms={"tuned": _arm(0.26), "constant-cv": _arm(0.59, -0.33, True)})
     assert "tuned-at-chance" in codes
     # For a loss: no better than the untrained model on validation.
     loss = _codes(
-        comparison={"tuned": _arm(1.4), "constant-cv": _arm(1.0, 0.4, True)},
+        arms={"tuned": _arm(1.4), "constant-cv": _arm(1.0, 0.4, True)},
         baseline=Baseline(untrained=1.38),
         tuned_value=1.39,
         search=_trials([1.39, 1.5]),
@@ -148,13 +162,13 @@ def test_a_tuned_arm_worse_than_every_other_is_said() -> None:
         "constant-cv": _arm(0.85, -0.05, True),
         "prodigy": _arm(0.83, -0.03, False),
     }
-    assert _codes(comparison=comparison) == ["tuned-worst"]
+    assert _codes(arms=comparison) == ["tuned-worst"]
     # Worse than one arm but not all: nothing to say.
     comparison["prodigy"] = _arm(0.79, 0.01, False)
-    assert _codes(comparison=comparison) == []
+    assert _codes(arms=comparison) == []
     # Worse than every arm but by noise alone: nothing to say either.
     tie = {"tuned": _arm(0.80), "a": _arm(0.81, -0.01), "b": _arm(0.805, -0.005)}
-    assert _codes(comparison=tie) == []
+    assert _codes(arms=tie) == []
 
 
 def test_a_search_that_never_beat_the_untrained_model_is_said() -> None:

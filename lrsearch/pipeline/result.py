@@ -111,7 +111,7 @@ class StudyResult:
     @property
     def arms(self) -> dict[str, ArmResult]:
         """The final comparison as records, ``{arm: ArmResult}`` (empty without one)."""
-        return {arm: ArmResult.from_dict(data) for arm, data in (self.comparison or {}).items()}
+        return _arms(self.comparison or {})
 
     def setup_for(self, *, steps_per_epoch: int, epochs: int) -> Setup:
         """The tuned arm's optimizer and schedule for a run of your own (see
@@ -198,7 +198,9 @@ def result_of(stored: StoredStudy) -> StudyResult:
         tuned_peak=setup.schedule.max_lr,
         tuned_value=float(tuned.value),
         constant_lr=constant_lr,
-        comparison=comparison,
+        arms=None
+        if comparison is None
+        else {k: ArmResult.from_dict(v) for k, v in comparison.items()},
         baseline=None if baseline is None else Baseline.from_dict(baseline),
         search=stored.search.get_trials(deepcopy=False),
         maximize=study.maximize,
@@ -292,6 +294,10 @@ class _Study:
             for n, r in self.readings.items()
             for row in _bounds.steps(n, r.source, r.bounds, self.extensions[n])
         )
+
+
+def _arms(comparison: dict[str, Any]) -> dict[str, ArmResult]:
+    return {arm: ArmResult.from_dict(data) for arm, data in comparison.items()}
 
 
 def _legacy_pick(top: list[Any], records: list[Finalist], *, maximize: bool) -> Any:

@@ -37,6 +37,7 @@ from lrsearch.pipeline.bounds import CAP_DECADES, Extension, at_edge, current
 from lrsearch.pipeline.range_test import REDO_FACTOR, REDO_SWEEPS, Reading
 from lrsearch.preflight import Baseline
 from lrsearch.space import LRBounds
+from lrsearch.store import ArmResult
 
 __all__ = ["CHANCE_MARGIN", "StudyWarning", "verdicts"]
 
@@ -184,7 +185,7 @@ def _at_edge(what: str, lr: float | None, bounds: LRBounds, start: LRBounds) -> 
 def _outcome(
     *,
     tuned_value: float,
-    comparison: Mapping[str, Any] | None,
+    arms: Mapping[str, ArmResult] | None,
     baseline: Baseline | None,
     search: Sequence[FrozenTrial],
     maximize: bool,
@@ -192,7 +193,7 @@ def _outcome(
 ) -> list[StudyWarning]:
     out = []
     sign = 1.0 if maximize else -1.0
-    tuned = (comparison or {}).get("tuned")
+    tuned = (arms or {}).get("tuned")
     if baseline is not None and math.isfinite(baseline.untrained):
         complete = [float(t.value) for t in search if t.state == TrialState.COMPLETE]  # type: ignore[arg-type]
         if complete and all(sign * (v - baseline.untrained) <= 0 for v in complete):
@@ -206,7 +207,7 @@ def _outcome(
                 )
             )
     if tuned is not None and baseline is not None:
-        mean = float(tuned["test_metric_mean"])
+        mean = tuned.test_metric_mean
         if baseline.chance is not None and mean <= baseline.chance + CHANCE_MARGIN:
             out.append(
                 StudyWarning(
@@ -227,21 +228,20 @@ def _outcome(
                 )
             )
     others = {
-        arm: data
-        for arm, data in (comparison or {}).items()
-        if arm != "tuned" and data.get("tuned_minus_this")
+        name: arm.tuned_minus_this
+        for name, arm in (arms or {}).items()
+        if name != "tuned" and arm.tuned_minus_this
     }
-    if tuned is not None and len(others) >= 2:
-        diffs = {arm: data["tuned_minus_this"] for arm, data in others.items()}
-        worse = all(sign * d["mean_diff"] < 0 for d in diffs.values())
-        if worse and any(d["significant"] for d in diffs.values()):
-            best = max(others, key=lambda arm: sign * float(others[arm]["test_metric_mean"]))
+    if tuned is not None and arms is not None and len(others) >= 2:
+        worse = all(sign * d["mean_diff"] < 0 for d in others.values())
+        if worse and any(d["significant"] for d in others.values()):
+            best = max(others, key=lambda name: sign * arms[name].test_metric_mean)
             out.append(
                 StudyWarning(
                     "tuned-worst",
                     f"the tuned arm is worse than every other arm of the comparison ({best} "
-                    f"scores {float(others[best]['test_metric_mean']):.4f} against "
-                    f"{float(tuned['test_metric_mean']):.4f}): the search's validation score "
+                    f"scores {arms[best].test_metric_mean:.4f} against "
+                    f"{tuned.test_metric_mean:.4f}): the search's validation score "
                     f"did not carry over to the test set; use {best}, or raise n_trials and "
                     "final_seeds",
                 )
@@ -258,7 +258,7 @@ def verdicts(
     tuned_peak: float | None,
     tuned_value: float,
     constant_lr: float | None,
-    comparison: Mapping[str, Any] | None,
+    arms: Mapping[str, ArmResult] | None,
     baseline: Baseline | None,
     search: Sequence[FrozenTrial],
     maximize: bool,
@@ -273,7 +273,7 @@ def verdicts(
         tuned_optimizer: The tuned arm's optimizer; ``tuned_peak`` its peak LR.
         tuned_value: The tuned arm's validation metric.
         constant_lr: The CV-chosen constant LR (the first optimizer's), if any.
-        comparison: The final comparison ``{arm: ArmResult dict}``, if done.
+        arms: The final comparison ``{arm: ArmResult}``, if done.
         baseline: What the untrained model and chance score, if measured.
         search: The search trials.
         maximize: Whether the metric is to be maximised; ``metric`` its name.
@@ -302,7 +302,7 @@ def verdicts(
         out += _at_edge("the CV-chosen constant LR", constant_lr, now[first], start[first])
     out += _outcome(
         tuned_value=tuned_value,
-        comparison=comparison,
+        arms=arms,
         baseline=baseline,
         search=search,
         maximize=maximize,
