@@ -174,8 +174,12 @@ def read(study: StoredStudy | StudyReading) -> StudyReading:
     """``study`` read once for the report (a reading is returned as it is).
 
     Example:
-        >>> reading = read(load_stored("digits"))  # doctest: +SKIP
-        >>> reading.arms["tuned"].test_metric_mean  # doctest: +SKIP
+        After ``lrsearch run --study digits`` (a finished study, so no doctest):
+
+        ```python
+        reading = read(load_stored("digits"))
+        reading.arms["tuned"].test_metric_mean
+        ```
     """
     if isinstance(study, StudyReading):
         return study
