@@ -1,0 +1,261 @@
+"""Fidelities that respect schedules: how well a cheap reading ranks them as a full run does.
+
+A budget counted in training runs has to rank schedules for less than a full run each. This
+benchmark measures, per task, the Kendall tau between the ranking each candidate fidelity gives
+a sample of schedules and the ranking the full horizon gives the same schedules, and what each
+candidate costs in full-run equivalents.
+
+Per task: one lrsearch study of ``--configs`` search trials drawn at random (no seeds, no
+pruner) over the range test's bounds, each trained to the full horizon on the search-train
+split and scored on the validation split after every epoch (Optuna's intermediate values).
+The candidates, each scored on the same validation split:
+
+- ``partial@F``: the full run's metric after ``round(F * epochs)`` epochs: what a pruner sees,
+  for the schedule as it stands then (its LR has not come down yet); free given the full runs.
+- ``compressed@F``: the same schedule compressed to ``round(F * epochs)`` epochs (every period
+  scaled by the same factor), trained from scratch; its final metric.
+- ``compressed@F+lr^B``: the same, with the peak (and base) LR multiplied by ``(1/F) ** B``
+  (the best LR falls with training length; Bjorck et al., ICLR 2025). ``B`` is not fitted
+  here: the values are there to see how much the transfer matters.
+- ``reseeded``: the full run again with another model seed: the ceiling, how well the full
+  horizon ranks itself.
+
+Run from the repository root::
+
+    .venv/bin/python benchmarks/fidelity/run.py --tasks digits mnist1d --configs 16
+
+Results are cached per task in ``bench_out/fidelity/`` (``--fresh`` recomputes); the table is
+printed with the command that made it. Tasks: the built-ins (``digits``, ``mnist1d``,
+``charlm``) and the unseen problems as ``unseen:NAME`` (``benchmarks/unseen/problems.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+import torch
+from scipy.stats import kendalltau
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "benchmarks" / "unseen"))
+
+from lrsearch import StudyConfig, Task, load_task, run_study  # noqa: E402
+from lrsearch.schedules import Schedule  # noqa: E402
+from lrsearch.space import setup_from_params  # noqa: E402
+from lrsearch.splits import holdout  # noqa: E402
+from lrsearch.store import load_stored  # noqa: E402
+from lrsearch.tasks import steps_per_epoch, subset  # noqa: E402
+from lrsearch.training import train_task  # noqa: E402
+
+OUT = ROOT / "bench_out" / "fidelity"
+FRACTIONS = (1 / 9, 1 / 3)
+TRANSFERS = (0.25, 0.5)
+CPU = torch.device("cpu")
+
+
+def build_task(name: str) -> Task:
+    """A built-in task by name, or an unseen problem as ``unseen:NAME``."""
+    if name.startswith("unseen:"):
+        from problems import PROBLEMS  # benchmarks/unseen/problems.py
+
+        return PROBLEMS[name.removeprefix("unseen:")].task()
+    return load_task(name)
+
+
+def compressed(schedule: Schedule, fraction: float, lr_factor: float = 1.0) -> Schedule:
+    """``schedule`` with every period scaled by ``fraction`` and its LRs by ``lr_factor``."""
+
+    def scaled(steps: int | None, least: int) -> int | None:
+        return None if steps is None else max(least, round(steps * fraction))
+
+    base = None if schedule.base_lr is None else schedule.base_lr * lr_factor
+    return dataclasses.replace(
+        schedule,
+        max_lr=schedule.max_lr * lr_factor,
+        base_lr=base,
+        step_size=scaled(schedule.step_size, 1),
+        warmup=scaled(schedule.warmup, 0) or 0,
+        patience=scaled(schedule.patience, 1),
+    )
+
+
+def _score(value: float, maximize: bool) -> float:
+    """Larger is better; a run that broke down ranks last."""
+    if not math.isfinite(value):
+        return -math.inf
+    return value if maximize else -value
+
+
+@dataclasses.dataclass
+class Bench:
+    """One task's sample of schedules and the splits they are trained and scored on."""
+
+    name: str
+    task: Task
+    seed: int
+    configs: int
+
+    def __post_init__(self) -> None:
+        fit, val = holdout(self.task, StudyConfig.validation_fraction, self.seed)
+        self.train = subset(self.task.train, fit)
+        self.validation = subset(self.task.train, val)
+        self.spe = steps_per_epoch(len(fit), self.task.batch_size)
+        self.full_steps = self.task.epochs * steps_per_epoch(
+            self.task.n_train, self.task.batch_size
+        )
+
+    def study(self) -> list[optuna.trial.FrozenTrial]:
+        """The sample: ``configs`` random schedules trained to the full horizon, unpruned."""
+        storage = f"sqlite:///{OUT / (self.name.replace(':', '-') + '.db')}"
+        cfg = StudyConfig(
+            name="fidelity",
+            task=self.name,
+            n_trials=self.configs,
+            seed=self.seed,
+            sampler="random",
+            pruner="none",
+            device="cpu",
+            threads=1,
+        )
+        run_study(cfg, task=self.task, storage=storage, skip_baselines=True, enqueue_seeds=False)
+        study = load_stored("fidelity", storage=storage).search
+        done = optuna.trial.TrialState.COMPLETE
+        return [t for t in study.get_trials(deepcopy=False) if t.state == done]
+
+    def trained(self, schedule: Schedule, epochs: int, seed: int) -> tuple[float, int]:
+        """The validation metric after ``epochs`` epochs of ``schedule``, and its steps."""
+        task = dataclasses.replace(self.task, epochs=epochs)
+        try:
+            result = train_task(
+                task,
+                self.train,
+                schedule=schedule,
+                eval_data=self.validation,
+                seed=seed,
+                device=CPU,
+            )
+        except ValueError:  # a schedule too short for the compressed run: it cannot be read
+            return math.nan, 0
+        return float(result.final), int(result.steps)
+
+    def schedule(self, trial: optuna.trial.FrozenTrial) -> Schedule:
+        """A sampled trial's schedule over the full horizon, in optimizer steps."""
+        setup = setup_from_params(
+            trial.params, optimizers=("task",), steps_per_epoch=self.spe, epochs=self.task.epochs
+        )
+        return setup.schedule
+
+    def readings(self, trials: list[optuna.trial.FrozenTrial]) -> dict[str, Any]:
+        """Every candidate's reading of every sampled schedule, and its steps."""
+        epochs = self.task.epochs
+        out: dict[str, Any] = {"full": [float(t.value) for t in trials]}  # type: ignore[arg-type]
+        steps: dict[str, int] = {}
+        for fraction in FRACTIONS:
+            short = max(1, round(fraction * epochs))
+            tag = f"{short}/{epochs}"
+            out[f"partial@{tag}"] = [t.intermediate_values.get(short, math.nan) for t in trials]
+            steps[f"partial@{tag}"] = 0  # read off the full runs
+            for beta in (0.0, *TRANSFERS):
+                key = f"compressed@{tag}" + (f"+lr^{beta:g}" if beta else "")
+                factor = (epochs / short) ** beta
+                runs = [
+                    self.trained(compressed(self.schedule(t), short / epochs, factor), short, 1)
+                    for t in trials
+                ]
+                out[key] = [value for value, _ in runs]
+                steps[key] = sum(n for _, n in runs)
+        runs = [self.trained(self.schedule(t), epochs, 2) for t in trials]
+        out["reseeded"] = [value for value, _ in runs]
+        steps["reseeded"] = sum(n for _, n in runs)
+        out["steps"] = steps
+        return out
+
+
+def tau(reading: list[float], full: list[float], maximize: bool) -> float:
+    """Kendall's tau-b between two rankings of the same schedules (broken-down runs last)."""
+    a = [_score(v, maximize) for v in reading]
+    b = [_score(v, maximize) for v in full]
+    worst = min([x for x in a + b if math.isfinite(x)], default=0.0) - 1.0
+    a = [x if math.isfinite(x) else worst for x in a]
+    b = [x if math.isfinite(x) else worst for x in b]
+    value = kendalltau(a, b).statistic
+    return float(value) if value == value else math.nan
+
+
+def measure(name: str, configs: int, seed: int, fresh: bool) -> dict[str, Any]:
+    """One task's record (cached in ``bench_out/fidelity/``)."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / f"{name.replace(':', '-')}-n{configs}-s{seed}.json"
+    if path.exists() and not fresh:
+        return dict(json.loads(path.read_text()))
+    for old in OUT.glob(f"{name.replace(':', '-')}.db*"):
+        old.unlink()
+    bench = Bench(name, build_task(name), seed, configs)
+    began = time.perf_counter()
+    trials = bench.study()
+    record = {
+        "task": name,
+        "configs": len(trials),
+        "seed": seed,
+        "maximize": bench.task.maximize,
+        "epochs": bench.task.epochs,
+        "full_steps": bench.full_steps,
+        "search_steps": bench.task.epochs * bench.spe,
+        "kinds": [t.params.get("schedule") for t in trials],
+        "readings": bench.readings(trials),
+        "seconds": time.perf_counter() - began,
+    }
+    path.write_text(json.dumps(record, indent=1))
+    return record
+
+
+def table(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per candidate: its tau with the full horizon on each task, and its cost."""
+    rows: dict[str, dict[str, Any]] = {}
+    for rec in records:
+        readings = rec["readings"]
+        full = readings["full"]
+        for key, values in readings.items():
+            if key in ("full", "steps"):
+                continue
+            row = rows.setdefault(key, {"fidelity": key})
+            row[rec["task"]] = tau(values, full, rec["maximize"])
+            # Cost per schedule, in runs of the search's length (one full reading = 1).
+            per = readings["steps"][key] / max(1, rec["configs"]) / rec["search_steps"]
+            row.setdefault("cost", []).append(per)
+    out = pd.DataFrame(list(rows.values()))
+    out["cost per schedule (search runs)"] = out.pop("cost").map(lambda c: float(np.mean(c)))
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tasks", nargs="+", default=["digits", "mnist1d"])
+    parser.add_argument("--configs", type=int, default=16)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--fresh", action="store_true")
+    args = parser.parse_args(argv)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    torch.set_num_threads(1)
+    records = [measure(name, args.configs, args.seed, args.fresh) for name in args.tasks]
+    frame = table(records)
+    print(frame.to_markdown(index=False, floatfmt=".2f"))
+    spent = ", ".join(f"{r['task']} {r['seconds']:.0f} s" for r in records)
+    print(f"\nconfigs per task: {args.configs}; wall time: {spent}")
+    command = " ".join(shlex.quote(a) for a in [".venv/bin/python", *sys.argv])
+    print(f"command: {command}")
+
+
+if __name__ == "__main__":
+    main()
