@@ -165,7 +165,8 @@ class Bench:
             short = max(1, round(fraction * epochs))
             tag = f"{short}/{epochs}"
             out[f"partial@{tag}"] = [t.intermediate_values.get(short, math.nan) for t in trials]
-            steps[f"partial@{tag}"] = 0  # read off the full runs
+            # Read off the full runs here; on its own, a run stopped after that epoch.
+            steps[f"partial@{tag}"] = short * self.spe * len(trials)
             for beta in (0.0, *TRANSFERS):
                 key = f"compressed@{tag}" + (f"+lr^{beta:g}" if beta else "")
                 factor = (epochs / short) ** beta
@@ -227,6 +228,17 @@ def _two_seeds(rec: dict[str, Any]) -> list[float]:
     return [(a + b) / 2 if math.isfinite(a + b) else worst for a, b in pairs]
 
 
+def _label(key: str) -> str:
+    """``compressed@8/75+lr^0.25`` -> ``compressed@1/9+lr^0.25``: the same row on every task."""
+    kind, at, rest = key.partition("@")
+    if not at:
+        return key
+    short, _, tail = rest.partition("+")
+    done, total = (int(x) for x in short.split("/"))
+    nearest = min(FRACTIONS, key=lambda f: abs(f - done / total))
+    return f"{kind}@1/{round(1 / nearest)}" + (f"+{tail}" if tail else "")
+
+
 def table(records: list[dict[str, Any]], *, averaged: bool = False) -> pd.DataFrame:
     """One row per candidate: its tau with the full horizon on each task (with ``averaged``,
     the mean of the full run's two seeds), and its cost."""
@@ -237,10 +249,14 @@ def table(records: list[dict[str, Any]], *, averaged: bool = False) -> pd.DataFr
         for key, values in readings.items():
             if key in ("full", "steps") or (averaged and key == "reseeded"):
                 continue
-            row = rows.setdefault(key, {"fidelity": key})
+            row = rows.setdefault(_label(key), {"fidelity": _label(key)})
             row[rec["task"]] = tau(values, full, rec["maximize"])
             # Cost per schedule, in runs of the search's length (one full reading = 1).
-            per = readings["steps"][key] / max(1, rec["configs"]) / rec["search_steps"]
+            spent = readings["steps"][key]
+            if key.startswith("partial@"):  # cached before partial readings had their steps
+                done, _ = (int(x) for x in key.partition("@")[2].split("/"))
+                spent = done / rec["epochs"] * rec["search_steps"] * rec["configs"]
+            per = spent / max(1, rec["configs"]) / rec["search_steps"]
             row.setdefault("cost", []).append(per)
     out = pd.DataFrame(list(rows.values()))
     out["cost per schedule (search runs)"] = out.pop("cost").map(lambda c: float(np.mean(c)))
