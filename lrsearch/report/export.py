@@ -140,12 +140,10 @@ def export_frame(name: str, *, storage: str | None = None) -> pd.DataFrame:
     - ``schedule_words``: the schedule in words.
     - ``epochs_run``: epochs trained where recorded (search trials; final runs that did not
       stop early), else NA.
-    - ``steps``: the optimizer steps the trial or final run trained, counted as taken (a
-      constant-cv trial: all its folds); NA where not recorded (a study stored by 0.1.0, a
-      ``tuned-snapshots`` row: its steps are the ``tuned`` run's).
+    - ``steps``: the optimizer steps it trained (constant-cv: all folds); NA where not recorded
+      (a study stored by 0.1.0; a ``tuned-snapshots`` row: its steps are the ``tuned`` run's).
     - ``pruned_reason``: why a trial was pruned, or why a final run stopped (else NA).
-    - ``seeded``: search trials: whether it is one of the literature's enqueued seeds (NA for
-      other rows).
+    - ``seeded``: search trials: whether it is one of the literature's enqueued seeds (else NA).
     - ``fold_scores``: constant-cv trials: the per-fold metrics as a JSON list (else NA).
     - ``duration_s``: the trial's wall time in seconds (final runs: their unit's).
     - ``train_s``: of that, seconds inside training and evaluation (NA where a trial's worker
@@ -156,8 +154,7 @@ def export_frame(name: str, *, storage: str | None = None) -> pd.DataFrame:
 
     ``frame.attrs["warnings"]`` holds the study's warnings (``{"code", "text"}`` each: where its
     answer may be wrong, and what to do), which ``lrsearch export`` also prints;
-    ``frame.attrs["cost"]`` its cost (``Cost.to_dict()``: optimizer steps and full-run
-    equivalents per stage, of tuning and of verification; ``None`` before a result).
+    ``frame.attrs["cost"]`` its cost, ``Cost.to_dict()`` (``None`` before a result).
 
     A search trial param outside these columns (none is expected) is not dropped: it is
     appended after them as ``params_<name>``. A study without trials gives a frame with these

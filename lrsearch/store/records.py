@@ -16,6 +16,7 @@ from lrsearch.store.names import PRUNED_REASON, STOP_CODE
 
 __all__ = [
     "RATIO_BAND",
+    "STAGE_WORDS",
     "STOP_CODES",
     "TUNING_STAGES",
     "VERIFICATION_STAGES",
@@ -152,6 +153,8 @@ class StudySummary(Record):
         tuned: The tuned arm's schedule in words, once the finalists are scored.
         test: Each arm's mean test metric, once the final comparison is done.
         warnings: The codes of the study's warnings (``StudyWarning.code``).
+        cost: Full runs of training that decided the tuned arm and that only measure it,
+            ``{"tuning": x, "verification": y}`` (:class:`Cost`), once the study has a result.
 
     Example:
         >>> StudySummary(bounds=[0.0123456, 1.5]).to_dict()
@@ -162,6 +165,7 @@ class StudySummary(Record):
     tuned: str | None = None
     test: dict[str, float] = dataclasses.field(default_factory=dict)
     warnings: list[str] = dataclasses.field(default_factory=list)
+    cost: dict[str, float] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -173,6 +177,8 @@ class StudySummary(Record):
             out["test"] = {arm: _sig(v, 4) for arm, v in self.test.items()}
         if self.warnings:
             out["warnings"] = list(self.warnings)
+        if self.cost:
+            out["cost"] = {part: _sig(v, 3) for part, v in self.cost.items()}
         return out
 
 
@@ -453,18 +459,21 @@ class Timings:
 TUNING_STAGES: Final = ("range_test", "search", "constant_cv", "finalists")
 #: The stages that only measure it: the recipe arms' validation runs, the final comparison.
 VERIFICATION_STAGES: Final = ("adam", "prodigy", "schedule_free_adamw", "final")
-#: How the cost's words break each down: a name and the stages it sums.
+#: Each stage's name in the cost's words (a recipe arm's: the arm's).
+STAGE_WORDS: Final = {
+    "range_test": "range test",
+    "search": "search",
+    "constant_cv": "constant-cv",
+    "finalists": "finalists",
+    "adam": "adam-3e-4",
+    "prodigy": "prodigy",
+    "schedule_free_adamw": "schedule-free-adamw",
+    "final": "final comparison",
+}
+#: How the cost's line breaks each down: a name and the stages it sums (the recipes together).
 _PARTS: Final = {
-    "tuning": (
-        ("range test", ("range_test",)),
-        ("search", ("search",)),
-        ("constant-cv", ("constant_cv",)),
-        ("finalists", ("finalists",)),
-    ),
-    "verification": (
-        ("recipes", ("adam", "prodigy", "schedule_free_adamw")),
-        ("final comparison", ("final",)),
-    ),
+    "tuning": tuple((STAGE_WORDS[s], (s,)) for s in TUNING_STAGES),
+    "verification": (("recipes", VERIFICATION_STAGES[:-1]), (STAGE_WORDS["final"], ("final",))),
 }
 
 
