@@ -294,9 +294,9 @@ def test_the_report_and_the_note_show_the_cost(url: str, name: str) -> None:
     stored = load_stored(name, storage=url)
     cost = load_result(name, storage=url).cost
     assert cost is not None and cost.recorded
-    assert f"**Cost in full runs:** {cost.describe()}." in note_markdown(stored)
+    assert f"**Cost:** {cost.describe()}." in note_markdown(stored)
     page = report_html(stored)
-    assert f"<b>Cost in full runs:</b> {escape(cost.describe())}.</li>" in page
+    assert f"<b>Cost:</b> {escape(cost.describe())}.</li>" in page
     assert "<h3>What it cost: the optimizer steps of every unit, in full runs</h3>" in page
     table = cost_table(stored)
     totals = table[table["stage"] == "all"]

@@ -52,7 +52,7 @@ def note_markdown(study: StoredStudy | StudyReading) -> str:
     elif best is not None:
         lines += ["", f"**Best search trial:** {best}. No final comparison yet."]
     if reading.cost is not None:
-        lines += ["", f"**Cost in full runs:** {reading.cost.describe()}."]
+        lines += ["", f"**Cost:** {reading.cost.describe()}."]
     lines += ["", f"Full report: `lrsearch report --study {search.study_name}`"]
     return "\n".join(lines) + "\n"
 

@@ -229,7 +229,7 @@ def _summary_html(reading: StudyReading) -> str:
         items.append(("Why search trials stopped early", causes))
     if _counted(reading):
         assert reading.cost is not None
-        items.append(("Cost in full runs", reading.cost.describe()))
+        items.append(("Cost", reading.cost.describe()))
     body = "".join(f"<li><b>{html.escape(k)}:</b> {html.escape(v)}.</li>" for k, v in items)
     return f'<div class="summary"><ul>{body}</ul></div>'
 

@@ -196,7 +196,8 @@ class FinalRun(Record):
         curve: Test metric after each epoch; a run that stopped early is padded with its last
             value to ``epochs``.
         epochs: Epochs of the run.
-        steps: Optimizer steps of the whole run.
+        steps: Optimizer steps of the whole run as planned (a run that diverged took fewer: its
+            unit's user attr ``steps`` counts them).
         stop_reason: ``None`` for a full run, else why it stopped (diverged).
         train_seconds: Seconds inside training and evaluation.
         snapshot_steps: The steps of the snapshots ensembled at the end (a tuned run whose
