@@ -37,12 +37,13 @@ if TYPE_CHECKING:
         suggest_schedule,
         suggest_setup,
     )
-    from lrsearch.store import load_stored
+    from lrsearch.store import Cost, load_stored
     from lrsearch.study import StudyResult, load_result, run_study
     from lrsearch.tasks import Task, load_task
 
 #: Where each public name lives.
 _HOME: dict[str, str] = {
+    "Cost": "lrsearch.store",
     "EXPORT_COLUMNS": "lrsearch.report",
     "KINDS": "lrsearch.choices",
     "InvalidParameterError": "lrsearch.exceptions",
@@ -77,6 +78,7 @@ _HOME: dict[str, str] = {
 __all__ = [
     "EXPORT_COLUMNS",
     "KINDS",
+    "Cost",
     "InvalidParameterError",
     "LRBounds",
     "LrsearchError",

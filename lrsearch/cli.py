@@ -251,6 +251,9 @@ def _print_result(result: Any) -> None:
             click.echo(table.to_string(index=False))
         click.echo("")
         click.echo(result.verdict())
+    if result.cost is not None:
+        click.echo("")
+        click.echo(f"cost: {result.cost.describe()}")
     if result.warnings:
         click.echo("")
     for warning in result.warnings:

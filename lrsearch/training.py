@@ -154,10 +154,12 @@ class FitResult:
 
 
 class Clock:
-    """Seconds spent inside :func:`fit` (training and evaluation, not Optuna's storage calls)."""
+    """What :func:`fit` spent inside it: seconds (training and evaluation, not Optuna's storage
+    calls) and the optimizer steps it took."""
 
     def __init__(self) -> None:
         self.seconds = 0.0
+        self.steps = 0
 
 
 _CLOCKS: contextvars.ContextVar[tuple[Clock, ...]] = contextvars.ContextVar(
@@ -167,13 +169,17 @@ _CLOCKS: contextvars.ContextVar[tuple[Clock, ...]] = contextvars.ContextVar(
 
 @contextlib.contextmanager
 def clock() -> Iterator[Clock]:
-    """Add up the time every :func:`fit` inside the ``with`` block spends training and evaluating.
+    """Add up the time every :func:`fit` inside the ``with`` block spends training and evaluating,
+    and the optimizer steps it takes.
 
     Example:
+        >>> m = torch.nn.Linear(2, 2)
+        >>> opt = torch.optim.SGD(m.parameters(), lr=0.1)
+        >>> data = (torch.randn(8, 2), torch.zeros(8, dtype=torch.long))
         >>> with clock() as c:
-        ...     pass
-        >>> c.seconds
-        0.0
+        ...     _ = fit(m, opt, torch.nn.CrossEntropyLoss(), data, epochs=2, batch_size=4)
+        >>> c.steps, c.seconds > 0
+        (4, True)
     """
     c = Clock()
     token = _CLOCKS.set((*_CLOCKS.get(), c))
@@ -184,25 +190,28 @@ def clock() -> Iterator[Clock]:
 
 
 @contextlib.contextmanager
-def charged() -> Iterator[None]:
-    """Count the ``with`` block's time as training in every active :func:`clock`: for training
-    done outside :func:`fit` (a range test's sweep). Do not call :func:`fit` inside it (its time
-    would count twice).
+def charged() -> Iterator[Clock]:
+    """Count the ``with`` block's time as training in every active :func:`clock`, with the
+    optimizer steps the block sets on the :class:`Clock` it yields: for training done outside
+    :func:`fit` (a range test's sweeps). Do not call :func:`fit` inside it (its time would count
+    twice).
 
     Example:
         >>> with clock() as c:
-        ...     with charged():
-        ...         pass
-        >>> c.seconds > 0
-        True
+        ...     with charged() as block:
+        ...         block.steps = 100  # what the block's training took
+        >>> c.seconds > 0, c.steps
+        (True, 100)
     """
+    block = Clock()
     start = time.perf_counter()
     try:
-        yield
+        yield block
     finally:
         elapsed = time.perf_counter() - start
         for c in _CLOCKS.get():
             c.seconds += elapsed
+            c.steps += block.steps
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -699,10 +708,11 @@ class _Stopwatch:
     def seconds(self) -> float:
         return time.perf_counter() - self._start - self._outside
 
-    def charge(self) -> None:
-        """Add the time so far to every active :func:`clock`."""
+    def charge(self, steps: int) -> None:
+        """Add the time so far, and the run's ``steps``, to every active :func:`clock`."""
         for c in _CLOCKS.get():
             c.seconds += self.seconds
+            c.steps += steps
 
 
 class _Run:
@@ -868,11 +878,11 @@ class _Run:
                 loss=self.loss,
                 device=self.device,
             )
-        self.watch.charge()
+        self.watch.charge(self.steps)
         return self._result(ensemble, single)
 
     def _prune(self, trial: optuna.trial.BaseTrial, message: str) -> NoReturn:
-        self.watch.charge()
+        self.watch.charge(self.steps)
         TrialRecord(trial).ran(self._result(None, None))
         raise optuna.TrialPruned(message)
 

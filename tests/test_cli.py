@@ -130,6 +130,14 @@ def test_run_prints_the_comparison_and_studies_lists_it(cwd: Path) -> None:
     warnings = [line for line in lines if line.startswith("warning: ")]
     assert warnings == [w.line() for w in lrsearch.load_result("tiny", storage=url).warnings]
     assert lines.index(verdict) < len(lines) - len(warnings) - 3
+    # Then what it cost, tuning and verification, in full runs.
+    cost = load_result("tiny", storage=url).cost
+    assert cost is not None
+    (spent,) = [line for line in lines if line.startswith("cost: ")]
+    assert spent == f"cost: {cost.describe()}"
+    assert lines.index(verdict) < lines.index(spent) < len(lines) - len(warnings) - 2
+    assert re.match(r"cost: tuning [\d.]+ runs \(range test [\d.]+, search [\d.]+, ", spent)
+    assert "; verification " in spent and "final comparison" in spent
     assert lines[-2] == f"look at it: lrsearch report --study tiny --storage {url}"
     assert lines[-1] == f"        or: lrsearch dashboard --storage {url}"
     assert len(optuna.load_study(study_name="tiny", storage=url).trials) == 4
@@ -156,6 +164,12 @@ def test_run_flags_override_the_config(cwd: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert "final comparison" not in result.stdout
+    assert re.search(
+        r"^cost: tuning [\d.]+ runs \(range test [\d.]+, search [\d.]+\); "
+        r"verification 0\.0 runs; a run is \d+ optimizer steps$",
+        result.stdout,
+        re.M,
+    )
     assert sorted(optuna.get_all_study_names(url)) == [
         "tiny",
         "tiny/bounds",

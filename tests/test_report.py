@@ -15,6 +15,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from lrsearch.report import (
     attach_to_dashboard,
     bounds_table,
     comparison_figure,
+    cost_table,
     diagnostics_table,
     learning_curves_figure,
     note_markdown,
@@ -52,6 +54,8 @@ from lrsearch.store import (
     SCHEDULE,
     SEARCH,
     STOP_CODES,
+    TUNING_STAGES,
+    VERIFICATION_STAGES,
     ArmResult,
     StopReason,
     StoredStudy,
@@ -285,6 +289,31 @@ def test_the_note_holds_the_comparison_and_the_winning_schedule(
     assert f"{states[TrialState.COMPLETE]} complete" in note
 
 
+@pytest.mark.parametrize("name", ["tiny", "tinysearch"])
+def test_the_report_and_the_note_show_the_cost(url: str, name: str) -> None:
+    stored = load_stored(name, storage=url)
+    cost = load_result(name, storage=url).cost
+    assert cost is not None and cost.recorded
+    assert f"**Cost:** {cost.describe()}." in note_markdown(stored)
+    page = report_html(stored)
+    assert f"<b>Cost:</b> {escape(cost.describe())}.</li>" in page
+    assert "<h3>What it cost: the optimizer steps of every unit, in full runs</h3>" in page
+    table = cost_table(stored)
+    totals = table[table["stage"] == "all"]
+    assert list(totals["part"]) == ["tuning", "verification"]
+    assert list(totals["optimizer steps"]) == [
+        cost.steps(*TUNING_STAGES),
+        cost.steps(*VERIFICATION_STAGES),
+    ]
+    assert list(totals["full runs"]) == [round(cost.tuning, 2), round(cost.verification, 2)]
+    stages = table[table["stage"] != "all"]
+    assert stages["optimizer steps"].sum() == cost.steps() > 0
+    assert stages["units"].sum() == cost.units()
+    if name == "tinysearch":  # search only: nothing verified it
+        assert list(stages["stage"]) == ["range test", "search"]
+        assert cost.verification == 0
+
+
 def test_run_study_saved_the_graphs_once_and_naming_the_metric(full: StoredStudy) -> None:
     study = full.search
     assert study.metric_names == ["validation accuracy"]
@@ -356,7 +385,8 @@ def test_report_opens_offline_with_every_figure_and_no_js_error(
         diagnosed = not diagnostics_table(stored).empty
         snapshots = SNAPSHOT_ARM in (load_result(name, storage=url).comparison or {})
         bounds = not bounds_table(stored).empty  # the searched range, step by step
-        tables = (4 if name == "tiny" else 3) + diagnosed + snapshots + bounds
+        # ... and what each stage cost.
+        tables = (5 if name == "tiny" else 4) + diagnosed + snapshots + bounds
         assert page.locator("table.dataframe").count() == tables
         history = page.locator("table.dataframe").last.inner_text()
         assert "finished" in history and "range_test 1" in history

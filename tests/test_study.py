@@ -238,6 +238,12 @@ def test_comparison_contract(done: Done) -> None:
         k: pytest.approx(v["test_metric_mean"], rel=1e-3) for k, v in comparison.items()
     }
     assert summary["tuned"] == done.result.schedule_words
+    cost = done.result.cost
+    assert cost is not None
+    assert summary["cost"] == {
+        "tuning": pytest.approx(cost.tuning, rel=1e-2),
+        "verification": pytest.approx(cost.verification, rel=1e-2),
+    }
 
 
 def test_metric_direction_and_config_are_stored(done: Done) -> None:

@@ -34,6 +34,7 @@ from lrsearch.exceptions import LrsearchError
 from lrsearch.store import (
     FINISHED,
     OPTUNA_FAIL_REASON,
+    STEPS,
     TRAIN_SECONDS,
     UNIT,
     WORKER,
@@ -359,8 +360,10 @@ def _run_next(stage: Stage, number: int, lock: StorageLock, worker: Worker) -> N
                 ) from exc
             finally:
                 # A unit that ran to an end in its worker (done, pruned or raised) carries its
-                # time; one whose worker was killed does not, and is not counted as work done.
+                # time and its optimizer steps; one whose worker was killed does not, and is not
+                # counted as work done.
                 trial.set_user_attr(TRAIN_SECONDS, inside.seconds)
+                trial.set_user_attr(STEPS, inside.steps)
 
     if stage.sampler is not None:
         stage.study.sampler = stage.sampler(number)

@@ -239,7 +239,7 @@ def ensure(ctx: Context) -> dict[str, Reading]:
 
     def objective(trial: optuna.Trial) -> float:
         name, redo = units[trial.user_attrs[UNIT]]
-        with charged():  # the sweep is training, as a search trial's fit is
+        with charged() as sweeps:  # the sweeps are training, as a search trial's fit is
             rt = study_range_test(
                 ctx.cfg,
                 ctx.task,
@@ -249,6 +249,7 @@ def ensure(ctx: Context) -> dict[str, Reading]:
                 optimizer=name,
                 redo=redo,
             )
+            sweeps.steps = rt.steps_taken
         trial.set_user_attr(UNIT_RANGE_TEST, rt.to_dict())
         if redo is not None:  # where the search goes if the redo is doubtful too
             span = plausible_span(search_optimizer(name, ctx.task.make_optimizer))

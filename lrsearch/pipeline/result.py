@@ -21,6 +21,7 @@ from lrsearch.pipeline import comparison as _comparison
 from lrsearch.pipeline import finalists as _finalists
 from lrsearch.pipeline import range_test as _range_test
 from lrsearch.pipeline.arms import chosen_lr, constant_grid
+from lrsearch.pipeline.cost import cost_of
 from lrsearch.pipeline.verdicts import StudyWarning, verdicts
 from lrsearch.preflight import Baseline
 from lrsearch.range_test import RangeTestResult
@@ -37,6 +38,7 @@ from lrsearch.store import (
     ATTR_METRIC,
     ATTR_TASK,
     ArmResult,
+    Cost,
     Finalist,
     StoredStudy,
     load_stored,
@@ -84,6 +86,9 @@ class StudyResult:
         finalists: The top search trials' CV scores (empty when one trial needed none).
         range_tests: Each searched optimizer's range test (the first one's is
             :attr:`range_test`).
+        cost: What the study trained, per stage, in optimizer steps and full-run equivalents:
+            the tuning (what decided the tuned arm) and the verification (what only measures
+            it); see :class:`~lrsearch.store.Cost`.
     """
 
     name: str
@@ -107,6 +112,7 @@ class StudyResult:
     warnings: tuple[StudyWarning, ...] = ()
     finalists: tuple[Finalist, ...] = ()
     range_tests: dict[str, RangeTestResult] = dataclasses.field(default_factory=dict)
+    cost: Cost | None = None
 
     @property
     def arms(self) -> dict[str, ArmResult]:
@@ -228,6 +234,7 @@ def result_of(stored: StoredStudy) -> StudyResult:
         warnings=warnings,
         finalists=tuple(finalists),
         range_tests={n: r.range_test for n, r in study.readings.items()},
+        cost=cost_of(stored),
     )
 
 

@@ -150,6 +150,9 @@ def _finish(ctx: Context, storage: str | None, on_stored: OnStored | None) -> St
         tuned=result.schedule_words,
         test={arm: r.test_metric_mean for arm, r in result.arms.items()},
         warnings=[w.code for w in result.warnings],
+        cost={}
+        if result.cost is None
+        else {"tuning": result.cost.tuning, "verification": result.cost.verification},
     )
     if ctx.changed and on_stored is not None:
         on_stored(load_stored(ctx.cfg.name, storage=ctx.url, store=ctx.store))

@@ -131,6 +131,21 @@ class Sweep:
         end = self.edge if math.isfinite(self.edge) else float(self.lrs[-1])
         return int(np.count_nonzero((self.lrs >= start) & (self.lrs <= end)))
 
+    @property
+    def steps_taken(self) -> int:
+        """Optimizer steps the sweep took: one per rung run, and the step whose loss came back
+        non-finite (it was taken; its loss is not kept). A step an AMP scaler skipped was not.
+
+        Example:
+            >>> import numpy as np
+            >>> from lrsearch.range_test import read_curve
+            >>> lrs = np.geomspace(1e-5, 1.0, 60)
+            >>> curve = read_curve(lrs, 2 - np.log10(lrs) / 10, stop_reason="non-finite")
+            >>> curve.steps_taken
+            61
+        """
+        return len(self.lrs) + (self.stop_reason == "non-finite")
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe: arrays become lists of floats."""
         return {
@@ -330,6 +345,14 @@ class RangeTestResult:
     def losses(self) -> np.ndarray:
         """The first sweep's smoothed loss per step."""
         return self.sweeps[0].losses
+
+    @property
+    def steps_taken(self) -> int:
+        """Optimizer steps the range test took: every sweep's (:attr:`Sweep.steps_taken`), and
+        its confirmation runs' (counted in full: one that blew up stopped sooner)."""
+        refined = 0 if self.refinement is None else len(self.refinement.candidates)
+        steps = 0 if self.refinement is None else self.refinement.steps
+        return sum(s.steps_taken for s in self.sweeps) + refined * steps
 
     @property
     def num_iter_run(self) -> int:

@@ -51,6 +51,8 @@ def note_markdown(study: StoredStudy | StudyReading) -> str:
             lines += ["", f"**Snapshot ensemble:** {snapshots}."]
     elif best is not None:
         lines += ["", f"**Best search trial:** {best}. No final comparison yet."]
+    if reading.cost is not None:
+        lines += ["", f"**Cost:** {reading.cost.describe()}."]
     lines += ["", f"Full report: `lrsearch report --study {search.study_name}`"]
     return "\n".join(lines) + "\n"
 

@@ -22,12 +22,14 @@ from lrsearch.schedules import SEARCH_FIELDS, Schedule
 from lrsearch.store import (
     ATTR_METRIC,
     ATTR_WARNINGS,
+    COST,
     EPOCHS_RUN,
     FOLD_SCORES,
     OPTIMIZER,
     PRUNED_REASON,
     SCHEDULE,
     SEEDED,
+    STEPS,
     TRAIN_SECONDS,
     UNIT_FINAL_RUN,
     WORKER,
@@ -62,6 +64,7 @@ EXPORT_COLUMNS: tuple[str, ...] = (
     "optimizer",
     "schedule_words",
     "epochs_run",
+    "steps",
     "pruned_reason",
     "seeded",
     "fold_scores",
@@ -87,7 +90,7 @@ _STRINGS = (
 )
 _DTYPES: dict[str, str] = (
     dict.fromkeys(_STRINGS, "string")
-    | dict.fromkeys(("trial", "seed", "epochs_run"), "Int64")
+    | dict.fromkeys(("trial", "seed", "epochs_run", "steps"), "Int64")
     | dict.fromkeys(("value", *_SCHEDULE_PARAMS, "duration_s", "train_s"), "float64")
     | {"seeded": "boolean", "datetime_start": "datetime64[us]"}
 )
@@ -137,9 +140,10 @@ def export_frame(name: str, *, storage: str | None = None) -> pd.DataFrame:
     - ``schedule_words``: the schedule in words.
     - ``epochs_run``: epochs trained where recorded (search trials; final runs that did not
       stop early), else NA.
+    - ``steps``: the optimizer steps it trained (constant-cv: all folds); NA where not recorded
+      (a study stored by 0.1.0; a ``tuned-snapshots`` row: its steps are the ``tuned`` run's).
     - ``pruned_reason``: why a trial was pruned, or why a final run stopped (else NA).
-    - ``seeded``: search trials: whether it is one of the literature's enqueued seeds (NA for
-      other rows).
+    - ``seeded``: search trials: whether it is one of the literature's enqueued seeds (else NA).
     - ``fold_scores``: constant-cv trials: the per-fold metrics as a JSON list (else NA).
     - ``duration_s``: the trial's wall time in seconds (final runs: their unit's).
     - ``train_s``: of that, seconds inside training and evaluation (NA where a trial's worker
@@ -149,12 +153,13 @@ def export_frame(name: str, *, storage: str | None = None) -> pd.DataFrame:
     - ``datetime_start``: when the trial started (Optuna's local time; NaT for final runs).
 
     ``frame.attrs["warnings"]`` holds the study's warnings (``{"code", "text"}`` each: where its
-    answer may be wrong, and what to do), which ``lrsearch export`` also prints.
+    answer may be wrong, and what to do), which ``lrsearch export`` also prints;
+    ``frame.attrs["cost"]`` its cost, ``Cost.to_dict()`` (``None`` before a result).
 
     A search trial param outside these columns (none is expected) is not dropped: it is
     appended after them as ``params_<name>``. A study without trials gives a frame with these
     columns and no rows. Text columns have pandas' ``string`` dtype; ``trial``, ``seed`` and
-    ``epochs_run`` are ``Int64``; ``seeded`` is ``boolean``.
+    ``epochs_run`` and ``steps`` are ``Int64``; ``seeded`` is ``boolean``.
 
     Args:
         name: The study name (as given to ``lrsearch run --study``).
@@ -195,6 +200,8 @@ def _frame(reading: StudyReading) -> pd.DataFrame:
     parts.append(_final_rows(stored.name, reading.arms, metric, units))
     frame = _assemble([p for p in parts if len(p)])
     frame.attrs[ATTR_WARNINGS] = [w.to_dict() for w in reading.warnings]
+    cost = None if reading.result is None else reading.result.cost
+    frame.attrs[COST] = None if cost is None else cost.to_dict()
     return frame
 
 
@@ -241,6 +248,7 @@ def _trial_rows(
             ),
             "schedule_words": words,
             "epochs_run": _column(df, f"user_attrs_{EPOCHS_RUN}"),
+            "steps": _column(df, f"user_attrs_{STEPS}"),
             "pruned_reason": _column(df, f"user_attrs_{PRUNED_REASON}"),
             "seeded": _column(df, f"user_attrs_{SEEDED}").map(lambda v: v is True)
             if search
@@ -261,7 +269,7 @@ _EARLIER_OPTIMIZER = {"adam-3e-4": "Adam"}
 
 
 def _final_units(trials: list[optuna.trial.FrozenTrial]) -> dict[str, dict[str, Any]]:
-    """Per final run (arm, seed, params), the unit that ran it: its worker and its seconds."""
+    """Per final run (arm, seed, params), the unit that ran it: its worker, seconds, steps."""
     out: dict[str, dict[str, Any]] = {}
     for unit in first_done(trials).values():
         if UNIT_FINAL_RUN not in unit.user_attrs:
@@ -272,6 +280,7 @@ def _final_units(trials: list[optuna.trial.FrozenTrial]) -> dict[str, dict[str, 
         out[key] = {
             "duration_s": (end - start).total_seconds() if start and end else None,
             "train_s": unit.user_attrs.get(TRAIN_SECONDS),
+            "steps": unit.user_attrs.get(STEPS),
             "worker": unit.user_attrs.get(WORKER),
             "datetime_start": start,
         }

@@ -99,6 +99,7 @@ def report_html(stored: StoredStudy | StudyReading) -> str:
             _table_html(tables.top_trials_table(reading)),
             "<h2>7. Settings</h2>",
             _table_html(tables.settings_table(reading)),
+            *_cost_html(reading),
             "<h2>8. Diagnostics: the update/weight ratio, and why runs stopped</h2>",
             *_diagnostics_html(reading),
             "<h2>9. History: every <code>lrsearch run</code> on this study</h2>",
@@ -226,8 +227,30 @@ def _summary_html(reading: StudyReading) -> str:
     causes = causes_in_words(reading)
     if causes:
         items.append(("Why search trials stopped early", causes))
+    if _counted(reading):
+        assert reading.cost is not None
+        items.append(("Cost", reading.cost.describe()))
     body = "".join(f"<li><b>{html.escape(k)}:</b> {html.escape(v)}.</li>" for k, v in items)
     return f'<div class="summary"><ul>{body}</ul></div>'
+
+
+def _counted(reading: StudyReading) -> bool:
+    """Whether the study's units counted their steps. A study stored before they did shows no
+    cost: its report stays the one its release made (the CLI and the export estimate it)."""
+    return reading.cost is not None and reading.cost.recorded
+
+
+def _cost_html(reading: StudyReading) -> list[str]:
+    """What each stage trained, in optimizer steps and full runs (nothing without a count)."""
+    if not _counted(reading):
+        return []
+    return [
+        "<h3>What it cost: the optimizer steps of every unit, in full runs</h3>",
+        _table_html(tables.cost_table(reading)),
+        "<p>A full run is one run of the final comparison (the epochs over all of train). "
+        "Tuning decided the tuned arm; verification only measures it. Evaluation is not "
+        "counted.</p>",
+    ]
 
 
 def _recipes(reading: StudyReading) -> list[tuple[str, str]]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any
@@ -24,22 +23,22 @@ from lrsearch.diagnostics import NON_FINITE, TOO_HIGH, TOO_LOW
 from lrsearch.exceptions import LrsearchError
 from lrsearch.pipeline import StudyResult, StudyWarning, result_of
 from lrsearch.pipeline import range_test as _range_test
+from lrsearch.pipeline.cost import stored_steps_per_epoch
 from lrsearch.range_test import RangeTestResult
 from lrsearch.store import (
     ATTR_CONFIG,
     ATTR_DIRECTION,
     ATTR_METRIC,
-    ATTR_STEPS_PER_EPOCH,
     ATTR_TASK,
     FLAGS,
     SCHEDULE,
     SEARCH,
     ArmResult,
+    Cost,
     Finalist,
     StopReason,
     StoredStudy,
 )
-from lrsearch.tasks import steps_per_epoch as _steps_per_epoch
 
 __all__ = [
     "Comparison",
@@ -142,6 +141,11 @@ class StudyReading:
         return None if self.result is None or not self.arms else self.result.tuned_trial
 
     @property
+    def cost(self) -> Cost | None:
+        """What the study trained, per stage (``None`` before a result)."""
+        return None if self.result is None else self.result.cost
+
+    @property
     def constant_lr(self) -> float | None:
         """The constant-cv arm's LR in the comparison (``None`` without that arm)."""
         if self.result is None or "constant-cv" not in (self.arms or {}):
@@ -222,14 +226,7 @@ def search_steps_per_epoch(study: StoredStudy | StudyReading) -> int:
     """
     if isinstance(study, StudyReading):
         return study.steps_per_epoch
-    attrs = study.attrs
-    stored = attrs.get(ATTR_STEPS_PER_EPOCH) or {}
-    if SEARCH in stored:
-        return int(stored[SEARCH])
-    cfg = attrs.get(ATTR_CONFIG) or {}
-    n_train = int((attrs.get(ATTR_TASK) or {}).get("n_train", 1))
-    n_fit = n_train - math.ceil(n_train * float(cfg.get("validation_fraction", 0.2)))
-    return _steps_per_epoch(max(1, n_fit), int(cfg.get("batch_size", 1)))
+    return stored_steps_per_epoch(study.attrs)[SEARCH]
 
 
 def schedule_words(trial: FrozenTrial) -> Any:

@@ -19,11 +19,21 @@ from lrsearch.report.reading import (
     read,
     schedule_words,
 )
-from lrsearch.store import SEEDED, StoredStudy, history, timings, top_trials
+from lrsearch.store import (
+    SEEDED,
+    STAGE_WORDS,
+    TUNING_STAGES,
+    VERIFICATION_STAGES,
+    StoredStudy,
+    history,
+    timings,
+    top_trials,
+)
 
 __all__ = [
     "bounds_table",
     "comparison_table",
+    "cost_table",
     "diagnostics_table",
     "history_table",
     "settings_table",
@@ -224,6 +234,28 @@ def settings_table(stored: StoredStudy | StudyReading) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=["group", "setting", "value"])
     frame["value"] = frame["value"].map(_setting)
     return frame
+
+
+def cost_table(study: StoredStudy | StudyReading) -> pd.DataFrame:
+    """What each stage trained: its units, their optimizer steps and the full runs those make,
+    then the tuning's and the verification's totals (empty before the study has a result)."""
+    cost = read(study).cost
+    if cost is None:
+        return pd.DataFrame()
+    rows = []
+    for part, stages in (("tuning", TUNING_STAGES), ("verification", VERIFICATION_STAGES)):
+        for stage in (*(s for s in stages if cost.units(s)), None):
+            every = stages if stage is None else (stage,)
+            rows.append(
+                {
+                    "part": part,
+                    "stage": "all" if stage is None else STAGE_WORDS[stage],
+                    "units": cost.units(*every),
+                    "optimizer steps": cost.steps(*every),
+                    "full runs": round(cost.runs(*every), 2),
+                }
+            )
+    return pd.DataFrame(rows)
 
 
 def bounds_table(study: StoredStudy | StudyReading) -> pd.DataFrame:

@@ -34,6 +34,7 @@ __all__ = [
     "ATTR_SUMMARY",
     "ATTR_TASK",
     "ATTR_WARNINGS",
+    "COST",
     "EPOCHS_RUN",
     "EPOCH_LRS",
     "FINALIST_TRIAL",
@@ -53,6 +54,7 @@ __all__ = [
     "SEARCH",
     "SEED",
     "SEEDED",
+    "STEPS",
     "STOP_CODE",
     "TRAIN_SECONDS",
     "UNIT",
@@ -112,6 +114,11 @@ RUN_PREFIX: Final = "run:"
 ATTR_GRID: Final = "grid"
 ATTR_CHOSEN_LR: Final = "chosen_lr"
 
+# --- what readers derive from the units, never stored at study level --------------------------
+#: The study's cost in optimizer steps and full-run equivalents (``Cost.to_dict()``): a key of
+#: the export's ``frame.attrs`` and of the summary.
+COST: Final = "cost"
+
 # --- Optuna's own system attrs that lrsearch reads ------------------------------------------
 #: Why Optuna failed a trial (set by Optuna, e.g. a stale heartbeat).
 OPTUNA_FAIL_REASON: Final = "fail_reason"
@@ -123,6 +130,10 @@ UNIT: Final = "unit"
 WORKER: Final = "worker"
 #: Seconds spent inside training and evaluation (the rest is bookkeeping).
 TRAIN_SECONDS: Final = "train_seconds"
+#: Optimizer steps the unit trained, counted as taken: every run of it (each CV fold, up to the
+#: one that stopped; each range-test sweep), a pruned or diverged run's up to where it stopped.
+#: Evaluation is not counted. Written with :data:`TRAIN_SECONDS`, by whoever runs the unit.
+STEPS: Final = "steps"
 #: Search trials enqueued from the literature's recipes.
 SEEDED: Final = "seeded"
 #: Search trials enqueued in a range the bounds just grew to (``Extension.seeds``).

@@ -16,12 +16,17 @@ from lrsearch.store.names import PRUNED_REASON, STOP_CODE
 
 __all__ = [
     "RATIO_BAND",
+    "STAGE_WORDS",
     "STOP_CODES",
+    "TUNING_STAGES",
+    "VERIFICATION_STAGES",
     "ArmResult",
+    "Cost",
     "FinalRun",
     "Finalist",
     "Record",
     "RunRecord",
+    "StageCost",
     "StageTime",
     "StopReason",
     "StudySummary",
@@ -148,6 +153,8 @@ class StudySummary(Record):
         tuned: The tuned arm's schedule in words, once the finalists are scored.
         test: Each arm's mean test metric, once the final comparison is done.
         warnings: The codes of the study's warnings (``StudyWarning.code``).
+        cost: Full runs of training that decided the tuned arm and that only measure it,
+            ``{"tuning": x, "verification": y}`` (:class:`Cost`), once the study has a result.
 
     Example:
         >>> StudySummary(bounds=[0.0123456, 1.5]).to_dict()
@@ -158,6 +165,7 @@ class StudySummary(Record):
     tuned: str | None = None
     test: dict[str, float] = dataclasses.field(default_factory=dict)
     warnings: list[str] = dataclasses.field(default_factory=list)
+    cost: dict[str, float] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -169,6 +177,8 @@ class StudySummary(Record):
             out["test"] = {arm: _sig(v, 4) for arm, v in self.test.items()}
         if self.warnings:
             out["warnings"] = list(self.warnings)
+        if self.cost:
+            out["cost"] = {part: _sig(v, 3) for part, v in self.cost.items()}
         return out
 
 
@@ -186,7 +196,8 @@ class FinalRun(Record):
         curve: Test metric after each epoch; a run that stopped early is padded with its last
             value to ``epochs``.
         epochs: Epochs of the run.
-        steps: Optimizer steps of the whole run.
+        steps: Optimizer steps of the whole run as planned (a run that diverged took fewer: its
+            unit's user attr ``steps`` counts them).
         stop_reason: ``None`` for a full run, else why it stopped (diverged).
         train_seconds: Seconds inside training and evaluation.
         snapshot_steps: The steps of the snapshots ensembled at the end (a tuned run whose
@@ -442,6 +453,148 @@ class Timings:
         out = {stage: t.seconds for stage, t in self.stages.items()}
         out |= {"busy": self.busy, "inside_training": self.inside_training, "wall": self.wall}
         return out
+
+
+#: The stages whose training decides the tuned arm: the range test (the bounds), the search,
+#: the constant-LR CV grid (its choice seeds the search) and the finalists (they pick the arm).
+TUNING_STAGES: Final = ("range_test", "search", "constant_cv", "finalists")
+#: The stages that only measure it: the recipe arms' validation runs, the final comparison.
+VERIFICATION_STAGES: Final = ("adam", "prodigy", "schedule_free_adamw", "final")
+#: Each stage's name in the cost's words (a recipe arm's: the arm's).
+STAGE_WORDS: Final = {
+    "range_test": "range test",
+    "search": "search",
+    "constant_cv": "constant-cv",
+    "finalists": "finalists",
+    "adam": "adam-3e-4",
+    "prodigy": "prodigy",
+    "schedule_free_adamw": "schedule-free-adamw",
+    "final": "final comparison",
+}
+#: How the cost's line breaks each down: a name and the stages it sums (the recipes together).
+_PARTS: Final = {
+    "tuning": tuple((STAGE_WORDS[s], (s,)) for s in TUNING_STAGES),
+    "verification": (("recipes", VERIFICATION_STAGES[:-1]), (STAGE_WORDS["final"], ("final",))),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class StageCost(Record):
+    """The training one stage's units did.
+
+    Attributes:
+        units: Units that ran to an end (complete, pruned or failed; a unit run twice by
+            accident counts twice: it trained twice).
+        steps: Their optimizer steps (user attr ``steps`` of each unit).
+        estimated: Of those units, how many stored no step count (stored by a release before
+            they did): their steps are estimated from what they stored.
+    """
+
+    units: int = 0
+    steps: int = 0
+    estimated: int = 0
+
+    def to_dict(self) -> dict[str, int]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class Cost(Record):
+    """What a study spent on training, in optimizer steps and in full-run equivalents (derived
+    from the units on read, never stored at study level).
+
+    A full run is one run of the final comparison: the study's epochs over all of ``train``
+    (:attr:`run_steps` optimizer steps). :attr:`tuning` is what decided the tuned arm
+    (:data:`TUNING_STAGES`), :attr:`verification` what only measures it
+    (:data:`VERIFICATION_STAGES`). Evaluation (forward passes only) is not counted.
+
+    Attributes:
+        run_steps: Optimizer steps of one full run (epochs x steps per epoch on all of train).
+        stages: Per stage, a :class:`StageCost`.
+
+    Example:
+        >>> cost = Cost(100, {"search": StageCost(10, 600), "final": StageCost(4, 400)})
+        >>> cost.tuning, cost.verification, cost.runs("search")
+        (6.0, 4.0, 6.0)
+        >>> cost.describe()
+        'tuning 6.0 runs (search 6.0); verification 4.0 runs (final comparison 4.0); a run is 100 optimizer steps'
+        >>> Cost.from_dict(cost.to_dict()) == cost
+        True
+    """  # noqa: E501
+
+    run_steps: int
+    stages: dict[str, StageCost]
+
+    def steps(self, *stages: str) -> int:
+        """Optimizer steps of ``stages`` (all of them when none is named)."""
+        return sum(c.steps for s, c in self.stages.items() if not stages or s in stages)
+
+    def runs(self, *stages: str) -> float:
+        """Full-run equivalents of ``stages``: their steps / :attr:`run_steps`."""
+        return self.steps(*stages) / self.run_steps if self.run_steps > 0 else math.nan
+
+    @property
+    def tuning(self) -> float:
+        """Full runs that decided the tuned arm."""
+        return self.runs(*TUNING_STAGES)
+
+    @property
+    def verification(self) -> float:
+        """Full runs that only measure it."""
+        return self.runs(*VERIFICATION_STAGES)
+
+    @property
+    def recorded(self) -> bool:
+        """Whether every unit recorded its steps (none was estimated)."""
+        return not any(c.estimated for c in self.stages.values())
+
+    def units(self, *stages: str) -> int:
+        """Units of ``stages`` that ran (all of them when none is named)."""
+        return sum(c.units for s, c in self.stages.items() if not stages or s in stages)
+
+    def describe(self) -> str:
+        """The cost in one line: tuning and verification in full runs, part by part (the
+        recipe arms together as ``recipes``; a part without units left out), and whether any
+        unit's steps were estimated."""
+        groups = []
+        for name, stages in (("tuning", TUNING_STAGES), ("verification", VERIFICATION_STAGES)):
+            each = ", ".join(
+                f"{words} {_runs(self.runs(*part))}"
+                for words, part in _PARTS[name]
+                if self.units(*part)
+            )
+            groups.append(
+                f"{name} {_runs(self.runs(*stages))} runs" + (f" ({each})" if each else "")
+            )
+        groups.append(f"a run is {self.run_steps} optimizer steps")
+        estimated = sum(c.estimated for c in self.stages.values())
+        if estimated:
+            groups.append(f"estimated for the {estimated} units that stored no step count")
+        return "; ".join(groups)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Steps and runs per stage, of tuning and of verification, and :attr:`recorded`."""
+        stages = {s: c.to_dict() | {"runs": self.runs(s)} for s, c in self.stages.items()}
+        return {
+            "run_steps": self.run_steps,
+            "tuning": {"steps": self.steps(*TUNING_STAGES), "runs": self.tuning},
+            "verification": {
+                "steps": self.steps(*VERIFICATION_STAGES),
+                "runs": self.verification,
+            },
+            "recorded": self.recorded,
+            "stages": stages,
+        }
+
+    @classmethod
+    def _convert(cls, fields: dict[str, Any]) -> dict[str, Any]:
+        fields["stages"] = {s: StageCost.from_dict(c) for s, c in fields["stages"].items()}
+        return fields
+
+
+def _runs(value: float) -> str:
+    """Full runs in a few digits: ``30.0``, ``2.5``, ``0.43``."""
+    return f"{value:.1f}" if value >= 0.95 or value == 0 else f"{value:.2g}"
 
 
 @dataclasses.dataclass(frozen=True)

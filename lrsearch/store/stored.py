@@ -48,6 +48,7 @@ __all__ = [
     "history",
     "list_studies",
     "load_stored",
+    "ran_to_end",
     "run_records",
     "same_params",
     "timings",
@@ -198,7 +199,7 @@ def run_records(stored: StoredStudy) -> list[RunRecord]:
     return sorted(records, key=lambda r: (r.started, r.host, r.pid))
 
 
-def _ran(trial: FrozenTrial) -> bool:
+def ran_to_end(trial: FrozenTrial) -> bool:
     """Whether a unit ran to an end in its worker (done, pruned, or raised): it carries its
     time. One whose worker was killed mid-unit does not; its "duration" would be the wait until
     it was declared dead."""
@@ -212,7 +213,7 @@ def history(stored: StoredStudy) -> list[RunRecord]:
     for stage in STAGES:
         for trial in stored.trials(stage):
             worker = trial.user_attrs.get(WORKER)
-            if isinstance(worker, str) and _ran(trial):
+            if isinstance(worker, str) and ran_to_end(trial):
                 mine = counts.setdefault(worker, {})
                 mine[stage] = mine.get(stage, 0) + 1
     return [dataclasses.replace(r, units=counts.get(r.worker, {})) for r in run_records(stored)]
@@ -238,7 +239,7 @@ def timings(stored: StoredStudy) -> Timings:
     starts: list[datetime.datetime] = []
     ends: list[datetime.datetime] = []
     for stage in STAGES:
-        ran = [t for t in stored.trials(stage) if _ran(t)]
+        ran = [t for t in stored.trials(stage) if ran_to_end(t)]
         seconds = sum(_seconds(t) for t in ran)
         train = sum(float(t.user_attrs.get(TRAIN_SECONDS, 0.0)) for t in ran)
         first = min((t.datetime_start for t in ran), default=None)  # type: ignore[type-var]
