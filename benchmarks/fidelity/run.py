@@ -239,6 +239,29 @@ def _label(key: str) -> str:
     return f"{kind}@1/{round(1 / nearest)}" + (f"+{tail}" if tail else "")
 
 
+def regret(reading: list[float], truth: list[float], maximize: bool) -> float:
+    """How much worse, on ``truth``, the schedule ``reading`` ranks first is than the best one
+    (in the metric's units; 0: it picked the best)."""
+    pick = max(range(len(reading)), key=lambda i: _score(reading[i], maximize))
+    best = max(_score(v, maximize) for v in truth)
+    return float(best - _score(truth[pick], maximize))
+
+
+def regrets(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per candidate: the regret of its pick on each task, against the full horizon
+    averaged over two seeds (the reseeded row: one seed's pick)."""
+    rows: dict[str, dict[str, Any]] = {}
+    for rec in records:
+        truth = _two_seeds(rec)
+        for key, values in rec["readings"].items():
+            if key == "steps":
+                continue
+            label = "full (one seed)" if key == "full" else _label(key)
+            row = rows.setdefault(label, {"fidelity": label})
+            row[rec["task"]] = regret(values, truth, rec["maximize"])
+    return pd.DataFrame(list(rows.values()))
+
+
 def table(records: list[dict[str, Any]], *, averaged: bool = False) -> pd.DataFrame:
     """One row per candidate: its tau with the full horizon on each task (with ``averaged``,
     the mean of the full run's two seeds), and its cost."""
@@ -277,6 +300,9 @@ def main(argv: list[str] | None = None) -> None:
     print(table(records).to_markdown(index=False, floatfmt=".2f"))
     print("\nKendall tau with the full horizon's ranking averaged over two seeds:\n")
     print(table(records, averaged=True).to_markdown(index=False, floatfmt=".2f"))
+    print("\nRegret of each reading's pick (its schedule's full-horizon metric, two seeds, below")
+    print("the best schedule's; 0 = it picked the best):\n")
+    print(regrets(records).to_markdown(index=False, floatfmt=".4f"))
     spent = ", ".join(f"{r['task']} {r['seconds']:.0f} s" for r in records)
     print(f"\nconfigs per task: {args.configs}; wall time: {spent}")
     command = " ".join(shlex.quote(a) for a in [".venv/bin/python", *sys.argv])
