@@ -286,12 +286,49 @@ def table(records: list[dict[str, Any]], *, averaged: bool = False) -> pd.DataFr
     return out
 
 
+def figure(records: list[dict[str, Any]], path: Path) -> None:
+    """The taus against the two-seed full horizon as a heatmap, candidates by cost (SVG or
+    HTML by ``path``'s suffix; SVG needs plotly's kaleido)."""
+    import plotly.graph_objects as go
+
+    frame = table(records, averaged=True)
+    costs = frame.pop("cost per schedule (search runs)")
+    tasks = [c for c in frame.columns if c != "fidelity"]
+    labels = [f"{f} ({c:.2f} run)" for f, c in zip(frame["fidelity"], costs, strict=True)]
+    values = frame[tasks].to_numpy(dtype=float)
+    fig = go.Figure(
+        go.Heatmap(
+            z=values,
+            x=[t.removeprefix("unseen:") for t in tasks],
+            y=labels,
+            zmin=-1.0,
+            zmax=1.0,
+            colorscale="RdBu",
+            text=[[f"{v:.2f}" for v in row] for row in values],
+            texttemplate="%{text}",
+            colorbar={"title": "tau"},
+        )
+    )
+    fig.update_layout(
+        title="Kendall tau of each cheap reading with the full horizon (two seeds)",
+        yaxis={"autorange": "reversed"},
+        width=900,
+        height=120 + 38 * len(labels),
+        margin={"l": 260},
+    )
+    if path.suffix == ".html":
+        fig.write_html(path, include_plotlyjs="cdn")
+    else:
+        fig.write_image(path)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", nargs="+", default=["digits", "mnist1d"])
     parser.add_argument("--configs", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--fresh", action="store_true")
+    parser.add_argument("--figure", type=Path, help="also draw the taus here (.svg or .html)")
     args = parser.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     torch.set_num_threads(1)
@@ -303,6 +340,8 @@ def main(argv: list[str] | None = None) -> None:
     print("\nRegret of each reading's pick (its schedule's full-horizon metric, two seeds, below")
     print("the best schedule's; 0 = it picked the best):\n")
     print(regrets(records).to_markdown(index=False, floatfmt=".4f"))
+    if args.figure is not None:
+        figure(records, args.figure)
     spent = ", ".join(f"{r['task']} {r['seconds']:.0f} s" for r in records)
     print(f"\nconfigs per task: {args.configs}; wall time: {spent}")
     command = " ".join(shlex.quote(a) for a in [".venv/bin/python", *sys.argv])
