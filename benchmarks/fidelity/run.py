@@ -25,7 +25,9 @@ Run from the repository root::
     .venv/bin/python benchmarks/fidelity/run.py --tasks digits mnist1d --configs 16
 
 Results are cached per task in ``bench_out/fidelity/`` (``--fresh`` recomputes); the table is
-printed with the command that made it. Tasks: the built-ins (``digits``, ``mnist1d``,
+printed with the command that made it; ``--figure docs/img/bench-fidelity.svg`` draws it (SVG
+needs plotly's ``kaleido``, ``pip install kaleido``, which drives a Chromium found on the
+machine). Tasks: the built-ins (``digits``, ``mnist1d``,
 ``charlm``) and the unseen problems as ``unseen:NAME`` (``benchmarks/unseen/problems.py``).
 """
 
