@@ -21,6 +21,8 @@ __all__ = [
     "PER_EPOCH_KINDS",
     "PER_STEP_KINDS",
     "PRUNERS",
+    "REDO_FACTOR",
+    "REDO_SWEEPS",
     "SAMPLERS",
     "SNAPSHOT_ARM",
 ]
@@ -65,6 +67,11 @@ PRUNERS: Final[tuple[str, ...]] = ("halving", "median", "hyperband", "none")
 
 #: The shortest range-test sweep (optimizer steps) whose curve can be read.
 MIN_ITER: Final = 5
+
+#: A doubtful range test is redone with this many sweeps, each this many times as long
+#: (:mod:`lrsearch.pipeline.range_test`; here so the budget planner can count them).
+REDO_SWEEPS: Final = 3
+REDO_FACTOR: Final = 4
 
 #: The arms of the final comparison, in the order tables list them (``tuned`` first).
 ARMS: Final[tuple[str, ...]] = (

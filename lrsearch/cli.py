@@ -159,6 +159,13 @@ class _Bars:
     help="Start no new search trial after S seconds.",
 )
 @click.option(
+    "--budget",
+    type=float,
+    default=None,
+    metavar="RUNS",
+    help="Full runs the tuning may spend at most: plans trials, CV grid and folds, finalists.",
+)
+@click.option(
     "--seed",
     type=click.IntRange(min=0),
     default=None,
@@ -180,6 +187,7 @@ def run(
     storage: str | None,
     n_trials: int | None,
     timeout: float | None,
+    budget: float | None,
     seed: int | None,
     pruner: str | None,
     sampler: str | None,
@@ -198,6 +206,7 @@ def run(
     overrides = {
         "n_trials": n_trials,
         "timeout": timeout,
+        "budget": budget,
         "seed": seed,
         "pruner": pruner,
         "sampler": sampler,
@@ -213,7 +222,18 @@ def run(
             skip_baselines=skip_baselines,
             progress=bars,
         )
+    _print_plan(name, storage)
     _print_result(result)
+
+
+def _print_plan(name: str, storage: str | None) -> None:
+    """The budget's plan in one line, when the study has a budget."""
+    from lrsearch.pipeline.budget import stored_plan
+    from lrsearch.store import load_stored
+
+    planned = stored_plan(load_stored(name, storage=storage).attrs)
+    if planned is not None:
+        click.echo(planned.describe())
 
 
 def _print_result(result: Any) -> None:

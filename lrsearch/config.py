@@ -59,6 +59,7 @@ KEYS: dict[str, tuple[str, str]] = {
     ),
     "n_trials": ("search trials in total (a resumed study runs only the missing ones)", "40"),
     "timeout": ("seconds after which the search starts no new trial", "none"),
+    "budget": ("full runs the tuning may spend at most: plans the keys not set", "none"),
     "seed": ("seeds the sampler, the splits, the range test and model inits", "0"),
     "sampler": ("`tpe` (multivariate, grouped) or `random`", "`tpe`"),
     "pruner": (
@@ -129,6 +130,7 @@ class StudyConfig:
     task: str
     n_trials: int = 40
     timeout: float | None = None
+    budget: float | None = None
     seed: int = 0
     sampler: str = "tpe"
     pruner: str = "median"
@@ -153,9 +155,15 @@ class StudyConfig:
     range_num_iter: int = 100
     range_repeats: int = 1
     source: str = "<python>"
+    #: The keys set, not defaulted (field names): a ``budget`` plans only the others. Built
+    #: directly, the fields that differ from their defaults.
+    given: frozenset[str] | None = dataclasses.field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         check_study_name(self.name)
+        if self.given is None:
+            differ = {k for k, default in _DEFAULTS.items() if getattr(self, k) != default}
+            object.__setattr__(self, "given", frozenset(differ))
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
             if field.name in _RULES and not (value is None and field.default is None):
@@ -175,16 +183,21 @@ class StudyConfig:
         )
 
     def replace(self, **changes: Any) -> StudyConfig:
-        """A copy with ``changes`` (keys as in the TOML file; ``None`` values are ignored)."""
+        """A copy with ``changes`` (keys as in the TOML file; ``None`` values are ignored).
+
+        The changed keys count as set (:attr:`given`); a ``budget`` among them outranks the
+        config's own keys, as a command-line flag outranks the file: only the keys changed
+        with it stay set."""
         fields = _to_fields({k: v for k, v in changes.items() if v is not None})
-        return dataclasses.replace(self, **fields)
+        kept = frozenset() if "budget" in fields else (self.given or frozenset())
+        return dataclasses.replace(self, **fields, given=kept | frozenset(fields))
 
     def to_dict(self) -> dict[str, Any]:
         """The config as TOML-shaped, JSON-safe data (stored on the study)."""
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name in ("name", "source"):
+            if f.name in _UNPLANNED:
                 continue
             if f.name.startswith("range_"):
                 out.setdefault("range_test", {})[f.name.removeprefix("range_")] = value
@@ -255,12 +268,15 @@ def load_config(
     except tomllib.TOMLDecodeError as exc:
         raise InvalidParameterError(f"{path}: not valid TOML ({exc})") from exc
     data = dict(raw)
-    if overrides:
-        data.update({k: v for k, v in overrides.items() if v is not None})
+    flags = {k: v for k, v in (overrides or {}).items() if v is not None}
+    data.update(flags)
     try:
         if "task" not in data:
             raise InvalidParameterError("missing key 'task'")
-        return StudyConfig(name=name, source=str(path), **_to_fields(data))
+        fields = _to_fields(data)
+        # A budget given as an override replans the file's keys (see StudyConfig.replace).
+        given = _to_fields(flags) if "budget" in flags else fields
+        return StudyConfig(name=name, source=str(path), **fields, given=frozenset(given))
     except InvalidParameterError as exc:
         raise InvalidParameterError(f"{path}: {exc}") from None
 
@@ -287,6 +303,8 @@ def _to_fields(data: Mapping[str, Any]) -> dict[str, Any]:
 
 
 _LISTS = ("kinds", "optimizers", "arms")
+#: Fields that are not config keys.
+_UNPLANNED = ("name", "source", "given")
 
 
 def _at_least(low: int) -> Interval:
@@ -300,6 +318,7 @@ _RULES: Final[Mapping[str, tuple[Constraint, ...]]] = {
     ),
     "n_trials": (_at_least(1),),
     "timeout": (POSITIVE_REAL,),
+    "budget": (POSITIVE_REAL,),
     "seed": (_at_least(0),),
     "sampler": (Options(SAMPLERS),),
     "pruner": (Options(PRUNERS),),
@@ -360,3 +379,8 @@ def _unknown(key: str) -> InvalidParameterError:
     close = difflib.get_close_matches(key, _SPELLINGS, n=1)
     hint = f"did you mean {_SPELLINGS[close[0]]!r}?" if close else f"valid keys: {', '.join(KEYS)}"
     return InvalidParameterError(f"unknown key {key!r} ({hint})")
+
+
+_DEFAULTS: Final[Mapping[str, Any]] = {
+    f.name: f.default for f in dataclasses.fields(StudyConfig) if f.name not in _UNPLANNED
+}

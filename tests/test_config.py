@@ -20,6 +20,7 @@ VALID: dict[str, Any] = {
     "task": "pkg.mod:make",
     "n_trials": 7,
     "timeout": 12.5,
+    "budget": 50.0,
     "seed": 3,
     "sampler": "random",
     "pruner": "hyperband",
@@ -236,6 +237,8 @@ BAD_VALUES: list[tuple[str, str, object]] = [
     ("seed = -1", "seed", -1),
     ("seed = false", "seed", False),
     ("timeout = 0", "timeout", 0),
+    ("budget = 0", "budget", 0),
+    ("budget = -2", "budget", -2),
     ("timeout = -1.5", "timeout", -1.5),
     ("timeout = nan", "timeout", float("nan")),
     ("timeout = inf", "timeout", float("inf")),
@@ -482,7 +485,7 @@ def test_to_dict_is_toml_shaped_and_json_safe() -> None:
     assert data["kinds"] == list(KINDS)
     assert not any(key.startswith("range_") and key != "range_test" for key in data)
     # None-valued optional keys are left out, the others are all there.
-    unset = {"timeout", "epochs", "batch_size"}
+    unset = {"timeout", "budget", "epochs", "batch_size"}
     assert not unset & set(data)
     top_level = {key for key in KEYS if "." not in key}
     assert set(data) == (top_level - unset) | {"range_test"}

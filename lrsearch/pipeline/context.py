@@ -30,6 +30,7 @@ from lrsearch.choices import PER_EPOCH_KINDS
 from lrsearch.config import StudyConfig, check_study_name, load_config
 from lrsearch.exceptions import InvalidParameterError
 from lrsearch.optimizers import search_optimizer
+from lrsearch.pipeline.budget import Sizes, plan
 from lrsearch.pipeline.queue import Plan, Stage, work
 from lrsearch.preflight import Baseline, preflight
 from lrsearch.splits import cv_folds, holdout, watch_split
@@ -70,6 +71,8 @@ def prepare(
             raise InvalidParameterError(str(exc)) from exc
     check_study_name(cfg.name)
     task = load_task(task or cfg.task, epochs=cfg.epochs, batch_size=cfg.batch_size)
+    if cfg.budget is not None:  # a pure function of the config: every worker plans the same
+        cfg = plan(cfg, Sizes(task.n_train, task.batch_size, task.epochs)).apply(cfg)
     check_splits(cfg, task)
     device = resolve_device(cfg.device)
     torch.set_num_threads(cfg.threads or default_threads())

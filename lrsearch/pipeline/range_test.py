@@ -23,12 +23,13 @@ import dataclasses
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any, Final, Literal
+from typing import Any, Literal
 
 import optuna
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from lrsearch.choices import REDO_FACTOR, REDO_SWEEPS
 from lrsearch.config import StudyConfig
 from lrsearch.optimizers import plausible_span, search_optimizer
 from lrsearch.pipeline.context import Context, prepare
@@ -69,11 +70,6 @@ _log = logging.getLogger(__name__)
 #: The unit's key for the task's own optimizer (its result is in user attr
 #: ``UNIT_RANGE_TEST``).
 KEY = "range-test"
-
-
-#: A doubtful reading is redone with this many sweeps (units), each this many times as long.
-REDO_SWEEPS: Final = 3
-REDO_FACTOR: Final = 4
 
 
 def unit_key(optimizer: str) -> str:
