@@ -76,6 +76,29 @@ def test_the_plan_never_exceeds_the_budget(sizes: Sizes, keys: dict[str, Any]) -
         assert "\n" not in chosen.describe()
 
 
+SET_KEYS: list[dict[str, Any]] = [
+    {"n_trials": 12},
+    {"cv_folds": 3},
+    {"cv_grid": 5, "finalists": 3},
+    {"arms": ("tuned", "constant-cv")},
+    {"n_trials": 4, "cv_folds": 2, "cv_grid": 2, "finalists": 2},
+]
+
+
+@pytest.mark.parametrize(("sizes", "keys"), list(itertools.product(SIZES, SET_KEYS)))
+def test_keys_set_are_kept_or_named_in_the_error(sizes: Sizes, keys: dict[str, Any]) -> None:
+    for budget in BUDGETS:
+        cfg = _given(keys, budget)
+        try:
+            chosen = plan(cfg, sizes)
+        except InvalidParameterError as error:
+            words = str(error)
+            assert "budget must hold" in words or all(key in words for key in keys)
+            continue
+        assert chosen.total <= budget * (1 + 1e-9)
+        assert all(getattr(chosen, key) == value for key, value in keys.items())
+
+
 def test_more_budget_never_plans_fewer_trials_or_a_poorer_cv() -> None:
     plans = [plan(_cfg(budget=b), DIGITS) for b in BUDGETS if b >= _affordable(DIGITS, _cfg())]
     for smaller, larger in itertools.pairwise(plans):
