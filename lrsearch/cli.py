@@ -61,6 +61,14 @@ STORAGE = click.option(
     help="Optuna storage URL  [default: sqlite:///studies/lrsearch.db]",
 )
 DEVICE = click.option("--device", type=click.Choice(DEVICES), default=None)
+#: ``lrsearch run``'s budget: the tuning stages are planned to spend at most this.
+BUDGET = click.option(
+    "--budget",
+    type=float,
+    default=None,
+    metavar="RUNS",
+    help="Full runs the tuning may spend at most: plans trials, CV grid and folds, finalists.",
+)
 
 
 def _study_option(text: str) -> Callable[[F], F]:
@@ -158,13 +166,7 @@ class _Bars:
     metavar="S",
     help="Start no new search trial after S seconds.",
 )
-@click.option(
-    "--budget",
-    type=float,
-    default=None,
-    metavar="RUNS",
-    help="Full runs the tuning may spend at most: plans trials, CV grid and folds, finalists.",
-)
+@BUDGET
 @click.option(
     "--seed",
     type=click.IntRange(min=0),
