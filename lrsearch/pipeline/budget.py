@@ -108,7 +108,7 @@ class BudgetPlan:
         >>> cfg = StudyConfig(name="demo", task="digits", budget=20.0)
         >>> p = plan(cfg, Sizes(n_train=1347, batch_size=32, epochs=20))
         >>> p.n_trials, p.cv_grid, p.cv_folds, p.finalists, p.total <= 20
-        (18, 2, 2, 1, True)
+        (9, 3, 2, 2, True)
     """
 
     budget: float
