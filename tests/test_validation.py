@@ -292,65 +292,41 @@ def test_a_bad_learning_rate_fails_alike_in_config_range_test_and_schedule(
     assert str(info.value) == fails(name, value, POSITIVE_REAL)
 
 
-@pytest.mark.parametrize(
-    ("call", "kwargs", "message"),
-    [
-        (
-            _config,
-            {"range_start_lr": 1.0, "range_end_lr": 0.5},
-            "range_test.start_lr must be below range_test.end_lr=0.5; got 1.0",
-        ),
-        (
-            _range_test,
-            {"start_lr": 1.0, "end_lr": 0.5},
-            "start_lr must be below end_lr=0.5; got 1.0",
-        ),
-        (_schedule, {"max_lr": 0.1, "base_lr": 0.5}, "base_lr must be below max_lr=0.1; got 0.5"),
-    ],
-    ids=["config", "range_test", "schedule"],
-)
-def test_one_bound_below_another_fails_alike(
-    call: Any, kwargs: dict[str, Any], message: str
-) -> None:
-    with pytest.raises(InvalidParameterError) as info:
-        call(**kwargs)
-    assert str(info.value) == message
+#: The same kind of mistake, made in config, range test and schedule: one sentence shape.
+_MISTAKES = [
+    # a bound below another
+    (
+        _config,
+        {"range_start_lr": 1.0, "range_end_lr": 0.5},
+        "range_test.start_lr must be below range_test.end_lr=0.5; got 1.0",
+    ),
+    (
+        _range_test,
+        {"start_lr": 1.0, "end_lr": 0.5},
+        "start_lr must be below end_lr=0.5; got 1.0",
+    ),
+    (_schedule, {"max_lr": 0.1, "base_lr": 0.5}, "base_lr must be below max_lr=0.1; got 0.5"),
+    # a name not among the choices
+    (_config, {"sampler": "cmaes"}, "sampler must be one of ['tpe', 'random']; got 'cmaes'"),
+    (_range_test, {"mode": "cos"}, "mode must be one of ['exp', 'linear']; got 'cos'"),
+    (
+        Schedule,
+        {"kind": "linear", "max_lr": 0.1},
+        "kind must be one of ['constant', 'step', 'exponential', 'triangular', "
+        "'triangular2', 'exp_range', 'sgdr', 'onecycle', 'cosine', 'wsd', 'inverse_sqrt', "
+        "'plateau']; got 'linear'",
+    ),
+    # integer and flag arguments
+    (_range_test, {"repeats": 0}, "repeats must be a positive integer; got 0"),
+    (_range_test, {"total_steps": 0}, "total_steps must be a positive integer or None; got 0"),
+    (_schedule, {"warmup": -1}, "warmup must be a non-negative integer; got -1"),
+    (_config, {"n_trials": 0}, "n_trials must be an integer >= 1; got 0"),
+    (_config, {"diagnostics": 1}, "diagnostics must be true or false; got 1"),
+]
 
 
-@pytest.mark.parametrize(
-    ("call", "kwargs", "message"),
-    [
-        (_config, {"sampler": "cmaes"}, "sampler must be one of ['tpe', 'random']; got 'cmaes'"),
-        (_range_test, {"mode": "cos"}, "mode must be one of ['exp', 'linear']; got 'cos'"),
-        (
-            Schedule,
-            {"kind": "linear", "max_lr": 0.1},
-            "kind must be one of ['constant', 'step', 'exponential', 'triangular', "
-            "'triangular2', 'exp_range', 'sgdr', 'onecycle', 'cosine', 'wsd', 'inverse_sqrt', "
-            "'plateau']; got 'linear'",
-        ),
-    ],
-    ids=["config", "range_test", "schedule"],
-)
-def test_a_name_not_among_the_choices_fails_alike(
-    call: Any, kwargs: dict[str, Any], message: str
-) -> None:
-    with pytest.raises(InvalidParameterError) as info:
-        call(**kwargs)
-    assert str(info.value) == message
-
-
-@pytest.mark.parametrize(
-    ("call", "kwargs", "message"),
-    [
-        (_range_test, {"repeats": 0}, "repeats must be a positive integer; got 0"),
-        (_range_test, {"total_steps": 0}, "total_steps must be a positive integer or None; got 0"),
-        (_schedule, {"warmup": -1}, "warmup must be a non-negative integer; got -1"),
-        (_config, {"n_trials": 0}, "n_trials must be an integer >= 1; got 0"),
-        (_config, {"diagnostics": 1}, "diagnostics must be true or false; got 1"),
-    ],
-)
-def test_integer_and_flag_arguments_fail_in_the_one_shape(
+@pytest.mark.parametrize(("call", "kwargs", "message"), _MISTAKES)
+def test_the_same_mistake_fails_alike_wherever_it_is_made(
     call: Any, kwargs: dict[str, Any], message: str
 ) -> None:
     with pytest.raises(InvalidParameterError) as info:
