@@ -34,6 +34,7 @@ from lrsearch.pipeline import bounds as _bounds
 from lrsearch.pipeline import load_result
 from lrsearch.pipeline.arms import grid_key, healed_grid
 from lrsearch.pipeline.comparison import arm_key, final_seeds, make_arms
+from lrsearch.pipeline.cost import cost_of
 from lrsearch.space import LRBounds
 from lrsearch.store import (
     FINISHED,
@@ -471,3 +472,77 @@ def test_fresh_is_refused_while_a_worker_is_live(
         assert len(history(stored)) == 1  # the killed run's record went with the study
     finally:
         store.engine.dispose()
+
+
+# --- a budget: one plan whoever runs it, and never spent past ---------------------------------
+
+BUDGET = 30.0
+
+
+def _budget_setup(tmp_path: Path) -> Setup:
+    """``studies/w.toml`` with a budget and none of the keys it plans (trials, CV, finalists)."""
+    setup = _setup(tmp_path, grace=2)
+    (tmp_path / "studies" / "w.toml").write_text(
+        textwrap.dedent(
+            f"""
+            task = "workertask:make_task"
+            budget = {BUDGET}
+            epochs = 2
+            final_seeds = 2
+            threads = 1
+            device = "cpu"
+            heartbeat_interval = 1
+            grace_period = 2
+
+            [range_test]
+            num_iter = 20
+            """
+        )
+    )
+    return setup
+
+
+def _planned(url: str) -> tuple[dict[str, Any], float]:
+    """The config the study ran with (the plan applied) and what its tuning spent, in runs."""
+    store = open_storage(url)
+    try:
+        stored = load_stored("w", store=store)
+        return dict(stored.attrs["config"]), cost_of(stored).tuning
+    finally:
+        store.engine.dispose()
+
+
+def test_a_budget_plans_alike_for_three_workers_and_after_a_kill(tmp_path: Path) -> None:
+    together, alone = tmp_path / "together", tmp_path / "alone"
+    together.mkdir()
+    alone.mkdir()
+    setups = [_budget_setup(together), _budget_setup(alone)]
+    # Three workers at once.
+    url3 = f"sqlite:///{together}/w.db"
+    logs = [together / f"worker{i}.log" for i in range(3)]
+    _wait([_start(setups[0], url3, log, delay=0.005) for log in logs], logs, timeout=400)
+    # One worker, killed inside the search, then the command again.
+    path = alone / "w.db"
+    url1 = f"sqlite:///{path}"
+    killed = alone / "killed.log"
+    proc = _start(setups[1], url1, killed, delay=0.01)
+
+    def searching() -> bool:
+        return "RUNNING" in [s for (s,) in _rows(path, _STATES, "w")]
+
+    _kill_when(proc, killed, searching, "the worker never reached the search", jitter=0.05)
+    time.sleep(2.5)  # past the grace period
+    again = alone / "again.log"
+    _wait([_start(setups[1], url1, again)], [again], timeout=300)
+
+    (cfg3, spent3), (cfg1, spent1) = _planned(url3), _planned(url1)
+    assert cfg3 == cfg1  # the same plan, however the work was shared or broken off
+    assert cfg3["budget"] == BUDGET and cfg3["n_trials"] >= 2
+    assert 0 < spent3 <= BUDGET and 0 < spent1 <= BUDGET
+    plan_lines = {
+        line
+        for log in [*logs, again]
+        for line in log.read_text().splitlines()
+        if line.startswith(f"budget {BUDGET:g} runs:")
+    }
+    assert len(plan_lines) == 1, plan_lines  # every worker printed the one plan
