@@ -258,9 +258,10 @@ def _print_result(result: Any) -> None:
             f"searched LR range: {first[-1]['low']:.3g} .. {first[-1]['high']:.3g} "
             f"(from {CAUSES[first[0]['cause']]}{grown})"
         )
+    short = "" if result.best_epochs is None else f" after {result.best_epochs} epochs"
     click.echo(
         f"search: {states}; tuned arm: trial #{result.tuned_trial}, validation "
-        f"{result.metric} {result.best_value:.4f}"
+        f"{result.metric} {result.best_value:.4f}{short}"
     )
     click.echo(f"tuned schedule: {result.schedule_words}")
     if result.constant_lr is not None:

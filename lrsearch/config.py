@@ -60,6 +60,12 @@ KEYS: dict[str, tuple[str, str]] = {
     "n_trials": ("search trials in total (a resumed study runs only the missing ones)", "40"),
     "timeout": ("seconds after which the search starts no new trial", "none"),
     "budget": ("full runs the tuning may spend at most: plans the keys not set", "none"),
+    "fidelity": (
+        "share of the run each search trial trains, its whole schedule compressed to fit "
+        "(warm-up, cycles and decay all shortened alike); the finalists and the final "
+        "comparison train full runs",
+        "1 (a `budget` plans 1/3)",
+    ),
     "seed": ("seeds the sampler, the splits, the range test and model inits", "0"),
     "sampler": ("`tpe` (multivariate, grouped) or `random`", "`tpe`"),
     "pruner": (
@@ -131,6 +137,7 @@ class StudyConfig:
     n_trials: int = 40
     timeout: float | None = None
     budget: float | None = None
+    fidelity: float = 1.0
     seed: int = 0
     sampler: str = "tpe"
     pruner: str = "median"
@@ -319,6 +326,7 @@ _RULES: Final[Mapping[str, tuple[Constraint, ...]]] = {
     "n_trials": (_at_least(1),),
     "timeout": (POSITIVE_REAL,),
     "budget": (POSITIVE_REAL,),
+    "fidelity": (Interval(numbers.Real, 0, 1, closed="right"),),
     "seed": (_at_least(0),),
     "sampler": (Options(SAMPLERS),),
     "pruner": (Options(PRUNERS),),

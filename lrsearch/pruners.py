@@ -24,7 +24,7 @@ from optuna.trial import FrozenTrial
 from lrsearch._validation import check_non_negative_int, check_positive_int
 from lrsearch.choices import CYCLICAL_KINDS
 from lrsearch.exceptions import InvalidParameterError
-from lrsearch.schedules import Schedule
+from lrsearch.schedules import Schedule, compressed_epochs
 from lrsearch.space import setup_from_params
 
 __all__ = ["ScheduleAwarePruner", "first_judged_epoch"]
@@ -82,7 +82,11 @@ class ScheduleAwarePruner(BasePruner):
         steps_per_epoch: Optimizer steps per epoch of the trials' training.
         optimizers: The study's searched optimizers (they prefix the params; see
             :func:`lrsearch.space.suggest_setup`).
-        warmup_epochs: Epochs before any trial may be pruned, whatever its schedule.
+        warmup_epochs: Epochs before any trial may be pruned, whatever its schedule (of the
+            trials' training, compressed or not).
+        fidelity: The share of the run the trials train, their schedules compressed to fit
+            (:meth:`~lrsearch.Schedule.compressed`): a schedule's start is judged at the same
+            share of the shorter run.
 
     Raises:
         InvalidParameterError: A bad number, or ``pruner`` is not an Optuna pruner.
@@ -107,6 +111,7 @@ class ScheduleAwarePruner(BasePruner):
         steps_per_epoch: int,
         optimizers: Sequence[str] = ("task",),
         warmup_epochs: int = 0,
+        fidelity: float = 1.0,
     ) -> None:
         if not isinstance(pruner, BasePruner):
             raise InvalidParameterError(f"pruner must be an Optuna pruner; got {pruner!r}")
@@ -115,6 +120,7 @@ class ScheduleAwarePruner(BasePruner):
         self._spe = check_positive_int("steps_per_epoch", steps_per_epoch)
         self._optimizers = tuple(optimizers)
         self._warmup = check_non_negative_int("warmup_epochs", warmup_epochs)
+        self._trained = compressed_epochs(self._epochs, fidelity)
 
     @property
     def wrapped(self) -> BasePruner:
@@ -136,11 +142,12 @@ class ScheduleAwarePruner(BasePruner):
             own = first_judged_epoch(
                 setup.schedule, steps_per_epoch=self._spe, epochs=self._epochs
             )
+            own = max(1, math.ceil(own * self._trained / self._epochs))
         return max(own, self._warmup)
 
     def prune(self, study: optuna.study.Study, trial: FrozenTrial) -> bool:
         """Whether to prune ``trial`` now (see the class)."""
         step = trial.last_step
-        if step is None or step >= self._epochs or step < self.judged_from(trial):
+        if step is None or step >= self._trained or step < self.judged_from(trial):
             return False
         return self._pruner.prune(study, trial)

@@ -63,7 +63,7 @@ from lrsearch.exceptions import InvalidParameterError
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
-__all__ = ["KINDS", "SEARCH_FIELDS", "Schedule"]
+__all__ = ["KINDS", "SEARCH_FIELDS", "Schedule", "compressed_epochs"]
 
 
 # The optional fields each kind reads; `max_lr` is read by all of them.
@@ -528,6 +528,28 @@ class Schedule:
             )
         return cls(**data)
 
+    def compressed(self, fraction: float) -> Schedule:
+        """The same schedule over a run ``fraction`` as long: every period in steps or epochs
+        (``step_size``, ``warmup``, ``patience``) times ``fraction``, rounded; the LRs and the
+        shares of the run (``pct_start``, ``cooldown``) stay. Trained for ``fraction`` of the
+        steps, it goes through the whole shape (warm-up, cycles, decay to the end) in short.
+
+        Example:
+            >>> Schedule("step", max_lr=0.1, step_size=90, decay=0.5).compressed(1 / 3)
+            Schedule(kind='step', max_lr=0.1, base_lr=None, step_size=30, decay=0.5, cycle_mult=1, pct_start=0.3, final_div_factor=10000.0, warmup=0, cooldown=None, patience=None)
+        """  # noqa: E501
+        fraction = check("fraction", fraction, Interval(numbers.Real, 0, 1, closed="right"))
+
+        def scaled(value: int | None, least: int) -> int | None:
+            return None if value is None else max(least, round(value * fraction))
+
+        return dataclasses.replace(
+            self,
+            step_size=scaled(self.step_size, 1),
+            warmup=scaled(self.warmup, 0) or 0,
+            patience=scaled(self.patience, 0),
+        )
+
     # -- for people ----------------------------------------------------------------------
 
     def describe(self, steps_per_epoch: int | None = None) -> str:
@@ -901,3 +923,15 @@ def _check_replay(
             f"{spe} per epoch (one per epoch but the last); got {len(values)}"
         )
     return values, spe
+
+
+def compressed_epochs(epochs: int, fidelity: float) -> int:
+    """The epochs a run of ``epochs`` trains at ``fidelity`` (a share of the run): at least 1.
+
+    Example:
+        >>> compressed_epochs(20, 1 / 3), compressed_epochs(75, 1 / 3), compressed_epochs(2, 0.1)
+        (7, 25, 1)
+    """
+    epochs = check("epochs", epochs, POSITIVE_INT)
+    fidelity = check("fidelity", fidelity, Interval(numbers.Real, 0, 1, closed="right"))
+    return max(1, round(epochs * fidelity))

@@ -41,6 +41,9 @@ def _cfg(**keys: Any) -> StudyConfig:
 
 
 def _affordable(sizes: Sizes, cfg: StudyConfig) -> float:
+    """The least budget: the range test and one trial at the fidelity the plan trains."""
+    if "fidelity" not in (cfg.given or ()):
+        cfg = cfg.replace(fidelity=_budget.FIDELITY)
     return _budget.range_test_runs(cfg, sizes) + _budget.trial_runs(cfg, sizes)
 
 
@@ -158,7 +161,7 @@ def test_a_budget_flag_replans_the_files_keys_but_not_flags_beside_it() -> None:
     [
         (_given({"n_trials": 50}, 10), "budget 10 runs cannot hold the keys set: n_trials=50"),
         (_given({"finalists": 5, "cv_folds": 5}, 6), "cannot hold the keys set: cv_folds=5"),
-        (_cfg(budget=2), "budget must hold the range test (at most 1.51 runs) and one search"),
+        (_cfg(budget=1.7), "budget must hold the range test (at most 1.51 runs) and one search"),
     ],
 )
 def test_an_impossible_budget_is_a_one_line_error(cfg: StudyConfig, message: str) -> None:

@@ -7,7 +7,11 @@ same. Each stage's cost is an **upper bound**, from sizes alone:
 
 - the range test: every sweep of each searched optimizer in full, and the redo a doubtful
   reading gets (``REDO_SWEEPS`` sweeps ``REDO_FACTOR`` times as long), whether or not it comes;
-- a search trial: its full length on the search-train split (a pruned one trains less);
+- a search trial: its whole length on the search-train split (a pruned one trains less), at
+  the planned ``fidelity``: :data:`FIDELITY` of the run, its schedule compressed to fit
+  (:meth:`~lrsearch.Schedule.compressed`), unless ``fidelity`` is set; compressed trials run
+  to their end (no pruner, unless ``pruner`` is set): the reading measured is the complete
+  compressed schedule, and a trial stopped early would leave its share of the budget unspent;
 - the constant-LR CV: the grid's points and every point healing may add (one per decade a side
   of the bounds can grow, :data:`~lrsearch.pipeline.bounds.CAP_DECADES` each side), each
   trained on every fold's rest of ``train``;
@@ -18,7 +22,9 @@ How the budget is spent, after the range test (kept as configured):
 1. the CV takes the richest rung of :data:`CV_LADDER` that costs at most :data:`CV_SHARE` of
    the rest; when even the cheapest does not fit, the ``constant-cv`` arm is dropped, unless
    ``arms``, ``cv_folds`` or ``cv_grid`` was set (then the cheapest rung is kept);
-2. the finalists: the most (5 down to 2) that cost at most :data:`FINALIST_SHARE`, else 1 (the
+2. the finalists: the most (5 down to 2) that cost at most :data:`FINALIST_SHARE` (with
+   compressed trials, :data:`PROMOTION_SHARE`: the finalists are the full-length check of a
+   cheaper ranking, a rung of successive halving), else 1 (the
    best search trial as it is, no CV);
 3. the search trials take everything left, at least one (the literature's seeds are trials).
 
@@ -38,6 +44,7 @@ from lrsearch.choices import REDO_FACTOR, REDO_SWEEPS
 from lrsearch.config import StudyConfig
 from lrsearch.exceptions import InvalidParameterError
 from lrsearch.pipeline.bounds import CAP_DECADES, EXTEND_DECADES
+from lrsearch.schedules import compressed_epochs
 from lrsearch.store import ATTR_CONFIG, ATTR_TASK
 from lrsearch.tasks import steps_per_epoch
 
@@ -45,7 +52,9 @@ __all__ = [
     "CV_LADDER",
     "CV_SHARE",
     "EXTRA_POINTS",
+    "FIDELITY",
     "FINALIST_SHARE",
+    "PROMOTION_SHARE",
     "BudgetPlan",
     "Sizes",
     "plan",
@@ -57,6 +66,11 @@ CV_LADDER: Final = ((5, 8), (4, 6), (3, 5), (3, 4), (2, 4), (2, 3), (2, 2))
 #: The most of the budget (after the range test) the CV, and the finalists, may take.
 CV_SHARE: Final = 0.5
 FINALIST_SHARE: Final = 0.15
+PROMOTION_SHARE: Final = 1 / 3
+#: The share of the run a budget's search trials train, compressed: the cheapest reading that
+#: ranked complete schedules as the full run does on the built-in tasks (``docs/benchmarks.md``,
+#: "Fidelities that respect schedules").
+FIDELITY: Final = 1 / 3
 #: Points healing may add to the CV grid: one per extension, on both sides.
 EXTRA_POINTS: Final = 2 * math.ceil(CAP_DECADES / EXTEND_DECADES)
 
@@ -82,9 +96,11 @@ class Sizes:
 
 
 def trial_runs(cfg: StudyConfig, sizes: Sizes) -> float:
-    """A search trial's cost at most, in full runs: all epochs on the search-train split."""
+    """A search trial's cost at most, in full runs: its epochs at ``cfg.fidelity`` on the
+    search-train split."""
     n_fit = sizes.n_train - math.ceil(sizes.n_train * cfg.validation_fraction)
-    return sizes.runs(sizes.epochs * steps_per_epoch(max(1, n_fit), sizes.batch_size))
+    epochs = compressed_epochs(sizes.epochs, cfg.fidelity)
+    return sizes.runs(epochs * steps_per_epoch(max(1, n_fit), sizes.batch_size))
 
 
 def range_test_runs(cfg: StudyConfig, sizes: Sizes) -> float:
@@ -107,12 +123,16 @@ class BudgetPlan:
     Example:
         >>> cfg = StudyConfig(name="demo", task="digits", budget=20.0)
         >>> p = plan(cfg, Sizes(n_train=1347, batch_size=32, epochs=20))
-        >>> p.n_trials, p.cv_grid, p.cv_folds, p.finalists, p.total <= 20
-        (9, 3, 2, 2, True)
+        >>> p.n_trials, p.trial_epochs, p.cv_grid, p.cv_folds, p.finalists, p.total <= 20
+        (15, 7, 3, 2, 5, True)
     """
 
     budget: float
     n_trials: int
+    pruner: str
+    fidelity: float
+    trial_epochs: int
+    epochs: int
     cv_grid: int
     cv_folds: int
     finalists: int
@@ -132,6 +152,8 @@ class BudgetPlan:
         return dataclasses.replace(
             cfg,
             n_trials=self.n_trials,
+            pruner=self.pruner,
+            fidelity=self.fidelity,
             cv_grid=self.cv_grid,
             cv_folds=self.cv_folds,
             finalists=self.finalists,
@@ -147,6 +169,8 @@ class BudgetPlan:
         )
         finalists = "no finalists" if self.finalists == 1 else f"{self.finalists} finalists"
         trials = f"{self.n_trials} trial{'s' if self.n_trials > 1 else ''}"
+        if self.trial_epochs < self.epochs:
+            trials += f" compressed to {self.trial_epochs} of {self.epochs} epochs"
         return (
             f"budget {self.budget:g} runs: {trials}, {cv}, {finalists} "
             f"(at most {self.total:.1f} runs)"
@@ -171,11 +195,14 @@ def plan(cfg: StudyConfig, sizes: Sizes) -> BudgetPlan:
     Example:
         >>> cfg = StudyConfig(name="demo", task="digits", budget=5.0)
         >>> plan(cfg, Sizes(n_train=1347, batch_size=32, epochs=20)).describe()
-        'budget 5 runs: 4 trials, no constant-cv arm, no finalists (at most 4.7 runs)'
-    """
+        'budget 5 runs: 12 trials compressed to 7 of 20 epochs, no constant-cv arm, no finalists (at most 4.8 runs)'
+    """  # noqa: E501
     if cfg.budget is None:
         raise InvalidParameterError("budget: not set; nothing to plan")
     budget, given = float(cfg.budget), cfg.given or frozenset()
+    if "fidelity" not in given:
+        cfg = dataclasses.replace(cfg, fidelity=FIDELITY)
+    pruner = cfg.pruner if "pruner" in given or cfg.fidelity == 1 else "none"
     range_test, trial = range_test_runs(cfg, sizes), trial_runs(cfg, sizes)
     if budget < range_test + trial:
         raise InvalidParameterError(
@@ -185,19 +212,22 @@ def plan(cfg: StudyConfig, sizes: Sizes) -> BudgetPlan:
     rest = budget - range_test
     folds, grid, arms = _plan_cv(cfg, sizes, rest)
     point = cv_point_runs(folds, sizes)
+    constant_cv = (grid + EXTRA_POINTS) * point if "constant-cv" in arms else 0.0
     finalists = cfg.finalists
     if "finalists" not in given:
-        fits = [f for f in (5, 4, 3, 2) if f * point <= FINALIST_SHARE * rest]
+        share = FINALIST_SHARE if cfg.fidelity == 1 else PROMOTION_SHARE
+        room = min(share * rest, rest - constant_cv - trial)  # one trial left at least
+        fits = [f for f in (5, 4, 3, 2) if f * point <= room]
         finalists = fits[0] if fits else 1
     if "n_trials" in given:
         finalists = min(finalists, cfg.n_trials) if "finalists" not in given else finalists
-    constant_cv = (grid + EXTRA_POINTS) * point if "constant-cv" in arms else 0.0
     finalist_cv = finalists * point if finalists > 1 else 0.0
     n_trials = cfg.n_trials
     if "n_trials" not in given:
         n_trials = max(1, math.floor((rest - constant_cv - finalist_cv) / trial + 1e-9))
     chosen = BudgetPlan(
-        budget, n_trials, grid, folds, finalists, arms,
+        budget, n_trials, pruner, cfg.fidelity, compressed_epochs(sizes.epochs, cfg.fidelity),
+        sizes.epochs, grid, folds, finalists, arms,
         range_test, n_trials * trial, constant_cv, finalist_cv,
     )  # fmt: skip
     if chosen.total > budget * (1 + 1e-9):

@@ -37,6 +37,7 @@ from lrsearch.store import (
     ATTR_GRID,
     ATTR_METRIC,
     ATTR_TASK,
+    TRAINED_EPOCHS,
     ArmResult,
     Cost,
     Finalist,
@@ -64,7 +65,7 @@ class StudyResult:
         range_test: The stored range test.
         best_params: Params of the search trial whose schedule is the tuned arm: the best CV
             mean among the finalists, or the best search trial without finalists.
-        best_value: That trial's validation metric.
+        best_value: That trial's validation metric (after :attr:`best_epochs` epochs).
         tuned_trial: That trial's number.
         schedule: Its schedule, in optimizer steps of this study's runs (batches of the full
             training set); :meth:`schedule_for` rebuilds it for another run.
@@ -89,6 +90,8 @@ class StudyResult:
         cost: What the study trained, per stage, in optimizer steps and full-run equivalents:
             the tuning (what decided the tuned arm) and the verification (what only measures
             it); see :class:`~lrsearch.store.Cost`.
+        best_epochs: The epochs that trial trained: fewer than the run's when the search ran
+            at a ``fidelity`` under 1 (its schedule compressed into them); ``None``: the run's.
     """
 
     name: str
@@ -113,6 +116,7 @@ class StudyResult:
     finalists: tuple[Finalist, ...] = ()
     range_tests: dict[str, RangeTestResult] = dataclasses.field(default_factory=dict)
     cost: Cost | None = None
+    best_epochs: int | None = None
 
     @property
     def arms(self) -> dict[str, ArmResult]:
@@ -235,6 +239,7 @@ def result_of(stored: StoredStudy) -> StudyResult:
         finalists=tuple(finalists),
         range_tests={n: r.range_test for n, r in study.readings.items()},
         cost=cost_of(stored),
+        best_epochs=tuned.user_attrs.get(TRAINED_EPOCHS),
     )
 
 

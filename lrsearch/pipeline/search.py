@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -35,6 +36,7 @@ from lrsearch.pipeline import bounds as _bounds
 from lrsearch.pipeline.context import Context
 from lrsearch.pipeline.queue import MAX_FAILURES, Stage, Unit
 from lrsearch.pruners import ScheduleAwarePruner
+from lrsearch.schedules import compressed_epochs
 from lrsearch.space import (
     OPTIMIZER_PARAM,
     LRBounds,
@@ -43,7 +45,7 @@ from lrsearch.space import (
     seed_setups,
     suggest_setup,
 )
-from lrsearch.store import FINISHED, HEALED, SEEDED, unit_key
+from lrsearch.store import FINISHED, HEALED, SEEDED, TRAINED_EPOCHS, unit_key
 from lrsearch.tasks import Data, OptimizerFactory, Task
 from lrsearch.training import TrialRecord, train_task
 
@@ -90,7 +92,8 @@ def make_pruner(
 
     ``median`` and ``hyperband`` wait ``warmup_epochs`` (default a quarter of the run;
     hyperband's smallest rung); ``halving``: Optuna's successive halving at its defaults (rungs
-    at 1, 4, 16, ... times a hundredth of the run, the top quarter promoted).
+    at 1, 4, 16, ... times a hundredth of the run, the top quarter promoted). At a ``fidelity``
+    under 1 the run is the trials' compressed run, and ``warmup_epochs`` shrinks with it.
 
     Example:
         >>> cfg = StudyConfig(name="demo", task="digits", pruner="halving")
@@ -100,7 +103,12 @@ def make_pruner(
     """
     if cfg.pruner == "none":
         return optuna.pruners.NopPruner()
-    quarter = cfg.warmup_epochs if cfg.warmup_epochs is not None else epochs // 4
+    full, epochs = epochs, compressed_epochs(epochs, cfg.fidelity)
+    quarter = (
+        math.ceil(cfg.warmup_epochs * epochs / full)
+        if cfg.warmup_epochs is not None
+        else epochs // 4
+    )
     pruner: optuna.pruners.BasePruner
     if cfg.pruner == "halving":
         # Optuna's min_resource="auto" reads a hundredth of the longest finished trial; the
@@ -108,7 +116,7 @@ def make_pruner(
         pruner = optuna.pruners.SuccessiveHalvingPruner(
             min_resource=max(1, epochs // 100), reduction_factor=4
         )
-        warmup = cfg.warmup_epochs or 0
+        warmup = math.ceil((cfg.warmup_epochs or 0) * epochs / full)
     elif cfg.pruner == "hyperband":
         pruner = optuna.pruners.HyperbandPruner(
             min_resource=max(1, quarter), max_resource=epochs, reduction_factor=3
@@ -119,10 +127,11 @@ def make_pruner(
         warmup = quarter
     return ScheduleAwarePruner(
         pruner,
-        epochs=epochs,
+        epochs=full,
         steps_per_epoch=steps_per_epoch,
         optimizers=cfg.optimizers,
         warmup_epochs=warmup,
+        fidelity=cfg.fidelity,
     )
 
 
@@ -289,9 +298,15 @@ class _SearchTrial:
             epochs=task.epochs,
             kinds=ctx.cfg.kinds,
         )
-        schedule, record = setup.schedule, TrialRecord(trial)
+        # At a fidelity under 1 the whole schedule is compressed into the shorter run; its
+        # params (what the finalists and the tuned arm train) stay the full run's.
+        epochs = compressed_epochs(task.epochs, ctx.cfg.fidelity)
+        schedule, record = setup.schedule.compressed(epochs / task.epochs), TrialRecord(trial)
+        if epochs < task.epochs:
+            task = dataclasses.replace(task, epochs=epochs)
+            trial.set_user_attr(TRAINED_EPOCHS, epochs)
         optimizer = None if setup.optimizer == "task" else setup.optimizer
-        planned = schedule.lrs(ctx.spe_search * task.epochs).tolist()
+        planned = schedule.lrs(ctx.spe_search * epochs).tolist()
         record.planned(setup.describe(ctx.spe_search), optimizer, planned)
         per_epoch = schedule.kind in PER_EPOCH_KINDS
         # A plateau schedule is scored on validation, so it watches a split of its own.

@@ -56,6 +56,7 @@ __all__ = [
     "SEEDED",
     "STEPS",
     "STOP_CODE",
+    "TRAINED_EPOCHS",
     "TRAIN_SECONDS",
     "UNIT",
     "UNIT_BOUNDS",
@@ -138,6 +139,9 @@ STEPS: Final = "steps"
 SEEDED: Final = "seeded"
 #: Search trials enqueued in a range the bounds just grew to (``Extension.seeds``).
 HEALED: Final = "healed"
+#: Epochs a search trial trained when its ``fidelity`` was under 1 (its schedule compressed
+#: into them, :meth:`~lrsearch.Schedule.compressed`); absent: the full run.
+TRAINED_EPOCHS: Final = "trained_epochs"
 #: What a trial trained, in words (``Setup.describe``), on search, CV, recipe and final trials.
 SCHEDULE: Final = "schedule"
 #: The optimizer a trial trained with: ``"task"`` or a searched/recipe optimizer's name.
