@@ -61,9 +61,8 @@ KEYS: dict[str, tuple[str, str]] = {
     "timeout": ("seconds after which the search starts no new trial", "none"),
     "budget": ("full runs the tuning may spend at most: plans the keys not set", "none"),
     "fidelity": (
-        "share of the run each search trial trains, its whole schedule compressed to fit "
-        "(warm-up, cycles and decay all shortened alike); the finalists and the final "
-        "comparison train full runs",
+        "share of the run each search trial trains, its whole schedule compressed to fit; "
+        "finalists and final runs train in full",
         "1 (a `budget` plans 1/3)",
     ),
     "seed": ("seeds the sampler, the splits, the range test and model inits", "0"),

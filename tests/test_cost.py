@@ -14,14 +14,12 @@ import math
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import tiny_task
 import torch
-from torch.optim.optimizer import register_optimizer_step_post_hook
+from spies import training_steps
 
-import lrsearch.pipeline.queue
 from lrsearch.config import StudyConfig
 from lrsearch.pipeline.cost import cost_of, stored_steps_per_epoch
 from lrsearch.report import export_frame
@@ -43,12 +41,6 @@ FIXTURES = Path(__file__).parent / "fixtures"
 STAGES = (*TUNING_STAGES, *VERIFICATION_STAGES)
 
 
-def _trains(optimizer: torch.optim.Optimizer) -> bool:
-    """Whether a step moves anything: a parameter has a gradient (``Schedule.lrs`` steps an
-    optimizer without any, to replay a schedule)."""
-    return any(p.grad is not None for g in optimizer.param_groups for p in g["params"])
-
-
 @dataclasses.dataclass(frozen=True)
 class Spied:
     """A tiny study run under the spy: its result, and the steps counted per stage."""
@@ -64,27 +56,12 @@ def _spy() -> Iterator[collections.Counter[str | None]]:
     """Count every training optimizer step inside the block, by the stage whose unit was
     running (``None``: outside any unit, the pre-flight's)."""
     counted: collections.Counter[str | None] = collections.Counter()
-    running: list[str] = []
-    real = lrsearch.pipeline.queue._run_next
 
-    def run_next(stage: Any, *args: Any) -> None:
-        running.append(stage.name)
-        try:
-            real(stage, *args)
-        finally:
-            running.pop()
+    def count(stage: str | None, _: torch.optim.Optimizer) -> None:
+        counted[stage] += 1
 
-    def count(optimizer: torch.optim.Optimizer, *_: Any) -> None:
-        if _trains(optimizer):
-            counted[running[-1] if running else None] += 1
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(lrsearch.pipeline.queue, "_run_next", run_next)
-        handle = register_optimizer_step_post_hook(count)
-        try:
-            yield counted
-        finally:
-            handle.remove()
+    with training_steps(count):
+        yield counted
 
 
 @pytest.fixture(scope="module")

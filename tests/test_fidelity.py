@@ -19,10 +19,10 @@ import pytest
 import tiny_task
 import torch
 from optuna.trial import TrialState
-from torch.optim.optimizer import register_optimizer_step_post_hook
+from spies import training_steps
 
-import lrsearch.pipeline.queue
 from lrsearch.exceptions import InvalidParameterError
+from lrsearch.report import report_html
 from lrsearch.schedules import KINDS, Schedule, compressed_epochs
 from lrsearch.space import setup_from_params
 from lrsearch.store import EPOCHS_RUN, TRAINED_EPOCHS, load_stored
@@ -92,39 +92,21 @@ def test_compressed_epochs_is_a_share_of_the_run_and_never_nothing() -> None:
 
 
 @contextlib.contextmanager
-def _lrs_by_run() -> Iterator[dict[str, list[list[float]]]]:
+def _lrs_by_run() -> Iterator[dict[str | None, list[list[float]]]]:
     """Every training run's LR at each optimizer step (the LR the step used), per stage."""
-    runs: dict[str, list[list[float]]] = collections.defaultdict(list)
+    runs: dict[str | None, list[list[float]]] = collections.defaultdict(list)
     seen: dict[int, list[float]] = {}
     kept: list[torch.optim.Optimizer] = []  # alive, so no two runs share an id
-    running: list[str] = []
-    real = lrsearch.pipeline.queue._run_next
 
-    def run_next(stage: Any, *args: Any) -> None:
-        running.append(stage.name)
-        try:
-            real(stage, *args)
-        finally:
-            running.pop()
-
-    def record(optimizer: torch.optim.Optimizer, *_: Any) -> None:
-        if not running or not any(
-            p.grad is not None for g in optimizer.param_groups for p in g["params"]
-        ):
-            return  # the pre-flight, or Schedule.lrs replaying a schedule without gradients
+    def record(stage: str | None, optimizer: torch.optim.Optimizer) -> None:
         if id(optimizer) not in seen:
             kept.append(optimizer)
             seen[id(optimizer)] = []
-            runs[running[-1]].append(seen[id(optimizer)])
+            runs[stage].append(seen[id(optimizer)])
         seen[id(optimizer)].append(float(optimizer.param_groups[0]["lr"]))
 
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(lrsearch.pipeline.queue, "_run_next", run_next)
-        handle = register_optimizer_step_post_hook(record)
-        try:
-            yield runs
-        finally:
-            handle.remove()
+    with training_steps(record):
+        yield runs
 
 
 def test_a_study_at_a_third_trains_each_trial_compressed_and_the_rest_in_full(
@@ -137,7 +119,7 @@ def test_a_study_at_a_third_trains_each_trial_compressed_and_the_rest_in_full(
         arms=("tuned", "constant-cv"),
     )  # fmt: skip
     with _lrs_by_run() as runs:
-        run_study(cfg, storage=url)
+        result = run_study(cfg, storage=url)
     stored = load_stored("tiny", storage=url)
     trials = sorted(stored.trials("search"), key=lambda t: t.number)
     assert len(trials) == len(runs["search"]) == 10
@@ -156,3 +138,7 @@ def test_a_study_at_a_third_trains_each_trial_compressed_and_the_rest_in_full(
     assert runs["final"] and all(len(lrs) == full_steps for lrs in runs["final"])
     assert runs["finalists"]
     assert all(len(lrs) > 2 * spe for lrs in runs["finalists"])
+    # The tuned arm's validation score is a compressed run's, and the study says so.
+    assert result.best_epochs == 2
+    page = report_html(stored)
+    assert "each trained 2 of the run&#x27;s 6 epochs with its whole schedule compressed" in page

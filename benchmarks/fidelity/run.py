@@ -76,20 +76,11 @@ def build_task(name: str) -> Task:
 
 
 def compressed(schedule: Schedule, fraction: float, lr_factor: float = 1.0) -> Schedule:
-    """``schedule`` with every period scaled by ``fraction`` and its LRs by ``lr_factor``."""
-
-    def scaled(steps: int | None, least: int) -> int | None:
-        return None if steps is None else max(least, round(steps * fraction))
-
-    base = None if schedule.base_lr is None else schedule.base_lr * lr_factor
-    return dataclasses.replace(
-        schedule,
-        max_lr=schedule.max_lr * lr_factor,
-        base_lr=base,
-        step_size=scaled(schedule.step_size, 1),
-        warmup=scaled(schedule.warmup, 0) or 0,
-        patience=scaled(schedule.patience, 1),
-    )
+    """``schedule`` compressed to ``fraction`` of the run (:meth:`Schedule.compressed`, what
+    a budget's search trains), its LRs times ``lr_factor``."""
+    short = schedule.compressed(fraction)
+    base = None if short.base_lr is None else short.base_lr * lr_factor
+    return dataclasses.replace(short, max_lr=short.max_lr * lr_factor, base_lr=base)
 
 
 def _score(value: float, maximize: bool) -> float:

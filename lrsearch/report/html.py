@@ -13,6 +13,7 @@ from lrsearch.exceptions import LrsearchError
 from lrsearch.pipeline.arms import RECIPES
 from lrsearch.report import figures, tables
 from lrsearch.report.reading import StudyReading, causes_in_words, read
+from lrsearch.schedules import compressed_epochs
 from lrsearch.store import ATTR_GRID, FINISHED, StopReason, StoredStudy, trial_states
 from lrsearch.version import __version__
 
@@ -223,7 +224,15 @@ def _summary_html(reading: StudyReading) -> str:
         )
     items += _recipes(reading)
     counts = sorted(trial_states(reading.search).items())
-    items.append(("Search trials", ", ".join(f"{n} {s.lower()}" for s, n in counts)))
+    searched = ", ".join(f"{n} {s.lower()}" for s, n in counts)
+    fidelity = float(reading.config.get("fidelity", 1.0))
+    if fidelity < 1:
+        epochs = int(reading.config["epochs"])
+        searched += (
+            f", each trained {compressed_epochs(epochs, fidelity)} of the run's {epochs} epochs "
+            "with its whole schedule compressed into them"
+        )
+    items.append(("Search trials", searched))
     causes = causes_in_words(reading)
     if causes:
         items.append(("Why search trials stopped early", causes))

@@ -33,6 +33,7 @@ from lrsearch.store import (
     FLAGS,
     SCHEDULE,
     SEARCH,
+    TRAINED_EPOCHS,
     ArmResult,
     Cost,
     Finalist,
@@ -171,7 +172,9 @@ class StudyReading:
         if best is None:
             return None
         words = best.user_attrs.get(SCHEDULE, "")
-        return f"#{best.number}, validation {self.metric} {best.value:.4f}: {words}"
+        epochs = best.user_attrs.get(TRAINED_EPOCHS)
+        short = "" if epochs is None else f" after {epochs} epochs, compressed"
+        return f"#{best.number}, validation {self.metric} {best.value:.4f}{short}: {words}"
 
 
 def read(study: StoredStudy | StudyReading) -> StudyReading:
