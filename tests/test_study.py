@@ -377,6 +377,10 @@ def test_a_changed_config_is_refused_and_nothing_is_written(
     _no_training(monkeypatch)
     with pytest.raises(LrsearchError, match=r"another config \(epochs: 2 -> 3\)"):
         run_study(tiny_task.config(epochs=3), storage=_url(copy))
+    # Trials read at another fidelity would not rank with the stored ones: a budget (which
+    # plans compressed trials) cannot join a study searched with full runs.
+    with pytest.raises(LrsearchError, match=r"another config \(fidelity: 1.0 -> 0.3333"):
+        run_study(tiny_task.config(budget=30), storage=_url(copy))
     assert copy.read_bytes() == before
 
 

@@ -64,6 +64,7 @@ FIXED_KEYS = (
     "optimizers",
     "seed",
     "validation_fraction",
+    "fidelity",
     "range_test",
 )
 
@@ -234,7 +235,7 @@ def _describe(ctx: Context, search: optuna.Study) -> None:
 
 
 #: What a study stored before a fixed key existed had, in effect.
-_EARLIER = {"optimizers": ["task"]}
+_EARLIER = {"optimizers": ["task"], "fidelity": 1.0}
 
 
 def _config_conflicts(stored: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
