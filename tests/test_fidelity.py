@@ -22,7 +22,7 @@ from optuna.trial import TrialState
 from spies import training_steps
 
 from lrsearch.exceptions import InvalidParameterError
-from lrsearch.report import report_html
+from lrsearch.report import note_markdown, report_html
 from lrsearch.schedules import KINDS, Schedule, compressed_epochs
 from lrsearch.space import setup_from_params
 from lrsearch.store import EPOCHS_RUN, TRAINED_EPOCHS, load_stored
@@ -142,3 +142,4 @@ def test_a_study_at_a_third_trains_each_trial_compressed_and_the_rest_in_full(
     assert result.best_epochs == 2
     page = report_html(stored)
     assert "each trained 2 of the run&#x27;s 6 epochs with its whole schedule compressed" in page
+    assert "trials, each trained 2 of the run's 6 epochs with its whole" in note_markdown(stored)

@@ -219,6 +219,26 @@ def summary(records: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def stops_paying(table: pd.DataFrame) -> dict[str, str]:
+    """Per task, the smallest budget whose tuned arm is not significantly worse than the
+    default study's (paired seed by seed): where more tuning stops paying."""
+    out = {}
+    for task in dict.fromkeys(table["task"]):
+        rows = table[(table["task"] == task) & table["tuned"].notna()]
+        found = "-"
+        for _, row in rows.iterrows():
+            value = row.get("vs default")
+            if not isinstance(value, tuple):
+                continue
+            _, low, high = value
+            worse = high < 0 if row["maximize"] else low > 0
+            if not worse:
+                found = str(row["budget"])
+                break
+        out[str(task)] = found
+    return out
+
+
 def references(records: list[dict[str, Any]]) -> pd.DataFrame:
     """Per task, each reference arm's mean test metric and cost (the default studies')."""
     rows = []
@@ -345,6 +365,9 @@ def main() -> None:
     print(markdown(table))
     print()
     print(refs.to_markdown(index=False, floatfmt=".4f"))
+    print()
+    for task, budget in stops_paying(table).items():
+        print(f"{task}: no worse than the default from budget {budget}")
     if args.figure:
         figure(table, refs, args.figure)
     print(f"\n{(time.perf_counter() - began) / 60:.1f} min; command:")

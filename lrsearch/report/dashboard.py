@@ -30,7 +30,8 @@ def note_markdown(study: StoredStudy | StudyReading) -> str:
         lines += [f"- **{w.line()}**" for w in reading.warnings] + [""]
     lines += _range_test_lines(reading)
     counts = ", ".join(f"{n} {s.lower()}" for s, n in states.items() if n)
-    lines.append(f"**Search:** {counts} trials.")
+    fidelity = reading.fidelity_in_words()
+    lines.append(f"**Search:** {counts} trials" + ("." if fidelity is None else f", {fidelity}."))
     lines += _diagnostics_lines(reading)
     best = reading.best_in_words()
     if arms:

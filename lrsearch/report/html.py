@@ -13,7 +13,6 @@ from lrsearch.exceptions import LrsearchError
 from lrsearch.pipeline.arms import RECIPES
 from lrsearch.report import figures, tables
 from lrsearch.report.reading import StudyReading, causes_in_words, read
-from lrsearch.schedules import compressed_epochs
 from lrsearch.store import ATTR_GRID, FINISHED, StopReason, StoredStudy, trial_states
 from lrsearch.version import __version__
 
@@ -225,14 +224,8 @@ def _summary_html(reading: StudyReading) -> str:
     items += _recipes(reading)
     counts = sorted(trial_states(reading.search).items())
     searched = ", ".join(f"{n} {s.lower()}" for s, n in counts)
-    fidelity = float(reading.config.get("fidelity", 1.0))
-    if fidelity < 1:
-        epochs = int(reading.config["epochs"])
-        searched += (
-            f", each trained {compressed_epochs(epochs, fidelity)} of the run's {epochs} epochs "
-            "with its whole schedule compressed into them"
-        )
-    items.append(("Search trials", searched))
+    fidelity = reading.fidelity_in_words()
+    items.append(("Search trials", searched if fidelity is None else f"{searched}, {fidelity}"))
     causes = causes_in_words(reading)
     if causes:
         items.append(("Why search trials stopped early", causes))

@@ -25,6 +25,7 @@ from lrsearch.pipeline import StudyResult, StudyWarning, result_of
 from lrsearch.pipeline import range_test as _range_test
 from lrsearch.pipeline.cost import stored_steps_per_epoch
 from lrsearch.range_test import RangeTestResult
+from lrsearch.schedules import compressed_epochs
 from lrsearch.store import (
     ATTR_CONFIG,
     ATTR_DIRECTION,
@@ -165,6 +166,17 @@ class StudyReading:
     def best_trial(self) -> FrozenTrial | None:
         """The best search trial by its validation value (``None``: none completed)."""
         return self.search.best_trial if self.complete() else None
+
+    def fidelity_in_words(self) -> str | None:
+        """How long search trials trained when shorter than a run (``None``: full runs)."""
+        fidelity = float(self.config.get("fidelity", 1.0))
+        if fidelity == 1:
+            return None
+        epochs = int(self.config["epochs"])
+        return (
+            f"each trained {compressed_epochs(epochs, fidelity)} of the run's {epochs} epochs "
+            "with its whole schedule compressed into them"
+        )
 
     def best_in_words(self) -> str | None:
         """``"#3, validation accuracy 0.9500: <its schedule>"`` (``None``: none completed)."""
