@@ -147,7 +147,7 @@ def test_keys_set_are_kept_and_the_rest_planned_around_them() -> None:
 
 
 def test_a_budget_flag_replans_the_files_keys_but_not_flags_beside_it() -> None:
-    # digits.toml sets n_trials = 60 and the CV's keys: --budget plans them all the same
+    # a --budget flag replans whatever the file sets (digits.toml: its own budget of 20)
     flagged = load_config("digits", overrides={"budget": 10})
     assert flagged.given == {"budget"}
     cfg, *_ = prepare(flagged)

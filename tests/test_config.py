@@ -77,7 +77,7 @@ def test_packaged_configs_load_from_any_cwd(
     monkeypatch.chdir(tmp_path)  # no ./studies here: the packaged file is the only one
     cfg = load_config(name)
     assert cfg.name == name and cfg.task == name
-    assert cfg.kinds == KINDS and cfg.sampler == "tpe" and cfg.pruner == "median"
+    assert cfg.kinds == KINDS and cfg.sampler == "tpe" and cfg.budget == 20
     assert cfg.threads == 1 and cfg.range_num_iter == 100
     assert (cfg.range_start_lr, cfg.range_end_lr) == (1e-7, 10.0)
     source = find_config(name)
@@ -87,13 +87,21 @@ def test_packaged_configs_load_from_any_cwd(
     assert not Path(cfg.source).is_relative_to(tmp_path)
 
 
-def test_packaged_configs_differ_where_the_tasks_do() -> None:
-    digits, mnist1d = load_config("digits"), load_config("mnist1d")
-    assert (digits.n_trials, digits.cv_folds, digits.warmup_epochs) == (60, 5, 5)
-    assert (mnist1d.n_trials, mnist1d.cv_folds, mnist1d.warmup_epochs) == (40, 3, 15)
-    charlm = load_config("charlm")
-    assert (charlm.n_trials, charlm.cv_folds, charlm.warmup_epochs) == (14, 3, 3)
-    assert (charlm.cv_grid, charlm.finalists, charlm.final_seeds) == (4, 2, 3)
+def test_packaged_configs_spend_a_stated_budget_planned_per_task() -> None:
+    from lrsearch.pipeline.budget import FIDELITY
+    from lrsearch.pipeline.context import prepare
+
+    planned = {}
+    for name in PACKAGED:
+        cfg = load_config(name)
+        assert cfg.budget == 20 and cfg.given is not None
+        assert not cfg.given & {"n_trials", "cv_folds", "cv_grid", "finalists", "pruner"}
+        planned[name], *_ = prepare(cfg)
+        assert planned[name].fidelity == FIDELITY and planned[name].pruner == "none"
+    # The plan follows each task's size and epochs.
+    assert planned["digits"].n_trials == 15 and planned["charlm"].n_trials == 14
+    assert planned["mnist1d"].n_trials == 20
+    assert (planned["charlm"].final_seeds, planned["digits"].final_seeds) == (3, 5)
 
 
 def test_local_studies_file_wins_over_the_packaged_one(
@@ -489,7 +497,7 @@ def test_to_dict_is_toml_shaped_and_json_safe() -> None:
     assert data["kinds"] == list(KINDS)
     assert not any(key.startswith("range_") and key != "range_test" for key in data)
     # None-valued optional keys are left out, the others are all there.
-    unset = {"timeout", "budget", "epochs", "batch_size"}
+    unset = {"timeout", "epochs", "batch_size", "warmup_epochs"}  # digits.toml sets a budget
     assert not unset & set(data)
     top_level = {key for key in KEYS if "." not in key}
     assert set(data) == (top_level - unset) | {"range_test"}

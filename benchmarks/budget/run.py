@@ -265,34 +265,38 @@ def references(records: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 def _interval(value: Any, maximize: bool) -> str:
+    """``+0.0010 [-0.0014, +0.0034]``, marked † where significantly better, ‡ worse."""
     if not isinstance(value, tuple):
         return "-"
     mean, low, high = value
     better = (low > 0) if maximize else (high < 0)
     worse = (high < 0) if maximize else (low > 0)
-    tag = " better" if better else (" worse" if worse else "")
+    tag = " †" if better else (" ‡" if worse else "")
     return f"{mean:+.4f} [{low:+.4f}, {high:+.4f}]{tag}"
 
 
-def markdown(table: pd.DataFrame) -> str:
-    """The summary as a Markdown table."""
+def markdown(table: pd.DataFrame, refs: pd.DataFrame) -> str:
+    """The summary as a Markdown table, the reference arms' means last."""
     lines = [
-        "| task | budget | plan | tuning runs | tuned (mean ± sd over study seeds) | vs default | "
-        "vs prodigy | vs schedule-free-adamw | vs constant-cv |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| task | budget | tuning (runs) | tuned | vs default | vs Prodigy | vs SF-AdamW | "
+        "vs constant-cv |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for _, row in table.iterrows():
         if pd.isna(row.get("tuned")):
-            lines.append(
-                f"| {row['task']} | {row['budget']} | {row['plan']} | - | - | - | - | - | - |"
-            )
+            least = str(row["plan"]).rsplit("at least ", 1)[-1]
+            lines.append(f"| {row['task']} | {row['budget']} | least {least} | | | | | |")
             continue
         m = bool(row["maximize"])
         cells = [_interval(row.get(f"vs {k}"), m) for k in ("default", *REFERENCES)]
         lines.append(
-            f"| {row['task']} | {row['budget']} | {row['plan']} | {row['tuning runs']:.1f} | "
+            f"| {row['task']} | {row['budget']} | {row['tuning runs']:.1f} | "
             f"{row['tuned']:.4f} ± {row['tuned sd']:.4f} | " + " | ".join(cells) + " |"
         )
+    for task in dict.fromkeys(refs["task"]):
+        at = refs[refs["task"] == task].set_index("arm")
+        cells = [f"{at.loc[a, 'test']:.4f} ({at.loc[a, 'cost']:.1f} runs)" for a in REFERENCES]
+        lines.append(f"| {task} | references | | | | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -362,9 +366,7 @@ def main() -> None:
     table = summary(records)
     refs = references(records)
     print()
-    print(markdown(table))
-    print()
-    print(refs.to_markdown(index=False, floatfmt=".4f"))
+    print(markdown(table, refs))
     print()
     for task, budget in stops_paying(table).items():
         print(f"{task}: no worse than the default from budget {budget}")
