@@ -279,6 +279,31 @@ def table(records: list[dict[str, Any]], *, averaged: bool = False) -> pd.DataFr
     return out
 
 
+def by_kind(
+    records: list[dict[str, Any]], labels: tuple[str, ...] = ("partial@1/3", "compressed@1/3")
+) -> pd.DataFrame:
+    """Per task and schedule kind: how many schedules of that kind were drawn, and each
+    candidate's tau with the two-seed full horizon among them alone (its ranking of one kind's
+    LRs and periods; nan with fewer than 3)."""
+    rows = []
+    for rec in records:
+        truth = _two_seeds(rec)
+        keys = {_label(k): k for k in rec["readings"] if k not in ("full", "steps")}
+        for kind in sorted(set(rec["kinds"])):
+            mine = [i for i, k in enumerate(rec["kinds"]) if k == kind]
+            row: dict[str, Any] = {"task": rec["task"], "kind": kind, "n": len(mine)}
+            for label in labels:
+                values = rec["readings"][keys[label]]
+                picked = [values[i] for i in mine]
+                row[label] = (
+                    tau(picked, [truth[i] for i in mine], rec["maximize"])
+                    if len(mine) >= 3
+                    else math.nan
+                )
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def figure(records: list[dict[str, Any]], path: Path) -> None:
     """The taus against the two-seed full horizon as a heatmap, candidates by cost (SVG or
     HTML by ``path``'s suffix; SVG needs plotly's kaleido)."""
@@ -333,6 +358,8 @@ def main(argv: list[str] | None = None) -> None:
     print("\nRegret of each reading's pick (its schedule's full-horizon metric, two seeds, below")
     print("the best schedule's; 0 = it picked the best):\n")
     print(regrets(records).to_markdown(index=False, floatfmt=".4f"))
+    print("\nPer schedule kind: tau among the schedules of one kind (two-seed full horizon):\n")
+    print(by_kind(records).to_markdown(index=False, floatfmt=".2f"))
     if args.figure is not None:
         figure(records, args.figure)
     spent = ", ".join(f"{r['task']} {r['seconds']:.0f} s" for r in records)
