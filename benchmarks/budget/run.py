@@ -57,16 +57,6 @@ FINAL_SEEDS = 3
 REFERENCES = ("prodigy", "schedule-free-adamw", "constant-cv")
 
 
-def _task(name: str) -> Any:
-    from lrsearch import load_task
-
-    if name.startswith("unseen:"):
-        from problems import PROBLEMS  # benchmarks/unseen/problems.py
-
-        return PROBLEMS[name.removeprefix("unseen:")].task()
-    return load_task(name)
-
-
 def config(name: str, seed: int, budget: str) -> Any:
     """The study config of ``name`` at ``budget`` (``default``: none), seed ``seed``."""
     from lrsearch import StudyConfig
@@ -104,7 +94,9 @@ def study_job(name: str, seed: int, budget: str, fresh: bool) -> dict[str, Any]:
     path = OUT / "records" / f"{cfg.name}.json"
     if path.exists() and not fresh:
         return dict(json.loads(path.read_text()))
-    task = _task(name)
+    from problems import task_named  # benchmarks/unseen/problems.py
+
+    task = task_named(name)
     record: dict[str, Any] = {"task": name, "seed": seed, "budget": budget}
     if cfg.budget is not None:
         sizes = Sizes(task.n_train, cfg.batch_size or task.batch_size, cfg.epochs or task.epochs)
@@ -261,7 +253,7 @@ def references(records: list[dict[str, Any]]) -> pd.DataFrame:
                     )
                 )
             rows.append({"task": task, "arm": arm, "test": float(np.mean(values)), "cost": cost})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["task", "arm", "test", "cost"])
 
 
 def _interval(value: Any, maximize: bool) -> str:

@@ -52,7 +52,9 @@ from scipy.stats import kendalltau
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks" / "unseen"))
 
-from lrsearch import StudyConfig, Task, load_task, run_study  # noqa: E402
+from problems import task_named  # noqa: E402  (benchmarks/unseen/problems.py)
+
+from lrsearch import StudyConfig, Task, run_study  # noqa: E402
 from lrsearch.schedules import Schedule  # noqa: E402
 from lrsearch.space import setup_from_params  # noqa: E402
 from lrsearch.splits import holdout  # noqa: E402
@@ -64,15 +66,6 @@ OUT = ROOT / "bench_out" / "fidelity"
 FRACTIONS = (1 / 9, 1 / 3)
 TRANSFERS = (0.25, 0.5)
 CPU = torch.device("cpu")
-
-
-def build_task(name: str) -> Task:
-    """A built-in task by name, or an unseen problem as ``unseen:NAME``."""
-    if name.startswith("unseen:"):
-        from problems import PROBLEMS  # benchmarks/unseen/problems.py
-
-        return PROBLEMS[name.removeprefix("unseen:")].task()
-    return load_task(name)
 
 
 def compressed(schedule: Schedule, fraction: float, lr_factor: float = 1.0) -> Schedule:
@@ -195,7 +188,7 @@ def measure(name: str, configs: int, seed: int, fresh: bool) -> dict[str, Any]:
         return dict(json.loads(path.read_text()))
     for old in OUT.glob(f"{name.replace(':', '-')}.db*"):
         old.unlink()
-    bench = Bench(name, build_task(name), seed, configs)
+    bench = Bench(name, task_named(name), seed, configs)
     began = time.perf_counter()
     trials = bench.study()
     record = {

@@ -42,10 +42,10 @@ from sklearn.datasets import (
 from sklearn.model_selection import train_test_split
 from torch import nn
 
-from lrsearch import Task
+from lrsearch import Task, load_task
 from lrsearch.tasks import OptimizerFactory, adamw, sgd, steps_per_epoch
 
-__all__ = ["PROBLEMS", "Problem", "Split"]
+__all__ = ["PROBLEMS", "Problem", "Split", "task_named"]
 
 
 class Split(NamedTuple):
@@ -587,3 +587,11 @@ PROBLEMS: dict[str, Problem] = {
         ),
     ]
 }
+
+
+def task_named(name: str) -> Task:
+    """A built-in task by name, or one of these problems as ``unseen:NAME``: how the benchmarks
+    that run both (``benchmarks/fidelity``, ``benchmarks/budget``) name their tasks."""
+    if name.startswith("unseen:"):
+        return PROBLEMS[name.removeprefix("unseen:")].task()
+    return load_task(name)
