@@ -44,6 +44,7 @@ from lrsearch.choices import REDO_FACTOR, REDO_SWEEPS
 from lrsearch.config import StudyConfig
 from lrsearch.exceptions import InvalidParameterError
 from lrsearch.pipeline.bounds import CAP_DECADES, EXTEND_DECADES
+from lrsearch.pipeline.cost import search_epoch_steps
 from lrsearch.schedules import compressed_epochs
 from lrsearch.store import ATTR_CONFIG, ATTR_TASK
 from lrsearch.tasks import steps_per_epoch
@@ -98,9 +99,8 @@ class Sizes:
 def trial_runs(cfg: StudyConfig, sizes: Sizes) -> float:
     """A search trial's cost at most, in full runs: its epochs at ``cfg.fidelity`` on the
     search-train split."""
-    n_fit = sizes.n_train - math.ceil(sizes.n_train * cfg.validation_fraction)
-    epochs = compressed_epochs(sizes.epochs, cfg.fidelity)
-    return sizes.runs(epochs * steps_per_epoch(max(1, n_fit), sizes.batch_size))
+    spe = search_epoch_steps(sizes.n_train, sizes.batch_size, cfg.validation_fraction)
+    return sizes.runs(compressed_epochs(sizes.epochs, cfg.fidelity) * spe)
 
 
 def range_test_runs(cfg: StudyConfig, sizes: Sizes) -> float:
@@ -219,8 +219,8 @@ def plan(cfg: StudyConfig, sizes: Sizes) -> BudgetPlan:
         room = min(share * rest, rest - constant_cv - trial)  # one trial left at least
         fits = [f for f in (5, 4, 3, 2) if f * point <= room]
         finalists = fits[0] if fits else 1
-    if "n_trials" in given:
-        finalists = min(finalists, cfg.n_trials) if "finalists" not in given else finalists
+    if "n_trials" in given and "finalists" not in given:
+        finalists = min(finalists, cfg.n_trials)
     finalist_cv = finalists * point if finalists > 1 else 0.0
     n_trials = cfg.n_trials
     if "n_trials" not in given:

@@ -46,7 +46,19 @@ from lrsearch.store import (
 )
 from lrsearch.tasks import steps_per_epoch
 
-__all__ = ["cost_of", "stored_steps_per_epoch"]
+__all__ = ["cost_of", "search_epoch_steps", "stored_steps_per_epoch"]
+
+
+def search_epoch_steps(n_train: int, batch_size: int, validation_fraction: float) -> int:
+    """Optimizer steps per epoch of a search trial, from sizes alone: the search split leaves
+    ``ceil(n_train * validation_fraction)`` examples out (what the split gives up to rounding).
+
+    Example:
+        >>> search_epoch_steps(100, 10, 0.2), search_epoch_steps(1347, 32, 0.2)
+        (8, 34)
+    """
+    n_fit = n_train - math.ceil(n_train * validation_fraction)
+    return steps_per_epoch(max(1, n_fit), batch_size)
 
 
 def stored_steps_per_epoch(attrs: Mapping[str, Any]) -> dict[str, int]:
@@ -64,9 +76,9 @@ def stored_steps_per_epoch(attrs: Mapping[str, Any]) -> dict[str, int]:
     cfg = attrs.get(ATTR_CONFIG) or {}
     n_train = int((attrs.get(ATTR_TASK) or {}).get("n_train", 1))
     batch = int(cfg.get("batch_size", 1))
-    n_fit = n_train - math.ceil(n_train * float(cfg.get("validation_fraction", 0.2)))
+    fraction = float(cfg.get("validation_fraction", 0.2))
     out = {
-        SEARCH: steps_per_epoch(max(1, n_fit), batch),
+        SEARCH: search_epoch_steps(n_train, batch, fraction),
         FULL: steps_per_epoch(n_train, batch),
     }
     return out | {k: int(v) for k, v in (attrs.get(ATTR_STEPS_PER_EPOCH) or {}).items()}

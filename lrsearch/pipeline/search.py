@@ -104,11 +104,9 @@ def make_pruner(
     if cfg.pruner == "none":
         return optuna.pruners.NopPruner()
     full, epochs = epochs, compressed_epochs(epochs, cfg.fidelity)
-    quarter = (
-        math.ceil(cfg.warmup_epochs * epochs / full)
-        if cfg.warmup_epochs is not None
-        else epochs // 4
-    )
+    # warmup_epochs counts epochs of the full run; the trials train `epochs` of them.
+    given = None if cfg.warmup_epochs is None else math.ceil(cfg.warmup_epochs * epochs / full)
+    quarter = given if given is not None else epochs // 4
     pruner: optuna.pruners.BasePruner
     if cfg.pruner == "halving":
         # Optuna's min_resource="auto" reads a hundredth of the longest finished trial; the
@@ -116,7 +114,7 @@ def make_pruner(
         pruner = optuna.pruners.SuccessiveHalvingPruner(
             min_resource=max(1, epochs // 100), reduction_factor=4
         )
-        warmup = math.ceil((cfg.warmup_epochs or 0) * epochs / full)
+        warmup = given or 0
     elif cfg.pruner == "hyperband":
         pruner = optuna.pruners.HyperbandPruner(
             min_resource=max(1, quarter), max_resource=epochs, reduction_factor=3
