@@ -31,7 +31,16 @@ from lrsearch._validation import (
     below,
     check,
 )
-from lrsearch.choices import ARMS, DEVICES, KINDS, MIN_ITER, OPTIMIZERS, PRUNERS, SAMPLERS
+from lrsearch.choices import (
+    ARMS,
+    DEVICES,
+    KINDS,
+    MIN_ITER,
+    OPTIMIZERS,
+    PRUNERS,
+    REDO_SWEEPS,
+    SAMPLERS,
+)
 from lrsearch.exceptions import InvalidParameterError
 
 __all__ = [
@@ -118,6 +127,7 @@ KEYS: dict[str, tuple[str, str]] = {
     "range_test.end_lr": ("last LR of the range test", "10.0"),
     "range_test.num_iter": ("steps of the range test", "100"),
     "range_test.repeats": ("sweeps with different seeds, medians taken", "1"),
+    "range_test.redo": ("sweeps of a doubtful range test's redo (a small `budget` plans fewer)", "3"),
 }
 
 
@@ -160,6 +170,7 @@ class StudyConfig:
     range_end_lr: float = 10.0
     range_num_iter: int = 100
     range_repeats: int = 1
+    range_redo: int = REDO_SWEEPS
     source: str = "<python>"
     #: The keys set, not defaulted (field names): a ``budget`` plans only the others. Built
     #: directly, the fields that differ from their defaults.
@@ -349,6 +360,7 @@ _RULES: Final[Mapping[str, tuple[Constraint, ...]]] = {
     "range_end_lr": (POSITIVE_REAL,),
     "range_num_iter": (_at_least(MIN_ITER),),
     "range_repeats": (_at_least(1),),
+    "range_redo": (_at_least(0),),
 }
 
 _HAS_TUNED: Final = Satisfies(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import itertools
 from pathlib import Path
@@ -41,9 +42,11 @@ def _cfg(**keys: Any) -> StudyConfig:
 
 
 def _affordable(sizes: Sizes, cfg: StudyConfig) -> float:
-    """The least budget: the range test and one trial at the fidelity the plan trains."""
+    """The least budget: the range test without a redo and one trial at the fidelity the plan
+    trains."""
     if "fidelity" not in (cfg.given or ()):
         cfg = cfg.replace(fidelity=_budget.FIDELITY)
+    cfg = dataclasses.replace(cfg, range_redo=0)
     return _budget.range_test_runs(cfg, sizes) + _budget.trial_runs(cfg, sizes)
 
 
@@ -74,6 +77,12 @@ def test_the_plan_never_exceeds_the_budget(sizes: Sizes, keys: dict[str, Any]) -
         chosen = plan(cfg, sizes)
         assert chosen.total <= budget * (1 + 1e-9)
         assert chosen.n_trials >= 1 and chosen.finalists >= 1 and chosen.cv_folds >= 2
+        # the redo keeps the most sweeps that leave the range test at most its share
+        redo = chosen.range_redo
+        assert redo == 0 or chosen.range_test <= _budget.RANGE_SHARE * budget * (1 + 1e-9)
+        if redo < 3:
+            more = _budget.range_test_runs(dataclasses.replace(cfg, range_redo=redo + 1), sizes)
+            assert more > _budget.RANGE_SHARE * budget
         assert chosen == plan(cfg, sizes)  # pure: the same config plans the same
         assert plan(chosen.apply(cfg), sizes) == chosen  # a planned config replans the same
         assert "\n" not in chosen.describe()
@@ -128,6 +137,20 @@ def test_the_bounds_count_the_redo_and_the_healing_points() -> None:
     assert point * 860 == 5 * 20 * 34  # five folds, each 20 epochs over 1347 - 269 examples
 
 
+def test_a_small_budget_plans_fewer_redo_sweeps_and_says_so() -> None:
+    # digits: a 100-step sweep and 3 x 400 redo steps are 1.51 runs; half of 2 holds 1 sweep
+    small, fits = plan(_cfg(budget=2), DIGITS), plan(_cfg(budget=5), DIGITS)
+    assert (small.range_redo, fits.range_redo) == (1, 3)
+    assert small.range_test == pytest.approx(500 / 860)
+    assert "a 1-sweep range-test redo" in small.describe()
+    assert "redo" not in fits.describe()
+    assert small.apply(_cfg(budget=2)).range_redo == 1
+    none = plan(_cfg(budget=0.5), DIGITS)
+    assert none.range_redo == 0 and "no range-test redo" in none.describe()
+    # set: kept, even where the plan would take fewer
+    assert plan(_given({"range_redo": 2}, 3), DIGITS).range_redo == 2
+
+
 def test_small_budgets_shrink_the_cv_and_the_finalists_first() -> None:
     small, large = plan(_cfg(budget=5), DIGITS), plan(_cfg(budget=300), DIGITS)
     assert small.finalists == 1 and "constant-cv" not in small.arms
@@ -161,7 +184,11 @@ def test_a_budget_flag_replans_the_files_keys_but_not_flags_beside_it() -> None:
     [
         (_given({"n_trials": 50}, 10), "budget 10 runs cannot hold the keys set: n_trials=50"),
         (_given({"finalists": 5, "cv_folds": 5}, 6), "cannot hold the keys set: cv_folds=5"),
-        (_cfg(budget=1.7), "budget must hold the range test (at most 1.51 runs) and one search"),
+        (_cfg(budget=0.3), "budget must hold the range test (at most 0.12 runs) and one search"),
+        (
+            _given({"range_redo": 3}, 1.7),
+            "budget must hold the range test (at most 1.51 runs) and one search",
+        ),
     ],
 )
 def test_an_impossible_budget_is_a_one_line_error(cfg: StudyConfig, message: str) -> None:
@@ -190,7 +217,7 @@ def cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     [
         (["--budget", "0"], "budget must be a positive finite number; got 0.0"),
         (["--budget", "-2"], "budget must be a positive finite number; got -2.0"),
-        (["--budget", "5"], "budget must hold the range test (at most 13.00 runs)"),
+        (["--budget", "1.2"], "budget must hold the range test (at most 1.00 runs)"),
         (["--budget", "20", "--n-trials", "30"], "cannot hold the keys set: n_trials=30"),
     ],
 )
@@ -224,6 +251,12 @@ def test_a_study_with_a_budget_spends_at_most_it(cwd: Path) -> None:
     again = CliRunner().invoke(cli, ["run", "--study", "tiny", "--storage", url, "--budget", "30"])
     assert again.exit_code == 0, again.output
     assert stored_plan(load_stored("tiny", storage=url).attrs) == expected
+    assert load_result_cost(url) == spent
+    # A budget that would plan another range-test redo cannot go on with this study: refused,
+    # with the key to set, and nothing changed.
+    small = CliRunner().invoke(cli, ["run", "--study", "tiny", "--storage", url, "--budget", "2"])
+    assert small.exit_code == 2, small.output
+    assert "range_test.redo: 3 -> 0 (a budget plans it: set range_test.redo = 3" in small.stderr
     assert load_result_cost(url) == spent
 
 

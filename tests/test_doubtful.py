@@ -8,7 +8,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
 from lrsearch.cli import cli
 from lrsearch.optimizers import SGD_SPAN
@@ -33,16 +33,22 @@ device = "cpu"
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 
 
-def test_the_new_users_cnn_is_redone_searched_wide_and_learns(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body: str) -> tuple[Result, str]:
+    """``lrsearch run --study cnn`` with ``body`` as its config: the CLI's result, the URL."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent))
     (tmp_path / "studies").mkdir()
-    (tmp_path / "studies" / "cnn.toml").write_text(TOML)
+    (tmp_path / "studies" / "cnn.toml").write_text(body)
     url = f"sqlite:///{tmp_path / 'cnn.db'}"
     run = CliRunner().invoke(cli, ["run", "--study", "cnn", "--storage", url])
     assert run.exit_code == 0, run.output
+    return run, url
+
+
+def test_the_new_users_cnn_is_redone_searched_wide_and_learns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run, url = _run(tmp_path, monkeypatch, TOML)
     result = load_result("cnn", storage=url)
 
     # The first sweep could not be read; the redo ran as units, and could not either.
@@ -72,3 +78,24 @@ def test_the_new_users_cnn_is_redone_searched_wide_and_learns(
     assert "could not be read either" in page[box:]
     note = note_markdown(stored)
     assert all(f"- **{w.line()}**" in note for w in result.warnings)
+
+
+def test_without_a_redo_a_doubtful_sweep_searches_the_span_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # range_test.redo = 0, as a small budget on short runs plans it: no redo units; the
+    # search starts from the plausible span at once, and a warning says why and what to do.
+    body = TOML.replace("n_trials = 8", "n_trials = 4") + "\n[range_test]\nredo = 0\n"
+    run, url = _run(tmp_path, monkeypatch, body)
+    result = load_result("cnn", storage=url)
+
+    units = first_done(optuna.load_study(study_name="cnn/range-test", storage=url).trials)
+    assert set(units) == {unit_key("task")}
+    (first,) = [r for r in result.bounds_history if r["step"] == 0]
+    assert first["cause"] == "wide"
+    assert (first["low"], first["high"]) == (SGD_SPAN.low, SGD_SPAN.high)
+    (warning,) = [w for w in result.warnings if w.code.startswith("range-test")]
+    assert warning.code == "range-test-unconfident"
+    assert "no redo planned (range_test.redo = 0" in warning.text
+    assert "raise budget" in warning.text
+    assert warning.line() in run.stdout.splitlines()

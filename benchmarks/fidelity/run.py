@@ -15,14 +15,21 @@ The candidates, each scored on the same validation split:
 - ``compressed@F``: the same schedule compressed to ``round(F * epochs)`` epochs (every period
   scaled by the same factor), trained from scratch; its final metric.
 - ``compressed@F+lr^B``: the same, with the peak (and base) LR multiplied by ``(1/F) ** B``
-  (the best LR falls with training length; Bjorck et al., ICLR 2025). ``B`` is not fitted
-  here: the values are there to see how much the transfer matters.
+  (the best LR falls with training length; Bjorck et al., ICLR 2025), for each ``B`` of
+  :data:`TRANSFERS`. The exponent is fitted held out: the transfer table picks ``B`` on one
+  family of tasks (the built-ins, or the unseen problems) and reports its tau on the other.
+- ``branched@F`` (``wsd`` schedules only): a warm-up-stable-decay branch cooled down at ``F``
+  of the horizon from the full run's constant phase (Hägele et al., NeurIPS 2024): the
+  compressed schedule with the full run's warm-up. It is trained from scratch with the same
+  model seed and batch order as the trunk, so its steps are the branch's step for step
+  (sharing the trunk changes what several horizons cost, not what one reads).
 - ``reseeded``: the full run again with another model seed: the ceiling, how well the full
   horizon ranks itself.
 
 Run from the repository root::
 
     .venv/bin/python benchmarks/fidelity/run.py --tasks digits mnist1d --configs 16
+    .venv/bin/python benchmarks/fidelity/run.py --tasks digits --configs 12 --kinds wsd
 
 Results are cached per task in ``bench_out/fidelity/`` (``--fresh`` recomputes); the table is
 printed with the command that made it; ``--figure docs/img/bench-fidelity.svg`` draws it (SVG
@@ -64,7 +71,8 @@ from lrsearch.training import train_task  # noqa: E402
 
 OUT = ROOT / "bench_out" / "fidelity"
 FRACTIONS = (1 / 9, 1 / 3)
-TRANSFERS = (0.25, 0.5)
+TRANSFERS = (0.125, 0.25, 0.5)
+FAMILIES = {"built-in": ("digits", "mnist1d", "charlm")}  # every other task: "unseen"
 CPU = torch.device("cpu")
 
 
@@ -74,6 +82,16 @@ def compressed(schedule: Schedule, fraction: float, lr_factor: float = 1.0) -> S
     short = schedule.compressed(fraction)
     base = None if short.base_lr is None else short.base_lr * lr_factor
     return dataclasses.replace(short, max_lr=short.max_lr * lr_factor, base_lr=base)
+
+
+def branched(schedule: Schedule, fraction: float, steps: int) -> Schedule:
+    """``wsd`` ``schedule`` branched off its constant phase at ``fraction`` of the run: the
+    compressed schedule with the full run's warm-up (as long as the ``steps`` of the branch
+    hold it before its cooldown)."""
+    short = schedule.compressed(fraction)
+    assert short.cooldown is not None
+    room = steps - max(1, round(short.cooldown * steps))
+    return dataclasses.replace(short, warmup=max(0, min(schedule.warmup, room)))
 
 
 def _score(value: float, maximize: bool) -> float:
@@ -91,6 +109,7 @@ class Bench:
     task: Task
     seed: int
     configs: int
+    kinds: tuple[str, ...] | None = None  # None: every kind
 
     def __post_init__(self) -> None:
         fit, val = holdout(self.task, StudyConfig.validation_fraction, self.seed)
@@ -104,7 +123,9 @@ class Bench:
     def study(self) -> list[optuna.trial.FrozenTrial]:
         """The sample: ``configs`` random schedules trained to the full horizon, unpruned."""
         storage = f"sqlite:///{OUT / (self.name.replace(':', '-') + '.db')}"
+        chosen = {} if self.kinds is None else {"kinds": self.kinds}
         cfg = StudyConfig(
+            **chosen,
             name="fidelity",
             task=self.name,
             n_trials=self.configs,
@@ -153,7 +174,17 @@ class Bench:
             out[f"partial@{tag}"] = [t.intermediate_values.get(short, math.nan) for t in trials]
             # Read off the full runs here; on its own, a run stopped after that epoch.
             steps[f"partial@{tag}"] = short * self.spe * len(trials)
-            for beta in (0.0, *TRANSFERS):
+            wsd = [t for t in trials if t.params.get("schedule") == "wsd"]
+            if wsd and len(wsd) == len(trials):  # a WSD sample: a branch of each one's trunk
+                runs = {
+                    t.number: self.trained(
+                        branched(self.schedule(t), short / epochs, short * self.spe), short, 1
+                    )
+                    for t in wsd
+                }
+                out[f"branched@{tag}"] = [runs[t.number][0] for t in trials]
+                steps[f"branched@{tag}"] = sum(n for _, n in runs.values())
+            for beta in (0.0, *(TRANSFERS if self.kinds is None else ())):
                 key = f"compressed@{tag}" + (f"+lr^{beta:g}" if beta else "")
                 factor = (epochs / short) ** beta
                 runs = [
@@ -180,15 +211,18 @@ def tau(reading: list[float], full: list[float], maximize: bool) -> float:
     return float(value) if value == value else math.nan
 
 
-def measure(name: str, configs: int, seed: int, fresh: bool) -> dict[str, Any]:
-    """One task's record (cached in ``bench_out/fidelity/``)."""
+def measure(
+    name: str, configs: int, seed: int, fresh: bool, kinds: tuple[str, ...] | None = None
+) -> dict[str, Any]:
+    """One task's record (cached in ``bench_out/fidelity/``); ``kinds``: draw only these."""
     OUT.mkdir(parents=True, exist_ok=True)
-    path = OUT / f"{name.replace(':', '-')}-n{configs}-s{seed}.json"
+    only = "" if kinds is None else "-" + "+".join(kinds)
+    path = OUT / f"{name.replace(':', '-')}-n{configs}-s{seed}{only}.json"
     if path.exists() and not fresh:
         return dict(json.loads(path.read_text()))
     for old in OUT.glob(f"{name.replace(':', '-')}.db*"):
         old.unlink()
-    bench = Bench(name, task_named(name), seed, configs)
+    bench = Bench(name, task_named(name), seed, configs, kinds)
     began = time.perf_counter()
     trials = bench.study()
     record = {
@@ -297,6 +331,54 @@ def by_kind(
     return pd.DataFrame(rows)
 
 
+def family(task: str) -> str:
+    """The family a task belongs to, for fitting on one and judging on the other."""
+    return next((f for f, tasks in FAMILIES.items() if task in tasks), "unseen")
+
+
+def transfer_fit(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """The LR transfer's exponent fitted held out: per fraction and family, the ``B`` (0 or
+    one of :data:`TRANSFERS`) with the best mean tau (two-seed full horizon) on that family's
+    tasks, judged on each task of the other family (tau and regret there, beside ``B = 0``)."""
+    rows = []
+    families = sorted({family(r["task"]) for r in records})
+    for fraction in FRACTIONS:
+        label = f"compressed@1/{round(1 / fraction)}"
+        taus: dict[str, dict[float, float]] = {}
+        picks: dict[str, dict[float, float]] = {}
+        for rec in records:
+            keys = {_label(k): k for k in rec["readings"] if k not in ("full", "steps")}
+            truth = _two_seeds(rec)
+            for beta in (0.0, *TRANSFERS):
+                key = keys.get(label + (f"+lr^{beta:g}" if beta else ""))
+                if key is None:
+                    continue
+                values = rec["readings"][key]
+                taus.setdefault(rec["task"], {})[beta] = tau(values, truth, rec["maximize"])
+                picks.setdefault(rec["task"], {})[beta] = regret(values, truth, rec["maximize"])
+        for fitted in families:
+            train = [t for t in taus if family(t) == fitted]
+            betas = sorted(set.intersection(*(set(taus[t]) for t in taus))) if taus else []
+            if not train or not betas:
+                continue
+            best = max(betas, key=lambda b: float(np.mean([taus[t][b] for t in train])))
+            for task in (t for t in taus if family(t) != fitted):
+                rows.append(
+                    {
+                        "fidelity": label,
+                        "fitted on": fitted,
+                        "B": best,
+                        "judged on": task,
+                        "tau at B": taus[task][best],
+                        "tau at B=0": taus[task][0.0],
+                        "best B here": max(betas, key=lambda b: taus[task][b]),
+                        "regret at B": picks[task][best],
+                        "regret at B=0": picks[task][0.0],
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
 def figure(records: list[dict[str, Any]], path: Path) -> None:
     """The taus against the two-seed full horizon as a heatmap, candidates by cost (SVG or
     HTML by ``path``'s suffix; SVG needs plotly's kaleido)."""
@@ -339,11 +421,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--configs", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--fresh", action="store_true")
+    parser.add_argument(
+        "--kinds", nargs="+", help="draw only these schedule kinds (wsd: also read its branches)"
+    )
     parser.add_argument("--figure", type=Path, help="also draw the taus here (.svg or .html)")
     args = parser.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     torch.set_num_threads(1)
-    records = [measure(name, args.configs, args.seed, args.fresh) for name in args.tasks]
+    kinds = None if args.kinds is None else tuple(args.kinds)
+    records = [measure(name, args.configs, args.seed, args.fresh, kinds) for name in args.tasks]
     print("Kendall tau with the full horizon's ranking (one seed):\n")
     print(table(records).to_markdown(index=False, floatfmt=".2f"))
     print("\nKendall tau with the full horizon's ranking averaged over two seeds:\n")
@@ -352,7 +438,13 @@ def main(argv: list[str] | None = None) -> None:
     print("the best schedule's; 0 = it picked the best):\n")
     print(regrets(records).to_markdown(index=False, floatfmt=".4f"))
     print("\nPer schedule kind: tau among the schedules of one kind (two-seed full horizon):\n")
-    print(by_kind(records).to_markdown(index=False, floatfmt=".2f"))
+    labels = ("partial@1/3", "compressed@1/3") + (("branched@1/3",) if kinds == ("wsd",) else ())
+    print(by_kind(records, labels).to_markdown(index=False, floatfmt=".2f"))
+    fits = transfer_fit(records)
+    if not fits.empty:
+        print("\nThe LR transfer's exponent B, fitted on one family of tasks, judged on the other")
+        print("(tau and regret with the two-seed full horizon):\n")
+        print(fits.to_markdown(index=False, floatfmt=".3g"))
     if args.figure is not None:
         figure(records, args.figure)
     spent = ", ".join(f"{r['task']} {r['seconds']:.0f} s" for r in records)

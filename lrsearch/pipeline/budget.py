@@ -6,7 +6,8 @@ sizes (no storage, no clock, no random numbers), so every worker, and a resumed 
 same. Each stage's cost is an **upper bound**, from sizes alone:
 
 - the range test: every sweep of each searched optimizer in full, and the redo a doubtful
-  reading gets (``REDO_SWEEPS`` sweeps ``REDO_FACTOR`` times as long), whether or not it comes;
+  reading gets (``range_test.redo`` sweeps ``REDO_FACTOR`` times as long), whether or not it
+  comes;
 - a search trial: its whole length on the search-train split (a pruned one trains less), at
   the planned ``fidelity``: :data:`FIDELITY` of the run, its schedule compressed to fit
   (:meth:`~lrsearch.Schedule.compressed`), unless ``fidelity`` is set; compressed trials run
@@ -17,8 +18,13 @@ same. Each stage's cost is an **upper bound**, from sizes alone:
   trained on every fold's rest of ``train``;
 - the finalists: each trained on every fold's rest (none with one finalist).
 
-How the budget is spent, after the range test (kept as configured):
+How the budget is spent:
 
+0. the range test keeps its sweeps; its redo keeps the most sweeps (``range_test.redo``, 3 by
+   default, down to none) whose worst case leaves the test at most :data:`RANGE_SHARE` of the
+   budget, so a small budget on short runs still has room to search (a doubtful reading
+   without a redo searches the optimizer's plausible span, with a warning), unless
+   ``range_test.redo`` is set;
 1. the CV takes the richest rung of :data:`CV_LADDER` that costs at most :data:`CV_SHARE` of
    the rest; when even the cheapest does not fit, the ``constant-cv`` arm is dropped, unless
    ``arms``, ``cv_folds`` or ``cv_grid`` was set (then the cheapest rung is kept);
@@ -56,6 +62,7 @@ __all__ = [
     "FIDELITY",
     "FINALIST_SHARE",
     "PROMOTION_SHARE",
+    "RANGE_SHARE",
     "BudgetPlan",
     "Sizes",
     "plan",
@@ -64,6 +71,9 @@ __all__ = [
 
 #: The CV's (folds, grid points), richest first: the defaults, then cheaper.
 CV_LADDER: Final = ((5, 8), (4, 6), (3, 5), (3, 4), (2, 4), (2, 3), (2, 2))
+#: The most of the budget the range test may take, its redo counted in full (fewer redo
+#: sweeps, down to none, until it fits).
+RANGE_SHARE: Final = 0.5
 #: The most of the budget (after the range test) the CV, and the finalists, may take.
 CV_SHARE: Final = 0.5
 FINALIST_SHARE: Final = 0.15
@@ -105,7 +115,7 @@ def trial_runs(cfg: StudyConfig, sizes: Sizes) -> float:
 
 def range_test_runs(cfg: StudyConfig, sizes: Sizes) -> float:
     """The range test's cost at most: each optimizer's sweeps and a redo, in full runs."""
-    sweeps = cfg.range_num_iter * (cfg.range_repeats + REDO_SWEEPS * REDO_FACTOR)
+    sweeps = cfg.range_num_iter * (cfg.range_repeats + cfg.range_redo * REDO_FACTOR)
     return sizes.runs(len(cfg.optimizers) * sweeps)
 
 
@@ -137,6 +147,7 @@ class BudgetPlan:
     cv_folds: int
     finalists: int
     arms: tuple[str, ...]
+    range_redo: int
     range_test: float
     search: float
     constant_cv: float
@@ -158,6 +169,7 @@ class BudgetPlan:
             cv_folds=self.cv_folds,
             finalists=self.finalists,
             arms=self.arms,
+            range_redo=self.range_redo,
         )
 
     def describe(self) -> str:
@@ -171,6 +183,9 @@ class BudgetPlan:
         trials = f"{self.n_trials} trial{'s' if self.n_trials > 1 else ''}"
         if self.trial_epochs < self.epochs:
             trials += f" compressed to {self.trial_epochs} of {self.epochs} epochs"
+        if self.range_redo < REDO_SWEEPS:
+            redo = "no" if self.range_redo == 0 else f"a {self.range_redo}-sweep"
+            trials = f"{redo} range-test redo, {trials}"
         return (
             f"budget {self.budget:g} runs: {trials}, {cv}, {finalists} "
             f"(at most {self.total:.1f} runs)"
@@ -203,6 +218,14 @@ def plan(cfg: StudyConfig, sizes: Sizes) -> BudgetPlan:
     if "fidelity" not in given:
         cfg = dataclasses.replace(cfg, fidelity=FIDELITY)
     pruner = cfg.pruner if "pruner" in given or cfg.fidelity == 1 else "none"
+    if "range_redo" not in given:
+        fits = [
+            r
+            for r in range(cfg.range_redo, -1, -1)
+            if range_test_runs(dataclasses.replace(cfg, range_redo=r), sizes)
+            <= RANGE_SHARE * budget
+        ]
+        cfg = dataclasses.replace(cfg, range_redo=fits[0] if fits else 0)
     range_test, trial = range_test_runs(cfg, sizes), trial_runs(cfg, sizes)
     if budget < range_test + trial:
         raise InvalidParameterError(
@@ -227,7 +250,7 @@ def plan(cfg: StudyConfig, sizes: Sizes) -> BudgetPlan:
         n_trials = max(1, math.floor((rest - constant_cv - finalist_cv) / trial + 1e-9))
     chosen = BudgetPlan(
         budget, n_trials, pruner, cfg.fidelity, compressed_epochs(sizes.epochs, cfg.fidelity),
-        sizes.epochs, grid, folds, finalists, arms,
+        sizes.epochs, grid, folds, finalists, arms, cfg.range_redo,
         range_test, n_trials * trial, constant_cv, finalist_cv,
     )  # fmt: skip
     if chosen.total > budget * (1 + 1e-9):

@@ -5,11 +5,12 @@ Its result defines the search space (the bounds) and the constant-LR grid, so it
 recomputed: a resumed study, and every worker, reads the first completed unit. A reading the
 range test does not trust (:attr:`~lrsearch.range_test.RangeTestResult.doubts`: the loss never
 clearly fell, it fell only at the very end, several sweeps disagree) is **redone**:
-:data:`REDO_SWEEPS` more sweeps of :data:`REDO_FACTOR` times the rungs, each a unit of its own
+``range_test.redo`` more sweeps (:data:`REDO_SWEEPS` unless set, or planned fewer by a small
+``budget``) of :data:`REDO_FACTOR` times the rungs, each a unit of its own
 (``range-test/redo/0`` ...: workers share them, a resumed study reuses them), read together.
-If that reading is still doubtful the search does not start from a guess: its bounds are the
-optimizer's plausible span (:func:`lrsearch.optimizers.plausible_span`) and the seeds peak in
-its geometric middle. :class:`Reading` says which it was; every worker derives the same from
+If that reading is still doubtful (or there is no redo, ``range_test.redo = 0``) the search
+does not start from a guess: its bounds are the optimizer's plausible span
+(:func:`lrsearch.optimizers.plausible_span`) and the seeds peak in its geometric middle. :class:`Reading` says which it was; every worker derives the same from
 the stored units. The first
 optimizer's is also copied to study NAME's user attr ``range_test`` (the storage contract; the
 dashboard and the report read it there); with several optimizers, user attr ``range_tests``
@@ -228,10 +229,11 @@ def ensure(ctx: Context) -> dict[str, Reading]:
         # Stored before the range test was a unit of its own: reuse it as it is.
         return {optimizers[0]: Reading(RangeTestResult.from_dict(legacy), run_steps=steps)}
     study = ctx.study("range_test")
+    redos = ctx.cfg.range_redo
     units: dict[str, tuple[str, int | None]] = {}
     for name in optimizers:
         units[unit_key(name)] = (name, None)
-        units.update({redo_key(name, r): (name, r) for r in range(REDO_SWEEPS)})
+        units.update({redo_key(name, r): (name, r) for r in range(redos)})
 
     def objective(trial: optuna.Trial) -> float:
         name, redo = units[trial.user_attrs[UNIT]]
@@ -247,7 +249,7 @@ def ensure(ctx: Context) -> dict[str, Reading]:
             )
             sweeps.steps = rt.steps_taken
         trial.set_user_attr(UNIT_RANGE_TEST, rt.to_dict())
-        if redo is not None:  # where the search goes if the redo is doubtful too
+        if redo is not None or redos == 0:  # where the search goes if the reading is doubtful
             span = plausible_span(search_optimizer(name, ctx.task.make_optimizer))
             trial.set_user_attr(UNIT_SPAN, [span.low, span.high])
         return rt.suggestion
@@ -259,16 +261,25 @@ def ensure(ctx: Context) -> dict[str, Reading]:
     if doubtful:
         done = first_done(study.get_trials(deepcopy=False))
         for name in doubtful:
-            if all(redo_key(name, r) in done for r in range(REDO_SWEEPS)):
+            if redos and all(redo_key(name, r) in done for r in range(redos)):
+                continue
+            doubts = "; ".join(d.text for d in firsts[name].first.doubts)
+            if not redos:
+                _log.warning(
+                    "range test of %s: %s; range_test.redo = 0: searching the optimizer's "
+                    "plausible span",
+                    name,
+                    doubts,
+                )
                 continue
             _log.warning(
                 "range test of %s: %s; redoing it with %d sweeps of %d steps",
                 name,
-                "; ".join(d.text for d in firsts[name].first.doubts),
-                REDO_SWEEPS,
+                doubts,
+                redos,
                 ctx.cfg.range_num_iter * REDO_FACTOR,
             )
-        redo_units = [Unit(redo_key(name, r)) for name in doubtful for r in range(REDO_SWEEPS)]
+        redo_units = [Unit(redo_key(name, r)) for name in doubtful for r in range(redos)]
         ctx.work(stage, KeyedPlan(redo_units))
     found = read(study.get_trials(deepcopy=False), optimizers, ctx.cfg, run_steps=steps)
     first = found[optimizers[0]].bounds  # until the run's end says where the search ended
@@ -285,18 +296,24 @@ def read(
 ) -> dict[str, Reading]:
     """Each searched optimizer's :class:`Reading`, from the range-test stage's units (those whose
     first unit has finished): the first range test; the redo when the first was doubtful and
-    every redo sweep has finished; the plausible span when the redo is doubtful too.
+    every redo sweep has finished; the plausible span when the redo is doubtful too, or at
+    once when the study plans no redo (``range_test.redo = 0``).
 
     ``cfg`` is the study's config (or its stored form): the redo's ladder is read from it."""
-    start, end, rungs = _ladder(cfg)
+    start, end, rungs, redos = _ladder(cfg)
     done = first_done(trials)
     out = {}
     for name in optimizers:
         if unit_key(name) not in done:
             continue
-        first = RangeTestResult.from_dict(done[unit_key(name)].user_attrs[UNIT_RANGE_TEST])
-        redone = [done.get(redo_key(name, r)) for r in range(REDO_SWEEPS)]
-        if first.confident or any(unit is None for unit in redone):
+        unit = done[unit_key(name)]
+        first = RangeTestResult.from_dict(unit.user_attrs[UNIT_RANGE_TEST])
+        if not first.confident and redos == 0 and UNIT_SPAN in unit.user_attrs:
+            wide = LRBounds(*unit.user_attrs[UNIT_SPAN])
+            out[name] = Reading(first, wide=wide, run_steps=run_steps)
+            continue
+        redone = [done.get(redo_key(name, r)) for r in range(redos)]
+        if first.confident or not redone or any(unit is None for unit in redone):
             out[name] = Reading(first, run_steps=run_steps)
             continue
         units = [unit for unit in redone if unit is not None]
@@ -316,16 +333,18 @@ def read(
     return out
 
 
-def _ladder(cfg: StudyConfig | Mapping[str, Any]) -> tuple[float, float, int]:
-    """The range test's first and last rung and its rungs, from a config or its stored form."""
+def _ladder(cfg: StudyConfig | Mapping[str, Any]) -> tuple[float, float, int, int]:
+    """The range test's first and last rung, its rungs and its redo sweeps, from a config or
+    its stored form."""
     if isinstance(cfg, StudyConfig):
-        return cfg.range_start_lr, cfg.range_end_lr, cfg.range_num_iter
+        return cfg.range_start_lr, cfg.range_end_lr, cfg.range_num_iter, cfg.range_redo
     table = cfg.get("range_test", {})
     default = {f.name: f.default for f in dataclasses.fields(StudyConfig)}
     return (
         float(table.get("start_lr", default["range_start_lr"])),
         float(table.get("end_lr", default["range_end_lr"])),
         int(table.get("num_iter", default["range_num_iter"])),
+        int(table.get("redo", default["range_redo"])),
     )
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import optuna
 from optuna.storages import RDBStorage
 
+from lrsearch.choices import REDO_SWEEPS
 from lrsearch.config import StudyConfig
 from lrsearch.exceptions import LrsearchError
 from lrsearch.pipeline import arms as _arms
@@ -239,11 +240,22 @@ _EARLIER = {"optimizers": ["task"], "fidelity": 1.0}
 
 
 def _config_conflicts(stored: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
-    return [
-        f"{key}: {stored.get(key, _EARLIER.get(key))!r} -> {current.get(key)!r}"
-        for key in FIXED_KEYS
-        if stored.get(key, _EARLIER.get(key)) != current.get(key)
-    ]
+    earlier = {**stored}
+    if "range_test" in stored:  # stored before range_test.redo existed: the redo had 3 sweeps
+        earlier["range_test"] = {"redo": REDO_SWEEPS, **stored["range_test"]}
+    out = []
+    for key in FIXED_KEYS:
+        was, now = earlier.get(key, _EARLIER.get(key)), current.get(key)
+        if was == now:
+            continue
+        if key == "range_test" and {**was, "redo": None} == {**now, "redo": None}:
+            out.append(
+                f"range_test.redo: {was['redo']} -> {now['redo']} (a budget plans it: set "
+                f"range_test.redo = {was['redo']} to go on with another budget)"
+            )
+            continue
+        out.append(f"{key}: {was!r} -> {now!r}")
+    return out
 
 
 def _check_existing(

@@ -34,7 +34,7 @@ from typing import Any, Final
 from optuna.trial import FrozenTrial, TrialState
 
 from lrsearch.pipeline.bounds import CAP_DECADES, Extension, at_edge, current
-from lrsearch.pipeline.range_test import REDO_FACTOR, REDO_SWEEPS, Reading
+from lrsearch.pipeline.range_test import REDO_FACTOR, Reading
 from lrsearch.preflight import Baseline
 from lrsearch.space import LRBounds
 from lrsearch.store import ArmResult
@@ -83,14 +83,26 @@ def _range_test(readings: Mapping[str, Reading], optimizers: Sequence[str]) -> l
     out = []
     for name, reading in readings.items():
         who = _who(name, optimizers)
+        doubts = "; ".join(d.text for d in reading.first.doubts)
+        if reading.redo is None and reading.wide is not None:  # range_test.redo = 0
+            out.append(
+                StudyWarning(
+                    "range-test-unconfident",
+                    f"the range test{who} could not be read ({doubts}) and the study had no "
+                    "redo planned (range_test.redo = 0, as a small budget plans it); the "
+                    f"search started from the optimizer's plausible span {_range(reading.wide)}"
+                    " instead: check that a constant LR in it trains the model, and raise "
+                    "budget (or range_test.redo) for a redo that may read it",
+                )
+            )
+            continue
         if reading.redo is None:
             continue
-        doubts = "; ".join(d.text for d in reading.first.doubts)
         out.append(
             StudyWarning(
                 "range-test-redone",
                 f"the range test{who} could not be read ({doubts}); it was redone with "
-                f"{REDO_SWEEPS} sweeps {REDO_FACTOR} times as long"
+                f"{len(reading.redo.sweeps)} sweeps {REDO_FACTOR} times as long"
                 + ("" if reading.wide else " and read from those")
                 + ": nothing to do, but a longer range_test.num_iter saves the redo next time",
             )
