@@ -127,7 +127,10 @@ KEYS: dict[str, tuple[str, str]] = {
     "range_test.end_lr": ("last LR of the range test", "10.0"),
     "range_test.num_iter": ("steps of the range test", "100"),
     "range_test.repeats": ("sweeps with different seeds, medians taken", "1"),
-    "range_test.redo": ("sweeps of a doubtful range test's redo (a small `budget` plans fewer)", "3"),
+    "range_test.redo": (
+        "sweeps of a doubtful range test's redo (a small `budget` plans fewer)",
+        "3",
+    ),
 }
 
 

@@ -496,7 +496,13 @@ def test_to_dict_is_toml_shaped_and_json_safe() -> None:
     data = cfg.to_dict()
     assert json.loads(json.dumps(data)) == data
     assert "name" not in data and "source" not in data
-    assert data["range_test"] == {"start_lr": 1e-7, "end_lr": 10.0, "num_iter": 100, "repeats": 1, "redo": 3}
+    assert data["range_test"] == {
+        "start_lr": 1e-7,
+        "end_lr": 10.0,
+        "num_iter": 100,
+        "repeats": 1,
+        "redo": 3,
+    }
     assert data["kinds"] == list(KINDS)
     assert not any(key.startswith("range_") and key != "range_test" for key in data)
     # None-valued optional keys are left out, the others are all there.
@@ -510,7 +516,13 @@ def test_to_dict_round_trips_through_load_config(tmp_path: Path) -> None:
     body = "".join(f"{key} = {_toml(value)}\n" for key, value in VALID.items())
     cfg = load_text(tmp_path, body)
     data = cfg.to_dict()
-    assert data["range_test"] == {"start_lr": 1e-6, "end_lr": 3.0, "num_iter": 50, "repeats": 2, "redo": 1}
+    assert data["range_test"] == {
+        "start_lr": 1e-6,
+        "end_lr": 3.0,
+        "num_iter": 50,
+        "repeats": 2,
+        "redo": 1,
+    }
     assert data["timeout"] == 12.5 and data["kinds"] == ["sgdr", "constant"]
     # The stored dict, fed back as overrides over a bare file, rebuilds the same config.
     again = load_text(tmp_path, 'task = "digits"\n', **json.loads(json.dumps(data)))

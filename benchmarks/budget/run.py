@@ -1,10 +1,11 @@
 """The budget curve: the tuned arm's test metric against the tuning budget, in training runs.
 
 Per task and study seed, one whole lrsearch study per budget (``--budgets``; ``default`` is the
-study without a budget: the packaged config for a built-in task, lrsearch's defaults for an
-unseen problem), each fresh in its own SQLite file, planned exactly as ``lrsearch run --budget
-B`` plans it. The budgeted studies verify only what their tuning decided (the ``tuned`` arm,
-and ``constant-cv`` when the plan kept it); the default study runs every arm, and its
+study without a budget: for a built-in task the packaged config as it was before it had a
+budget (:data:`BEFORE_BUDGETS`), lrsearch's defaults for an unseen problem), each fresh in
+its own SQLite file, planned exactly as ``lrsearch run --budget B`` plans it. The budgeted
+studies verify only what their tuning decided (the ``tuned`` arm, and ``constant-cv`` when the
+plan kept it); the default study runs every arm, and its
 ``prodigy``, ``schedule-free-adamw`` and ``constant-cv`` arms are the reference lines (one run
 each per seed, the constant at its own cost: the range test and its CV). Every study trains
 its final runs from the same model seeds (3 per study seed), so a budget's tuned arm is paired
@@ -55,6 +56,32 @@ BUDGETS = ("2", "5", "10", "20", "default")
 SEEDS = (0, 1, 2)
 FINAL_SEEDS = 3
 REFERENCES = ("prodigy", "schedule-free-adamw", "constant-cv")
+#: What the packaged configs set before they had a budget (``default`` for a built-in task:
+#: the study as it was before budgets; the files now set ``budget = 20``).
+BEFORE_BUDGETS: dict[str, dict[str, Any]] = {
+    "digits": {
+        "n_trials": 60,
+        "pruner": "median",
+        "warmup_epochs": 5,
+        "cv_folds": 5,
+        "cv_grid": 8,
+    },
+    "mnist1d": {
+        "n_trials": 40,
+        "pruner": "median",
+        "warmup_epochs": 15,
+        "cv_folds": 3,
+        "cv_grid": 6,
+    },
+    "charlm": {
+        "n_trials": 14,
+        "pruner": "median",
+        "warmup_epochs": 3,
+        "cv_folds": 3,
+        "cv_grid": 4,
+        "finalists": 2,
+    },
+}
 
 
 def config(name: str, seed: int, budget: str) -> Any:
@@ -71,6 +98,8 @@ def config(name: str, seed: int, budget: str) -> Any:
     else:
         cfg = load_config(name, overrides={"threads": 1, **keys})
         cfg = dataclasses.replace(cfg, name=study)
+        if budget == "default":  # the packaged study as it was before it had a budget
+            cfg = dataclasses.replace(cfg, budget=None).replace(**BEFORE_BUDGETS[name])
     if budget != "default":
         # Verify only what the tuning decided; the arms stay unset, so the plan is the one a
         # user's `--budget` makes (it keeps or drops constant-cv the same way).

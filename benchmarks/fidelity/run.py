@@ -359,7 +359,7 @@ def transfer_fit(records: list[dict[str, Any]]) -> pd.DataFrame:
         for fitted in families:
             train = [t for t in taus if family(t) == fitted]
             betas = sorted(set.intersection(*(set(taus[t]) for t in taus))) if taus else []
-            if not train or not betas:
+            if not train or len(betas) < 2:  # no transfer read (a --kinds sample)
                 continue
             best = max(betas, key=lambda b: float(np.mean([taus[t][b] for t in train])))
             for task in (t for t in taus if family(t) != fitted):

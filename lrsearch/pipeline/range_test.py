@@ -10,12 +10,12 @@ clearly fell, it fell only at the very end, several sweeps disagree) is **redone
 (``range-test/redo/0`` ...: workers share them, a resumed study reuses them), read together.
 If that reading is still doubtful (or there is no redo, ``range_test.redo = 0``) the search
 does not start from a guess: its bounds are the optimizer's plausible span
-(:func:`lrsearch.optimizers.plausible_span`) and the seeds peak in its geometric middle. :class:`Reading` says which it was; every worker derives the same from
-the stored units. The first
-optimizer's is also copied to study NAME's user attr ``range_test`` (the storage contract; the
-dashboard and the report read it there); with several optimizers, user attr ``range_tests``
-holds each one's. The unit of the task's own optimizer has key ``range-test``, another
-optimizer's ``range-test/NAME``.
+(:func:`lrsearch.optimizers.plausible_span`) and the seeds peak in its geometric middle.
+:class:`Reading` says which it was; every worker derives the same from the stored units.
+The first optimizer's is also copied to study NAME's user attr ``range_test`` (the storage
+contract; the dashboard and the report read it there); with several optimizers, user attr
+``range_tests`` holds each one's. The unit of the task's own optimizer has key
+``range-test``, another optimizer's ``range-test/NAME``.
 """
 
 from __future__ import annotations
@@ -309,8 +309,8 @@ def read(
         unit = done[unit_key(name)]
         first = RangeTestResult.from_dict(unit.user_attrs[UNIT_RANGE_TEST])
         if not first.confident and redos == 0 and UNIT_SPAN in unit.user_attrs:
-            wide = LRBounds(*unit.user_attrs[UNIT_SPAN])
-            out[name] = Reading(first, wide=wide, run_steps=run_steps)
+            span = LRBounds(*unit.user_attrs[UNIT_SPAN])
+            out[name] = Reading(first, wide=span, run_steps=run_steps)
             continue
         redone = [done.get(redo_key(name, r)) for r in range(redos)]
         if first.confident or not redone or any(unit is None for unit in redone):

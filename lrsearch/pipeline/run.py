@@ -248,7 +248,12 @@ def _config_conflicts(stored: Mapping[str, Any], current: Mapping[str, Any]) -> 
         was, now = earlier.get(key, _EARLIER.get(key)), current.get(key)
         if was == now:
             continue
-        if key == "range_test" and {**was, "redo": None} == {**now, "redo": None}:
+        if (
+            key == "range_test"
+            and isinstance(was, Mapping)
+            and isinstance(now, Mapping)
+            and {**was, "redo": 0} == {**now, "redo": 0}
+        ):
             out.append(
                 f"range_test.redo: {was['redo']} -> {now['redo']} (a budget plans it: set "
                 f"range_test.redo = {was['redo']} to go on with another budget)"
