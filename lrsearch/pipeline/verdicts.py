@@ -8,8 +8,9 @@ what the untrained model scores) and returns a :class:`StudyWarning` for each do
 code                       when
 ========================== ==================================================================
 ``range-test-redone``      the first range test could not be read, and was redone longer
-``range-test-unconfident`` the redo could not be read either: the search started from the
-                           optimizer's plausible span
+``range-test-unconfident`` the redo could not be read either (or, with ``range_test.redo =
+                           0``, the first reading): the search started from the optimizer's
+                           plausible span
 ``runs-too-short``         the redo's sweeps were longer than a whole run and still could not
                            see the loss fall
 ``bounds-extended``        the bounds were widened because a winner sat at an edge
