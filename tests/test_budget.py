@@ -14,11 +14,12 @@ from click.testing import CliRunner
 
 from lrsearch.cli import cli
 from lrsearch.config import StudyConfig, load_config
-from lrsearch.exceptions import InvalidParameterError
+from lrsearch.exceptions import InvalidParameterError, LrsearchError
 from lrsearch.pipeline import budget as _budget
 from lrsearch.pipeline.budget import BudgetPlan, Sizes, plan, stored_plan
 from lrsearch.pipeline.context import prepare
 from lrsearch.store import load_stored
+from lrsearch.study import run_study
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 
@@ -252,12 +253,36 @@ def test_a_study_with_a_budget_spends_at_most_it(cwd: Path) -> None:
     assert again.exit_code == 0, again.output
     assert stored_plan(load_stored("tiny", storage=url).attrs) == expected
     assert load_result_cost(url) == spent
-    # A budget that would plan another range-test redo cannot go on with this study: refused,
-    # with the key to set, and nothing changed.
+    # Going on with a budget too small for the range-test redo this study was planned with:
+    # refused, saying why, and nothing changed.
     small = CliRunner().invoke(cli, ["run", "--study", "tiny", "--storage", url, "--budget", "2"])
     assert small.exit_code == 2, small.output
-    assert "range_test.redo: 3 -> 0 (a budget plans it: set range_test.redo = 3" in small.stderr
+    assert "keeps the range-test redo it was planned with, range_test.redo = 3" in small.stderr
+    assert len(small.stderr.strip().splitlines()) == 1
     assert load_result_cost(url) == spent
+
+
+def test_a_larger_budget_goes_on_with_the_redo_the_study_was_planned_with(cwd: Path) -> None:
+    url = f"sqlite:///{cwd}/x.db"
+    run = ["run", "--study", "tiny", "--storage", url, "--budget"]
+    small = plan(load_config("tiny", overrides={"budget": 2}), TINY)
+    assert small.range_redo == 0  # a run of 20 steps: no redo fits in half of 2 runs
+    first = CliRunner().invoke(cli, [*run, "2"])
+    assert first.exit_code == 0, first.output
+    # Raised to 30 (which alone plans a 2-sweep redo): the study goes on with no redo, and
+    # the rest of the 30 runs planned around it.
+    assert plan(load_config("tiny", overrides={"budget": 30}), TINY).range_redo == 3
+    more = CliRunner().invoke(cli, [*run, "30"])
+    assert more.exit_code == 0, more.output
+    kept = load_config("tiny", overrides={"budget": 30, "range_test.redo": 0})
+    expected = plan(kept, TINY)
+    result = load_stored("tiny", storage=url)
+    done = [t for t in result.search.trials if t.state.is_finished()]
+    assert len(done) == expected.n_trials > small.n_trials
+    assert 0 < load_result_cost(url) <= 30
+    # A redo set to another count than the stored one is a conflict that names the key.
+    with pytest.raises(LrsearchError, match=r"range_test.redo: 0 -> 1 \(set it to 0, or leave"):
+        run_study("tiny", storage=url, overrides={"budget": 30, "range_test.redo": 1})
 
 
 def load_result_cost(url: str) -> float:

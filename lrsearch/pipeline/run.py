@@ -10,6 +10,7 @@ the stored units, whichever process ran them.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import logging
 import warnings
@@ -21,12 +22,13 @@ from optuna.storages import RDBStorage
 
 from lrsearch.choices import REDO_SWEEPS
 from lrsearch.config import StudyConfig
-from lrsearch.exceptions import LrsearchError
+from lrsearch.exceptions import InvalidParameterError, LrsearchError
 from lrsearch.pipeline import arms as _arms
 from lrsearch.pipeline import comparison as _comparison
 from lrsearch.pipeline import finalists as _finalists
 from lrsearch.pipeline import range_test as _range_test
 from lrsearch.pipeline import search as _search
+from lrsearch.pipeline.budget import Sizes, plan
 from lrsearch.pipeline.context import Context, Progress, RunLog, prepare
 from lrsearch.pipeline.result import StudyResult, load_result
 from lrsearch.space import LRBounds
@@ -105,6 +107,8 @@ def run_study(
     # Everything above validates; only now is anything written.
     store = open_storage(storage, heartbeat_interval=heartbeat_interval, grace_period=grace_period)
     url = mask_url(storage or DEFAULT_STORAGE)
+    if not fresh:
+        cfg = _keep_stored_redo(cfg, task, store)
     quiet: Progress = lambda stage, done, total: None  # noqa: E731
     ctx = Context(
         cfg, task, device, store, url, progress or quiet, heartbeat_interval, grace_period
@@ -235,6 +239,32 @@ def _describe(ctx: Context, search: optuna.Study) -> None:
             search.set_metric_names(metric_names)
 
 
+def _keep_stored_redo(cfg: StudyConfig, task: Task, store: RDBStorage) -> StudyConfig:
+    """A budgeted study going on with another budget keeps the range-test redo it was planned
+    with (its range test is done, and is read with it); the rest is planned around it. A
+    ``range_test.redo`` set, or a study not stored yet, leaves ``cfg`` as it is."""
+    if cfg.budget is None or "range_redo" in (cfg.given or ()):
+        return cfg
+    try:
+        stored = load_stored(cfg.name, store=store)
+    except LrsearchError:
+        return cfg
+    table = (stored.attrs.get(ATTR_CONFIG) or {}).get("range_test")
+    redo = int(table.get("redo", REDO_SWEEPS)) if isinstance(table, Mapping) else cfg.range_redo
+    if redo == cfg.range_redo:
+        return cfg
+    kept = dataclasses.replace(
+        cfg, range_redo=redo, given=(cfg.given or frozenset()) | {"range_redo"}
+    )
+    try:
+        return plan(kept, Sizes(task.n_train, task.batch_size, task.epochs)).apply(kept)
+    except InvalidParameterError as error:
+        raise InvalidParameterError(
+            f"{error} (study {cfg.name!r} keeps the range-test redo it was planned with, "
+            f"range_test.redo = {redo}; --fresh plans it anew)"
+        ) from None
+
+
 #: What a study stored before a fixed key existed had, in effect.
 _EARLIER = {"optimizers": ["task"], "fidelity": 1.0}
 
@@ -255,8 +285,8 @@ def _config_conflicts(stored: Mapping[str, Any], current: Mapping[str, Any]) -> 
             and {**was, "redo": 0} == {**now, "redo": 0}
         ):
             out.append(
-                f"range_test.redo: {was['redo']} -> {now['redo']} (a budget plans it: set "
-                f"range_test.redo = {was['redo']} to go on with another budget)"
+                f"range_test.redo: {was['redo']} -> {now['redo']} (set it to {was['redo']}, "
+                "or leave it to the budget, to go on)"
             )
             continue
         out.append(f"{key}: {was!r} -> {now!r}")
