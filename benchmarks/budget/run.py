@@ -333,7 +333,8 @@ def figure(table: pd.DataFrame, refs: pd.DataFrame, path: Path) -> None:
     colours = {"prodigy": "#d62728", "schedule-free-adamw": "#9467bd", "constant-cv": "#2ca02c"}
     for i, task in enumerate(tasks):
         r, c = divmod(i, cols)
-        at = table[(table["task"] == task) & table["tuned"].notna()]
+        # In order of cost, the line's x (records come in the order the studies finished).
+        at = table[(table["task"] == task) & table["tuned"].notna()].sort_values("tuning runs")
         fig.add_trace(
             go.Scatter(
                 x=at["tuning runs"], y=at["tuned"], error_y={"array": at["tuned sd"]},
