@@ -89,8 +89,7 @@ def branched(schedule: Schedule, fraction: float, steps: int) -> Schedule:
     compressed schedule with the full run's warm-up (as long as the ``steps`` of the branch
     hold it before its cooldown)."""
     short = schedule.compressed(fraction)
-    assert short.cooldown is not None
-    room = steps - max(1, round(short.cooldown * steps))
+    room = steps - short._cooldown_steps(steps)  # the branch's steps before its cooldown
     return dataclasses.replace(short, warmup=max(0, min(schedule.warmup, room)))
 
 
@@ -174,16 +173,15 @@ class Bench:
             out[f"partial@{tag}"] = [t.intermediate_values.get(short, math.nan) for t in trials]
             # Read off the full runs here; on its own, a run stopped after that epoch.
             steps[f"partial@{tag}"] = short * self.spe * len(trials)
-            wsd = [t for t in trials if t.params.get("schedule") == "wsd"]
-            if wsd and len(wsd) == len(trials):  # a WSD sample: a branch of each one's trunk
-                runs = {
-                    t.number: self.trained(
+            if all(t.params.get("schedule") == "wsd" for t in trials):  # a branch of each
+                runs = [
+                    self.trained(
                         branched(self.schedule(t), short / epochs, short * self.spe), short, 1
                     )
-                    for t in wsd
-                }
-                out[f"branched@{tag}"] = [runs[t.number][0] for t in trials]
-                steps[f"branched@{tag}"] = sum(n for _, n in runs.values())
+                    for t in trials
+                ]
+                out[f"branched@{tag}"] = [value for value, _ in runs]
+                steps[f"branched@{tag}"] = sum(n for _, n in runs)
             for beta in (0.0, *(TRANSFERS if self.kinds is None else ())):
                 key = f"compressed@{tag}" + (f"+lr^{beta:g}" if beta else "")
                 factor = (epochs / short) ** beta

@@ -218,14 +218,17 @@ def plan(cfg: StudyConfig, sizes: Sizes) -> BudgetPlan:
     if "fidelity" not in given:
         cfg = dataclasses.replace(cfg, fidelity=FIDELITY)
     pruner = cfg.pruner if "pruner" in given or cfg.fidelity == 1 else "none"
-    if "range_redo" not in given:
-        fits = [
-            r
-            for r in range(cfg.range_redo, -1, -1)
-            if range_test_runs(dataclasses.replace(cfg, range_redo=r), sizes)
-            <= RANGE_SHARE * budget
-        ]
-        cfg = dataclasses.replace(cfg, range_redo=fits[0] if fits else 0)
+    if "range_redo" not in given:  # the most redo sweeps within the share, else none
+        redo = next(
+            (
+                r
+                for r in range(cfg.range_redo, 0, -1)
+                if range_test_runs(dataclasses.replace(cfg, range_redo=r), sizes)
+                <= RANGE_SHARE * budget
+            ),
+            0,
+        )
+        cfg = dataclasses.replace(cfg, range_redo=redo)
     range_test, trial = range_test_runs(cfg, sizes), trial_runs(cfg, sizes)
     if budget < range_test + trial:
         raise InvalidParameterError(

@@ -107,8 +107,9 @@ def run_study(
     # Everything above validates; only now is anything written.
     store = open_storage(storage, heartbeat_interval=heartbeat_interval, grace_period=grace_period)
     url = mask_url(storage or DEFAULT_STORAGE)
-    if not fresh:
-        cfg = _keep_stored_redo(cfg, task, store)
+    existing = None if fresh else _load_existing(store, cfg.name)
+    if existing is not None:
+        cfg = _keep_stored_redo(cfg, task, existing)
     quiet: Progress = lambda stage, done, total: None  # noqa: E731
     ctx = Context(
         cfg, task, device, store, url, progress or quiet, heartbeat_interval, grace_period
@@ -116,8 +117,8 @@ def run_study(
     cfg_dict = cfg.to_dict() | {"epochs": task.epochs, "batch_size": task.batch_size}
     if fresh:
         _delete(store, ctx.names, url, grace_period)
-    else:
-        _check_existing(store, ctx.names, url, cfg_dict, ctx.direction)
+    elif existing is not None:
+        _check_existing(existing, url, cfg_dict, ctx.direction)
     _describe(ctx, ctx.study("search"))
     inputs = {
         ATTR_CONFIG: cfg_dict,
@@ -239,18 +240,29 @@ def _describe(ctx: Context, search: optuna.Study) -> None:
             search.set_metric_names(metric_names)
 
 
-def _keep_stored_redo(cfg: StudyConfig, task: Task, store: RDBStorage) -> StudyConfig:
+def _load_existing(store: RDBStorage, name: str) -> StoredStudy | None:
+    """Study ``name`` as stored, or ``None`` when there is none yet."""
+    try:
+        return load_stored(name, store=store)
+    except LrsearchError:
+        return None
+
+
+def _stored_range_test(stored_cfg: Mapping[str, Any]) -> Any:
+    """The stored config's ``range_test`` table, its ``redo`` filled in for a study stored
+    before the key existed (the redo had 3 sweeps then); what else was stored, as it is."""
+    table = stored_cfg.get("range_test")
+    return {"redo": REDO_SWEEPS, **table} if isinstance(table, Mapping) else table
+
+
+def _keep_stored_redo(cfg: StudyConfig, task: Task, stored: StoredStudy) -> StudyConfig:
     """A budgeted study going on with another budget keeps the range-test redo it was planned
     with (its range test is done, and is read with it); the rest is planned around it. A
-    ``range_test.redo`` set, or a study not stored yet, leaves ``cfg`` as it is."""
+    ``range_test.redo`` set leaves ``cfg`` as it is."""
     if cfg.budget is None or "range_redo" in (cfg.given or ()):
         return cfg
-    try:
-        stored = load_stored(cfg.name, store=store)
-    except LrsearchError:
-        return cfg
-    table = (stored.attrs.get(ATTR_CONFIG) or {}).get("range_test")
-    redo = int(table.get("redo", REDO_SWEEPS)) if isinstance(table, Mapping) else cfg.range_redo
+    table = _stored_range_test(stored.attrs.get(ATTR_CONFIG) or {})
+    redo = int(table["redo"]) if isinstance(table, Mapping) else cfg.range_redo
     if redo == cfg.range_redo:
         return cfg
     kept = dataclasses.replace(
@@ -271,8 +283,8 @@ _EARLIER = {"optimizers": ["task"], "fidelity": 1.0}
 
 def _config_conflicts(stored: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
     earlier = {**stored}
-    if "range_test" in stored:  # stored before range_test.redo existed: the redo had 3 sweeps
-        earlier["range_test"] = {"redo": REDO_SWEEPS, **stored["range_test"]}
+    if "range_test" in stored:
+        earlier["range_test"] = _stored_range_test(stored)
     out = []
     for key in FIXED_KEYS:
         was, now = earlier.get(key, _EARLIER.get(key)), current.get(key)
@@ -294,29 +306,21 @@ def _config_conflicts(stored: Mapping[str, Any], current: Mapping[str, Any]) -> 
 
 
 def _check_existing(
-    store: RDBStorage,
-    names: StudyNames,
-    url: str,
-    cfg_dict: Mapping[str, Any],
-    direction: str,
+    stored: StoredStudy, url: str, cfg_dict: Mapping[str, Any], direction: str
 ) -> None:
     """Refuse to continue a study made with another config or direction (writes nothing)."""
-    try:
-        stored = load_stored(names.name, store=store)
-    except LrsearchError:
-        return
     study = stored.search
     stored_cfg = stored.attrs.get(ATTR_CONFIG)
     if stored_cfg is not None:
         conflicts = _config_conflicts(stored_cfg, cfg_dict)
         if conflicts:
             raise LrsearchError(
-                f"study {names.name!r} in {url} was made with another config "
+                f"study {stored.name!r} in {url} was made with another config "
                 f"({'; '.join(conflicts)}); run with --fresh to start over or pick another "
                 "study name"
             )
     if study.direction.name.lower() != direction:
-        raise LrsearchError(f"study {names.name!r} in {url} is to {study.direction.name.lower()}")
+        raise LrsearchError(f"study {stored.name!r} in {url} is to {study.direction.name.lower()}")
 
 
 def _delete(store: RDBStorage, names: StudyNames, url: str, grace_period: int) -> None:
