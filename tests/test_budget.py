@@ -269,8 +269,8 @@ def test_a_larger_budget_goes_on_with_the_redo_the_study_was_planned_with(cwd: P
     assert small.range_redo == 0  # a run of 20 steps: no redo fits in half of 2 runs
     first = CliRunner().invoke(cli, [*run, "2"])
     assert first.exit_code == 0, first.output
-    # Raised to 30 (which alone plans a 2-sweep redo): the study goes on with no redo, and
-    # the rest of the 30 runs planned around it.
+    # Raised to 30 (which alone plans the full 3-sweep redo): the study goes on with no redo,
+    # and the rest of the 30 runs planned around it.
     assert plan(load_config("tiny", overrides={"budget": 30}), TINY).range_redo == 3
     more = CliRunner().invoke(cli, [*run, "30"])
     assert more.exit_code == 0, more.output
